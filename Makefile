@@ -1,0 +1,66 @@
+# Two commands matter: `make run` (pipeline end to end, then the service) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export MPLBACKEND := Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev pipeline run serve test lint typecheck seed-preset push pull bench clean
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements/pipeline.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade 'pip>=24'
+	$(BIN)/pip install -q -r requirements/pipeline.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt
+	$(BIN)/pip install -q -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the pinned runtime + pipeline dependencies
+
+install-dev: $(VENV)/.installed-dev ## Also install test and lint tools
+
+pipeline: install ## Run the DVC pipeline end to end and promote the model (quality gate)
+	dvc repro
+	imdb-sentiment promote
+
+run: pipeline ## Pipeline, then serve the production model on $$PORT (default 5005)
+	imdb-sentiment serve
+
+serve: install ## Serve the production model with gunicorn
+	imdb-sentiment serve
+
+test: install-dev ## Lint, type-check and run the whole test suite
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+	mypy
+	pytest
+
+lint: install-dev ## ruff (lint + format check)
+	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+
+typecheck: install-dev ## mypy
+	mypy
+
+seed-preset: install ## Reproduce the seed project's configuration as a DVC experiment
+	dvc exp run -n seed $$(imdb-sentiment preset seed)
+
+push: install ## Push DVC-tracked data and models to the default remote
+	dvc push
+
+pull: install ## Pull DVC-tracked data and models from the default remote
+	dvc pull
+
+bench: install-dev ## Benchmarks (see docs/benchmarks.md)
+	$(BIN)/python benchmarks/pipeline.py
+
+clean: ## Remove pipeline outputs (keeps the venv, the dataset cache and MLflow store)
+	rm -rf data/raw data/features models reports/*.json reports/plots

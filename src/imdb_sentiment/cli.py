@@ -1,0 +1,250 @@
+"""`imdb-sentiment` command line: one subcommand per DVC stage, plus registry and serving.
+
+Each command only wires paths and parameters to a typed worker function; a PipelineError
+becomes one line on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import typer
+
+from imdb_sentiment.errors import PipelineError
+
+app = typer.Typer(
+    help="Reproducible IMDB sentiment pipeline and prediction service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", help="Pipeline parameters file.")
+RAW = Path("data/raw")
+FEATURES = Path("data/features")
+MODEL = Path("models/model.joblib")
+METRICS = Path("reports/metrics.json")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def clean_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into one clear line and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except PipelineError as exc:
+            _fail(str(exc))
+        except FileNotFoundError as exc:
+            _fail(f"missing input {exc.filename}: run the earlier pipeline stages first")
+        except KeyboardInterrupt:
+            _fail("interrupted")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    _setup_logging()
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+@app.command()
+@clean_errors
+def ingest(params_file: Path = PARAMS, out: Path = typer.Option(RAW, help="Output folder.")) -> None:
+    """Fetch the dataset, verify it and write data/raw/{train,test}.parquet."""
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.data.archive import iter_reviews
+    from imdb_sentiment.data.ingest import ingest as run_ingest
+    from imdb_sentiment.data.ingest import write_frames
+    from imdb_sentiment.data.source import resolve_source
+
+    p = load_params(params_file).data
+    source = resolve_source(p.source, Path(p.cache_dir), p.sha256)
+    train, test = run_ingest(
+        iter_reviews(source, show_progress=sys.stderr.isatty()),
+        expected_per_label=p.expected_per_label,
+        split=p.split,
+        test_size=p.test_size,
+        seed=p.seed,
+    )
+    write_frames({"train": train, "test": test}, out)
+    typer.echo(f"ingested {len(train)} train and {len(test)} test reviews into {out}")
+
+
+@app.command()
+@clean_errors
+def validate(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with train/test parquet."),
+    report: Path = typer.Option(Path("reports/data_validation.json"), help="Report to write."),
+) -> None:
+    """Check schema, empty texts, duplicates and class balance; write a JSON report."""
+    import pandas as pd
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.data.validate import validate_frames
+    from imdb_sentiment.io import write_json
+
+    p = load_params(params_file).validate_
+    report.unlink(missing_ok=True)  # a failed run must not leave the last passing report
+    result = validate_frames(
+        pd.read_parquet(data / "train.parquet"),
+        pd.read_parquet(data / "test.parquet"),
+        max_duplicate_fraction=p.max_duplicate_fraction,
+        max_class_imbalance=p.max_class_imbalance,
+        min_text_chars=p.min_text_chars,
+    )
+    write_json(report, result)
+    typer.echo(f"data validation passed; report in {report}")
+
+
+@app.command()
+@clean_errors
+def featurize(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with train/test parquet."),
+    out: Path = typer.Option(FEATURES, help="Output folder."),
+) -> None:
+    """Clean texts and fit TF-IDF n-grams on train; write sparse matrices and the featurizer."""
+    import pandas as pd
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.features import featurize as run_featurize
+    from imdb_sentiment.io import dump, save_sparse
+
+    p = load_params(params_file)
+    train = pd.read_parquet(data / "train.parquet")
+    test = pd.read_parquet(data / "test.parquet")
+    featurizer, x_train, x_test = run_featurize(train.text, test.text, p.clean, p.features)
+    save_sparse(x_train, out / "train.npz")
+    save_sparse(x_test, out / "test.npz")
+    dump(featurizer, out / "featurizer.joblib")
+    typer.echo(f"featurized: {x_train.shape[1]} features, {x_train.nnz} train non-zeros")
+
+
+@app.command()
+@clean_errors
+def train(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with train parquet (labels)."),
+    features: Path = typer.Option(FEATURES, help="Featurize stage output."),
+    model: Path = typer.Option(MODEL, help="Where to write the model pipeline."),
+    report: Path = typer.Option(Path("reports/train.json"), help="Validation report."),
+) -> None:
+    """Fit the classifier (validation carved from train), then refit on all of train."""
+    import pandas as pd
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.io import dump, load, load_sparse, write_json
+    from imdb_sentiment.train import train as run_train
+
+    p = load_params(params_file).train
+    labels = pd.read_parquet(data / "train.parquet", columns=["label"]).label.to_numpy()
+    pipeline, result = run_train(
+        load(features / "featurizer.joblib"), load_sparse(features / "train.npz"), labels, p
+    )
+    dump(pipeline, model)
+    write_json(report, result)
+    typer.echo(f"validation accuracy {result['validation']['accuracy']:.4f}; model in {model}")
+
+
+@app.command()
+@clean_errors
+def evaluate(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with test parquet."),
+    features: Path = typer.Option(FEATURES, help="Featurize stage output."),
+    model: Path = typer.Option(MODEL, help="Trained model pipeline."),
+    metrics: Path = typer.Option(METRICS, help="Metrics JSON to write."),
+    plots: Path = typer.Option(Path("reports/plots"), help="Folder for plots and plot data."),
+) -> None:
+    """Score the official test split: metrics JSON, PNG plots and DVC plot data."""
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.evaluate import run_evaluation
+    from imdb_sentiment.io import load, load_sparse
+
+    p = load_params(params_file).evaluate
+    result = run_evaluation(
+        load(model), load_sparse(features / "test.npz"), data / "test.parquet", p, metrics, plots
+    )
+    typer.echo(f"test accuracy {result['accuracy']:.4f}, ROC AUC {result['roc_auc']:.4f}")
+
+
+@app.command()
+@clean_errors
+def register(
+    params_file: Path = PARAMS,
+    model: Path = typer.Option(MODEL, help="Trained model pipeline."),
+    metrics: Path = typer.Option(METRICS, help="Evaluation metrics."),
+    out: Path = typer.Option(Path("reports/registration.json"), help="Registration record."),
+) -> None:
+    """Log the run to MLflow, register the model and point alias 'staging' at it."""
+    from imdb_sentiment.config import load_params, load_settings
+    from imdb_sentiment.registry import register_model
+
+    record = register_model(load_params(params_file), load_settings(), model, metrics, out)
+    typer.echo(f"registered version {record.version} as 'staging' (run {record.run_id})")
+
+
+@app.command()
+@clean_errors
+def promote(
+    params_file: Path = PARAMS,
+    force: bool = typer.Option(False, "--force", help="Skip the quality gate."),
+) -> None:
+    """Move alias 'production' to the 'staging' version if it passes the quality gate."""
+    from imdb_sentiment import registry, tracking
+    from imdb_sentiment.config import load_params, load_settings
+
+    p, settings = load_params(params_file).promote, load_settings()
+    tracking.configure(settings)
+    result = registry.promote(
+        settings.model_name, tolerance=p.tolerance, min_accuracy=p.min_accuracy, force=force
+    )
+    before = f"version {result.previous}" if result.previous else "nothing"
+    typer.echo(
+        f"production is version {result.version} (accuracy {result.candidate_accuracy:.4f}); "
+        f"it replaced {before}"
+    )
+
+
+@app.command()
+@clean_errors
+def rollback() -> None:
+    """Point 'production' back at the version the last promotion replaced."""
+    from imdb_sentiment import registry, tracking
+    from imdb_sentiment.config import load_settings
+
+    settings = load_settings()
+    tracking.configure(settings)
+    old, new = registry.rollback(settings.model_name)
+    typer.echo(f"production rolled back from version {old} to version {new}")
+
+
+@app.command()
+@clean_errors
+def preset(name: str = typer.Argument(..., help="Preset name, e.g. 'seed'.")) -> None:
+    """Print a preset's overrides as `dvc exp run` -S arguments."""
+    from imdb_sentiment.presets import preset_args
+
+    typer.echo(" ".join(preset_args(name)))

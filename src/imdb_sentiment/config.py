@@ -1,0 +1,188 @@
+"""Typed configuration: pipeline parameters (params.yaml) and runtime settings (environment).
+
+Both are parsed once, at the edge (CLI command or app factory), into frozen pydantic objects that
+reject unknown keys, so a typo in params.yaml fails loudly instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from imdb_sentiment.errors import ConfigError
+
+OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Strict):
+    """Where the reviews come from and how they are split."""
+
+    source: str = OFFICIAL_URL
+    sha256: str | None = None
+    cache_dir: str = ".cache/imdb"
+    split: Literal["official", "random"] = "official"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    expected_per_label: int | None = Field(12_500, ge=1)
+
+
+class ValidateParams(_Strict):
+    """Thresholds of the data-validation stage."""
+
+    max_duplicate_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    max_class_imbalance: float = Field(0.05, ge=0.0, le=1.0)
+    min_text_chars: int = Field(10, ge=1)
+
+
+class CleanParams(_Strict):
+    """Text-cleaning switches; every one is part of the model artifact."""
+
+    remove_html: bool = True
+    remove_urls: bool = True
+    remove_digits: bool = True
+    lowercase: bool = True
+    remove_punctuation: bool = True
+    expand_negations: bool = False
+    remove_stopwords: bool = True
+    lemmatize: bool = True
+
+
+class FeatureParams(_Strict):
+    """Word and character n-gram vectorizers (TF-IDF)."""
+
+    ngram_range: tuple[int, int] = (1, 3)
+    max_features: int | None = Field(20_000, ge=1)
+    min_df: int = Field(1, ge=1)
+    max_df: float = Field(1.0, gt=0.0, le=1.0)
+    sublinear_tf: bool = True
+    binary: bool = False
+    use_idf: bool = True
+    norm: Literal["l1", "l2"] | None = "l2"
+    char_ngram_range: tuple[int, int] | None = None
+    char_max_features: int | None = Field(None, ge=1)
+
+    @field_validator("ngram_range", "char_ngram_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError("must be [low, high] with 1 <= low <= high")
+        return value
+
+
+class TrainParams(_Strict):
+    """Logistic regression, optionally on naive-Bayes log-count-ratio scaled features."""
+
+    C: float = Field(10.0, gt=0.0)
+    penalty: Literal["l2"] = "l2"
+    solver: Literal["lbfgs", "liblinear", "saga"] = "lbfgs"
+    max_iter: int = Field(1000, ge=1)
+    nb_weighting: bool = False
+    nb_alpha: float = Field(1.0, gt=0.0)
+    nb_normalize: bool = False
+    val_size: float = Field(0.1, gt=0.0, lt=0.5)
+    seed: int = 42
+
+
+class EvaluateParams(_Strict):
+    """Decision threshold and the short-text evaluation set."""
+
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    calibration_bins: int = Field(10, ge=2)
+
+
+class PromoteParams(_Strict):
+    """Quality gate: how much worse than production a candidate may be."""
+
+    tolerance: float = Field(0.005, ge=0.0, le=1.0)
+    min_accuracy: float = Field(0.85, ge=0.0, le=1.0)
+
+
+class Params(_Strict):
+    """Everything in params.yaml."""
+
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    clean: CleanParams = CleanParams()
+    features: FeatureParams = FeatureParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    promote: PromoteParams = PromoteParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; IMDB_SOURCE overrides data.source."""
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"parameters file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    override = os.environ.get("IMDB_SOURCE")
+    if override:
+        raw = {**raw, "data": {**(raw.get("data") or {}), "source": override}}
+    return parse_params(raw, origin=str(path))
+
+
+def parse_params(raw: dict[str, Any], origin: str = "params") -> Params:
+    """Validate a params mapping, turning pydantic's report into one readable line."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid {origin}: {problems}") from exc
+
+
+class Settings(BaseSettings):
+    """Runtime settings from the environment (never from params.yaml)."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", validation_alias="MLFLOW_TRACKING_URI")
+    model_name: str = Field("imdb-sentiment", validation_alias="MODEL_NAME")
+    model_alias: str = Field("production", validation_alias="MODEL_ALIAS")
+    experiment_name: str = Field("imdb-sentiment", validation_alias="MLFLOW_EXPERIMENT_NAME")
+    model_cache_dir: str = Field(".cache/model", validation_alias="MODEL_CACHE_DIR")
+    host: str = Field("0.0.0.0", validation_alias="HOST")  # noqa: S104 - a server binds all
+    port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
+    workers: int = Field(2, ge=1, le=64, validation_alias="WORKERS")
+    threads: int = Field(4, ge=1, le=64, validation_alias="THREADS")
+    timeout: int = Field(30, ge=1, validation_alias="TIMEOUT")
+    reload_interval: float = Field(30.0, ge=0.0, validation_alias="MODEL_RELOAD_INTERVAL")
+    instance_cost_per_hour: float = Field(0.0416, ge=0.0, validation_alias="INSTANCE_COST_PER_HOUR")
+    max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
+    max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
+    explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
+
+    @model_validator(mode="after")
+    def _batch_fits_body(self) -> Settings:
+        if self.max_text_chars > self.max_body_bytes:
+            raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, with explicit overrides (tests, CLI flags)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

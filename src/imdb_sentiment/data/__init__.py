@@ -1,0 +1,1 @@
+"""Dataset acquisition, parsing, ingestion and validation."""

@@ -1,0 +1,86 @@
+"""Stream reviews out of the official archive layout without extracting 100k files to disk."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from imdb_sentiment.errors import DataError
+
+# aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt ; train/unsup is skipped (no labels).
+_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+EXPECTED_FILES = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    split: str
+    label: int
+    id: int
+    rating: int
+    text: str
+    name: str
+
+
+def _review(match: re.Match[str], name: str, raw: bytes) -> Review:
+    split, sentiment, review_id, rating = match.groups()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    return Review(split, int(sentiment == "pos"), int(review_id), int(rating), text, name)
+
+
+def iter_reviews(source: Path, show_progress: bool = True) -> Iterator[Review]:
+    """Yield every labelled review of an archive (.tar.gz) or an extracted directory."""
+    if source.is_dir():
+        yield from _iter_directory(source, show_progress)
+    else:
+        yield from _iter_tar(source, show_progress)
+
+
+def _progress(show: bool) -> Progress:
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), disable=not show, transient=True)
+
+
+def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review]:
+    # "r|*" reads the stream sequentially: constant memory, nothing written to disk.
+    try:
+        with (
+            tarfile.open(path, mode="r|*") as archive,
+            _progress(show_progress) as progress,
+        ):
+            task = progress.add_task("read reviews", total=EXPECTED_FILES)
+            for member in archive:
+                match = _MEMBER.search(member.name)
+                if not (match and member.isfile()):
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                yield _review(match, member.name, handle.read())
+                progress.advance(task)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"cannot read archive {path}: corrupt or truncated ({exc})") from exc
+
+
+def _iter_directory(root: Path, show_progress: bool) -> Iterator[Review]:
+    base = root if root.name == "aclImdb" else root / "aclImdb"
+    if not base.is_dir():
+        raise DataError(f"{root} is not an aclImdb directory (expected aclImdb/train, aclImdb/test)")
+    files = sorted(base.glob("*/*/*.txt"))
+    with _progress(show_progress) as progress:
+        task = progress.add_task("read reviews", total=len(files))
+        for file in files:
+            name = f"aclImdb/{file.relative_to(base).as_posix()}"
+            match = _MEMBER.search(name)
+            if match:
+                yield _review(match, name, file.read_bytes())
+                progress.advance(task)

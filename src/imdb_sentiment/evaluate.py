@@ -1,0 +1,163 @@
+"""Evaluate: metrics, calibration and plots on the held-out test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn import metrics
+
+
+def expected_calibration_error(
+    y_true: NDArray[Any], proba: NDArray[np.float64], bins: int = 10
+) -> float:
+    """Weighted mean |accuracy - confidence| over equal-width probability bins."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(proba, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            error += mask.mean() * abs(y_true[mask].mean() - proba[mask].mean())
+    return float(error)
+
+
+def classification_metrics(
+    y_true: NDArray[Any], proba: NDArray[np.float64], threshold: float = 0.5, bins: int = 10
+) -> dict[str, float]:
+    y_true = np.asarray(y_true)
+    predicted = (proba >= threshold).astype(int)
+    return {
+        "accuracy": float(metrics.accuracy_score(y_true, predicted)),
+        "precision": float(metrics.precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(metrics.recall_score(y_true, predicted, zero_division=0)),
+        "f1": float(metrics.f1_score(y_true, predicted, zero_division=0)),
+        "roc_auc": float(metrics.roc_auc_score(y_true, proba)),
+        "log_loss": float(metrics.log_loss(y_true, proba, labels=[0, 1])),
+        "brier": float(metrics.brier_score_loss(y_true, proba)),
+        "ece": expected_calibration_error(y_true, proba, bins),
+    }
+
+
+def curve_data(
+    y_true: NDArray[Any], proba: NDArray[np.float64], threshold: float = 0.5, bins: int = 10
+) -> dict[str, list[dict[str, float]]]:
+    """Plot data for DVC (ROC, PR, calibration) and the confusion matrix rows."""
+    fpr, tpr, _ = metrics.roc_curve(y_true, proba)
+    precision, recall, _ = metrics.precision_recall_curve(y_true, proba)
+    prob_true, prob_pred = _calibration(y_true, proba, bins)
+    step_roc = max(1, len(fpr) // 500)  # thin long curves: plots stay small and readable
+    step_pr = max(1, len(precision) // 500)
+    predicted = (proba >= threshold).astype(int)
+    return {
+        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr[::step_roc], tpr[::step_roc], strict=True)],
+        "precision_recall": [
+            {"recall": float(r), "precision": float(p)}
+            for r, p in zip(recall[::step_pr], precision[::step_pr], strict=True)
+        ],
+        "calibration": [
+            {"mean_predicted": float(p), "fraction_positive": float(t)}
+            for p, t in zip(prob_pred, prob_true, strict=True)
+        ],
+        "confusion": [
+            {"actual": _name(a), "predicted": _name(p)} for a, p in zip(y_true, predicted, strict=True)
+        ],
+    }
+
+
+def _name(label: int) -> str:
+    return "positive" if int(label) == 1 else "negative"
+
+
+def _calibration(
+    y_true: NDArray[Any], proba: NDArray[np.float64], bins: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    from sklearn.calibration import calibration_curve
+
+    prob_true, prob_pred = calibration_curve(y_true, proba, n_bins=bins, strategy="uniform")
+    return np.asarray(prob_true), np.asarray(prob_pred)
+
+
+def save_plots(
+    y_true: NDArray[Any], proba: NDArray[np.float64], out_dir: Path, threshold: float = 0.5
+) -> list[Path]:
+    """Confusion matrix, ROC, PR and calibration PNGs (matplotlib, headless backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predicted = (proba >= threshold).astype(int)
+    drawings = {
+        "confusion_matrix": lambda ax: ConfusionMatrixDisplay.from_predictions(
+            y_true, predicted, display_labels=["negative", "positive"], ax=ax, colorbar=False
+        ),
+        "roc_curve": lambda ax: RocCurveDisplay.from_predictions(y_true, proba, ax=ax),
+        "precision_recall_curve": lambda ax: PrecisionRecallDisplay.from_predictions(
+            y_true, proba, ax=ax
+        ),
+        "calibration_curve": lambda ax: CalibrationDisplay.from_predictions(
+            y_true, proba, n_bins=10, ax=ax
+        ),
+    }
+    written = []
+    for name, draw in drawings.items():
+        fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
+        draw(ax)
+        ax.set_title(name.replace("_", " ").capitalize())
+        fig.tight_layout()
+        path = out_dir / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def evaluate_model(
+    model: Any,
+    x_test: Any,
+    y_test: NDArray[Any],
+    texts: list[str],
+    threshold: float = 0.5,
+    bins: int = 10,
+    check_rows: int = 200,
+) -> tuple[dict[str, float], NDArray[np.float64]]:
+    """Test metrics from the featurized matrix, after checking that the whole pipeline on raw
+    text gives the same probabilities (the matrix path must not drift from the artifact)."""
+    proba = np.asarray(model[-1].predict_proba(x_test))[:, 1]
+    head = np.asarray(model.predict_proba(texts[:check_rows]))[:, 1]
+    if not np.allclose(head, proba[: len(head)], rtol=0, atol=1e-9):
+        from imdb_sentiment.errors import PipelineError
+
+        raise PipelineError("pipeline on raw text disagrees with the featurized test matrix")
+    return classification_metrics(y_test, proba, threshold, bins), proba
+
+
+def run_evaluation(
+    model: Any,
+    x_test: Any,
+    test_parquet: Path,
+    params: Any,
+    metrics_path: Path,
+    plots_dir: Path,
+) -> dict[str, float]:
+    """Evaluate and write metrics JSON, PNG plots and DVC plot data."""
+    import pandas as pd
+
+    from imdb_sentiment.io import write_json
+
+    test = pd.read_parquet(test_parquet, columns=["label", "text"])
+    y_test = test.label.to_numpy()
+    result, proba = evaluate_model(
+        model, x_test, y_test, test.text.tolist(), params.threshold, params.calibration_bins
+    )
+    for name, rows in curve_data(y_test, proba, params.threshold, params.calibration_bins).items():
+        write_json(plots_dir / f"{name}.json", rows)
+    save_plots(y_test, proba, plots_dir, params.threshold)
+    write_json(metrics_path, result)
+    return result

@@ -1,0 +1,191 @@
+"""Registry: log a run with everything, register the model, and move aliases behind a gate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment.errors import GateError, PipelineError
+from imdb_sentiment.tracking import flatten, git_commit
+
+log = logging.getLogger(__name__)
+
+STAGING = "staging"
+PRODUCTION = "production"
+PREVIOUS_TAG = "previous_production_version"
+ACCURACY_TAG = "test_accuracy"
+# skops refuses to load types it does not know; ours are listed so loading stays safe.
+TRUSTED_TYPES = [
+    "imdb_sentiment.text.TextCleaner",
+    "imdb_sentiment.classifier.NBLogisticRegression",
+    "imdb_sentiment.features.CompactTfidfVectorizer",
+]
+INPUT_EXAMPLE = ["A moving, beautifully acted film.", "Dull plot and wooden acting."]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    version: str
+    model_uri: str
+
+
+def package_dir() -> str:
+    return str(Path(__file__).resolve().parent)
+
+
+def log_and_register(
+    model: Pipeline,
+    *,
+    model_name: str,
+    experiment: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    artifacts: list[Path],
+    dataset: dict[str, Any],
+) -> RunRecord:
+    """One MLflow run holding params, metrics, plots, data info, commit and the model itself."""
+    mlflow.set_experiment(experiment)
+    # A list-inferred signature (one unnamed string column) accepts a plain list of texts as
+    # well as any one-column DataFrame, so pyfunc clients need no particular column name.
+    example = list(INPUT_EXAMPLE)
+    signature = infer_signature(example, model.predict_proba(example))
+    with mlflow.start_run() as run:
+        mlflow.log_params(flatten("", params))
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({"git_commit": git_commit() or "unknown", **flatten("data", dataset)})
+        for path in artifacts:
+            mlflow.log_artifact(str(path), artifact_path="reports")
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
+            # Ship our package with the model: pyfunc.load_model works without installing it.
+            code_paths=[package_dir()],
+            registered_model_name=model_name,
+        )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_model_version_tag(model_name, version, ACCURACY_TAG, str(metrics["test_accuracy"]))
+    client.set_registered_model_alias(model_name, STAGING, version)
+    log.info("registered %s version %s (alias %s)", model_name, version, STAGING)
+    return RunRecord(run.info.run_id, version, f"models:/{model_name}/{version}")
+
+
+def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _accuracy(version: Any) -> float:
+    value = (version.tags or {}).get(ACCURACY_TAG)
+    if value is None:
+        raise PipelineError(f"model version {version.version} has no {ACCURACY_TAG} tag")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    version: str
+    previous: str | None
+    candidate_accuracy: float
+    production_accuracy: float | None
+
+
+def promote(
+    name: str, *, tolerance: float, min_accuracy: float = 0.0, force: bool = False
+) -> Promotion:
+    """Move `production` to the `staging` version if it passes the quality gate."""
+    client = MlflowClient()
+    candidate = _version_by_alias(client, name, STAGING)
+    if candidate is None:
+        raise PipelineError(f"no '{STAGING}' version of model '{name}' to promote")
+    current = _version_by_alias(client, name, PRODUCTION)
+    cand_acc = _accuracy(candidate)
+    prod_acc = _accuracy(current) if current is not None else None
+    if current is not None and current.version == candidate.version:
+        return Promotion(candidate.version, None, cand_acc, prod_acc)
+    if not force:
+        if cand_acc < min_accuracy:
+            raise GateError(
+                f"refused: version {candidate.version} accuracy {cand_acc:.4f} is below the "
+                f"minimum {min_accuracy:.4f} (use --force to override)"
+            )
+        if prod_acc is not None and cand_acc < prod_acc - tolerance:
+            raise GateError(
+                f"refused: version {candidate.version} accuracy {cand_acc:.4f} is worse than "
+                f"production version {current.version} ({prod_acc:.4f}) by more than "
+                f"{tolerance} (use --force to override)"
+            )
+    previous = current.version if current is not None else None
+    if previous is not None:
+        client.set_registered_model_tag(name, PREVIOUS_TAG, previous)
+    client.set_registered_model_alias(name, PRODUCTION, candidate.version)
+    return Promotion(candidate.version, previous, cand_acc, prod_acc)
+
+
+def rollback(name: str) -> tuple[str, str]:
+    """Point `production` back at the version it replaced; returns (from, to)."""
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        raise PipelineError(f"no registered model named '{name}'") from exc
+    previous = (model.tags or {}).get(PREVIOUS_TAG)
+    current = _version_by_alias(client, name, PRODUCTION)
+    if not previous or current is None:
+        raise PipelineError(f"nothing to roll back to: '{name}' has no previous production version")
+    client.set_registered_model_alias(name, PRODUCTION, previous)
+    client.set_registered_model_tag(name, PREVIOUS_TAG, current.version)
+    return current.version, previous
+
+
+def register_model(
+    params: Any, settings: Any, model_path: Path, metrics_path: Path, out: Path
+) -> RunRecord:
+    """The register stage: gather the stage outputs, log them to MLflow, write a record."""
+    from imdb_sentiment.io import load, read_json, write_json
+    from imdb_sentiment.tracking import configure
+
+    configure(settings)
+    reports = model_path.parent.parent / "reports"
+    metrics = {f"test_{k}": float(v) for k, v in read_json(metrics_path).items()}
+    train_report = reports / "train.json"
+    if train_report.exists():
+        validation = read_json(train_report)["validation"]
+        metrics.update({f"val_{k}": float(v) for k, v in validation.items()})
+    artifacts = sorted(p for p in reports.glob("*.json") if p.name != "registration.json")
+    artifacts += sorted((reports / "plots").glob("*.png"))
+    record = log_and_register(
+        load(model_path),
+        model_name=settings.model_name,
+        experiment=settings.experiment_name,
+        params=params.model_dump(by_alias=True, mode="json"),
+        metrics=metrics,
+        artifacts=artifacts,
+        dataset=_dataset_info(params),
+    )
+    write_json(out, {"run_id": record.run_id, "version": record.version, "uri": record.model_uri})
+    return record
+
+
+def _dataset_info(params: Any) -> dict[str, Any]:
+    return {
+        "source": params.data.source,
+        "split": params.data.split,
+        "sha256": params.data.sha256 or "unchecked",
+    }

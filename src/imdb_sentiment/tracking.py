@@ -1,0 +1,43 @@
+"""MLflow wiring: tracking URI, experiment and run metadata. Called only from jobs, never at import."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from typing import Any
+
+import mlflow
+
+from imdb_sentiment.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def configure(settings: Settings) -> None:
+    """Point MLflow at the configured tracking (and registry) server.
+
+    Hosted servers such as DAGsHub read MLFLOW_TRACKING_USERNAME/PASSWORD from the
+    environment themselves; nothing to pass here.
+    """
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}, for MLflow params."""
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(flatten(f"{prefix}.{key}" if prefix else str(key), inner))
+        return flat
+    return {prefix: value}
