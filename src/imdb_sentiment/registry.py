@@ -38,6 +38,18 @@ class RunRecord:
     model_uri: str
 
 
+def model_requirements() -> list[str]:
+    """Exact pins of what unpickling and scoring the pipeline imports.
+
+    Given explicitly, MLflow skips its slow requirement inference (a subprocess that loads
+    the model again) and the artifact states precisely what it needs.
+    """
+    from importlib.metadata import version
+
+    packages = ["mlflow", "scikit-learn", "scipy", "numpy", "pandas", "simplemma", "skops", "pydantic", "pyyaml", "joblib"]
+    return [f"{name}=={version(name)}" for name in packages]
+
+
 def package_dir() -> str:
     return str(Path(__file__).resolve().parent)
 
@@ -74,6 +86,7 @@ def log_and_register(
             skops_trusted_types=TRUSTED_TYPES,
             # Ship our package with the model: pyfunc.load_model works without installing it.
             code_paths=[package_dir()],
+            pip_requirements=model_requirements(),
             registered_model_name=model_name,
         )
     version = str(info.registered_model_version)
@@ -117,8 +130,9 @@ def promote(
     current = _version_by_alias(client, name, PRODUCTION)
     cand_acc = _accuracy(candidate)
     prod_acc = _accuracy(current) if current is not None else None
-    if current is not None and current.version == candidate.version:
-        return Promotion(candidate.version, None, cand_acc, prod_acc)
+    cand_version = str(candidate.version)
+    if current is not None and str(current.version) == cand_version:
+        return Promotion(cand_version, None, cand_acc, prod_acc)
     if not force:
         if cand_acc < min_accuracy:
             raise GateError(
@@ -131,11 +145,11 @@ def promote(
                 f"production version {current.version} ({prod_acc:.4f}) by more than "
                 f"{tolerance} (use --force to override)"
             )
-    previous = current.version if current is not None else None
+    previous = str(current.version) if current is not None else None
     if previous is not None:
         client.set_registered_model_tag(name, PREVIOUS_TAG, previous)
-    client.set_registered_model_alias(name, PRODUCTION, candidate.version)
-    return Promotion(candidate.version, previous, cand_acc, prod_acc)
+    client.set_registered_model_alias(name, PRODUCTION, cand_version)
+    return Promotion(cand_version, previous, cand_acc, prod_acc)
 
 
 def rollback(name: str) -> tuple[str, str]:
@@ -150,8 +164,8 @@ def rollback(name: str) -> tuple[str, str]:
     if not previous or current is None:
         raise PipelineError(f"nothing to roll back to: '{name}' has no previous production version")
     client.set_registered_model_alias(name, PRODUCTION, previous)
-    client.set_registered_model_tag(name, PREVIOUS_TAG, current.version)
-    return current.version, previous
+    client.set_registered_model_tag(name, PREVIOUS_TAG, str(current.version))
+    return str(current.version), previous
 
 
 def register_model(

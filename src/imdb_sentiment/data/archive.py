@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import tarfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -16,6 +18,7 @@ from imdb_sentiment.errors import DataError
 # aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt ; train/unsup is skipped (no labels).
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 EXPECTED_FILES = 50_000
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +54,11 @@ def _progress(show: bool) -> Progress:
 
 
 def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review]:
-    # "r|*" reads the stream sequentially: constant memory, nothing written to disk.
+    # "r|" reads the stream sequentially: constant memory, nothing written to disk.
     try:
         with (
-            tarfile.open(path, mode="r|*") as archive,
+            _open_stream(path) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as archive,
             _progress(show_progress) as progress,
         ):
             task = progress.add_task("read reviews", total=EXPECTED_FILES)
@@ -67,8 +71,20 @@ def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review]:
                     continue
                 yield _review(match, member.name, handle.read())
                 progress.advance(task)
+            # tarfile stops at the end-of-archive marker and ignores what follows; draining the
+            # compressed stream makes a truncated download fail here instead of passing quietly.
+            while stream.read(_CHUNK):
+                pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise DataError(f"cannot read archive {path}: corrupt or truncated ({exc})") from exc
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    with path.open("rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    return path.open("rb")
 
 
 def _iter_directory(root: Path, show_progress: bool) -> Iterator[Review]:

@@ -1,0 +1,73 @@
+"""Test data builders: small archives in the official aclImdb layout, tiny models."""
+
+from __future__ import annotations
+
+import io
+import random
+import tarfile
+from pathlib import Path
+
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment.classifier import NBLogisticRegression
+from imdb_sentiment.config import CleanParams, FeatureParams
+from imdb_sentiment.features import build_featurizer
+
+POSITIVE = ["great", "wonderful", "loved", "excellent", "brilliant", "superb", "moving", "best"]
+NEGATIVE = ["awful", "boring", "waste", "terrible", "worst", "dull", "hated", "poor"]
+NEUTRAL = ["movie", "film", "plot", "actor", "scene", "story", "director", "camera", "music"]
+
+
+def review_text(label: int, rng: random.Random, words: int = 30) -> str:
+    strong = POSITIVE if label else NEGATIVE
+    body = [rng.choice(NEUTRAL) for _ in range(words)]
+    for _ in range(6):
+        body.insert(rng.randrange(len(body)), rng.choice(strong))
+    return "This " + " ".join(body) + ".<br /><br />Really " + rng.choice(strong) + "!"
+
+
+def review_files(per_label: int, seed: int = 0) -> dict[str, bytes]:
+    """{member name: content} for train/test × pos/neg, with consistent ratings."""
+    rng = random.Random(seed)
+    files: dict[str, bytes] = {}
+    for split in ("train", "test"):
+        for label, folder in ((1, "pos"), (0, "neg")):
+            for i in range(per_label):
+                rating = rng.choice([7, 8, 9, 10]) if label else rng.choice([1, 2, 3, 4])
+                name = f"aclImdb/{split}/{folder}/{i}_{rating}.txt"
+                files[name] = review_text(label, rng).encode()
+    files["aclImdb/train/unsup/0_0.txt"] = b"unlabelled review"
+    files["aclImdb/README"] = b"test archive"
+    return files
+
+
+def write_archive(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_directory(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root / "aclImdb"
+
+
+def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
+    rng = random.Random(seed)
+    labels = [i % 2 for i in range(n)]
+    return [review_text(label, rng) for label in labels], labels
+
+
+def tiny_model(nb: bool = True, seed: int = 1) -> Pipeline:
+    """A real, small model pipeline (cleaning → TF-IDF → NB-LR) trained on generated reviews."""
+    texts, labels = tiny_texts(seed=seed)
+    featurizer = build_featurizer(CleanParams(), FeatureParams(max_features=None, ngram_range=(1, 2)))
+    x = featurizer.fit_transform(texts)
+    clf = NBLogisticRegression(C=10.0, nb=nb, nb_normalize=nb).fit(x, labels)
+    return Pipeline([*featurizer.steps, ("clf", clf)])

@@ -1,0 +1,121 @@
+"""Featurize, train and evaluate worker functions on tiny in-memory data."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import skops.io as sio
+
+from imdb_sentiment.classifier import NBLogisticRegression, nb_log_count_ratio
+from imdb_sentiment.config import CleanParams, EvaluateParams, FeatureParams, TrainParams
+from imdb_sentiment.evaluate import (
+    classification_metrics,
+    curve_data,
+    evaluate_model,
+    expected_calibration_error,
+    save_plots,
+)
+from imdb_sentiment.features import featurize
+from imdb_sentiment.registry import TRUSTED_TYPES
+from imdb_sentiment.train import train, validation_split
+from tests.helpers import tiny_texts
+
+FEATURES = FeatureParams(max_features=None, ngram_range=(1, 2), min_df=1)
+
+
+def test_featurize_returns_sparse_matrices_fitted_on_train_only() -> None:
+    texts, _ = tiny_texts(40)
+    featurizer, x_train, x_test = featurize(texts, ["unseenword film"], CleanParams(), FEATURES)
+    assert sp.issparse(x_train) and sp.issparse(x_test)
+    assert x_train.shape[0] == 40 and x_test.shape == (1, x_train.shape[1])
+    vocabulary = featurizer.named_steps["tfidf"].vocabulary_
+    assert "unseenword" not in vocabulary and "film" in vocabulary
+    assert not hasattr(featurizer.named_steps["tfidf"], "stop_words_")
+
+
+def test_char_ngrams_are_added_when_configured() -> None:
+    texts, _ = tiny_texts(20)
+    params = FEATURES.model_copy(update={"char_ngram_range": (2, 3)})
+    _, words_and_chars, _ = featurize(texts, texts[:1], CleanParams(), params)
+    _, words_only, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    assert words_and_chars.shape[1] > words_only.shape[1]
+
+
+def test_compact_vectorizer_round_trips_through_pickle_and_skops(tmp_path: Path) -> None:
+    texts, _ = tiny_texts(20)
+    featurizer, x_train, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    expected = featurizer.transform(texts)
+    restored = pickle.loads(pickle.dumps(featurizer))
+    assert abs(restored.transform(texts) - expected).max() == 0
+    assert abs(expected - x_train).max() < 1e-12
+    assert featurizer.named_steps["tfidf"].vocabulary_  # the live object keeps its vocabulary
+    sio.dump(featurizer, tmp_path / "f.skops")
+    # Everything skops does not trust by default must be on our explicit allow-list.
+    assert set(sio.get_untrusted_types(file=tmp_path / "f.skops")) <= set(TRUSTED_TYPES)
+    loaded = sio.load(tmp_path / "f.skops", trusted=TRUSTED_TYPES)
+    assert abs(loaded.transform(texts) - expected).max() == 0
+
+
+def test_nb_ratio_points_towards_the_class_a_feature_marks() -> None:
+    x = sp.csr_matrix(np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=float))
+    ratio = nb_log_count_ratio(x, np.array([1, 1, 0, 0]), alpha=1.0)
+    assert ratio[0] > 0 > ratio[1]
+
+
+def test_nb_lr_without_nb_is_plain_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    texts, labels = tiny_texts(40)
+    _, x, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    ours = NBLogisticRegression(C=3.0, nb=False).fit(x, labels)
+    plain = LogisticRegression(C=3.0, max_iter=1000).fit(x, labels)
+    np.testing.assert_allclose(ours.predict_proba(x), plain.predict_proba(x), atol=1e-9)
+
+
+def test_validation_split_is_stratified_and_disjoint() -> None:
+    y = np.array([0, 1] * 50)
+    fit_idx, val_idx = validation_split(y, 0.2, seed=0)
+    assert len(val_idx) == 20 and y[val_idx].mean() == 0.5
+    assert not set(fit_idx) & set(val_idx)
+
+
+def test_train_assembles_the_whole_pipeline() -> None:
+    texts, labels = tiny_texts(80)
+    featurizer, x, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    params = TrainParams(C=10.0, nb_weighting=True, nb_normalize=True, val_size=0.25)
+    model, report = train(featurizer, x, np.array(labels), params)
+    assert [name for name, _ in model.steps] == ["clean", "tfidf", "clf"]
+    assert report["validation"]["accuracy"] >= 0.9
+    assert report["n_validation"] == 20
+    # The pipeline scores raw text directly: cleaning is inside the artifact.
+    proba = model.predict_proba(["Wonderful, brilliant, loved it!", "Awful boring waste."])
+    assert proba[0, 1] > 0.5 > proba[1, 1]
+
+
+def test_metrics_and_calibration() -> None:
+    y = np.array([0, 0, 1, 1])
+    perfect = classification_metrics(y, np.array([0.0, 0.1, 0.9, 1.0]))
+    assert perfect["accuracy"] == 1.0 and perfect["roc_auc"] == 1.0
+    assert set(perfect) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier", "ece"}
+    wrong = classification_metrics(y, np.array([0.9, 0.9, 0.1, 0.1]))
+    assert wrong["accuracy"] == 0.0 and wrong["brier"] > 0.5
+    assert expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
+    assert expected_calibration_error(y, np.array([1.0, 1.0, 1.0, 1.0])) == 0.5
+
+
+def test_evaluation_outputs(tmp_path: Path, small_model) -> None:  # type: ignore[no-untyped-def]
+    texts, labels = tiny_texts(30, seed=9)
+    x = small_model[:-1].transform(texts)
+    result, proba = evaluate_model(small_model, x, np.array(labels), texts)
+    assert result["accuracy"] >= 0.9 and proba.shape == (30,)
+    curves = curve_data(np.array(labels), proba)
+    assert {"roc", "precision_recall", "calibration", "confusion"} <= set(curves)
+    assert len(curves["confusion"]) == 30
+    written = save_plots(np.array(labels), proba, tmp_path, EvaluateParams().threshold)
+    assert {p.name for p in written} == {
+        "confusion_matrix.png", "roc_curve.png", "precision_recall_curve.png", "calibration_curve.png"
+    }
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment import registry, tracking
+from imdb_sentiment.config import load_settings
+from imdb_sentiment.errors import GateError, PipelineError
+
+NAME = "imdb-sentiment-test"
+
+
+@pytest.fixture(autouse=True)
+def _configured() -> None:
+    tracking.configure(load_settings())
+
+
+def register(model: Pipeline, accuracy: float) -> registry.RunRecord:
+    return registry.log_and_register(
+        model,
+        model_name=NAME,
+        experiment="unit",
+        params={"train": {"C": 1.0}},
+        metrics={"test_accuracy": accuracy},
+        artifacts=[],
+        dataset={"source": "generated"},
+    )
+
+
+def test_registered_model_is_the_whole_pipeline_and_scores_raw_text(small_model: Pipeline) -> None:
+    record = register(small_model, 0.9)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "staging").version) == record.version
+    run = client.get_run(record.run_id)
+    assert run.data.params["train.C"] == "1.0"
+    assert run.data.tags["data.source"] == "generated"
+    assert "git_commit" in run.data.tags
+
+    loaded = mlflow.pyfunc.load_model(f"models:/{NAME}@staging")
+    assert loaded.metadata.signature is not None
+    texts = ["Wonderful, brilliant, loved it!", "Awful boring waste of time."]
+    from_list = np.asarray(loaded.predict(texts))
+    from_frame = np.asarray(loaded.predict(pd.DataFrame({"text": texts})))
+    np.testing.assert_allclose(from_list, small_model.predict_proba(texts), atol=1e-12)
+    np.testing.assert_allclose(from_frame, from_list)
+    assert from_list[0, 1] > 0.5 > from_list[1, 1]
+
+
+def test_promotion_gate_force_and_rollback(small_model: Pipeline) -> None:
+    first = register(small_model, 0.90)
+    result = registry.promote(NAME, tolerance=0.01)
+    assert (result.version, result.previous) == (first.version, None)
+
+    second = register(small_model, 0.85)  # worse than production by more than the tolerance
+    with pytest.raises(GateError, match="worse than production"):
+        registry.promote(NAME, tolerance=0.01)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "production").version) == first.version
+
+    forced = registry.promote(NAME, tolerance=0.01, force=True)
+    assert (forced.version, forced.previous) == (second.version, first.version)
+    assert client.get_registered_model(NAME).tags[registry.PREVIOUS_TAG] == first.version
+
+    assert registry.rollback(NAME) == (second.version, first.version)
+    assert str(client.get_model_version_by_alias(NAME, "production").version) == first.version
+
+
+def test_within_tolerance_promotes(small_model: Pipeline) -> None:
+    register(small_model, 0.90)
+    registry.promote(NAME, tolerance=0.01)
+    third = register(small_model, 0.895)
+    assert registry.promote(NAME, tolerance=0.01).version == third.version
+
+
+def test_min_accuracy_gate(small_model: Pipeline) -> None:
+    register(small_model, 0.6)
+    with pytest.raises(GateError, match="below the minimum"):
+        registry.promote(NAME, tolerance=0.01, min_accuracy=0.8)
+
+
+def test_nothing_to_promote_or_roll_back() -> None:
+    with pytest.raises(PipelineError, match="no 'staging' version"):
+        registry.promote(NAME, tolerance=0.01)
+    with pytest.raises(PipelineError, match="no registered model"):
+        registry.rollback(NAME)

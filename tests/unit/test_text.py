@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from imdb_sentiment.text import TextCleaner, clean_text
+
+
+def test_seed_cleaning_steps() -> None:
+    raw = "I LOVED the 2 movies!<br /><br />See http://example.com/x www.imdb.com now."
+    cleaned = clean_text(raw)
+    assert "<br" not in cleaned and "http" not in cleaned and "imdb" not in cleaned
+    assert "2" not in cleaned
+    assert cleaned == cleaned.lower()
+    assert "movie" in cleaned.split()  # lemmatised from "movies"
+    assert "the" not in cleaned.split()  # stop word
+
+
+def test_switches_are_independent() -> None:
+    raw = "The Movies, 10/10!"
+    assert clean_text(raw, lowercase=False, remove_stopwords=False, lemmatize=False) == "The Movies"
+    kept = clean_text(raw, remove_digits=False, remove_punctuation=False, remove_stopwords=False,
+                      lemmatize=False)
+    assert kept == "the movies, 10/10!"
+
+
+def test_negations_survive_when_expanded() -> None:
+    text = "It isn't good and I can't recommend it"
+    assert "not" in clean_text(text, expand_negations=True, remove_stopwords=False).split()
+    assert "not" not in clean_text(text, expand_negations=False, remove_stopwords=False).split()
+
+
+def test_lemmatizer_is_offline_and_deterministic() -> None:
+    assert clean_text("running films", remove_stopwords=False) == "run film"
+
+
+def test_cleaner_accepts_common_containers() -> None:
+    cleaner = TextCleaner(remove_stopwords=False)
+    expected = ["great film"]
+    assert cleaner.transform(["Great films"]) == expected
+    assert cleaner.transform(pd.Series(["Great films"])) == expected
+    assert cleaner.transform(pd.DataFrame({"text": ["Great films"]})) == expected
+    assert cleaner.transform(pd.DataFrame({"review": ["Great films"]})) == expected
+
+
+def test_cleaner_rejects_non_strings() -> None:
+    with pytest.raises(TypeError, match="string"):
+        TextCleaner().transform(["ok", None])
+    with pytest.raises(TypeError, match="single string"):
+        TextCleaner().transform("a bare string")
+
+
+def test_cleaner_params_mirror_clean_params() -> None:
+    from imdb_sentiment.config import CleanParams
+
+    assert set(TextCleaner().get_params()) == set(CleanParams.model_fields)
