@@ -45,3 +45,30 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{name} is required in CI but is not installed")
         pytest.skip(f"{name} not installed")
     return path
+
+
+def _absolute(source: str) -> str:
+    """Resolve a local path now: the pipeline runs in another directory."""
+    if "://" in source:
+        return source
+    return str(Path(source).resolve())
+
+
+@pytest.fixture(scope="session")
+def full_pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The real pipeline on the real archive, once per session, in a throwaway copy."""
+    from tests.project import make_project, run
+
+    if not FULL_DATA_SOURCE:
+        if IN_CI:
+            pytest.fail("CI must set IMDB_SOURCE to the real archive")
+        pytest.skip("IMDB_SOURCE not set: full-data tests need the real archive")
+    base = tmp_path_factory.mktemp("fulldata")
+    env = {
+        "IMDB_SOURCE": _absolute(FULL_DATA_SOURCE),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
+    }
+    project = make_project(base / "project")
+    run(["dvc", "repro"], project, env)
+    run(["imdb-sentiment", "promote"], project, env)
+    return project, env
