@@ -7,6 +7,7 @@ import random
 import tarfile
 from pathlib import Path
 
+import numpy as np
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression
@@ -27,7 +28,7 @@ def review_text(label: int, rng: random.Random, words: int = 30) -> str:
 
 
 def review_files(per_label: int, seed: int = 0) -> dict[str, bytes]:
-    """{member name: content} for train/test × pos/neg, with consistent ratings."""
+    """{member name: content} for train/test x pos/neg, with consistent ratings."""
     rng = random.Random(seed)
     files: dict[str, bytes] = {}
     for split in ("train", "test"):
@@ -67,7 +68,9 @@ def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
 def tiny_model(nb: bool = True, seed: int = 1) -> Pipeline:
     """A real, small model pipeline (cleaning → TF-IDF → NB-LR) trained on generated reviews."""
     texts, labels = tiny_texts(seed=seed)
-    featurizer = build_featurizer(CleanParams(), FeatureParams(max_features=None, ngram_range=(1, 2)))
+    featurizer = build_featurizer(
+        CleanParams(), FeatureParams(max_features=None, ngram_range=(1, 2))
+    )
     x = featurizer.fit_transform(texts)
-    clf = NBLogisticRegression(C=10.0, nb=nb, nb_normalize=nb).fit(x, labels)
+    clf = NBLogisticRegression(C=10.0, nb=nb, nb_normalize=nb).fit(x, np.array(labels))
     return Pipeline([*featurizer.steps, ("clf", clf)])

@@ -48,7 +48,9 @@ def run(
     full_env = {**os.environ, **(env or {})}
     full_env["PATH"] = f"{bin_dir()}{os.pathsep}{full_env.get('PATH', '')}"
     full_env.setdefault("MPLBACKEND", "Agg")
-    result = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        args, cwd=cwd, env=full_env, capture_output=True, text=True, check=False
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"

@@ -26,7 +26,7 @@ def nb_log_count_ratio(X: sp.spmatrix, y: NDArray[Any], alpha: float) -> NDArray
     return np.log((positive / positive.sum()) / (negative / negative.sum()))
 
 
-class NBLogisticRegression(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class NBLogisticRegression(ClassifierMixin, BaseEstimator):
     """A logistic regression whose inputs are scaled by NB log-count ratios when `nb` is on."""
 
     def __init__(

@@ -70,7 +70,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 
 @app.command()
 @clean_errors
-def ingest(params_file: Path = PARAMS, out: Path = typer.Option(RAW, help="Output folder.")) -> None:
+def ingest(
+    params_file: Path = PARAMS, out: Path = typer.Option(RAW, help="Output folder.")
+) -> None:
     """Fetch the dataset, verify it and write data/raw/{train,test}.parquet."""
     from imdb_sentiment.config import load_params
     from imdb_sentiment.data.archive import iter_reviews

@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     model_alias: str = Field("production", validation_alias="MODEL_ALIAS")
     experiment_name: str = Field("imdb-sentiment", validation_alias="MLFLOW_EXPERIMENT_NAME")
     model_cache_dir: str = Field(".cache/model", validation_alias="MODEL_CACHE_DIR")
-    host: str = Field("0.0.0.0", validation_alias="HOST")  # noqa: S104 - a server binds all
+    host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
     workers: int = Field(2, ge=1, le=64, validation_alias="WORKERS")
     threads: int = Field(4, ge=1, le=64, validation_alias="THREADS")

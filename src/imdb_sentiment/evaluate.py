@@ -43,7 +43,7 @@ def classification_metrics(
 
 def curve_data(
     y_true: NDArray[Any], proba: NDArray[np.float64], threshold: float = 0.5, bins: int = 10
-) -> dict[str, list[dict[str, float]]]:
+) -> dict[str, list[dict[str, float | str]]]:
     """Plot data for DVC (ROC, PR, calibration) and the confusion matrix rows."""
     fpr, tpr, _ = metrics.roc_curve(y_true, proba)
     precision, recall, _ = metrics.precision_recall_curve(y_true, proba)
@@ -52,7 +52,10 @@ def curve_data(
     step_pr = max(1, len(precision) // 500)
     predicted = (proba >= threshold).astype(int)
     return {
-        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr[::step_roc], tpr[::step_roc], strict=True)],
+        "roc": [
+            {"fpr": float(f), "tpr": float(t)}
+            for f, t in zip(fpr[::step_roc], tpr[::step_roc], strict=True)
+        ],
         "precision_recall": [
             {"recall": float(r), "precision": float(p)}
             for r, p in zip(recall[::step_pr], precision[::step_pr], strict=True)
@@ -62,7 +65,8 @@ def curve_data(
             for p, t in zip(prob_pred, prob_true, strict=True)
         ],
         "confusion": [
-            {"actual": _name(a), "predicted": _name(p)} for a, p in zip(y_true, predicted, strict=True)
+            {"actual": _name(a), "predicted": _name(p)}
+            for a, p in zip(y_true, predicted, strict=True)
         ],
     }
 

@@ -16,7 +16,7 @@ from imdb_sentiment.config import CleanParams, FeatureParams
 from imdb_sentiment.text import TextCleaner
 
 
-class CompactTfidfVectorizer(TfidfVectorizer):  # type: ignore[misc]
+class CompactTfidfVectorizer(TfidfVectorizer):
     """TfidfVectorizer whose saved state holds the vocabulary as one newline-joined string.
 
     A dict of a million n-grams costs skops (MLflow's safe sklearn format) about 20x more space
@@ -84,7 +84,9 @@ def featurize(
     x_train = sp.csr_matrix(vectorizer.fit_transform(parallel_map(cleaner.transform, train_texts)))
     _drop_pruned_terms(vectorizer)
     test_cleaned = parallel_map(cleaner.transform, test_texts)
-    x_test = sp.csr_matrix(sp.vstack(parallel_map(vectorizer.transform, test_cleaned, concat=False)))
+    x_test = sp.csr_matrix(
+        sp.vstack(parallel_map(vectorizer.transform, test_cleaned, concat=False))
+    )
     return featurizer, x_train, x_test
 
 

@@ -46,7 +46,18 @@ def model_requirements() -> list[str]:
     """
     from importlib.metadata import version
 
-    packages = ["mlflow", "scikit-learn", "scipy", "numpy", "pandas", "simplemma", "skops", "pydantic", "pyyaml", "joblib"]
+    packages = [
+        "mlflow",
+        "scikit-learn",
+        "scipy",
+        "numpy",
+        "pandas",
+        "simplemma",
+        "skops",
+        "pydantic",
+        "pyyaml",
+        "joblib",
+    ]
     return [f"{name}=={version(name)}" for name in packages]
 
 
@@ -139,7 +150,7 @@ def promote(
                 f"refused: version {candidate.version} accuracy {cand_acc:.4f} is below the "
                 f"minimum {min_accuracy:.4f} (use --force to override)"
             )
-        if prod_acc is not None and cand_acc < prod_acc - tolerance:
+        if current is not None and prod_acc is not None and cand_acc < prod_acc - tolerance:
             raise GateError(
                 f"refused: version {candidate.version} accuracy {cand_acc:.4f} is worse than "
                 f"production version {current.version} ({prod_acc:.4f}) by more than "

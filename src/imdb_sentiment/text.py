@@ -21,8 +21,9 @@ _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<[^>]{1,200}>")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _DIGITS = re.compile(r"\d+")
-_NEGATION = re.compile(r"n't\b|n’t\b", re.IGNORECASE)
-_CANT = re.compile(r"\bcan't\b|\bwon't\b", re.IGNORECASE)
+_NEGATION = re.compile(r"n['\u2019]t\b", re.IGNORECASE)
+_IRREGULAR = re.compile(r"\b(can|won)['\u2019]t\b", re.IGNORECASE)
+_IRREGULAR_STEM = {"can": "can", "won": "will"}
 _NON_WORD = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
 _TOKEN = re.compile(r"\b\w\w+\b")
@@ -65,7 +66,8 @@ def clean_text(
         text = _URL.sub(" ", text)
     if expand_negations:
         # "isn't" would otherwise become "isn t" and lemmatise to "be": the negation is lost.
-        text = _NEGATION.sub(" not", _CANT.sub(lambda m: m.group(0)[:2] + " not", text))
+        text = _IRREGULAR.sub(lambda m: _IRREGULAR_STEM[m.group(1).lower()] + " not", text)
+        text = _NEGATION.sub(" not", text)
     if remove_digits:
         text = _DIGITS.sub(" ", text)
     if lowercase:
@@ -96,7 +98,7 @@ def as_text_list(X: Any) -> list[str]:
     return values
 
 
-class TextCleaner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class TextCleaner(TransformerMixin, BaseEstimator):
     """Stateless sklearn step wrapping `clean_text`; its params mirror `CleanParams`."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""MLflow wiring: tracking URI, experiment and run metadata. Called only from jobs, never at import."""
+"""MLflow wiring: tracking URI and run metadata. Called from jobs only, never at import."""
 
 from __future__ import annotations
 

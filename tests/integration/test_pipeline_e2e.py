@@ -38,23 +38,35 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 
 def test_outputs_and_metrics(project: tuple[Path, dict[str, str]]) -> None:
     path, _ = project
-    for name in ["data/raw/train.parquet", "data/raw/test.parquet", "data/features/train.npz",
-                 "models/model.joblib", "reports/data_validation.json", "reports/train.json",
-                 "reports/plots/roc_curve.png", "reports/plots/confusion.json"]:
+    for name in [
+        "data/raw/train.parquet",
+        "data/raw/test.parquet",
+        "data/features/train.npz",
+        "models/model.joblib",
+        "reports/data_validation.json",
+        "reports/train.json",
+        "reports/plots/roc_curve.png",
+        "reports/plots/confusion.json",
+    ]:
         assert (path / name).exists(), name
     metrics = json.loads((path / "reports/metrics.json").read_text())
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier"} <= set(metrics)
     assert metrics["accuracy"] >= 0.9
 
 
-def test_production_alias_loads_with_pyfunc_and_scores(project: tuple[Path, dict[str, str]]) -> None:
+def test_production_alias_loads_with_pyfunc_and_scores(
+    project: tuple[Path, dict[str, str]],
+) -> None:
     _, env = project
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     version = MlflowClient().get_model_version_by_alias("imdb-sentiment", "production")
     assert str(version.version) == "1"
     model = mlflow.pyfunc.load_model("models:/imdb-sentiment@production")
-    proba = np.asarray(model.predict(["Wonderful, brilliant film, loved it!", "Awful, boring waste."]))
+    proba = np.asarray(
+        model.predict(["Wonderful, brilliant film, loved it!", "Awful, boring waste."])
+    )
     assert proba[0, 1] > 0.5 > proba[1, 1]
+    assert version.run_id is not None
     run_ = MlflowClient().get_run(version.run_id)
     assert {"test_accuracy", "test_roc_auc", "val_accuracy"} <= set(run_.data.metrics)
     assert run_.data.params["train.C"]

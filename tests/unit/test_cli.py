@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +14,17 @@ from imdb_sentiment.cli import app
 from tests.helpers import review_files, write_archive
 
 runner = CliRunner()
-COMMANDS = ["ingest", "validate", "featurize", "train", "evaluate", "register", "promote",
-            "rollback", "preset"]
+COMMANDS = [
+    "ingest",
+    "validate",
+    "featurize",
+    "train",
+    "evaluate",
+    "register",
+    "promote",
+    "rollback",
+    "preset",
+]
 
 
 def relabel_one_negative(files: dict[str, bytes]) -> None:
@@ -24,8 +34,14 @@ def relabel_one_negative(files: dict[str, bytes]) -> None:
 
 
 def write_params(tmp_path: Path, source: Path | str, **data: object) -> Path:
-    params = {"data": {"source": str(source), "cache_dir": str(tmp_path / "cache"),
-                       "expected_per_label": 20, **data}}
+    params = {
+        "data": {
+            "source": str(source),
+            "cache_dir": str(tmp_path / "cache"),
+            "expected_per_label": 20,
+            **data,
+        }
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -51,7 +67,9 @@ def test_every_command_has_help(command: str) -> None:
 
 def test_ingest_writes_parquet(tmp_path: Path, small_archive: Path) -> None:
     out = tmp_path / "raw"
-    code, output = invoke("ingest", "--params", str(write_params(tmp_path, small_archive)), "--out", str(out))
+    code, output = invoke(
+        "ingest", "--params", str(write_params(tmp_path, small_archive)), "--out", str(out)
+    )
     assert code == 0, output
     assert sorted(p.name for p in out.iterdir()) == ["test.parquet", "train.parquet"]
 
@@ -64,12 +82,16 @@ def test_ingest_writes_parquet(tmp_path: Path, small_archive: Path) -> None:
         (relabel_one_negative, "contradicts"),
     ],
 )
-def test_bad_archives_fail_cleanly_and_write_nothing(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_archives_fail_cleanly_and_write_nothing(
+    tmp_path: Path, mutate: Callable[[dict[str, bytes]], object], message: str
+) -> None:
     files = review_files(per_label=20)
     mutate(files)
     archive = write_archive(tmp_path / "bad.tar.gz", files)
     out = tmp_path / "raw"
-    code, output = invoke("ingest", "--params", str(write_params(tmp_path, archive)), "--out", str(out))
+    code, output = invoke(
+        "ingest", "--params", str(write_params(tmp_path, archive)), "--out", str(out)
+    )
     assert_one_line_error(code, output, message)
     assert not out.exists() or not list(out.iterdir())
 
@@ -103,7 +125,9 @@ def test_validation_failure_removes_stale_report(tmp_path: Path, small_archive: 
     report.write_text('{"passed": true}')
     train = pd.read_parquet(raw / "train.parquet")
     train[train.label == 1].to_parquet(raw / "train.parquet")  # positives only
-    code, output = invoke("validate", "--params", str(params), "--data", str(raw), "--report", str(report))
+    code, output = invoke(
+        "validate", "--params", str(params), "--data", str(raw), "--report", str(report)
+    )
     assert_one_line_error(code, output, "class balance")
     assert not report.exists()
 

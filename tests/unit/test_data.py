@@ -14,7 +14,9 @@ from imdb_sentiment.errors import DataError
 from tests.helpers import review_files, write_archive, write_directory
 
 
-def _ingest(source: Path, per_label: int = 5, **kwargs: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _ingest(
+    source: Path, per_label: int = 5, **kwargs: object
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ingest(iter_reviews(source, show_progress=False), expected_per_label=per_label, **kwargs)  # type: ignore[arg-type]
 
 
@@ -46,7 +48,10 @@ def test_random_split_is_seeded_and_stratified(tmp_path: Path) -> None:
 
 def test_wrong_count_is_reported(tmp_path: Path) -> None:
     files = review_files(per_label=5)
-    del files["aclImdb/test/neg/0_" + next(k for k in files if k.startswith("aclImdb/test/neg/0_")).split("_")[-1]]
+    del files[
+        "aclImdb/test/neg/0_"
+        + next(k for k in files if k.startswith("aclImdb/test/neg/0_")).split("_")[-1]
+    ]
     with pytest.raises(DataError, match=r"wrong count in test/neg: expected 5 reviews, found 4"):
         _ingest(write_archive(tmp_path / "a.tar.gz", files))
 
@@ -141,7 +146,7 @@ def test_write_frames_is_all_or_nothing(tmp_path: Path) -> None:
     good = pd.DataFrame({"a": [1]})
 
     class Exploding(pd.DataFrame):
-        def to_parquet(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+        def to_parquet(self, *args: object, **kwargs: object) -> None:
             raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import skops.io as sio
+from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression, nb_log_count_ratio
 from imdb_sentiment.config import CleanParams, EvaluateParams, FeatureParams, TrainParams
@@ -70,7 +71,7 @@ def test_nb_lr_without_nb_is_plain_logistic_regression() -> None:
 
     texts, labels = tiny_texts(40)
     _, x, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
-    ours = NBLogisticRegression(C=3.0, nb=False).fit(x, labels)
+    ours = NBLogisticRegression(C=3.0, nb=False).fit(x, np.array(labels))
     plain = LogisticRegression(C=3.0, max_iter=1000).fit(x, labels)
     np.testing.assert_allclose(ours.predict_proba(x), plain.predict_proba(x), atol=1e-9)
 
@@ -99,14 +100,23 @@ def test_metrics_and_calibration() -> None:
     y = np.array([0, 0, 1, 1])
     perfect = classification_metrics(y, np.array([0.0, 0.1, 0.9, 1.0]))
     assert perfect["accuracy"] == 1.0 and perfect["roc_auc"] == 1.0
-    assert set(perfect) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier", "ece"}
+    assert set(perfect) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "log_loss",
+        "brier",
+        "ece",
+    }
     wrong = classification_metrics(y, np.array([0.9, 0.9, 0.1, 0.1]))
     assert wrong["accuracy"] == 0.0 and wrong["brier"] > 0.5
     assert expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
     assert expected_calibration_error(y, np.array([1.0, 1.0, 1.0, 1.0])) == 0.5
 
 
-def test_evaluation_outputs(tmp_path: Path, small_model) -> None:  # type: ignore[no-untyped-def]
+def test_evaluation_outputs(tmp_path: Path, small_model: Pipeline) -> None:
     texts, labels = tiny_texts(30, seed=9)
     x = small_model[:-1].transform(texts)
     result, proba = evaluate_model(small_model, x, np.array(labels), texts)
@@ -116,6 +126,9 @@ def test_evaluation_outputs(tmp_path: Path, small_model) -> None:  # type: ignor
     assert len(curves["confusion"]) == 30
     written = save_plots(np.array(labels), proba, tmp_path, EvaluateParams().threshold)
     assert {p.name for p in written} == {
-        "confusion_matrix.png", "roc_curve.png", "precision_recall_curve.png", "calibration_curve.png"
+        "confusion_matrix.png",
+        "roc_curve.png",
+        "precision_recall_curve.png",
+        "calibration_curve.png",
     }
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)

@@ -19,8 +19,9 @@ def test_seed_cleaning_steps() -> None:
 def test_switches_are_independent() -> None:
     raw = "The Movies, 10/10!"
     assert clean_text(raw, lowercase=False, remove_stopwords=False, lemmatize=False) == "The Movies"
-    kept = clean_text(raw, remove_digits=False, remove_punctuation=False, remove_stopwords=False,
-                      lemmatize=False)
+    kept = clean_text(
+        raw, remove_digits=False, remove_punctuation=False, remove_stopwords=False, lemmatize=False
+    )
     assert kept == "the movies, 10/10!"
 
 
@@ -28,6 +29,13 @@ def test_negations_survive_when_expanded() -> None:
     text = "It isn't good and I can't recommend it"
     assert "not" in clean_text(text, expand_negations=True, remove_stopwords=False).split()
     assert "not" not in clean_text(text, expand_negations=False, remove_stopwords=False).split()
+
+
+def test_irregular_negations() -> None:
+    options = {"expand_negations": True, "remove_stopwords": False, "lemmatize": False}
+    curly = "\u2019"  # typographic apostrophe, common in pasted reviews
+    expected = "i can not it will not it did not"
+    assert clean_text(f"I can't, it won't, it didn{curly}t", **options) == expected
 
 
 def test_lemmatizer_is_offline_and_deterministic() -> None:

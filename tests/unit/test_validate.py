@@ -18,7 +18,9 @@ def frame(texts: list[str], labels: list[int]) -> pd.DataFrame:
     ).astype({"id": "int64", "rating": "int64", "label": "int64", "text": "string"})
 
 
-def check(train: pd.DataFrame, test: pd.DataFrame, dup: float = 0.0, imbalance: float = 0.1) -> dict:
+def check(
+    train: pd.DataFrame, test: pd.DataFrame, dup: float = 0.0, imbalance: float = 0.1
+) -> dict:
     return validate_frames(
         train, test, max_duplicate_fraction=dup, max_class_imbalance=imbalance, min_text_chars=5
     )

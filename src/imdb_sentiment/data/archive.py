@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -79,18 +79,20 @@ def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review]:
         raise DataError(f"cannot read archive {path}: corrupt or truncated ({exc})") from exc
 
 
-def _open_stream(path: Path) -> BinaryIO:
+def _open_stream(path: Path) -> IO[bytes] | gzip.GzipFile:
     with path.open("rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(path, "rb")
     return path.open("rb")
 
 
 def _iter_directory(root: Path, show_progress: bool) -> Iterator[Review]:
     base = root if root.name == "aclImdb" else root / "aclImdb"
     if not base.is_dir():
-        raise DataError(f"{root} is not an aclImdb directory (expected aclImdb/train, aclImdb/test)")
+        raise DataError(
+            f"{root} is not an aclImdb directory (expected aclImdb/train, aclImdb/test)"
+        )
     files = sorted(base.glob("*/*/*.txt"))
     with _progress(show_progress) as progress:
         task = progress.add_task("read reviews", total=len(files))

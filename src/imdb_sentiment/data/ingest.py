@@ -26,7 +26,9 @@ def reviews_frame(reviews: Iterable[Review]) -> pd.DataFrame:
             raise DataError(f"empty review file: {review.name}")
         rows.append((review.split, review.id, review.rating, review.label, review.text))
     if not rows:
-        raise DataError("no reviews found: expected aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt")
+        raise DataError(
+            "no reviews found: expected aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt"
+        )
     frame = pd.DataFrame(rows, columns=["split", *COLUMNS])
     return frame.astype({"id": "int64", "rating": "int64", "label": "int64", "text": "string"})
 
@@ -67,7 +69,9 @@ def split_frame(
         train, test = train_test_split(
             frame, test_size=test_size, random_state=seed, stratify=frame.label
         )
-    ordered = [t.sort_values(["label", "id"]).reset_index(drop=True)[COLUMNS] for t in (train, test)]
+    ordered = [
+        t.sort_values(["label", "id"]).reset_index(drop=True)[COLUMNS] for t in (train, test)
+    ]
     return ordered[0], ordered[1]
 
 

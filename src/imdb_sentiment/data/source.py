@@ -94,7 +94,7 @@ def _progress() -> Progress:
 
 def _download_http(url: str, dest: Path) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with _progress() as progress, dest.open("wb") as out:
                 task = progress.add_task(f"download {Path(url).name}", total=total)
