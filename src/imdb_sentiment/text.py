@@ -26,7 +26,8 @@ _IRREGULAR = re.compile(r"\b(can|won)['\u2019]t\b", re.IGNORECASE)
 _IRREGULAR_STEM = {"can": "can", "won": "will"}
 _NON_WORD = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
-_TOKEN = re.compile(r"\b\w\w+\b")
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default token_pattern
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
 CLEAN_OPTIONS = (

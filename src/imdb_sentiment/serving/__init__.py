@@ -1,0 +1,1 @@
+"""Prediction service: Flask app factory, model store with hot reload, fast scorer, metrics."""

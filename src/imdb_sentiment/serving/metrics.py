@@ -1,0 +1,89 @@
+"""Prometheus metrics, one registry per app; multiprocess-safe under gunicorn.
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) before any worker imports
+prometheus_client, so every metric writes to shared files and /metrics aggregates all workers.
+Without it (tests, `flask run`), each app has its own in-memory registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CONFIDENCE_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+LENGTH_BUCKETS = (50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000, 50000)
+SHARE_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """Every metric the service exports. Names of the seed project's metrics are unchanged."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        # --- the seed's metrics ---
+        self.requests = Counter(
+            "app_request_count", "HTTP requests", ["method", "endpoint"], registry=r
+        )
+        self.latency = Histogram(
+            "app_request_latency_seconds", "Request latency", ["endpoint"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.predictions = Counter(
+            "model_prediction_count", "Predictions by class", ["prediction"], registry=r
+        )
+        self.cost_per_request = Gauge(
+            "app_cost_per_request_usd", "Compute cost of the latest request (latency x $/hour)",
+            ["endpoint"], registry=r, multiprocess_mode="mostrecent",
+        )
+        self.total_cost = Gauge(
+            "app_total_cost_usd", "Accumulated compute cost of all requests",
+            registry=r, multiprocess_mode="sum",
+        )
+        # --- additions ---
+        self.errors = Counter(
+            "app_request_errors", "Failed requests by reason", ["endpoint", "reason"], registry=r
+        )
+        self.model_info = Gauge(
+            "model_info", "Model being served (1 = loaded)", ["name", "version"],
+            registry=r, multiprocess_mode="livemax",
+        )
+        self.confidence = Histogram(
+            "model_prediction_confidence", "Probability of the predicted class",
+            buckets=CONFIDENCE_BUCKETS, registry=r,
+        )
+        self.input_length = Histogram(
+            "model_input_length_chars", "Review length in characters",
+            buckets=LENGTH_BUCKETS, registry=r,
+        )
+        self.unknown_share = Histogram(
+            "model_unknown_token_ratio", "Share of word tokens unknown to the model's vocabulary",
+            buckets=SHARE_BUCKETS, registry=r,
+        )
+        self.reloads = Counter(
+            "model_reload", "Model (re)load attempts by result", ["result"], registry=r
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        """Exposition text: this process's registry, or all workers' in multiprocess mode."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        aggregate = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregate, path=directory)
+        return generate_latest(aggregate), CONTENT_TYPE_LATEST
