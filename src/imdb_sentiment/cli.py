@@ -245,6 +245,29 @@ def rollback() -> None:
 
 @app.command()
 @clean_errors
+def serve(
+    port: int | None = typer.Option(None, help="Port (default: $PORT or 5005)."),
+    workers: int | None = typer.Option(None, help="gunicorn workers (default: $WORKERS or 2)."),
+) -> None:
+    """Serve the production model with gunicorn (settings from the environment)."""
+    import os
+    import shutil
+
+    from imdb_sentiment.config import load_settings
+
+    overrides = {"PORT": port, "WORKERS": workers}
+    os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
+    settings = load_settings()  # fail here, with one line, on a bad setting
+    gunicorn = shutil.which("gunicorn")
+    if gunicorn is None:
+        raise PipelineError("gunicorn is not installed in this environment")
+    config = Path(__file__).resolve().parent / "serving" / "gunicorn.conf.py"
+    typer.echo(f"serving {settings.model_name}@{settings.model_alias} on port {settings.port}")
+    os.execv(gunicorn, [gunicorn, "--config", str(config)])
+
+
+@app.command()
+@clean_errors
 def preset(name: str = typer.Argument(..., help="Preset name, e.g. 'seed'.")) -> None:
     """Print a preset's overrides as `dvc exp run` -S arguments."""
     from imdb_sentiment.presets import preset_args

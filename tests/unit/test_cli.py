@@ -23,6 +23,7 @@ COMMANDS = [
     "register",
     "promote",
     "rollback",
+    "serve",
     "preset",
 ]
 

@@ -39,39 +39,56 @@ class Metrics:
             "app_request_count", "HTTP requests", ["method", "endpoint"], registry=r
         )
         self.latency = Histogram(
-            "app_request_latency_seconds", "Request latency", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "app_request_latency_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.predictions = Counter(
             "model_prediction_count", "Predictions by class", ["prediction"], registry=r
         )
         self.cost_per_request = Gauge(
-            "app_cost_per_request_usd", "Compute cost of the latest request (latency x $/hour)",
-            ["endpoint"], registry=r, multiprocess_mode="mostrecent",
+            "app_cost_per_request_usd",
+            "Compute cost of the latest request (latency x $/hour)",
+            ["endpoint"],
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.total_cost = Gauge(
-            "app_total_cost_usd", "Accumulated compute cost of all requests",
-            registry=r, multiprocess_mode="sum",
+            "app_total_cost_usd",
+            "Accumulated compute cost of all requests",
+            registry=r,
+            multiprocess_mode="sum",
         )
         # --- additions ---
         self.errors = Counter(
             "app_request_errors", "Failed requests by reason", ["endpoint", "reason"], registry=r
         )
         self.model_info = Gauge(
-            "model_info", "Model being served (1 = loaded)", ["name", "version"],
-            registry=r, multiprocess_mode="livemax",
+            "model_info",
+            "Model being served (1 = loaded)",
+            ["name", "version"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.confidence = Histogram(
-            "model_prediction_confidence", "Probability of the predicted class",
-            buckets=CONFIDENCE_BUCKETS, registry=r,
+            "model_prediction_confidence",
+            "Probability of the predicted class",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
         )
         self.input_length = Histogram(
-            "model_input_length_chars", "Review length in characters",
-            buckets=LENGTH_BUCKETS, registry=r,
+            "model_input_length_chars",
+            "Review length in characters",
+            buckets=LENGTH_BUCKETS,
+            registry=r,
         )
         self.unknown_share = Histogram(
-            "model_unknown_token_ratio", "Share of word tokens unknown to the model's vocabulary",
-            buckets=SHARE_BUCKETS, registry=r,
+            "model_unknown_token_ratio",
+            "Share of word tokens unknown to the model's vocabulary",
+            buckets=SHARE_BUCKETS,
+            registry=r,
         )
         self.reloads = Counter(
             "model_reload", "Model (re)load attempts by result", ["result"], registry=r

@@ -62,15 +62,26 @@ class ModelStore:
 
     def inject(self, pipeline: Pipeline, version: str = "injected") -> None:
         """Serve a model handed in directly (tests, embedding); no registry, no polling."""
-        self._swap(LoadedModel(pipeline, FastScorer(pipeline), self.settings.model_name,
-                               version, None, "injected", time.time()))
+        self._swap(
+            LoadedModel(
+                pipeline,
+                FastScorer(pipeline),
+                self.settings.model_name,
+                version,
+                None,
+                "injected",
+                time.time(),
+            )
+        )
 
     # --- registry -----------------------------------------------------------------------
     def _alias_version(self) -> RegistryVersion:
         from mlflow import MlflowClient
 
         client = MlflowClient(self.settings.mlflow_tracking_uri, self.settings.mlflow_tracking_uri)
-        found = client.get_model_version_by_alias(self.settings.model_name, self.settings.model_alias)
+        found = client.get_model_version_by_alias(
+            self.settings.model_name, self.settings.model_alias
+        )
         return RegistryVersion(str(found.version), found.run_id)
 
     def _download(self, version: RegistryVersion) -> Path:
@@ -91,7 +102,11 @@ class ModelStore:
         return target
 
     def _write_pointer(self, version: RegistryVersion) -> None:
-        pointer = {"name": self.settings.model_name, "version": version.version, "run_id": version.run_id}
+        pointer = {
+            "name": self.settings.model_name,
+            "version": version.version,
+            "run_id": version.run_id,
+        }
         fd, tmp = tempfile.mkstemp(dir=self.cache, prefix=".current.")
         with os.fdopen(fd, "w") as handle:
             json.dump(pointer, handle)
@@ -101,8 +116,15 @@ class ModelStore:
         import mlflow.sklearn
 
         pipeline = mlflow.sklearn.load_model(str(path))
-        return LoadedModel(pipeline, FastScorer(pipeline), self.settings.model_name,
-                           version.version, version.run_id, source, time.time())
+        return LoadedModel(
+            pipeline,
+            FastScorer(pipeline),
+            self.settings.model_name,
+            version.version,
+            version.run_id,
+            source,
+            time.time(),
+        )
 
     # --- lifecycle ----------------------------------------------------------------------
     def load_initial(self) -> None:
@@ -138,7 +160,11 @@ class ModelStore:
         with self._lock:
             wanted = self._alias_version()
             current = self._current
-            if current is not None and current.version == wanted.version and current.source != "cache":
+            if (
+                current is not None
+                and current.version == wanted.version
+                and current.source != "cache"
+            ):
                 return False
             if current is not None and current.version == wanted.version:
                 self._swap(LoadedModel(**{**current.__dict__, "source": "registry"}))
@@ -173,8 +199,11 @@ class ModelStore:
             try:
                 self.refresh()
             except Exception as exc:  # keep serving the old model; the metric tells
-                log.warning("model reload failed, keeping version %s: %s",
-                            self._current.version if self._current else None, exc)
+                log.warning(
+                    "model reload failed, keeping version %s: %s",
+                    self._current.version if self._current else None,
+                    exc,
+                )
 
     def stop(self) -> None:
         self._stop.set()

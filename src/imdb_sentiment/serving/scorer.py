@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,9 @@ class FastScorer:
     def __init__(self, pipeline: Pipeline) -> None:
         cleaner, vectorizer, classifier = (step for _, step in pipeline.steps)
         if not isinstance(cleaner, TextCleaner) or not isinstance(classifier, NBLogisticRegression):
-            raise TypeError("FastScorer needs a TextCleaner → TF-IDF → NBLogisticRegression pipeline")
+            raise TypeError(
+                "FastScorer needs a TextCleaner → TF-IDF → NBLogisticRegression pipeline"
+            )
         if len(classifier.classes_) != 2:
             raise TypeError("FastScorer supports binary classifiers only")
         self._options = cleaner.options()
@@ -75,7 +78,9 @@ class FastScorer:
     def clean(self, text: str) -> str:
         return clean_text(text, **self._options)
 
-    def features(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.float64], list[str], float, int]:
+    def features(
+        self, text: str
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64], list[str], float, int]:
         """Column indices, final feature values, their terms, unknown share and token count."""
         cleaned = self.clean(text)
         columns: list[int] = []
@@ -165,7 +170,7 @@ def _analyzer(part: TfidfVectorizer) -> Callable[[str], list[str]]:
         and part.strip_accents is None
     )
     if not plain:
-        return part.build_analyzer()  # type: ignore[no-any-return]
+        return part.build_analyzer()
     low, high = part.ngram_range
     return lambda text: word_ngrams(tokenize(text), low, high)
 
@@ -175,9 +180,11 @@ def word_ngrams(tokens: list[str], low: int, high: int) -> list[str]:
     grams: list[str] = list(tokens) if low == 1 else []
     for n in range(max(low, 2), high + 1):
         if n == 2:
-            grams += [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+            grams += [f"{a} {b}" for a, b in pairwise(tokens)]
         elif n == 3:
-            grams += [f"{a} {b} {c}" for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False)]
+            grams += [
+                f"{a} {b} {c}" for a, b, c in zip(tokens, tokens[1:], tokens[2:], strict=False)
+            ]
         else:
             grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return grams

@@ -1,0 +1,56 @@
+"""Operational endpoints: health, readiness, version, OpenAPI, metrics."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from imdb_sentiment import __version__
+from imdb_sentiment.serving.openapi import document
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    store = current_app.extensions["imdb_sentiment"].store
+    model = store.current
+    if model is None:
+        return jsonify({"status": "not ready", "reason": store.reason}), 503
+    return jsonify({"status": "ready", "model": {"name": model.name, "version": model.version}})
+
+
+@bp.get("/version")
+def version() -> ResponseReturnValue:
+    ctx = current_app.extensions["imdb_sentiment"]
+    model = ctx.store.current
+    body = {
+        "app_version": __version__,
+        "model": None
+        if model is None
+        else {
+            "name": model.name,
+            "version": model.version,
+            "run_id": model.run_id,
+            "source": model.source,  # "registry", "cache" (registry unreachable) or "injected"
+            "alias": ctx.settings.model_alias,
+            "loaded_at": model.loaded_at,
+        },
+    }
+    return jsonify(body)
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    return jsonify(document(current_app.extensions["imdb_sentiment"].settings))
+
+
+@bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    payload, content_type = current_app.extensions["imdb_sentiment"].metrics.render()
+    return Response(payload, content_type=content_type)

@@ -1,0 +1,82 @@
+"""Scoring requests against the current model, with the per-prediction metrics."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from imdb_sentiment.serving.errors import ApiError
+from imdb_sentiment.serving.metrics import Metrics
+from imdb_sentiment.serving.model_store import LoadedModel, ModelStore
+from imdb_sentiment.serving.scorer import Score
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    score: Score
+
+    @property
+    def positive(self) -> bool:
+        return self.score.probability >= 0.5
+
+    @property
+    def label(self) -> str:
+        return "positive" if self.positive else "negative"
+
+    @property
+    def confidence(self) -> float:
+        p = self.score.probability
+        return p if self.positive else 1.0 - p
+
+    def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "label": self.label,
+            "probability": round(self.confidence, 6),
+            "scores": {
+                "positive": round(self.score.probability, 6),
+                "negative": round(1.0 - self.score.probability, 6),
+            },
+            "model": {"name": model.name, "version": model.version},
+        }
+        if explain:
+            body["explanation"] = [
+                {
+                    "term": c.term,
+                    "weight": round(c.weight, 6),
+                    "direction": "positive" if c.weight > 0 else "negative",
+                }
+                for c in self.score.contributions
+            ]
+        return body
+
+
+def require_model(store: ModelStore) -> LoadedModel:
+    model = store.current  # read once: this request keeps this model even if a swap happens
+    if model is None:
+        raise ApiError(503, "model_unavailable", store.reason or "no model loaded")
+    return model
+
+
+def predict(
+    model: LoadedModel, texts: list[str], metrics: Metrics, explain: int = 0
+) -> list[Prediction]:
+    results = []
+    for text in texts:
+        prediction = Prediction(text, model.scorer.score(text, explain=explain))
+        metrics.predictions.labels(prediction=prediction.label).inc()
+        metrics.confidence.observe(prediction.confidence)
+        metrics.input_length.observe(len(text))
+        metrics.unknown_share.observe(prediction.score.unknown_share)
+        results.append(prediction)
+    return results
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,59 @@
+"""The web page: a form, examples, and the result with the words that decided it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, render_template, request
+from flask.typing import ResponseReturnValue
+
+from imdb_sentiment.serving.errors import ApiError, check_text
+from imdb_sentiment.serving.highlight import segments
+from imdb_sentiment.serving.predict import Timer, predict, require_model
+
+bp = Blueprint("web", __name__)
+
+EXAMPLES = [
+    "An absolute masterpiece. The performances are stunning and the story stayed with me for days.",
+    "Total waste of time. The plot made no sense and the acting was wooden.",
+    "It was not as good as I hoped, but the soundtrack is lovely.",
+    "I loved it.",
+]
+
+
+def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
+    ctx = current_app.extensions["imdb_sentiment"]
+    return render_template(
+        "index.html",
+        examples=EXAMPLES,
+        max_chars=ctx.settings.max_text_chars,
+        model=ctx.store.current,
+        **context,
+    ), status
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    return _page()
+
+
+@bp.post("/predict")
+def predict_form() -> ResponseReturnValue:
+    ctx = current_app.extensions["imdb_sentiment"]
+    text = request.form.get("text")
+    try:
+        text = check_text(text, ctx.settings.max_text_chars)
+        model = require_model(ctx.store)
+        with Timer() as timer:
+            (result,) = predict(model, [text], ctx.metrics, ctx.settings.explain_top_k)
+    except ApiError as error:
+        ctx.metrics.errors.labels(endpoint="/predict", reason=error.code).inc()
+        return _page(error.status, error=error.detail, text=text or "")
+    cost = timer.seconds * ctx.settings.instance_cost_per_hour / 3600
+    return _page(
+        text=text,
+        result=result,
+        latency_ms=timer.seconds * 1000,
+        cost_usd=cost,
+        segments=segments(text, result.score.contributions, model.scorer.clean),
+    )

@@ -1,0 +1,100 @@
+"""The real service over HTTP: gunicorn, 2 workers, multiprocess metrics, hot swap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.server import running_service
+from tests.unit.serving.test_model_store import publish
+
+pytestmark = pytest.mark.slow
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> object:
+    publish(seed=1)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "MODEL_RELOAD_INTERVAL": "0.5"}
+    return running_service(env, tmp_path / "gunicorn.log")
+
+
+def test_metrics_sum_across_two_workers(service, tmp_path: Path) -> None:
+    with service as url:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(
+                pool.map(
+                    lambda i: requests.post(
+                        f"{url}/api/v1/predict", json={"text": f"wonderful film {i}"}, timeout=10
+                    ),
+                    range(200),
+                )
+            )
+        assert all(r.status_code == 200 for r in responses)
+        # Each worker writes its own counter_<pid>.db: both served traffic.
+        pids = {p.stem.rsplit("_", 1)[-1] for p in (tmp_path / "prom").glob("counter_*.db")}
+        assert len(pids) == 2, pids
+        # Whichever worker answers /metrics, the totals are those of all workers.
+        for _ in range(4):
+            assert metric(url, "app_request_count_total", endpoint="/api/v1/predict") == 200
+            assert metric(url, "model_prediction_count_total") == 200
+        requests.post(f"{url}/api/v1/predict", json={"text": ""}, timeout=5)
+        assert metric(url, "app_request_errors_total", reason="empty_text") == 1
+        assert metric(url, "app_total_cost_usd") > 0
+
+
+def test_alias_move_under_load_swaps_with_zero_failures(service) -> None:
+    with service as url:
+        stop = threading.Event()
+        outcomes: Counter[str] = Counter()
+        versions: Counter[str] = Counter()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                try:
+                    r = requests.post(
+                        f"{url}/api/v1/predict", json={"text": "a wonderful film"}, timeout=10
+                    )
+                    outcomes[str(r.status_code)] += 1
+                    if r.status_code == 200:
+                        versions[r.json()["model"]["version"]] += 1
+                except requests.RequestException as exc:
+                    outcomes[type(exc).__name__] += 1
+
+        threads = [threading.Thread(target=hammer) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        new_version = publish(seed=2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen = {
+                requests.get(f"{url}/version", timeout=5).json()["model"]["version"]
+                for _ in range(10)
+            }
+            if seen == {new_version}:
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert set(outcomes) == {"200"}, outcomes
+        assert versions["1"] > 0 and versions[new_version] > 0, versions
+        assert metric(url, "model_reload_total", result="success") >= 4  # 2 workers x 2 loads

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment.config import load_settings
+from imdb_sentiment.serving.app import create_app
+
+
+@pytest.fixture
+def app(small_model: Pipeline) -> Flask:
+    settings = load_settings(max_text_chars=2000, max_batch_size=4, max_body_bytes=8192)
+    return create_app(settings, model=small_model)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

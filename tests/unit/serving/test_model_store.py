@@ -1,0 +1,118 @@
+"""Loading from the registry, the local cache fallback, and hot reload."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from imdb_sentiment import registry, tracking
+from imdb_sentiment.config import Settings, load_settings
+from imdb_sentiment.serving.app import create_app
+from tests.helpers import tiny_model
+from tests.unit.serving.test_web_metrics_openapi import samples
+
+DEAD_REGISTRY = "http://127.0.0.1:9"  # nothing listens on the discard port
+
+
+def publish(seed: int, alias: str = "production") -> str:
+    settings = load_settings()
+    tracking.configure(settings)
+    record = registry.log_and_register(
+        tiny_model(seed=seed),
+        model_name=settings.model_name,
+        experiment="serving",
+        params={},
+        metrics={"test_accuracy": 0.9},
+        artifacts=[],
+        dataset={},
+    )
+    MlflowClient().set_registered_model_alias(settings.model_name, alias, record.version)
+    return record.version
+
+
+@pytest.fixture
+def quick_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+
+
+def settings(**overrides: object) -> Settings:
+    return load_settings(reload_interval=0, **overrides)
+
+
+def test_loads_the_production_alias_from_the_registry() -> None:
+    version = publish(seed=1)
+    client = create_app(settings()).test_client()
+    body = client.get("/version").get_json()["model"]
+    assert body["version"] == version and body["source"] == "registry" and body["run_id"]
+    assert client.post("/api/v1/predict", json={"text": "wonderful"}).status_code == 200
+
+
+def test_serves_the_cached_copy_when_the_registry_is_unreachable(quick_http: None) -> None:
+    version = publish(seed=1)
+    create_app(settings())  # first start: caches the model locally
+    client = create_app(settings(mlflow_tracking_uri=DEAD_REGISTRY)).test_client()
+    body = client.get("/version").get_json()["model"]
+    assert (body["version"], body["source"]) == (version, "cache")
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/api/v1/predict", json={"text": "wonderful"}).status_code == 200
+
+
+def test_without_registry_or_cache_it_runs_but_is_not_ready(
+    quick_http: None, tmp_path: Path
+) -> None:
+    app = create_app(
+        settings(mlflow_tracking_uri=DEAD_REGISTRY, model_cache_dir=str(tmp_path / "empty"))
+    )
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "registry unavailable" in ready.get_json()["reason"]
+    for path, payload in [
+        ("/api/v1/predict", {"text": "hi"}),
+        ("/invocations", {"inputs": ["hi"]}),
+    ]:
+        response = client.post(path, json=payload)
+        assert response.status_code == 503
+        assert response.get_json()["error"] == "model_unavailable"
+    page = client.post("/predict", data={"text": "hi"})
+    assert page.status_code == 503 and 'role="alert"' in page.get_data(as_text=True)
+
+
+def test_hot_reload_swaps_when_the_alias_moves() -> None:
+    first = publish(seed=1)
+    app = create_app(load_settings(reload_interval=0.2))
+    store = app.extensions["imdb_sentiment"].store
+    client = app.test_client()
+    assert store.current.version == first
+    second = publish(seed=2)
+    deadline = time.monotonic() + 20
+    while store.current.version != second and time.monotonic() < deadline:
+        time.sleep(0.1)
+    store.stop()
+    assert store.current.version == second
+    m = samples(client)
+    assert m[("model_reload_total", (("result", "success"),))] == 2
+    assert m[("model_info", (("name", "imdb-sentiment"), ("version", second)))] == 1
+    assert m[("model_info", (("name", "imdb-sentiment"), ("version", first)))] == 0
+
+
+def test_a_failed_load_keeps_the_old_model_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = publish(seed=1)
+    app = create_app(settings())
+    store = app.extensions["imdb_sentiment"].store
+    publish(seed=2)
+
+    def broken(*args: object) -> None:
+        raise OSError("artifact store down")
+
+    monkeypatch.setattr(store, "_download", broken)
+    with pytest.raises(OSError, match="artifact store down"):
+        store.refresh()
+    assert store.current.version == first
+    assert app.test_client().post("/api/v1/predict", json={"text": "great"}).status_code == 200
+    m = samples(app.test_client())
+    assert m[("model_reload_total", (("result", "failure"),))] == 1

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from imdb_sentiment.config import load_settings
+from imdb_sentiment.serving.app import create_app
+
+
+def test_page_renders_form_and_examples(client: FlaskClient) -> None:
+    html = client.get("/").get_data(as_text=True)
+    assert '<form method="post" action="/predict"' in html
+    assert 'name="text"' in html and 'class="example"' in html
+    assert "<script>" not in html  # no inline script: the CSP forbids it
+    assert not re.search(r"https?://", html)  # no CDN or external asset
+
+
+def test_form_prediction_shows_label_confidence_latency_cost_and_highlights(
+    client: FlaskClient,
+) -> None:
+    html = client.post("/predict", data={"text": "Awful, boring waste of time."}).get_data(
+        as_text=True
+    )
+    assert 'id="label">Negative<' in html
+    assert re.search(r'id="confidence">\d+\.\d%<', html)
+    assert re.search(r'id="latency">[\d.]+ ms<', html)
+    assert re.search(r'id="cost">\$0\.\d+<', html)
+    assert re.search(r'<mark class="neg l\d"[^>]*>Awful</mark>', html)
+
+
+def test_user_text_is_escaped(client: FlaskClient) -> None:
+    evil = "<script>alert('x')</script> wonderful brilliant film"
+    html = client.post("/predict", data={"text": evil}).get_data(as_text=True)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;" in html
+
+
+@pytest.mark.parametrize(
+    ("data", "status"), [({}, 422), ({"text": "   "}, 422), ({"text": "z" * 2001}, 413)]
+)
+def test_form_errors_show_on_the_page(client: FlaskClient, data: dict, status: int) -> None:
+    response = client.post("/predict", data=data)
+    assert response.status_code == status
+    html = response.get_data(as_text=True)
+    assert 'role="alert"' in html and "Traceback" not in html
+
+
+def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_requests_predictions_costs_and_errors(client: FlaskClient) -> None:
+    client.post(
+        "/api/v1/predict", json={"texts": ["Wonderful brilliant film", "Awful boring waste"]}
+    )
+    client.post("/api/v1/predict", json={"text": ""})
+    m = samples(client)
+    assert (
+        m[("app_request_count_total", (("endpoint", "/api/v1/predict"), ("method", "POST")))] == 2
+    )
+    assert m[("model_prediction_count_total", (("prediction", "positive"),))] == 1
+    assert m[("model_prediction_count_total", (("prediction", "negative"),))] == 1
+    assert (
+        m[("app_request_errors_total", (("endpoint", "/api/v1/predict"), ("reason", "empty_text")))]
+        == 1
+    )
+    assert m[("app_request_latency_seconds_count", (("endpoint", "/api/v1/predict"),))] == 2
+    assert m[("model_info", (("name", "imdb-sentiment"), ("version", "injected")))] == 1
+    assert m[("model_prediction_confidence_count", ())] == 2
+    assert m[("model_input_length_chars_count", ())] == 2
+    assert m[("model_unknown_token_ratio_count", ())] == 2
+    assert m[("app_total_cost_usd", ())] > 0
+    assert m[("app_cost_per_request_usd", (("endpoint", "/api/v1/predict"),))] > 0
+
+
+def test_unknown_token_share_is_observed(client: FlaskClient) -> None:
+    client.post("/api/v1/predict", json={"text": "zzqx wibble florp film"})
+    m = samples(client)
+    # 3 of 4 tokens are unknown: the observation lands in the (0.5, 0.75] bucket.
+    assert m[("model_unknown_token_ratio_bucket", (("le", "0.5"),))] == 0
+    assert m[("model_unknown_token_ratio_bucket", (("le", "0.75"),))] == 1
+
+
+def test_each_app_has_its_own_registry(small_model) -> None:
+    first = create_app(load_settings(), model=small_model).test_client()
+    second = create_app(load_settings(), model=small_model).test_client()
+    first.post("/api/v1/predict", json={"text": "great"})
+    assert ("model_prediction_count_total", (("prediction", "positive"),)) not in samples(second)
+
+
+def test_openapi_document_is_valid_and_matches_routes(app: Flask, client: FlaskClient) -> None:
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    routes = {
+        rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(("api.", "ops."))
+    }
+    assert set(spec["paths"]) == routes - {"/openapi.json"}
+    limits = spec["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    single = limits["schema"]["oneOf"][0]["properties"]["text"]
+    assert single["maxLength"] == 2000
+
+
+def test_responses_validate_against_the_openapi_schema(client: FlaskClient) -> None:
+    import jsonschema
+
+    spec = client.get("/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    resolver_doc = {"components": {"schemas": schemas}}
+    prediction = {**schemas["Prediction"], "components": resolver_doc["components"]}
+    body = client.post("/api/v1/predict", json={"text": "great", "explain": True}).get_json()
+    jsonschema.validate(body, prediction)
+    error = {**schemas["Error"]}
+    jsonschema.validate(client.post("/api/v1/predict", json={}).get_json(), error)
