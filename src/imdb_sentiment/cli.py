@@ -258,12 +258,47 @@ def serve(
     overrides = {"PORT": port, "WORKERS": workers}
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
     settings = load_settings()  # fail here, with one line, on a bad setting
-    gunicorn = shutil.which("gunicorn")
+    # The gunicorn beside this interpreter first: a venv's scripts need not be on PATH.
+    beside = Path(sys.executable).parent / "gunicorn"
+    gunicorn = str(beside) if beside.exists() else shutil.which("gunicorn")
     if gunicorn is None:
         raise PipelineError("gunicorn is not installed in this environment")
     config = Path(__file__).resolve().parent / "serving" / "gunicorn.conf.py"
     typer.echo(f"serving {settings.model_name}@{settings.model_alias} on port {settings.port}")
     os.execv(gunicorn, [gunicorn, "--config", str(config)])
+
+
+@app.command("fetch-model")
+@clean_errors
+def fetch_model(
+    uri: str | None = typer.Option(
+        None, help="models:/<name>@<alias> (default: $MODEL_NAME@$MODEL_ALIAS)."
+    ),
+) -> None:
+    """Download a registered model into the local model cache (e.g. to bake it into an image)."""
+    from imdb_sentiment.config import load_settings
+    from imdb_sentiment.serving.metrics import Metrics
+    from imdb_sentiment.serving.model_store import ModelStore
+    from imdb_sentiment.tracking import configure
+
+    overrides: dict[str, str] = {}
+    if uri is not None:
+        name, sep, alias = uri.removeprefix("models:/").partition("@")
+        if not uri.startswith("models:/") or not sep or not name or not alias:
+            raise PipelineError(f"--uri must look like models:/<name>@<alias>, got {uri!r}")
+        overrides = {"model_name": name, "model_alias": alias}
+    settings = load_settings(**overrides)
+    configure(settings)
+    store = ModelStore(settings, Metrics())
+    try:
+        store.refresh()
+    except Exception as exc:  # registry errors come in many types; all are one line here
+        raise PipelineError(
+            f"cannot fetch {settings.model_name}@{settings.model_alias}: {exc}"
+        ) from exc
+    model = store.current
+    assert model is not None
+    typer.echo(f"cached {model.name} version {model.version} in {store.cache}")
 
 
 @app.command()

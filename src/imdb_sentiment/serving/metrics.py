@@ -94,6 +94,9 @@ class Metrics:
             "model_reload", "Model (re)load attempts by result", ["result"], registry=r
         )
 
+        for result in ("success", "failure"):  # export zeros: alerts need the series to exist
+            self.reloads.labels(result=result)
+
     def render(self) -> tuple[bytes, str]:
         """Exposition text: this process's registry, or all workers' in multiprocess mode."""
         directory = multiprocess_dir()

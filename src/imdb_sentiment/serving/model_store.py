@@ -45,6 +45,13 @@ class RegistryVersion:
     run_id: str | None
 
 
+def _warm(scorer: FastScorer) -> FastScorer:
+    """Score once before serving: the lemmatizer loads its tables on first use (~0.2 s),
+    which would otherwise land on the first user's request."""
+    scorer.score("A warm-up review: the acting was great, the plot wasn't.", explain=1)
+    return scorer
+
+
 class ModelStore:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -65,7 +72,7 @@ class ModelStore:
         self._swap(
             LoadedModel(
                 pipeline,
-                FastScorer(pipeline),
+                _warm(FastScorer(pipeline)),
                 self.settings.model_name,
                 version,
                 None,
@@ -118,7 +125,7 @@ class ModelStore:
         pipeline = mlflow.sklearn.load_model(str(path))
         return LoadedModel(
             pipeline,
-            FastScorer(pipeline),
+            _warm(FastScorer(pipeline)),
             self.settings.model_name,
             version.version,
             version.run_id,

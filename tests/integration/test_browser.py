@@ -1,0 +1,83 @@
+"""The page in headless Chromium: type, submit, see the label and highlighted words."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.project import ROOT
+from tests.server import running_service
+from tests.unit.serving.test_model_store import publish
+
+pytestmark = pytest.mark.slow
+SCREENSHOTS = ROOT / "reports" / "browser"
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    chromium = require_tool("chromium")
+    driver_path = require_tool("chromedriver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1100,1400",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_type_submit_and_see_highlighted_result(browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    publish(seed=1)
+    with running_service(
+        {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, tmp_path / "log"
+    ) as url:
+        browser.get(url + "/")
+        box = browser.find_element(By.ID, "text")
+        box.send_keys("A wonderful, brilliant film. I loved every minute <script>alert(1)</script>")
+        browser.find_element(By.ID, "submit").click()
+        label = WebDriverWait(browser, 15).until(ec.visibility_of_element_located((By.ID, "label")))
+        assert label.text == "Positive"
+        marked = browser.find_elements(By.CSS_SELECTOR, "#highlighted mark.pos")
+        assert {m.text.lower() for m in marked} & {"wonderful", "brilliant", "loved"}
+        assert "<script>" in browser.find_element(By.ID, "highlighted").text  # shown, not run
+        assert browser.find_element(By.ID, "confidence").text.endswith("%")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "positive.png"))
+
+        # Keyboard only: an example button fills the box, Ctrl+Enter submits.
+        browser.find_elements(By.CSS_SELECTOR, "button.example")[1].send_keys(Keys.ENTER)
+        box = browser.find_element(By.ID, "text")
+        assert "waste of time" in box.get_attribute("value")
+        box.send_keys(Keys.CONTROL, Keys.ENTER)
+        WebDriverWait(browser, 15).until(
+            ec.text_to_be_present_in_element((By.ID, "label"), "Negative")
+        )
+        assert browser.find_elements(By.CSS_SELECTOR, "#highlighted mark.neg")
+        browser.save_screenshot(str(SCREENSHOTS / "negative.png"))
+        logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not logs, logs  # no CSP violations or script errors
