@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev pipeline run serve test lint typecheck seed-preset push pull bench clean
+.PHONY: help install install-dev pipeline run serve test lint typecheck seed-preset search push pull bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,8 +56,14 @@ lint: install-dev ## ruff (lint + format check)
 typecheck: install-dev ## mypy
 	mypy
 
-seed-preset: install ## Reproduce the seed project's configuration as a DVC experiment
-	dvc exp run -n seed $$(imdb-sentiment preset seed)
+seed-preset: install ## Reproduce the seed project's configuration as DVC experiment `seed`
+	dvc exp run --temp -n seed $$(imdb-sentiment preset seed)
+	dvc exp show --only-changed --sort-by reports/metrics.json:accuracy
+
+search: install ## Grid-search the classifier's C on the validation split (DVC experiments)
+	dvc exp run --queue -S 'train.C=3,10,30,100'
+	dvc exp run --run-all
+	dvc exp show --only-changed --sort-by reports/train.json:validation.accuracy
 
 push: install ## Push DVC-tracked data and models to the default remote
 	dvc push
@@ -65,8 +71,9 @@ push: install ## Push DVC-tracked data and models to the default remote
 pull: install ## Pull DVC-tracked data and models from the default remote
 	dvc pull
 
-bench: install-dev ## Benchmarks (see docs/benchmarks.md)
+bench: install-dev ## Benchmarks (see docs/benchmarks.md); serving needs `make pipeline` first
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/serve.py
 
 clean: ## Remove pipeline outputs (keeps the venv, the dataset cache and MLflow store)
 	rm -rf data/raw data/features models reports/*.json reports/plots

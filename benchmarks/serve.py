@@ -80,7 +80,27 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     proc = subprocess.Popen(cmd, env=full, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc, "/readyz" if kind == "service" else "/api/v1/predict")
+    if kind == "service":
+        wait_all_workers(url, workers=2)
+    else:
+        time.sleep(15)  # the bare app has no readiness signal: give both workers time to load
     return proc, url
+
+
+def wait_all_workers(url: str, workers: int) -> None:
+    """/readyz answers as soon as one worker is up; wait until every worker loaded the model."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = requests.get(url + "/metrics", timeout=5).text
+        loads = sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith('model_reload_total{result="success"}')
+        )
+        if loads >= workers:
+            return
+        time.sleep(0.5)
+    raise SystemExit("error: not every worker loaded the model")
 
 
 def hey(url: str, body: dict[str, object], seconds: int, clients: int) -> dict[str, float]:
@@ -148,6 +168,7 @@ def main() -> int:
 
     service, url = start("service", env)
     try:
+        hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
         fast = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
         rss = worker_rss_mb(service)
         batched = hey(url + "/api/v1/predict", {"texts": batch}, 10, 2)
@@ -155,6 +176,7 @@ def main() -> int:
         stop(service)
     bare_proc, bare_url = start("bare", env)
     try:
+        hey(bare_url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
         bare = hey(bare_url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
         bare_rss = worker_rss_mb(bare_proc)
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 from sklearn import metrics
 
@@ -142,6 +144,26 @@ def evaluate_model(
     return classification_metrics(y_test, proba, threshold, bins), proba
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_TAGS = re.compile(r"<[^>]{1,200}>")
+
+
+def short_text_set(
+    frame: pd.DataFrame, per_label: int = 1000, min_words: int = 4, max_words: int = 25
+) -> pd.DataFrame:
+    """Short inputs like people type into the page: the closing sentence (usually the verdict)
+    of each test review with an extreme rating (1-2 or 9-10 stars), labelled by its review."""
+    extreme = frame[(frame.rating <= 2) | (frame.rating >= 9)]
+    rows = []
+    for text, label in zip(extreme.text, extreme.label, strict=True):
+        sentences = [s.strip() for s in _SENTENCE_END.split(_TAGS.sub(" ", text)) if s.strip()]
+        if sentences and min_words <= len(sentences[-1].split()) <= max_words:
+            rows.append((sentences[-1], int(label)))
+    short = pd.DataFrame(rows, columns=["text", "label"])
+    parts = [short[short.label == lab].head(per_label) for lab in (0, 1)]
+    return pd.concat(parts, ignore_index=True)
+
+
 def run_evaluation(
     model: Any,
     x_test: Any,
@@ -151,15 +173,17 @@ def run_evaluation(
     plots_dir: Path,
 ) -> dict[str, float]:
     """Evaluate and write metrics JSON, PNG plots and DVC plot data."""
-    import pandas as pd
-
     from imdb_sentiment.io import write_json
 
-    test = pd.read_parquet(test_parquet, columns=["label", "text"])
+    test = pd.read_parquet(test_parquet, columns=["rating", "label", "text"])
     y_test = test.label.to_numpy()
     result, proba = evaluate_model(
         model, x_test, y_test, test.text.tolist(), params.threshold, params.calibration_bins
     )
+    short = short_text_set(test)
+    short_proba = np.asarray(model.predict_proba(short.text.tolist()))[:, 1]
+    result["short_accuracy"] = float(((short_proba >= params.threshold) == short.label).mean())
+    result["short_n"] = float(len(short))
     for name, rows in curve_data(y_test, proba, params.threshold, params.calibration_bins).items():
         write_json(plots_dir / f"{name}.json", rows)
     save_plots(y_test, proba, plots_dir, params.threshold)

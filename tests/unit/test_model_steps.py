@@ -132,3 +132,28 @@ def test_evaluation_outputs(tmp_path: Path, small_model: Pipeline) -> None:
         "calibration_curve.png",
     }
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+def test_short_text_set_takes_verdict_sentences_of_extreme_reviews() -> None:
+    import pandas as pd
+
+    from imdb_sentiment.evaluate import short_text_set
+
+    frame = pd.DataFrame(
+        {
+            "rating": [10, 1, 7, 2, 9],
+            "label": [1, 0, 1, 0, 1],
+            "text": [
+                "Long setup here. It was a wonderful film overall!",
+                "Meh.<br /><br />The worst thing I have ever watched.",
+                "Fine. A nice enough film for sure.",  # rating 7: not extreme
+                "Bad. Too short.",  # last sentence under 4 words
+                "Ok. " + "word " * 40 + "end.",  # last sentence too long
+            ],
+        }
+    )
+    short = short_text_set(frame)
+    assert short.to_dict("records") == [
+        {"text": "The worst thing I have ever watched.", "label": 0},
+        {"text": "It was a wonderful film overall!", "label": 1},
+    ]

@@ -1,0 +1,27 @@
+"""The service's fast scorer reproduces the registered pipeline on every test review."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from imdb_sentiment.serving.scorer import FastScorer
+
+pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
+
+
+def test_fast_scorer_matches_pipeline_on_all_test_reviews(
+    full_pipeline: tuple[Path, dict[str, str]],
+) -> None:
+    project, env = full_pipeline
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    model = mlflow.sklearn.load_model("models:/imdb-sentiment@production")
+    texts = pd.read_parquet(project / "data/raw/test.parquet").text.tolist()
+    assert len(texts) == 25_000
+    fast = FastScorer(model).predict_proba(texts)
+    reference = model.predict_proba(texts)
+    assert np.abs(fast - reference).max() <= 1e-9
