@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import mlflow
@@ -19,7 +19,7 @@ THRESHOLDS = {"minimum_functionality": 0.9, "negation": 0.8, "intensity": 0.75, 
 @pytest.fixture(scope="module")
 def production(
     full_pipeline: tuple[Path, dict[str, str]],
-) -> Iterator[tuple[behaviour.Proba, list[str], str]]:
+) -> tuple[behaviour.Proba, list[str], str]:
     project, env = full_pipeline
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     version = MlflowClient().get_model_version_by_alias("imdb-sentiment", "production")

@@ -259,13 +259,13 @@ def _blocks(vectorizer: Any) -> tuple[list[_Block], NDArray[np.object_]]:
     for part in parts:
         if not isinstance(part, TfidfVectorizer):
             raise TypeError(f"unsupported vectorizer for the fast path: {type(part).__name__}")
-        block = _CompiledWordBlock(part, offset) if _compilable(part) else _DictBlock(part, offset)
-        blocks.append(block)
-        offset += block.size
+        kind = _CompiledWordBlock if _compilable(part) else _DictBlock
+        blocks.append(kind(part, offset))
+        offset += blocks[-1].size
     terms = np.empty(offset, dtype=object)  # column -> term, for explanations
-    for part, block in zip(parts, blocks, strict=True):
+    for part, done in zip(parts, blocks, strict=True):
         for term, column in part.vocabulary_.items():
-            terms[column + block.offset] = term
+            terms[column + done.offset] = term
     return blocks, terms
 
 
