@@ -16,7 +16,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets its own MLflow store; nothing touches the project's mlflow.db."""
+    """Every test gets its own MLflow store and working directory: MLflow puts artifacts in
+    ./mlruns, and nothing may touch the project's own store."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "model-cache"))
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)

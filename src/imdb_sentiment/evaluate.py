@@ -181,8 +181,9 @@ def run_evaluation(
         model, x_test, y_test, test.text.tolist(), params.threshold, params.calibration_bins
     )
     short = short_text_set(test)
-    short_proba = np.asarray(model.predict_proba(short.text.tolist()))[:, 1]
-    result["short_accuracy"] = float(((short_proba >= params.threshold) == short.label).mean())
+    if len(short):  # a small or synthetic test split may have no short verdict sentences
+        short_proba = np.asarray(model.predict_proba(short.text.tolist()))[:, 1]
+        result["short_accuracy"] = float(((short_proba >= params.threshold) == short.label).mean())
     result["short_n"] = float(len(short))
     for name, rows in curve_data(y_test, proba, params.threshold, params.calibration_bins).items():
         write_json(plots_dir / f"{name}.json", rows)

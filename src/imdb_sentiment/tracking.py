@@ -14,13 +14,13 @@ log = logging.getLogger(__name__)
 
 
 def configure(settings: Settings) -> None:
-    """Point MLflow at the configured tracking (and registry) server.
+    """Point MLflow at the configured tracking server (the registry lives there too).
 
     Hosted servers such as DAGsHub read MLFLOW_TRACKING_USERNAME/PASSWORD from the
     environment themselves; nothing to pass here.
     """
+    # The registry follows the tracking URI unless MLFLOW_REGISTRY_URI says otherwise.
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
 
 
 def git_commit() -> str | None:

@@ -14,6 +14,14 @@ from imdb_sentiment.cli import app
 from tests.helpers import review_files, write_archive
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _project_params(tmp_path: Path) -> None:
+    """Commands read ./params.yaml by default; tests run in a temp directory."""
+    from tests.project import ROOT
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
 COMMANDS = [
     "ingest",
     "validate",
