@@ -34,5 +34,5 @@ def preset_args(name: str) -> list[str]:
     """`-S section.key=value` pairs; values in YAML/JSON flow syntax so DVC parses them."""
     args: list[str] = []
     for key, value in flatten("", load_preset(name)).items():
-        args += ["-S", f"{key}={json.dumps(value)}"]
+        args += ["-S", f"{key}={json.dumps(value, separators=(',', ':'))}"]
     return args
