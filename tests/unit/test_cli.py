@@ -22,6 +22,8 @@ def _project_params(tmp_path: Path) -> None:
     from tests.project import ROOT
 
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+
+
 COMMANDS = [
     "ingest",
     "validate",
