@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
 
     @model_validator(mode="after")
-    def _batch_fits_body(self) -> Settings:
+    def _text_fits_body(self) -> Settings:
         if self.max_text_chars > self.max_body_bytes:
             raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
         return self

@@ -69,14 +69,16 @@ def _texts_from_mlflow(body: Any) -> Any:
         values = [values]
     if not isinstance(values, list):
         raise ApiError(422, "invalid_payload", "inputs/instances must be a list of texts")
-    return [
-        v[0]
-        if isinstance(v, list) and len(v) == 1
-        else _record_text(v)
-        if isinstance(v, dict)
-        else v
-        for v in values
-    ]
+    return [_instance_text(v) for v in values]
+
+
+def _instance_text(value: Any) -> Any:
+    """An instance is a text, a one-element row ["text"], or a record {"text": ...}."""
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
+    if isinstance(value, dict):
+        return _record_text(value)
+    return value
 
 
 _MLFLOW_KEYS = {"dataframe_split", "dataframe_records", "inputs", "instances"}

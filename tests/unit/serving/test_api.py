@@ -47,6 +47,8 @@ def test_batch_prediction_keeps_order(client: FlaskClient) -> None:
         {"inputs": [POSITIVE, NEGATIVE]},
         {"instances": [POSITIVE, NEGATIVE]},
         {"inputs": {"text": [POSITIVE, NEGATIVE]}},
+        {"instances": [{"text": POSITIVE}, {"text": NEGATIVE}]},
+        {"instances": [[POSITIVE], [NEGATIVE]]},
     ],
 )
 def test_mlflow_invocations_protocol(
