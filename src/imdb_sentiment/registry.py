@@ -187,7 +187,7 @@ def register_model(
     from imdb_sentiment.tracking import configure
 
     configure(settings)
-    reports = model_path.parent.parent / "reports"
+    reports = metrics_path.parent  # the other stage reports sit beside metrics.json
     metrics = {f"test_{k}": float(v) for k, v in read_json(metrics_path).items()}
     train_report = reports / "train.json"
     if train_report.exists():
