@@ -142,10 +142,7 @@ def parse_params(raw: dict[str, Any], origin: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid {origin}: {problems}") from exc
+        raise ConfigError(f"invalid {origin}: {_one_line(exc)}") from exc
 
 
 class Settings(BaseSettings):
@@ -182,7 +179,11 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        raise ConfigError(f"invalid settings: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: ValidationError) -> str:
+    """pydantic's multi-line report as `a.b: message; c: message`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+    )
