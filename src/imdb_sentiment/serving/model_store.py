@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +30,8 @@ Source = Literal["registry", "cache", "injected"]
 
 @dataclass(frozen=True)
 class LoadedModel:
-    pipeline: Pipeline
+    # Only the compiled scorer is kept: holding the sklearn pipeline too would keep its
+    # half-million-entry vocabulary dict alive in every worker for nothing.
     scorer: FastScorer
     name: str
     version: str
@@ -71,7 +72,6 @@ class ModelStore:
         """Serve a model handed in directly (tests, embedding); no registry, no polling."""
         self._swap(
             LoadedModel(
-                pipeline,
                 _warm(FastScorer(pipeline)),
                 self.settings.model_name,
                 version,
@@ -122,10 +122,9 @@ class ModelStore:
     def _load_dir(self, path: Path, version: RegistryVersion, source: Source) -> LoadedModel:
         import mlflow.sklearn
 
-        pipeline = mlflow.sklearn.load_model(str(path))
+        scorer = _warm(FastScorer(mlflow.sklearn.load_model(str(path))))
         return LoadedModel(
-            pipeline,
-            _warm(FastScorer(pipeline)),
+            scorer,
             self.settings.model_name,
             version.version,
             version.run_id,
@@ -174,7 +173,7 @@ class ModelStore:
             ):
                 return False
             if current is not None and current.version == wanted.version:
-                self._swap(LoadedModel(**{**current.__dict__, "source": "registry"}))
+                self._swap(replace(current, source="registry"))
                 return False
             try:
                 loaded = self._load_dir(self._download(wanted), wanted, "registry")

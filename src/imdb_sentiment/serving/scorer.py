@@ -109,6 +109,8 @@ class _CompiledWordBlock(_Block):
             for token in term.split(" "):
                 ids.setdefault(token, len(ids))
         self.token_ids = ids
+        if 2 * self.base**self.high >= 2**62:
+            raise _TooManyTokensError  # int64 n-gram keys would overflow
         keys = np.empty(self.size, dtype=np.int64)
         for term, column in part.vocabulary_.items():
             keys[column] = self._key([ids[token] for token in term.split(" ")])
@@ -161,12 +163,22 @@ class _CompiledWordBlock(_Block):
         return self.sorted_columns[position[hit]], len(words), known
 
 
+class _TooManyTokensError(Exception):
+    """The vocabulary's tokens do not fit the integer n-gram keys."""
+
+
+def _block(part: TfidfVectorizer, offset: int) -> _Block:
+    if _compilable(part):
+        try:
+            return _CompiledWordBlock(part, offset)
+        except _TooManyTokensError:
+            pass
+    return _DictBlock(part, offset)
+
+
 def _compilable(part: TfidfVectorizer) -> bool:
-    tokens = {t for term in part.vocabulary_ for t in term.split(" ")}
-    fits = 2 * (len(tokens) + 1) ** _MAX_COMPILED_N < 2**62  # int64 keys cannot overflow
     return bool(
-        fits
-        and part.analyzer == "word"
+        part.analyzer == "word"
         and part.token_pattern == TOKEN_PATTERN
         and part.tokenizer is None
         and part.preprocessor is None
@@ -259,8 +271,7 @@ def _blocks(vectorizer: Any) -> tuple[list[_Block], NDArray[np.object_]]:
     for part in parts:
         if not isinstance(part, TfidfVectorizer):
             raise TypeError(f"unsupported vectorizer for the fast path: {type(part).__name__}")
-        kind = _CompiledWordBlock if _compilable(part) else _DictBlock
-        blocks.append(kind(part, offset))
+        blocks.append(_block(part, offset))
         offset += blocks[-1].size
     terms = np.empty(offset, dtype=object)  # column -> term, for explanations
     for part, done in zip(parts, blocks, strict=True):
