@@ -11,6 +11,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn import metrics
 
+from imdb_sentiment.errors import PipelineError
+
 
 def expected_calibration_error(
     y_true: NDArray[Any], proba: NDArray[np.float64], bins: int = 10
@@ -138,8 +140,6 @@ def evaluate_model(
     proba = np.asarray(model[-1].predict_proba(x_test))[:, 1]
     head = np.asarray(model.predict_proba(texts[:check_rows]))[:, 1]
     if not np.allclose(head, proba[: len(head)], rtol=0, atol=1e-9):
-        from imdb_sentiment.errors import PipelineError
-
         raise PipelineError("pipeline on raw text disagrees with the featurized test matrix")
     return classification_metrics(y_test, proba, threshold, bins), proba
 
