@@ -9,7 +9,7 @@ _settings = load_settings()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+worker_class = "gthread"
 threads = _settings.threads
 timeout = _settings.timeout
 graceful_timeout = _settings.timeout
