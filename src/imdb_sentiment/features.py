@@ -7,13 +7,70 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from imdb_sentiment.config import CleanParams, FeatureParams
-from imdb_sentiment.text import TextCleaner
+from imdb_sentiment.text import CLEAN_OPTIONS, clean_text
+
+
+def as_text_list(X: Any) -> list[str]:
+    """Accept what callers pass (list, Series, ndarray, one-column DataFrame) as a list of str."""
+    if isinstance(X, pd.DataFrame):
+        column = "text" if "text" in X.columns else X.columns[0]
+        X = X[column]
+    if isinstance(X, str):
+        raise TypeError("expected a sequence of texts, got a single string")
+    values = X.tolist() if isinstance(X, pd.Series | np.ndarray) else list(X)
+    for value in values:
+        if not isinstance(value, str):
+            raise TypeError(f"every text must be a string, got {type(value).__name__}")
+    return values
+
+
+class TextCleaner(TransformerMixin, BaseEstimator):
+    """Stateless sklearn step wrapping `clean_text`; its params mirror `CleanParams`."""
+
+    def __init__(
+        self,
+        remove_html: bool = True,
+        remove_urls: bool = True,
+        remove_digits: bool = True,
+        lowercase: bool = True,
+        remove_punctuation: bool = True,
+        expand_negations: bool = False,
+        remove_stopwords: bool = True,
+        lemmatize: bool = True,
+    ) -> None:
+        self.remove_html = remove_html
+        self.remove_urls = remove_urls
+        self.remove_digits = remove_digits
+        self.lowercase = lowercase
+        self.remove_punctuation = remove_punctuation
+        self.expand_negations = expand_negations
+        self.remove_stopwords = remove_stopwords
+        self.lemmatize = lemmatize
+
+    def fit(self, X: Any, y: Any = None) -> TextCleaner:
+        return self
+
+    def options(self) -> dict[str, bool]:
+        """The cleaning switches, read directly (get_params introspects and is slow)."""
+        return {name: bool(getattr(self, name)) for name in CLEAN_OPTIONS}
+
+    def transform(self, X: Any) -> list[str]:
+        options = self.options()
+        return [clean_text(text, **options) for text in as_text_list(X)]
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        return tags
 
 
 class CompactTfidfVectorizer(TfidfVectorizer):

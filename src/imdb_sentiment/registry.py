@@ -24,7 +24,7 @@ PREVIOUS_TAG = "previous_production_version"
 ACCURACY_TAG = "test_accuracy"
 # skops refuses to load types it does not know; ours are listed so loading stays safe.
 TRUSTED_TYPES = [
-    "imdb_sentiment.text.TextCleaner",
+    "imdb_sentiment.features.TextCleaner",
     "imdb_sentiment.classifier.NBLogisticRegression",
     "imdb_sentiment.features.CompactTfidfVectorizer",
 ]

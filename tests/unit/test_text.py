@@ -3,7 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from imdb_sentiment.text import TextCleaner, clean_text
+from imdb_sentiment.features import TextCleaner
+from imdb_sentiment.text import clean_text
 
 
 def test_seed_cleaning_steps() -> None:
@@ -62,3 +63,28 @@ def test_cleaner_params_mirror_clean_params() -> None:
     from imdb_sentiment.config import CleanParams
 
     assert set(TextCleaner().get_params()) == set(CleanParams.model_fields)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"remove_digits": True, "remove_punctuation": True},
+        {"remove_digits": False, "remove_punctuation": True},
+    ],
+)
+def test_ascii_fast_path_equals_the_regex_path(options: dict[str, bool]) -> None:
+    # ASCII text is cleaned with str.translate, other text with the regex: a non-ASCII word
+    # appended must not change how the rest is cleaned.
+    text = "It's 10/10 -- a_b (great!) \"film\" #1; can't, won't, isn't ~ [x]{y}|z\\w @ $5 ^^"
+    common = {**options, "remove_stopwords": False, "lemmatize": False}
+    assert clean_text(text + " café", **common) == clean_text(text, **common) + " café"
+
+
+def test_negations_expand_in_one_pass() -> None:
+    out = clean_text(
+        "Can't WON'T isn\u2019t wocan't",
+        expand_negations=True,
+        lemmatize=False,
+        remove_stopwords=False,
+    )
+    assert out == "can not will not is not woca not"
