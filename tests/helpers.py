@@ -65,11 +65,11 @@ def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
     return [review_text(label, rng) for label in labels], labels
 
 
-def tiny_model(nb: bool = True, seed: int = 1) -> Pipeline:
+def tiny_model(nb: bool = True, seed: int = 1, clean: CleanParams | None = None) -> Pipeline:
     """A real, small model pipeline (cleaning → TF-IDF → NB-LR) trained on generated reviews."""
     texts, labels = tiny_texts(seed=seed)
     featurizer = build_featurizer(
-        CleanParams(), FeatureParams(max_features=None, ngram_range=(1, 2))
+        clean or CleanParams(), FeatureParams(max_features=None, ngram_range=(1, 2))
     )
     x = featurizer.fit_transform(texts)
     clf = NBLogisticRegression(C=10.0, nb=nb, nb_normalize=nb).fit(x, np.array(labels))

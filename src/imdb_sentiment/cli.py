@@ -277,8 +277,8 @@ def fetch_model(
 ) -> None:
     """Download a registered model into the local model cache (e.g. to bake it into an image)."""
     from imdb_sentiment.config import load_settings
-    from imdb_sentiment.serving.metrics import Metrics
-    from imdb_sentiment.serving.model_store import ModelStore
+    from imdb_sentiment.serving.model_cache import ModelCache
+    from imdb_sentiment.serving.sync import RegistrySync
     from imdb_sentiment.tracking import configure
 
     overrides: dict[str, str] = {}
@@ -289,16 +289,14 @@ def fetch_model(
         overrides = {"model_name": name, "model_alias": alias}
     settings = load_settings(**overrides)
     configure(settings)
-    store = ModelStore(settings, Metrics())
+    cache = ModelCache(settings.model_cache_dir, settings.model_name)
     try:
-        store.refresh()
+        pointer = RegistrySync(settings, cache).sync()
     except Exception as exc:  # registry errors come in many types; all are one line here
         raise PipelineError(
             f"cannot fetch {settings.model_name}@{settings.model_alias}: {exc}"
         ) from exc
-    model = store.current
-    assert model is not None
-    typer.echo(f"cached {model.name} version {model.version} in {store.cache}")
+    typer.echo(f"cached {pointer.name} version {pointer.version} in {cache.dir}")
 
 
 @app.command()

@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     threads: int = Field(4, ge=1, le=64, validation_alias="THREADS")
     timeout: int = Field(30, ge=1, validation_alias="TIMEOUT")
     reload_interval: float = Field(30.0, ge=0.0, validation_alias="MODEL_RELOAD_INTERVAL")
+    # inline: each process polls the registry itself. sidecar: one sync process per server
+    # (gunicorn.conf.py starts it) fills MODEL_CACHE_DIR and workers follow the cache.
+    model_sync: Literal["inline", "sidecar"] = Field("inline", validation_alias="MODEL_SYNC")
     instance_cost_per_hour: float = Field(0.0416, ge=0.0, validation_alias="INSTANCE_COST_PER_HOUR")
     max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")

@@ -9,19 +9,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imdb_sentiment.serving.compile import compile_pipeline
 from imdb_sentiment.serving.scorer import FastScorer
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 
 
 def test_fast_scorer_matches_pipeline_on_all_test_reviews(
-    full_pipeline: tuple[Path, dict[str, str]],
+    full_pipeline: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
     project, env = full_pipeline
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     model = mlflow.sklearn.load_model("models:/imdb-sentiment@production")
     texts = pd.read_parquet(project / "data/raw/test.parquet").text.tolist()
     assert len(texts) == 25_000
-    fast = FastScorer(model).predict_proba(texts)
+    # What workers serve: compiled, saved to the model cache, loaded back without sklearn.
+    compile_pipeline(model).save(tmp_path / "scorer")
+    fast = FastScorer.load(tmp_path / "scorer").predict_proba(texts)
     reference = model.predict_proba(texts)
     assert np.abs(fast - reference).max() <= 1e-9

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import disable_created_metrics
-from sklearn.pipeline import Pipeline
 from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
@@ -21,6 +21,9 @@ from imdb_sentiment.serving import api, ops, web
 from imdb_sentiment.serving.errors import ApiError
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model_store import ModelStore
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +61,12 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
 
 
 def _start_model(settings: Settings, store: ModelStore) -> None:
-    import os
+    if settings.model_sync == "inline":  # this process talks to the registry itself
+        from imdb_sentiment.serving.sync import quiet_http_defaults
+        from imdb_sentiment.tracking import configure
 
-    from imdb_sentiment.tracking import configure
-
-    # A dead tracking server must not stall startup for minutes of HTTP retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    configure(settings)
+        quiet_http_defaults()
+        configure(settings)
     store.load_initial()
     store.start_polling()
 

@@ -1,6 +1,13 @@
-"""gunicorn configuration; every value comes from the typed settings (environment)."""
+"""gunicorn configuration; every value comes from the typed settings (environment).
+
+The master starts the registry sync (serving.sync) as a separate process: once, before any
+worker boots, so the model is in the cache when they start; then watching, if hot reload is on.
+Workers follow the cache (MODEL_SYNC=sidecar) and never import MLflow or scikit-learn.
+"""
 
 import os
+import subprocess
+import sys
 import tempfile
 
 from imdb_sentiment.config import load_settings
@@ -25,6 +32,9 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imdb-metrics-")
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+os.environ["MODEL_SYNC"] = "sidecar"  # inherited by workers and the sync process
+_SYNC = [sys.executable, "-m", "imdb_sentiment.serving.sync"]
+_watcher: list[subprocess.Popen[bytes]] = []
 
 
 def on_starting(server: object) -> None:
@@ -33,6 +43,26 @@ def on_starting(server: object) -> None:
     for name in os.listdir(_metrics_dir):
         if name.endswith(".db"):
             os.remove(os.path.join(_metrics_dir, name))
+    # Bounded: a hung registry must not keep the server from starting (workers then serve
+    # the cached model, or report not-ready).
+    try:
+        subprocess.run(_SYNC, check=False, timeout=max(60, 4 * _settings.timeout))
+    except subprocess.TimeoutExpired:
+        server.log.warning("initial model sync timed out")  # type: ignore[attr-defined]
+
+
+def when_ready(server: object) -> None:
+    if _settings.reload_interval > 0:
+        _watcher.append(subprocess.Popen([*_SYNC, "--watch"]))
+
+
+def on_exit(server: object) -> None:
+    for process in _watcher:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def child_exit(server: object, worker: object) -> None:

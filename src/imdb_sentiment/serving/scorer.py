@@ -1,9 +1,9 @@
-"""A fast scoring path compiled from a fitted model pipeline.
+"""The fast scoring path: a model pipeline compiled to a few numpy arrays.
 
 scikit-learn spends most of a single-review prediction on input validation and sparse-matrix
 plumbing. For a linear model over TF-IDF n-grams the whole computation is: clean, extract
 n-grams, look each one up, weight, normalise, dot with the coefficients. `FastScorer` does exactly
-that with the pipeline's own cleaner, its vocabulary, IDF and coefficients, so it reproduces
+that with the pipeline's own cleaning options, vocabulary, IDF and coefficients, so it reproduces
 `pipeline.predict_proba` (to ~1e-12, tested on the full test split) at a fraction of the cost,
 and it can say which n-grams pushed the decision each way.
 
@@ -11,26 +11,28 @@ Looking up ~1,000 freshly built n-gram strings in a dict of half a million is th
 (each lookup hashes a new string and misses the CPU cache). For plain word n-grams up to
 trigrams the vocabulary is therefore compiled to integers: each token maps to an id, each n-gram
 to one int64 key, and a review's n-grams are found with one vectorised `searchsorted`.
+
+This module needs only numpy and `imdb_sentiment.text`: a compiled scorer is saved next to the
+cached model (`save`/`load`), so serving workers never import scikit-learn or MLflow.
+Compiling from a pipeline lives in `serving.compile`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion, Pipeline
 
-from imdb_sentiment.classifier import NBLogisticRegression
-from imdb_sentiment.text import TOKEN_PATTERN, TextCleaner, clean_text, tokenize
+from imdb_sentiment.text import clean_text, plain_words, tokenize
 
-_NORMS = {None, "l1", "l2"}
-_MAX_COMPILED_N = 3
+FORMAT = "imdb-sentiment-scorer/1"
+META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,187 +49,177 @@ class Score:
     contributions: tuple[Contribution, ...] = ()
 
 
-class _Block:
+@dataclass(frozen=True)
+class Weighting:
+    """How a vectorizer turns n-gram counts into values (TfidfVectorizer's options)."""
+
+    idf: NDArray[np.float64] | None
+    sublinear: bool
+    binary: bool
+    norm: str | None
+
+
+class Block:
     """One vectorizer's share of the feature space: finds a text's columns, weights them."""
 
-    def __init__(self, part: TfidfVectorizer, offset: int) -> None:
-        if part.norm not in _NORMS:
-            raise TypeError(f"unsupported norm for the fast path: {part.norm}")
-        self.offset = offset
-        self.size = len(part.vocabulary_)
-        self.idf = np.asarray(part.idf_, dtype=np.float64) if part.use_idf else None
-        self.sublinear = bool(part.sublinear_tf)
-        self.binary = bool(part.binary)
-        self.norm = part.norm
-        self.words = part.analyzer == "word"
+    words: bool = True
 
-    def lookup(self, cleaned: str) -> tuple[NDArray[np.intp], int, int]:
-        """Local column of every n-gram occurrence found, token count, known-token count."""
+    def __init__(self, size: int, offset: int, weighting: Weighting) -> None:
+        self.size = size
+        self.offset = offset
+        self.weighting = weighting
+
+    def lookup(self, cleaned: str, plain: bool) -> tuple[NDArray[np.intp], int, int]:
+        """Local column of every n-gram occurrence found, token count, known-token count.
+        `plain`: see `text.tokenize`."""
         raise NotImplementedError
 
-    def values(self, cleaned: str) -> tuple[NDArray[np.intp], NDArray[np.float64], int, int]:
-        found, tokens, known = self.lookup(cleaned)
+    def term(self, local: int) -> str:
+        raise NotImplementedError
+
+    def values(
+        self, cleaned: str, plain: bool
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64], int, int]:
+        found, tokens, known = self.lookup(cleaned, plain)
         if not len(found):
             return np.empty(0, np.intp), np.empty(0), tokens, known
+        w = self.weighting
         local, counts = np.unique(found, return_counts=True)
-        tf = np.ones(len(local)) if self.binary else counts.astype(np.float64)
-        if self.sublinear and not self.binary:
+        tf = np.ones(len(local)) if w.binary else counts.astype(np.float64)
+        if w.sublinear and not w.binary:
             tf = np.log(tf) + 1.0
-        if self.idf is not None:
-            tf = tf * self.idf[local]
-        if self.norm == "l2":
+        if w.idf is not None:
+            tf = tf * w.idf[local]
+        if w.norm == "l2":
             tf = tf / math.sqrt(float(np.dot(tf, tf)))
-        elif self.norm == "l1":
+        elif w.norm == "l1":
             tf = tf / float(np.abs(tf).sum())
         return local + self.offset, tf, tokens, known
 
 
-class _DictBlock(_Block):
-    """Any vectorizer: sklearn's own analyzer and vocabulary dict."""
-
-    def __init__(self, part: TfidfVectorizer, offset: int) -> None:
-        super().__init__(part, offset)
-        self.vocabulary: dict[str, int] = part.vocabulary_
-        self.analyze = part.build_analyzer()
-
-    def lookup(self, cleaned: str) -> tuple[NDArray[np.intp], int, int]:
-        get = self.vocabulary.get
-        found = [i for i in map(get, self.analyze(cleaned)) if i is not None]
-        words = tokenize(cleaned) if self.words else []
-        known = sum(map(self.vocabulary.__contains__, words))
-        return np.asarray(found, dtype=np.intp), len(words), known
+def key_starts(base: int, high: int) -> list[int]:
+    """First key of each n-gram length n = 1 … high + 1: keys of n-grams are
+    [starts[n-1], starts[n]), so lengths never collide."""
+    return [sum(base**k for k in range(1, n)) for n in range(1, high + 2)]
 
 
-class _CompiledWordBlock(_Block):
-    """Plain word n-grams (n <= 3), compiled to integer keys."""
+def ngram_key(token_ids: Sequence[int], base: int, starts: Sequence[int]) -> int:
+    key = 0
+    for token_id in token_ids:
+        key = key * base + token_id
+    return key + starts[len(token_ids) - 1]
 
-    def __init__(self, part: TfidfVectorizer, offset: int) -> None:
-        super().__init__(part, offset)
-        self.low, self.high = part.ngram_range
-        ids: dict[str, int] = {}
-        for term in part.vocabulary_:
-            for token in term.split(" "):
-                ids.setdefault(token, len(ids))
-        self.token_ids = ids
-        if 2 * self.base**self.high >= 2**62:
-            raise _TooManyTokensError  # int64 n-gram keys would overflow
-        keys = np.empty(self.size, dtype=np.int64)
-        for term, column in part.vocabulary_.items():
-            keys[column] = self._key([ids[token] for token in term.split(" ")])
-        self.unigram = np.zeros(len(ids) + 1, dtype=bool)  # last slot: unknown token
-        for term in part.vocabulary_:
-            if " " not in term:
-                self.unigram[ids[term]] = True
+
+class WordBlock(Block):
+    """Plain word n-grams (n <= 3) as integer keys: key = ids in base `len(tokens) + 1`,
+    shifted so that keys of different n live in disjoint ranges."""
+
+    def __init__(
+        self,
+        tokens: list[str],
+        keys: NDArray[np.int64],
+        ngram_range: tuple[int, int],
+        offset: int,
+        weighting: Weighting,
+    ) -> None:
+        super().__init__(len(keys), offset, weighting)
+        self.tokens = tokens
+        self.token_ids = _TokenIds(tokens)
+        self._token_id = self.token_ids.__getitem__
+        self.low, self.high = ngram_range
+        self.base = len(tokens) + 1  # the last id is "unknown token"
+        self.starts = key_starts(self.base, self.high)
+        self.keys = keys  # by column
+        self.unigram = np.zeros(self.base, dtype=bool)
+        self.unigram[keys[keys < self.base]] = True
         order = np.argsort(keys, kind="stable")
         self.sorted_keys = keys[order]
         self.sorted_columns = order.astype(np.intp)
 
-    @property
-    def base(self) -> int:
-        return len(self.token_ids) + 1
+    def term(self, local: int) -> str:
+        key = int(self.keys[local])
+        n = next(n for n in range(1, self.high + 1) if key < self.starts[n])
+        key -= self.starts[n - 1]
+        ids = []
+        for _ in range(n):
+            key, token_id = divmod(key, self.base)
+            ids.append(token_id)
+        return " ".join(self.tokens[i] for i in reversed(ids))
 
-    def _key(self, token_ids: list[int]) -> int:
-        key = 0
-        for token_id in token_ids:
-            key = key * self.base + token_id
-        return key + self._offset_for(len(token_ids))
-
-    def _offset_for(self, n: int) -> int:
-        # Keys of different n live in disjoint ranges: [sum of base**k for k < n, ...).
-        return sum(self.base**k for k in range(1, n))
-
-    def lookup(self, cleaned: str) -> tuple[NDArray[np.intp], int, int]:
-        words = tokenize(cleaned)
-        unknown = self.base - 1
-        get = self.token_ids.get
-        ids = np.fromiter((get(w, unknown) for w in words), dtype=np.int64, count=len(words))
+    def lookup(self, cleaned: str, plain: bool) -> tuple[NDArray[np.intp], int, int]:
+        ids = np.array(list(map(self._token_id, tokenize(cleaned, plain))), dtype=np.int64)
+        count = len(ids)
         known = int(self.unigram[ids].sum())
-        candidates = []
-        for n in range(self.low, self.high + 1):
-            if len(ids) < n:
-                break
-            key = np.zeros(len(ids) - n + 1, dtype=np.int64)
-            valid = np.ones(len(key), dtype=bool)
-            for k in range(n):
-                part = ids[k : k + len(key)]
-                key = key * self.base + part
-                valid &= part != unknown
-            candidates.append(key[valid] + self._offset_for(n))
-        if not candidates:
-            return np.empty(0, np.intp), len(words), known
-        # Sorted needles walk the sorted keys in order: far fewer cache misses.
-        wanted = np.sort(np.concatenate(candidates))
+        is_known = ids != self.base - 1
+        grams, valid = ids, is_known
+        keys = []
+        for n in range(1, min(self.high, count) + 1):
+            if n > 1:  # extend every (n-1)-gram key by the next token
+                grams = grams[:-1] * self.base + ids[n - 1 :]
+                valid = valid[:-1] & is_known[n - 1 :]
+            if n >= self.low:
+                keys.append(grams[valid] + self.starts[n - 1])
+        if not keys:
+            return np.empty(0, np.intp), count, known
+        # Sorted needles walk the sorted keys in order: fewer cache misses.
+        wanted = np.sort(np.concatenate(keys))
         position = np.searchsorted(self.sorted_keys, wanted)
         position[position == len(self.sorted_keys)] = 0
         hit = self.sorted_keys[position] == wanted
-        return self.sorted_columns[position[hit]], len(words), known
+        return self.sorted_columns[position[hit]], count, known
 
 
-class _TooManyTokensError(Exception):
-    """The vocabulary's tokens do not fit the integer n-gram keys."""
+class _TokenIds(dict[str, int]):
+    """token → id; unknown tokens → `unknown` (so `map` can run at C speed)."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        super().__init__((token, i) for i, token in enumerate(tokens))
+        self.unknown = len(tokens)
+
+    def __missing__(self, token: str) -> int:
+        return self.unknown
 
 
-def _block(part: TfidfVectorizer, offset: int) -> _Block:
-    if _compilable(part):
-        try:
-            return _CompiledWordBlock(part, offset)
-        except _TooManyTokensError:
-            pass
-    return _DictBlock(part, offset)
+@dataclass(frozen=True)
+class Linear:
+    """The classifier: NB ratios (optional), re-normalisation, coefficients, intercept."""
 
-
-def _compilable(part: TfidfVectorizer) -> bool:
-    return bool(
-        part.analyzer == "word"
-        and part.token_pattern == TOKEN_PATTERN
-        and part.tokenizer is None
-        and part.preprocessor is None
-        and part.stop_words is None
-        and not part.lowercase
-        and part.strip_accents is None
-        and part.ngram_range[1] <= _MAX_COMPILED_N
-    )
+    ratio: NDArray[np.float64] | None
+    renorm: bool
+    coef: NDArray[np.float64]
+    intercept: float
+    positive_is_one: bool
 
 
 class FastScorer:
-    """Compiled from (TextCleaner, TF-IDF vectorizer or union, NBLogisticRegression)."""
+    """Cleaning options + vectorizer blocks + linear classifier; see `serving.compile`."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        cleaner, vectorizer, classifier = (step for _, step in pipeline.steps)
-        if not isinstance(cleaner, TextCleaner) or not isinstance(classifier, NBLogisticRegression):
-            raise TypeError(
-                "FastScorer needs a TextCleaner → TF-IDF → NBLogisticRegression pipeline"
-            )
-        if len(classifier.classes_) != 2:
-            raise TypeError("FastScorer supports binary classifiers only")
-        self._options = cleaner.options()
-        self._blocks, self._terms = _blocks(vectorizer)
-        self._ratio = np.asarray(classifier.ratio_, dtype=np.float64)
-        self._nb = bool(classifier.nb)
-        self._renorm = bool(classifier.nb and classifier.nb_normalize)
-        self._coef = np.asarray(classifier.coef_[0], dtype=np.float64)
-        self._intercept = float(classifier.intercept_[0])
-        self._positive_is_one = int(classifier.classes_[1]) == 1
+    def __init__(self, options: dict[str, bool], blocks: list[Block], linear: Linear) -> None:
+        self.options = options
+        self.plain = plain_words(options)
+        self.blocks = blocks
+        self.linear = linear
 
     def clean(self, text: str) -> str:
-        return clean_text(text, **self._options)
+        return clean_text(text, **self.options)
 
     def features(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.float64], float, int]:
         """The row the pipeline feeds its classifier (columns, values), unknown share, tokens."""
         cleaned = self.clean(text)
         columns, values = [], []
         unknown, tokens = 0.0, 0
-        for block in self._blocks:
-            index, data, count, known = block.values(cleaned)
+        for block in self.blocks:
+            index, data, count, known = block.values(cleaned, self.plain)
             if block.words:
                 tokens, unknown = count, (count - known) / count if count else 0.0
             columns.append(index)
             values.append(data)
         index = np.concatenate(columns)
         data = np.concatenate(values)
-        if self._nb and len(index):
-            data = data * self._ratio[index]
-            if self._renorm:
+        ratio = self.linear.ratio
+        if ratio is not None and len(index):
+            data = data * ratio[index]
+            if self.linear.renorm:
                 norm = math.sqrt(float(np.dot(data, data)))
                 if norm > 0:
                     data = data / norm
@@ -235,21 +227,94 @@ class FastScorer:
 
     def score(self, text: str, explain: int = 0) -> Score:
         index, data, unknown, tokens = self.features(text)
-        weights = data * self._coef[index]
-        decision = float(weights.sum()) + self._intercept
-        probability = _sigmoid(decision) if self._positive_is_one else 1.0 - _sigmoid(decision)
+        weights = data * self.linear.coef[index]
+        decision = float(weights.sum()) + self.linear.intercept
+        probability = _sigmoid(decision)
+        if not self.linear.positive_is_one:
+            probability = 1.0 - probability
         contributions: tuple[Contribution, ...] = ()
         if explain and len(weights):
             order = np.argsort(-np.abs(weights), kind="stable")[:explain]
             contributions = tuple(
-                Contribution(str(self._terms[index[i]]), float(weights[i])) for i in order
+                Contribution(self.term(int(index[i])), float(weights[i])) for i in order
             )
         return Score(probability, unknown, tokens, contributions)
+
+    def term(self, column: int) -> str:
+        for block in self.blocks:
+            if column < block.offset + block.size:
+                return block.term(column - block.offset)
+        raise IndexError(column)
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""
         positive = np.array([self.score(t).probability for t in texts], dtype=np.float64)
         return np.column_stack([1.0 - positive, positive])
+
+    # --- persistence: what the model cache holds for workers --------------------------------
+    def save(self, directory: Path) -> None:
+        if not all(isinstance(block, WordBlock) for block in self.blocks):
+            raise TypeError("only word n-gram scorers can be saved; others compile in-process")
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, NDArray[Any]] = {"coef": self.linear.coef}
+        if self.linear.ratio is not None:
+            arrays["ratio"] = self.linear.ratio
+        blocks = []
+        for i, block in enumerate(self.blocks):
+            assert isinstance(block, WordBlock)
+            arrays[f"keys{i}"] = block.keys
+            # Tokens never contain a newline (they match \w\w+), so one joined string is exact.
+            arrays[f"tokens{i}"] = np.frombuffer("\n".join(block.tokens).encode(), np.uint8)
+            w = block.weighting
+            if w.idf is not None:
+                arrays[f"idf{i}"] = w.idf
+            blocks.append(
+                {
+                    "ngram_range": [block.low, block.high],
+                    "offset": block.offset,
+                    "sublinear": w.sublinear,
+                    "binary": w.binary,
+                    "norm": w.norm,
+                }
+            )
+        meta = {
+            "format": FORMAT,
+            "options": self.options,
+            "blocks": blocks,
+            "renorm": self.linear.renorm,
+            "intercept": self.linear.intercept,
+            "positive_is_one": self.linear.positive_is_one,
+        }
+        np.savez(directory / ARRAYS_FILE, allow_pickle=False, **arrays)
+        (directory / META_FILE).write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> FastScorer:
+        meta = json.loads((directory / META_FILE).read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"unknown scorer format {meta.get('format')!r} in {directory}")
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+            blocks: list[Block] = []
+            for i, spec in enumerate(meta["blocks"]):
+                weighting = Weighting(
+                    arrays.get(f"idf{i}"),
+                    spec["sublinear"],
+                    spec["binary"],
+                    spec["norm"],
+                )
+                tokens = bytes(arrays[f"tokens{i}"]).decode().split("\n")
+                low, high = spec["ngram_range"]
+                blocks.append(
+                    WordBlock(tokens, arrays[f"keys{i}"], (low, high), spec["offset"], weighting)
+                )
+            linear = Linear(
+                arrays.get("ratio"),
+                meta["renorm"],
+                arrays["coef"],
+                meta["intercept"],
+                meta["positive_is_one"],
+            )
+        return cls(meta["options"], blocks, linear)
 
 
 def _sigmoid(x: float) -> float:
@@ -258,34 +323,3 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)
     return z / (1.0 + z)
-
-
-def _blocks(vectorizer: Any) -> tuple[list[_Block], NDArray[np.object_]]:
-    parts = (
-        [v for _, v in vectorizer.transformer_list]
-        if isinstance(vectorizer, FeatureUnion)
-        else [vectorizer]
-    )
-    blocks: list[_Block] = []
-    offset = 0
-    for part in parts:
-        if not isinstance(part, TfidfVectorizer):
-            raise TypeError(f"unsupported vectorizer for the fast path: {type(part).__name__}")
-        blocks.append(_block(part, offset))
-        offset += blocks[-1].size
-    terms = np.empty(offset, dtype=object)  # column -> term, for explanations
-    for part, done in zip(parts, blocks, strict=True):
-        for term, column in part.vocabulary_.items():
-            terms[column + done.offset] = term
-    return blocks, terms
-
-
-def word_ngrams(tokens: list[str], low: int, high: int) -> list[str]:
-    """The n-grams sklearn's word analyzer yields, in the same order: unigrams, bigrams, …"""
-    grams: list[str] = list(tokens) if low == 1 else []
-    for n in range(max(low, 2), high + 1):
-        if n == 2:
-            grams += [f"{a} {b}" for a, b in pairwise(tokens)]
-        else:
-            grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
-    return grams

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from imdb_sentiment import registry, tracking
-from imdb_sentiment.config import Settings, load_settings
+from imdb_sentiment.config import CleanParams, Settings, load_params, load_settings
 from imdb_sentiment.serving.app import create_app
 from tests.helpers import tiny_model
 from tests.unit.serving.test_web_metrics_openapi import samples
@@ -17,11 +17,11 @@ from tests.unit.serving.test_web_metrics_openapi import samples
 DEAD_REGISTRY = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
-def publish(seed: int, alias: str = "production") -> str:
+def publish(seed: int, alias: str = "production", clean: CleanParams | None = None) -> str:
     settings = load_settings()
     tracking.configure(settings)
     record = registry.log_and_register(
-        tiny_model(seed=seed),
+        tiny_model(seed=seed, clean=clean),
         model_name=settings.model_name,
         experiment="serving",
         params={},
@@ -109,10 +109,58 @@ def test_a_failed_load_keeps_the_old_model_and_is_counted(monkeypatch: pytest.Mo
     def broken(*args: object) -> None:
         raise OSError("artifact store down")
 
-    monkeypatch.setattr(store, "_download", broken)
+    monkeypatch.setattr(store.sync, "download", broken)
     with pytest.raises(OSError, match="artifact store down"):
         store.refresh()
     assert store.current.version == first
     assert app.test_client().post("/api/v1/predict", json={"text": "great"}).status_code == 200
     m = samples(app.test_client())
     assert m[("model_reload_total", (("result", "failure"),))] == 1
+
+
+def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() -> None:
+    """Under gunicorn, workers only follow the cache the sync process fills: they must not
+    import scikit-learn or MLflow (~190 MB per worker). (A model that removes stop words does
+    load scikit-learn's list; the default configuration does not.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from imdb_sentiment.serving.model_cache import ModelCache
+    from imdb_sentiment.serving.sync import RegistrySync
+
+    default_clean = load_params(Path(__file__).parents[3] / "params.yaml").clean
+    version = publish(seed=1, clean=default_clean)
+    current = load_settings()
+    RegistrySync(current, ModelCache(current.model_cache_dir, current.model_name)).sync()
+    probe = (
+        "import json, sys\n"
+        "from imdb_sentiment.serving.app import create_app\n"
+        "client = create_app().test_client()\n"
+        "body = client.post('/api/v1/predict', json={'text': 'wonderful'}).get_json()\n"
+        "heavy = [m for m in ('sklearn', 'mlflow', 'scipy', 'pandas') if m in sys.modules]\n"
+        "print(json.dumps({'version': body['model']['version'], 'heavy': heavy}))\n"
+    )
+    env = {**os.environ, "MODEL_SYNC": "sidecar", "MODEL_RELOAD_INTERVAL": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.splitlines()[-1]) == {"version": version, "heavy": []}
+
+
+def test_a_sidecar_worker_follows_the_pointer_when_it_moves() -> None:
+    from imdb_sentiment.serving.model_cache import ModelCache
+    from imdb_sentiment.serving.sync import RegistrySync
+
+    first = publish(seed=1)
+    current = load_settings()
+    sync = RegistrySync(current, ModelCache(current.model_cache_dir, current.model_name))
+    sync.sync()
+    app = create_app(load_settings(model_sync="sidecar", reload_interval=0))
+    store = app.extensions["imdb_sentiment"].store
+    assert (store.current.version, store.current.source) == (first, "registry")
+    second = publish(seed=2)
+    assert store.refresh() is False  # the registry moved, the cache did not: no change
+    sync.sync()
+    assert store.refresh() is True and store.current.version == second

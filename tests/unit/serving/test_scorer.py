@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
@@ -9,7 +11,8 @@ from sklearn.pipeline import Pipeline
 from imdb_sentiment.classifier import NBLogisticRegression
 from imdb_sentiment.config import CleanParams, FeatureParams
 from imdb_sentiment.features import build_featurizer
-from imdb_sentiment.serving.scorer import FastScorer, word_ngrams
+from imdb_sentiment.serving.compile import compile_pipeline
+from imdb_sentiment.serving.scorer import FastScorer
 from tests.helpers import tiny_texts
 
 CONFIGS = {
@@ -50,32 +53,24 @@ def test_fast_scorer_matches_the_pipeline(name: str) -> None:
     model = build(*CONFIGS[name])
     texts, _ = tiny_texts(50, seed=11)
     texts += ["", "zzz unknown words only", "Film! FILM? film... 10/10 <br /> isn't it"]
+    scorer = compile_pipeline(model)
     np.testing.assert_allclose(
-        FastScorer(model).predict_proba(texts), model.predict_proba(texts), rtol=0, atol=1e-12
+        scorer.predict_proba(texts), model.predict_proba(texts), rtol=0, atol=1e-12
     )
 
 
 def test_explanations_add_up_to_the_decision() -> None:
     model = build(*CONFIGS["binary-nb"])
     text = tiny_texts(1, seed=5)[0][0]
-    scorer = FastScorer(model)
+    scorer = compile_pipeline(model)
     score = scorer.score(text, explain=10_000)
     decision = model.decision_function([text])[0]
     total = sum(c.weight for c in score.contributions) + float(model[-1].intercept_[0])
     assert total == pytest.approx(decision, abs=1e-9)
 
 
-def test_word_ngrams_match_sklearn_order() -> None:
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    doc = "a bb cc dd ee ff"
-    for low, high in [(1, 1), (1, 3), (2, 3), (2, 5)]:
-        analyzer = CountVectorizer(ngram_range=(low, high), lowercase=False).build_analyzer()
-        assert word_ngrams(doc.split()[1:], low, high) == analyzer(doc)
-
-
 def test_unknown_share_and_tokens() -> None:
-    scorer = FastScorer(build(*CONFIGS["tfidf-lr"]))
+    scorer = compile_pipeline(build(*CONFIGS["tfidf-lr"]))
     score = scorer.score("film film qwertyuiop")
     assert score.tokens == 3 and score.unknown_share == pytest.approx(1 / 3)
 
@@ -86,4 +81,29 @@ def test_rejects_pipelines_it_cannot_reproduce() -> None:
     model = build(*CONFIGS["tfidf-lr"])
     other = Pipeline([*model.steps[:-1], ("clf", LogisticRegression())])
     with pytest.raises(TypeError, match="NBLogisticRegression"):
-        FastScorer(other)
+        compile_pipeline(other)
+
+
+def test_saved_scorer_reloads_identically(tmp_path: Path) -> None:
+    model = build(*CONFIGS["binary-nb"])
+    texts, _ = tiny_texts(50, seed=12)
+    compiled = compile_pipeline(model)
+    compiled.save(tmp_path / "scorer")
+    loaded = FastScorer.load(tmp_path / "scorer")
+    np.testing.assert_array_equal(loaded.predict_proba(texts), compiled.predict_proba(texts))
+    text = texts[0]
+    assert loaded.score(text, explain=5) == compiled.score(text, explain=5)
+
+
+def test_explanation_terms_are_the_vocabulary_terms() -> None:
+    model = build(*CONFIGS["binary-nb"])
+    scorer = compile_pipeline(model)
+    vocabulary = model.named_steps["tfidf"].vocabulary_
+    for term, column in list(vocabulary.items())[:500]:
+        assert scorer.term(column) == term
+
+
+def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
+    scorer = compile_pipeline(build(*CONFIGS["l1-chars-nb"]))
+    with pytest.raises(TypeError, match="only word n-gram"):
+        scorer.save(tmp_path / "scorer")

@@ -1,0 +1,79 @@
+"""The local model cache: what workers serve from, without importing MLflow or scikit-learn.
+
+Layout under `MODEL_CACHE_DIR/<model name>/`:
+
+    v<N>/            the registered MLflow model, as downloaded (MLmodel, model.skops, …)
+    v<N>/scorer/     the same model compiled for serving (serving.scorer.FastScorer.save)
+    current.json     the pointer: which version to serve, whether it came from the registry or
+                     the cache (registry unreachable), and why nothing is served if so
+
+Only the registry sync (`serving.sync`) writes here; the pointer is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from imdb_sentiment.serving.scorer import FastScorer
+
+Source = Literal["registry", "cache", "injected"]
+POINTER = "current.json"
+
+
+@dataclass(frozen=True)
+class Pointer:
+    name: str
+    version: str | None  # None: nothing to serve, `reason` says why
+    run_id: str | None
+    source: Source
+    reason: str = ""
+
+
+class ModelCache:
+    def __init__(self, root: str | Path, name: str) -> None:
+        self.dir = Path(root) / name
+        self.pointer_path = self.dir / POINTER
+
+    def version_dir(self, version: str) -> Path:
+        return self.dir / f"v{version}"
+
+    def scorer_dir(self, version: str) -> Path:
+        return self.version_dir(version) / "scorer"
+
+    def read_pointer(self) -> Pointer | None:
+        try:
+            raw = json.loads(self.pointer_path.read_text())
+        except FileNotFoundError:
+            return None
+        version = raw.get("version")
+        return Pointer(
+            name=str(raw["name"]),
+            version=None if version is None else str(version),
+            run_id=raw.get("run_id"),
+            source=raw.get("source", "cache"),
+            reason=str(raw.get("reason", "")),
+        )
+
+    def write_pointer(self, pointer: Pointer) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".current.")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(pointer), handle)
+        os.replace(tmp, self.pointer_path)  # readers see the old or the new file, never half
+
+    def load_scorer(self, version: str) -> FastScorer:
+        """The compiled scorer if the sync saved one; else compile the cached MLflow model here
+        (configurations the compiler cannot save, e.g. character n-grams: slower, more memory)."""
+        compiled = self.scorer_dir(version)
+        if (compiled / "scorer.json").exists():
+            return FastScorer.load(compiled)
+        import mlflow.sklearn
+
+        from imdb_sentiment.serving.compile import compile_pipeline
+
+        return compile_pipeline(mlflow.sklearn.load_model(str(self.version_dir(version))))

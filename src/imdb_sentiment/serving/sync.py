@@ -1,0 +1,161 @@
+"""Registry sync: follow `models:/<name>@<alias>`, download each new version into the model
+cache, compile it for serving, then move the cache's pointer.
+
+Under gunicorn this runs as its own process (`python -m imdb_sentiment.serving.sync`, started
+by gunicorn.conf.py), so MLflow and scikit-learn are loaded once per pod instead of once per
+worker; workers only follow the pointer. Without gunicorn (`MODEL_SYNC=inline`: tests, a bare
+`create_app`) the model store calls `sync()` in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from imdb_sentiment.config import Settings, load_settings
+from imdb_sentiment.serving.model_cache import ModelCache, Pointer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegistryVersion:
+    version: str
+    run_id: str | None
+
+
+def quiet_http_defaults() -> None:
+    """A dead tracking server must not stall startup for minutes of HTTP retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class RegistrySync:
+    def __init__(self, settings: Settings, cache: ModelCache) -> None:
+        self.settings = settings
+        self.cache = cache
+
+    def alias_version(self) -> RegistryVersion:
+        from mlflow import MlflowClient
+
+        uri = self.settings.mlflow_tracking_uri
+        found = MlflowClient(uri, uri).get_model_version_by_alias(
+            self.settings.model_name, self.settings.model_alias
+        )
+        return RegistryVersion(str(found.version), found.run_id)
+
+    def download(self, version: RegistryVersion) -> Path:
+        """Copy the model version into the cache (once); return its directory."""
+        import mlflow
+
+        target = self.cache.version_dir(version.version)
+        if (target / "MLmodel").exists():
+            return target
+        self.cache.dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.cache.dir, prefix=".download-"))
+        try:
+            uri = f"models:/{self.settings.model_name}/{version.version}"
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))
+            if not target.exists():
+                os.replace(local, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def compile(self, version: RegistryVersion) -> None:
+        """Save the serving form next to the download (once). Models the compiler cannot save
+        are left as they are: workers then compile them in-process."""
+        import mlflow.sklearn
+
+        from imdb_sentiment.serving.compile import compile_pipeline
+
+        target = self.cache.scorer_dir(version.version)
+        if (target / "scorer.json").exists():
+            return
+        scorer = compile_pipeline(mlflow.sklearn.load_model(str(target.parent)))
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".scorer-"))
+        try:
+            scorer.save(staging)
+            os.replace(staging, target)
+        except TypeError as exc:  # not savable: fine, see the docstring
+            log.info("serving version %s uncompiled: %s", version.version, exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def sync(self) -> Pointer:
+        """One round. Registry reachable: make sure the alias's version is cached, point at it.
+        Unreachable: keep the cached version (marked as such) and re-raise."""
+        name = self.settings.model_name
+        try:
+            wanted = self.alias_version()
+        except Exception as exc:  # registry failures come in many types; all mean "use cache"
+            self._fall_back(f"registry unavailable: {exc}")
+            raise
+        current = self.cache.read_pointer()
+        pointer = Pointer(name, wanted.version, wanted.run_id, "registry")
+        if current == pointer:
+            return current
+        self.download(wanted)
+        self.compile(wanted)
+        self.cache.write_pointer(pointer)
+        return pointer
+
+    def _fall_back(self, reason: str) -> None:
+        current = self.cache.read_pointer()
+        if current is not None and current.version is not None:
+            if current.source != "cache":
+                self.cache.write_pointer(replace(current, source="cache", reason=reason))
+            return
+        reason = f"{reason}; no cached model in {self.cache.dir}"
+        self.cache.write_pointer(Pointer(self.settings.model_name, None, None, "cache", reason))
+
+    def watch(self, interval: float, stop: threading.Event, on_failure: Callable[[], None]) -> None:
+        while not stop.wait(interval):
+            try:
+                self.sync()
+            except Exception as exc:  # keep the cached model; log, count, try again
+                log.warning("registry sync failed: %s", exc)
+                on_failure()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Sync the served model from the registry.")
+    parser.add_argument("--watch", action="store_true", help="keep polling (MODEL_RELOAD_INTERVAL)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] sync: %(message)s"
+    )
+    settings = load_settings()
+    quiet_http_defaults()
+    from imdb_sentiment.tracking import configure
+
+    configure(settings)
+    sync = RegistrySync(settings, ModelCache(settings.model_cache_dir, settings.model_name))
+    if not args.watch:
+        try:
+            pointer = sync.sync()
+            log.info("serving %s version %s", pointer.name, pointer.version)
+        except Exception as exc:
+            log.warning("registry sync failed, workers use the cache if any: %s", exc)
+        return 0
+    from imdb_sentiment.serving.metrics import Metrics
+
+    failures = Metrics().reloads.labels(result="failure")  # summed with the workers' metrics
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sync.watch(settings.reload_interval, stop, failures.inc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
