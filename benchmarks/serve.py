@@ -5,7 +5,9 @@ data/raw/test.parquet exists):  python benchmarks/serve.py [--seconds 20] [--cli
 
 Both apps run under gunicorn with 2 workers on loopback; `hey` sends the median-length test
 review from 8 concurrent clients for 20 s. Then the batch endpoint is loaded with 256-review
-batches. Prints throughput, latency percentiles, the ratio and RSS per worker.
+batches from as many clients. Prints throughput, latency percentiles, the ratio and RSS per
+worker; with --rounds N, service and bare runs alternate N times and medians are printed (this
+host's throughput drifts by tens of percent from minute to minute).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +59,6 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WORKERS": "2",
-        "MODEL_RELOAD_INTERVAL": "0",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
     }
     if kind == "service":
@@ -139,9 +141,15 @@ def hey(url: str, body: dict[str, object], seconds: int, clients: int) -> dict[s
     }
 
 
-def worker_rss_mb(proc: subprocess.Popen[bytes]) -> list[float]:
-    children = psutil.Process(proc.pid).children(recursive=True)
-    return [c.memory_info().rss / 2**20 for c in children]
+def rss_mb(proc: subprocess.Popen[bytes]) -> tuple[list[float], list[float]]:
+    """RSS of the gunicorn workers, and of the service's registry-sync process (if any)."""
+    workers: list[float] = []
+    sync: list[float] = []
+    for child in psutil.Process(proc.pid).children(recursive=True):
+        mb = child.memory_info().rss / 2**20
+        is_sync = "imdb_sentiment.serving.sync" in " ".join(child.cmdline())
+        (sync if is_sync else workers).append(mb)
+    return workers, sync
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -149,10 +157,38 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=30)
 
 
+def run_service(
+    median: str, batch: list[str], env: dict[str, str], args: argparse.Namespace
+) -> dict[str, object]:
+    service, url = start("service", env)
+    try:
+        hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
+        single = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
+        workers, sync = rss_mb(service)
+        batched = hey(url + "/api/v1/predict", {"texts": batch}, 10, args.clients)
+    finally:
+        stop(service)
+    return {"single": single, "batch": batched, "rss": workers, "sync_rss": sync}
+
+
+def run_bare(median: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
+    proc, url = start("bare", env)
+    try:
+        hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
+        single = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
+        workers, _ = rss_mb(proc)
+    finally:
+        stop(proc)
+    return {"single": single, "rss": workers}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate service/bare N times; print medians"
+    )
     args = parser.parse_args()
     if shutil.which("hey") is None:
         print("error: `hey` is not installed (apt-get install hey)", file=sys.stderr)
@@ -166,37 +202,43 @@ def main() -> int:
     batch = texts.sample(256, random_state=0).tolist()
     env = {"BARE_MODEL_URI": "models:/imdb-sentiment@production"}
 
-    service, url = start("service", env)
-    try:
-        hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
-        fast = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
-        rss = worker_rss_mb(service)
-        batched = hey(url + "/api/v1/predict", {"texts": batch}, 10, 2)
-    finally:
-        stop(service)
-    bare_proc, bare_url = start("bare", env)
-    try:
-        hey(bare_url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
-        bare = hey(bare_url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
-        bare_rss = worker_rss_mb(bare_proc)
-    finally:
-        stop(bare_proc)
+    services, bares = [], []
+    for _ in range(args.rounds):  # interleaved, so a noisy minute hits both sides
+        services.append(run_service(median, batch, env, args))
+        bares.append(run_bare(median, env, args))
+
+    def med(runs: list[dict[str, object]], part: str, key: str) -> float:
+        return statistics.median(float(r[part][key]) for r in runs)  # type: ignore[index]
 
     print(f"machine:        {machine()}")
     print(
         f"scenario:       gunicorn 2 workers, {args.clients} clients, {args.seconds} s, "
-        f"median test review ({len(median)} chars)"
+        f"median test review ({len(median)} chars); {args.rounds} round(s), medians"
     )
-    for name, r, mem in (("service", fast, rss), ("bare sklearn", bare, bare_rss)):
+    for name, runs in (("service", services), ("bare sklearn", bares)):
+        rss = [mb for r in runs for mb in r["rss"]]  # type: ignore[attr-defined]
         print(
-            f"{name:14s}  {r['rps']:8.0f} req/s  "
-            f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms"
-            f"  non-2xx {r['non_2xx']}  RSS/worker {', '.join(f'{m:.0f}' for m in mem)} MB"
+            f"{name:14s}  {med(runs, 'single', 'rps'):8.0f} req/s  "
+            f"p50 {med(runs, 'single', 'p50_ms'):6.2f} ms  "
+            f"p99 {med(runs, 'single', 'p99_ms'):6.2f} ms  "
+            f"non-2xx {sum(r['single']['non_2xx'] for r in runs)}  "  # type: ignore[index]
+            f"RSS/worker max {max(rss):.0f} MB"
         )
-    print(f"ratio:          {fast['rps'] / bare['rps']:.2f}x bare throughput (target >= 1.5x)")
+    per_round = [
+        float(s["single"]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
+        for s, b in zip(services, bares, strict=True)
+    ]
     print(
-        f"batch endpoint: {batched['rps'] * len(batch):8.0f} reviews/s (256-review batches, "
-        f"2 clients, p99 {batched['p99_ms']:.0f} ms; target >= 5000)"
+        f"ratio:          {statistics.median(per_round):.2f}x bare throughput (target >= 1.5x; "
+        f"per round: {', '.join(f'{r:.2f}' for r in per_round)})"
+    )
+    sync_rss = [mb for r in services for mb in r["sync_rss"]]  # type: ignore[attr-defined]
+    if sync_rss:
+        print(f"sync process:   RSS {max(sync_rss):.0f} MB (one per server, not per worker)")
+    print(
+        f"batch endpoint: {med(services, 'batch', 'rps') * len(batch):8.0f} reviews/s "
+        f"(256-review batches, {args.clients} clients, p99 {med(services, 'batch', 'p99_ms'):.0f}"
+        " ms; target >= 5000)"
     )
     return 0
 
