@@ -72,6 +72,10 @@ class ModelCache:
         compiled = self.scorer_dir(version)
         if (compiled / "scorer.json").exists():
             return FastScorer.load(compiled)
+        return self.compile(version)
+
+    def compile(self, version: str) -> FastScorer:
+        """Compile the downloaded MLflow model of `version` (needs MLflow and scikit-learn)."""
         import mlflow.sklearn
 
         from imdb_sentiment.serving.compile import compile_pipeline

@@ -74,14 +74,10 @@ class RegistrySync:
     def compile(self, version: RegistryVersion) -> None:
         """Save the serving form next to the download (once). Models the compiler cannot save
         are left as they are: workers then compile them in-process."""
-        import mlflow.sklearn
-
-        from imdb_sentiment.serving.compile import compile_pipeline
-
         target = self.cache.scorer_dir(version.version)
         if (target / "scorer.json").exists():
             return
-        scorer = compile_pipeline(mlflow.sklearn.load_model(str(target.parent)))
+        scorer = self.cache.compile(version.version)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".scorer-"))
         try:
             scorer.save(staging)
