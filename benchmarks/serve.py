@@ -69,9 +69,9 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
             "--workers",
             "2",
             "--worker-class",
-            "gthread",
+            full.get("WORKER_CLASS", "gthread"),  # the service's gunicorn settings
             "--threads",
-            "4",
+            full.get("THREADS", "4"),
             "--bind",
             f"127.0.0.1:{port}",
             "--chdir",

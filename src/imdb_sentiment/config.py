@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
     workers: int = Field(2, ge=1, le=64, validation_alias="WORKERS")
+    # sync: one request at a time per worker, no keep-alive, so an idle worker takes the next
+    # connection and load spreads evenly (measured: steadier throughput and p99 than gthread,
+    # whose keep-alive connections can all land on one worker). Put a proxy in front for slow
+    # clients, as gunicorn recommends. THREADS applies to gthread only.
+    worker_class: Literal["sync", "gthread"] = Field("sync", validation_alias="WORKER_CLASS")
     threads: int = Field(4, ge=1, le=64, validation_alias="THREADS")
     timeout: int = Field(30, ge=1, validation_alias="TIMEOUT")
     reload_interval: float = Field(30.0, ge=0.0, validation_alias="MODEL_RELOAD_INTERVAL")

@@ -16,7 +16,7 @@ _settings = load_settings()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
-worker_class = "gthread"
+worker_class = _settings.worker_class
 threads = _settings.threads
 timeout = _settings.timeout
 graceful_timeout = _settings.timeout
