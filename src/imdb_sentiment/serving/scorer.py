@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.text import clean_text, plain_words, tokenize
+from imdb_sentiment.text import (
+    clean_text,
+    clean_words,
+    plain_tokens,
+    plain_words,
+    tokenize,
+)
 
 FORMAT = "imdb-sentiment-scorer/1"
 META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
@@ -77,12 +83,10 @@ class Block:
     def term(self, local: int) -> str:
         raise NotImplementedError
 
-    def values(
-        self, cleaned: str, plain: bool
-    ) -> tuple[NDArray[np.intp], NDArray[np.float64], int, int]:
-        found, tokens, known = self.lookup(cleaned, plain)
+    def weigh(self, found: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """Global columns and values of the n-gram occurrences `lookup` found."""
         if not len(found):
-            return np.empty(0, np.intp), np.empty(0), tokens, known
+            return np.empty(0, np.intp), np.empty(0)
         w = self.weighting
         local, counts = np.unique(found, return_counts=True)
         tf = np.ones(len(local)) if w.binary else counts.astype(np.float64)
@@ -94,7 +98,7 @@ class Block:
             tf = tf / math.sqrt(float(np.dot(tf, tf)))
         elif w.norm == "l1":
             tf = tf / float(np.abs(tf).sum())
-        return local + self.offset, tf, tokens, known
+        return local + self.offset, tf
 
 
 def key_starts(base: int, high: int) -> list[int]:
@@ -130,8 +134,11 @@ class WordBlock(Block):
         self.base = len(tokens) + 1  # the last id is "unknown token"
         self.starts = key_starts(self.base, self.high)
         self.keys = keys  # by column
-        self.unigram = np.zeros(self.base, dtype=bool)
-        self.unigram[keys[keys < self.base]] = True
+        # Unigram keys are token ids: their columns are found by indexing, not searching.
+        self.unigram_column = np.full(self.base, -1, dtype=np.intp)
+        is_unigram = keys < self.base
+        self.unigram_column[keys[is_unigram]] = np.flatnonzero(is_unigram)
+        self.unigram = self.unigram_column >= 0
         order = np.argsort(keys, kind="stable")
         self.sorted_keys = keys[order]
         self.sorted_columns = order.astype(np.intp)
@@ -147,26 +154,34 @@ class WordBlock(Block):
         return " ".join(self.tokens[i] for i in reversed(ids))
 
     def lookup(self, cleaned: str, plain: bool) -> tuple[NDArray[np.intp], int, int]:
-        ids = np.array(list(map(self._token_id, tokenize(cleaned, plain))), dtype=np.int64)
+        return self.lookup_tokens(tokenize(cleaned, plain))
+
+    def lookup_tokens(self, words: list[str]) -> tuple[NDArray[np.intp], int, int]:
+        ids = np.array(list(map(self._token_id, words)), dtype=np.int64)
         count = len(ids)
         known = int(self.unigram[ids].sum())
+        found = []
+        if self.low == 1:
+            unigrams = self.unigram_column[ids]
+            found.append(unigrams[unigrams >= 0])
         is_known = ids != self.base - 1
         grams, valid = ids, is_known
         keys = []
-        for n in range(1, min(self.high, count) + 1):
-            if n > 1:  # extend every (n-1)-gram key by the next token
-                grams = grams[:-1] * self.base + ids[n - 1 :]
-                valid = valid[:-1] & is_known[n - 1 :]
+        for n in range(2, min(self.high, count) + 1):
+            grams = grams[:-1] * self.base + ids[n - 1 :]  # every (n-1)-gram extended by one
+            valid = valid[:-1] & is_known[n - 1 :]
             if n >= self.low:
                 keys.append(grams[valid] + self.starts[n - 1])
-        if not keys:
+        if keys:
+            # Sorted needles walk the sorted keys in order: fewer cache misses.
+            wanted = np.sort(np.concatenate(keys))
+            position = np.searchsorted(self.sorted_keys, wanted)
+            position[position == len(self.sorted_keys)] = 0
+            hit = self.sorted_keys[position] == wanted
+            found.append(self.sorted_columns[position[hit]])
+        if not found:
             return np.empty(0, np.intp), count, known
-        # Sorted needles walk the sorted keys in order: fewer cache misses.
-        wanted = np.sort(np.concatenate(keys))
-        position = np.searchsorted(self.sorted_keys, wanted)
-        position[position == len(self.sorted_keys)] = 0
-        hit = self.sorted_keys[position] == wanted
-        return self.sorted_columns[position[hit]], count, known
+        return np.concatenate(found), count, known
 
 
 class _TokenIds(dict[str, int]):
@@ -198,6 +213,10 @@ class FastScorer:
         self.options = options
         self.plain = plain_words(options)
         self.blocks = blocks
+        # The common case, one word block over plain words: skip joining the cleaned words
+        # into a string only to split it again.
+        only = blocks[0] if len(blocks) == 1 else None
+        self._word_block = only if self.plain and isinstance(only, WordBlock) else None
         self.linear = linear
 
     def clean(self, text: str) -> str:
@@ -205,11 +224,16 @@ class FastScorer:
 
     def features(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.float64], float, int]:
         """The row the pipeline feeds its classifier (columns, values), unknown share, tokens."""
-        cleaned = self.clean(text)
+        if self._word_block is not None:
+            words = clean_words(text, **self.options)
+            found = [self._word_block.lookup_tokens(plain_tokens(words))]
+        else:
+            cleaned = self.clean(text)
+            found = [block.lookup(cleaned, self.plain) for block in self.blocks]
         columns, values = [], []
         unknown, tokens = 0.0, 0
-        for block in self.blocks:
-            index, data, count, known = block.values(cleaned, self.plain)
+        for block, (hits, count, known) in zip(self.blocks, found, strict=True):
+            index, data = block.weigh(hits)
             if block.words:
                 tokens, unknown = count, (count - known) / count if count else 0.0
             columns.append(index)

@@ -38,10 +38,12 @@ CONFIGS = {
 }
 
 
-def build(features: FeatureParams, nb: bool, renorm: bool) -> Pipeline:
+def build(
+    features: FeatureParams, nb: bool, renorm: bool, clean: CleanParams | None = None
+) -> Pipeline:
     texts, labels = tiny_texts(80, seed=3)
     featurizer = build_featurizer(
-        CleanParams(remove_stopwords=False, expand_negations=True), features
+        clean or CleanParams(remove_stopwords=False, expand_negations=True), features
     )
     x = featurizer.fit_transform(texts)
     clf = NBLogisticRegression(C=5.0, nb=nb, nb_normalize=renorm).fit(x, np.array(labels))
@@ -107,3 +109,18 @@ def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
     scorer = compile_pipeline(build(*CONFIGS["l1-chars-nb"]))
     with pytest.raises(TypeError, match="only word n-gram"):
         scorer.save(tmp_path / "scorer")
+
+
+def test_plain_word_path_equals_the_string_path() -> None:
+    # The default cleaning yields plain words, so the scorer skips join + split; forcing the
+    # generic path (cleaned string, regex tokenizer) must give the very same probabilities.
+    plain = CleanParams(remove_stopwords=False, expand_negations=True, lemmatize=False)
+    model = build(*CONFIGS["binary-nb"], clean=plain)
+    scorer = compile_pipeline(model)
+    assert scorer._word_block is not None
+    texts, _ = tiny_texts(40, seed=13)
+    texts += ["a b c d", "x", "I can't, won't; a-b c_d 1 2 3 é ü"]
+    fast = scorer.predict_proba(texts)
+    scorer._word_block = None
+    np.testing.assert_array_equal(scorer.predict_proba(texts), fast)
+    np.testing.assert_allclose(fast, model.predict_proba(texts), rtol=0, atol=1e-12)
