@@ -25,6 +25,9 @@ def test_fast_scorer_matches_pipeline_on_all_test_reviews(
     assert len(texts) == 25_000
     # What workers serve: compiled, saved to the model cache, loaded back without sklearn.
     compile_pipeline(model).save(tmp_path / "scorer")
-    fast = FastScorer.load(tmp_path / "scorer").predict_proba(texts)
+    scorer = FastScorer.load(tmp_path / "scorer")
     reference = model.predict_proba(texts)
-    assert np.abs(fast - reference).max() <= 1e-9
+    batched = scorer.predict_proba(texts)  # the batch path
+    assert np.abs(batched - reference).max() <= 1e-9
+    one_by_one = np.array([scorer.score(text).probability for text in texts])  # single requests
+    assert np.abs(one_by_one - reference[:, 1]).max() <= 1e-9

@@ -62,9 +62,14 @@ def require_model(store: ModelStore) -> LoadedModel:
 def predict(
     model: LoadedModel, texts: list[str], metrics: Metrics, explain: int = 0
 ) -> list[Prediction]:
+    scorer = model.scorer
+    if explain or len(texts) == 1:
+        scores = [scorer.score(text, explain=explain) for text in texts]
+    else:
+        scores = scorer.score_batch(texts)  # vectorised over the batch
     results = []
-    for text in texts:
-        prediction = Prediction(text, model.scorer.score(text, explain=explain))
+    for text, score in zip(texts, scores, strict=True):
+        prediction = Prediction(text, score)
         metrics.predictions.labels(prediction=prediction.label).inc()
         metrics.confidence.observe(prediction.confidence)
         metrics.input_length.observe(len(text))

@@ -270,9 +270,18 @@ class FastScorer:
                 return block.term(column - block.offset)
         raise IndexError(column)
 
+    def score_batch(self, texts: Sequence[str]) -> list[Score]:
+        """`score` for many texts, without explanations; vectorised over the batch when the
+        model has the common shape (see serving.batch)."""
+        if self._word_block is None:
+            return [self.score(text) for text in texts]
+        from imdb_sentiment.serving.batch import score_batch  # it builds on this module
+
+        return score_batch(self._word_block, self.linear, self.options, texts)
+
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""
-        positive = np.array([self.score(t).probability for t in texts], dtype=np.float64)
+        positive = np.array([s.probability for s in self.score_batch(texts)], dtype=np.float64)
         return np.column_stack([1.0 - positive, positive])
 
     # --- persistence: what the model cache holds for workers --------------------------------

@@ -120,7 +120,26 @@ def test_plain_word_path_equals_the_string_path() -> None:
     assert scorer._word_block is not None
     texts, _ = tiny_texts(40, seed=13)
     texts += ["a b c d", "x", "I can't, won't; a-b c_d 1 2 3 é ü"]
-    fast = scorer.predict_proba(texts)
+    fast = [scorer.score(text).probability for text in texts]
     scorer._word_block = None
-    np.testing.assert_array_equal(scorer.predict_proba(texts), fast)
-    np.testing.assert_allclose(fast, model.predict_proba(texts), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal([scorer.score(text).probability for text in texts], fast)
+    np.testing.assert_allclose(fast, model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
+    plain = CleanParams(remove_stopwords=False, expand_negations=True, lemmatize=False)
+    model = build(*CONFIGS[name], clean=plain)
+    scorer = compile_pipeline(model)
+    texts, _ = tiny_texts(60, seed=14)
+    # Empty and one-word reviews next to each other: n-grams must not span reviews.
+    texts += ["", "great", "", "film", "not good", "a", "zzz qqq", "bad bad bad"]
+    batch = scorer.score_batch(texts)
+    single = [scorer.score(text) for text in texts]
+    for b, s in zip(batch, single, strict=True):
+        assert b.probability == pytest.approx(s.probability, abs=1e-12)
+        assert (b.tokens, b.unknown_share) == (s.tokens, pytest.approx(s.unknown_share))
+    np.testing.assert_allclose(
+        [b.probability for b in batch], model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12
+    )
+    assert scorer.score_batch([]) == []

@@ -1,0 +1,122 @@
+"""Scoring many reviews at once: the fast scorer's arithmetic over a whole batch in a few
+numpy calls, instead of a dozen small calls per review (their fixed cost dominated batches).
+
+Only for the common model shape, one `WordBlock` over plain words; `FastScorer.score_batch`
+falls back to per-review scoring otherwise. Same results as `FastScorer.score` up to
+floating-point summation order (~1e-16; tested against the pipeline on the full test split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import chain
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imdb_sentiment.serving.scorer import Linear, Score, Weighting, WordBlock
+from imdb_sentiment.text import clean_words, plain_tokens
+
+
+def score_batch(
+    block: WordBlock, linear: Linear, options: dict[str, bool], texts: Sequence[str]
+) -> list[Score]:
+    words = [plain_tokens(clean_words(text, **options)) for text in texts]
+    lengths = np.array([len(w) for w in words], dtype=np.intp)
+    flat = list(chain.from_iterable(words))
+    ids = np.array(list(map(block.token_ids.__getitem__, flat)), dtype=np.int64)
+    review = np.repeat(np.arange(len(texts)), lengths)
+    known = np.bincount(review, weights=block.unigram[ids], minlength=len(texts))
+
+    docs, columns = _find(block, ids, review)
+    # One (review, column) pair per distinct n-gram of a review, sorted like np.unique per review.
+    pairs, counts = np.unique(docs * block.size + columns, return_counts=True)
+    docs, columns = pairs // block.size, pairs % block.size
+    data = _weigh(block.weighting, docs, columns, counts, len(texts))
+    if linear.ratio is not None:
+        data = data * linear.ratio[columns + block.offset]
+        if linear.renorm:
+            data = data / _row_norms(docs, data, len(texts))[docs]
+    decision = linear.intercept + np.bincount(
+        docs, weights=data * linear.coef[columns + block.offset], minlength=len(texts)
+    ).astype(np.float64)
+    positive = _expit(decision)
+    if not linear.positive_is_one:
+        positive = 1.0 - positive
+    return [
+        Score(float(p), (n - k) / n if n else 0.0, int(n))
+        for p, n, k in zip(positive, lengths, known, strict=True)
+    ]
+
+
+def _find(
+    block: WordBlock, ids: NDArray[np.int64], review: NDArray[np.intp]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(review, local column) of every n-gram occurrence in the vocabulary."""
+    docs, columns = [], []
+    if block.low == 1:
+        unigrams = block.unigram_column[ids]
+        hit = unigrams >= 0
+        docs.append(review[hit])
+        columns.append(unigrams[hit])
+    is_known = ids != block.base - 1
+    grams, valid = ids, is_known
+    keys, key_docs = [], []
+    for n in range(2, block.high + 1):
+        if len(ids) < n:
+            break
+        grams = grams[:-1] * block.base + ids[n - 1 :]
+        # An n-gram must not span two reviews.
+        valid = valid[:-1] & is_known[n - 1 :] & (review[: 1 - n] == review[n - 1 :])
+        if n >= block.low:
+            keys.append(grams[valid] + block.starts[n - 1])
+            key_docs.append(review[: 1 - n][valid])
+    if keys:
+        # Sorted needles walk the sorted keys in order: several times faster than unsorted.
+        # Their order is free: the caller groups (review, column) pairs anyway.
+        wanted = np.concatenate(keys)
+        order = np.argsort(wanted)
+        wanted = wanted[order]
+        position = np.searchsorted(block.sorted_keys, wanted)
+        position[position == len(block.sorted_keys)] = 0
+        hit = block.sorted_keys[position] == wanted
+        docs.append(np.concatenate(key_docs)[order][hit])
+        columns.append(block.sorted_columns[position[hit]])
+    if not docs:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    return np.concatenate(docs).astype(np.intp), np.concatenate(columns).astype(np.intp)
+
+
+def _weigh(
+    w: Weighting,
+    docs: NDArray[np.intp],
+    columns: NDArray[np.intp],
+    counts: NDArray[np.intp],
+    n_docs: int,
+) -> NDArray[np.float64]:
+    tf = np.ones(len(columns)) if w.binary else counts.astype(np.float64)
+    if w.sublinear and not w.binary:
+        tf = np.log(tf) + 1.0
+    if w.idf is not None:
+        tf = tf * w.idf[columns]
+    if w.norm == "l2":
+        tf = tf / _row_norms(docs, tf, n_docs)[docs]
+    elif w.norm == "l1":
+        tf = tf / np.bincount(docs, weights=np.abs(tf), minlength=n_docs)[docs]
+    return tf
+
+
+def _row_norms(docs: NDArray[np.intp], data: NDArray[np.float64], n: int) -> NDArray[np.float64]:
+    norms = np.sqrt(np.bincount(docs, weights=data * data, minlength=n))
+    norms[norms == 0] = 1.0  # an all-zero row stays zero, as in sklearn's normalize
+    return norms
+
+
+def _expit(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    # Branch-wise like scipy.special.expit and scorer._sigmoid: no overflow for large |x|.
+    out = np.empty_like(x)
+    positive = x >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
+    z = np.exp(x[~positive])
+    out[~positive] = z / (1.0 + z)
+    return out
