@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.server import free_port  # noqa: E402
 
 from benchmarks.pipeline import machine  # noqa: E402
+from imdb_sentiment.config import load_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -61,6 +62,7 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
         "WORKERS": "2",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
     }
+    settings = load_settings()
     if kind == "service":
         cmd = [str(BIN / "imdb-sentiment"), "serve"]
     else:
@@ -69,9 +71,9 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
             "--workers",
             "2",
             "--worker-class",
-            full.get("WORKER_CLASS", "gthread"),  # the service's gunicorn settings
+            settings.worker_class,  # the service's gunicorn settings, from the same environment
             "--threads",
-            full.get("THREADS", "4"),
+            str(settings.threads if settings.worker_class == "gthread" else 1),
             "--bind",
             f"127.0.0.1:{port}",
             "--chdir",

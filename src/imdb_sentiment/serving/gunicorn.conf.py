@@ -17,7 +17,8 @@ _settings = load_settings()
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 worker_class = _settings.worker_class
-threads = _settings.threads
+# gunicorn silently turns "sync" into "gthread" when threads > 1: THREADS is for gthread only.
+threads = _settings.threads if worker_class == "gthread" else 1
 timeout = _settings.timeout
 graceful_timeout = _settings.timeout
 keepalive = 5
