@@ -8,6 +8,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from prometheus_client.mmap_dict import MmapedDict
@@ -114,3 +115,35 @@ def test_alias_move_under_load_swaps_with_zero_failures(service) -> None:
         assert set(outcomes) == {"200"}, outcomes
         assert versions["1"] > 0 and versions[new_version] > 0, versions
         assert metric(url, "model_reload_total", result="success") >= 4  # 2 workers x 2 loads
+
+
+def sync_watchers(port: str) -> list[psutil.Process]:
+    """The service's `sync --watch` processes (found by the PORT in their environment)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            ours = "imdb_sentiment.serving.sync --watch" in cmdline
+            if ours and process.environ().get("PORT") == port:
+                found.append(process)
+        except psutil.Error:  # exited or not ours meanwhile
+            continue
+    return found
+
+
+def test_a_dead_model_sync_is_restarted(service) -> None:
+    with service as url:
+        port = url.rsplit(":", 1)[1]
+        deadline = time.monotonic() + 30
+        while not (watchers := sync_watchers(port)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(watchers) == 1
+        watchers[0].kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            again = sync_watchers(port)
+            if again and again[0].pid != watchers[0].pid:
+                break
+            time.sleep(0.2)
+        assert [p.pid for p in sync_watchers(port)] not in ([], [watchers[0].pid])
+        assert requests.get(f"{url}/readyz", timeout=5).status_code == 200

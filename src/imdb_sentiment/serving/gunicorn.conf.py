@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 from imdb_sentiment.config import load_settings
 
@@ -35,7 +36,8 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 os.environ["MODEL_SYNC"] = "sidecar"  # inherited by workers and the sync process
 _SYNC = [sys.executable, "-m", "imdb_sentiment.serving.sync"]
-_watcher: list[subprocess.Popen[bytes]] = []
+_watcher: list[subprocess.Popen[bytes]] = []  # the running `sync --watch`, if any
+_stopping = threading.Event()
 
 
 def on_starting(server: object) -> None:
@@ -54,10 +56,23 @@ def on_starting(server: object) -> None:
 
 def when_ready(server: object) -> None:
     if _settings.reload_interval > 0:
-        _watcher.append(subprocess.Popen([*_SYNC, "--watch"]))
+        threading.Thread(target=_supervise, args=(server,), name="model-sync", daemon=True).start()
+
+
+def _supervise(server: object) -> None:
+    """Keep one `sync --watch` running: if it dies, hot reload would stop silently."""
+    while not _stopping.is_set():
+        process = subprocess.Popen([*_SYNC, "--watch"])
+        _watcher[:] = [process]
+        code = process.wait()
+        if _stopping.is_set():
+            return
+        server.log.warning("model sync exited with %s; restarting it", code)  # type: ignore[attr-defined]
+        _stopping.wait(5)  # a pause, so a sync that cannot start does not spin
 
 
 def on_exit(server: object) -> None:
+    _stopping.set()
     for process in _watcher:
         process.terminate()
         try:
