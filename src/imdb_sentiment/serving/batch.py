@@ -14,7 +14,7 @@ from itertools import chain
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.serving.scorer import Linear, Score, Weighting, WordBlock
+from imdb_sentiment.serving.scorer import Linear, Score, WordBlock, row_norms, weigh
 from imdb_sentiment.text import clean_words, plain_tokens
 
 
@@ -32,11 +32,11 @@ def score_batch(
     # One (review, column) pair per distinct n-gram of a review, sorted like np.unique per review.
     pairs, counts = np.unique(docs * block.size + columns, return_counts=True)
     docs, columns = pairs // block.size, pairs % block.size
-    data = _weigh(block.weighting, docs, columns, counts, len(texts))
+    data = weigh(block.weighting, docs, columns, counts, len(texts))
     if linear.ratio is not None:
         data = data * linear.ratio[columns + block.offset]
         if linear.renorm:
-            data = data / _row_norms(docs, data, len(texts))[docs]
+            data = data / row_norms(docs, data, len(texts))[docs]
     decision = linear.intercept + np.bincount(
         docs, weights=data * linear.coef[columns + block.offset], minlength=len(texts)
     ).astype(np.float64)
@@ -85,31 +85,6 @@ def _find(
     if not docs:
         return np.empty(0, np.intp), np.empty(0, np.intp)
     return np.concatenate(docs).astype(np.intp), np.concatenate(columns).astype(np.intp)
-
-
-def _weigh(
-    w: Weighting,
-    docs: NDArray[np.intp],
-    columns: NDArray[np.intp],
-    counts: NDArray[np.intp],
-    n_docs: int,
-) -> NDArray[np.float64]:
-    tf = np.ones(len(columns)) if w.binary else counts.astype(np.float64)
-    if w.sublinear and not w.binary:
-        tf = np.log(tf) + 1.0
-    if w.idf is not None:
-        tf = tf * w.idf[columns]
-    if w.norm == "l2":
-        tf = tf / _row_norms(docs, tf, n_docs)[docs]
-    elif w.norm == "l1":
-        tf = tf / np.bincount(docs, weights=np.abs(tf), minlength=n_docs)[docs]
-    return tf
-
-
-def _row_norms(docs: NDArray[np.intp], data: NDArray[np.float64], n: int) -> NDArray[np.float64]:
-    norms = np.sqrt(np.bincount(docs, weights=data * data, minlength=n))
-    norms[norms == 0] = 1.0  # an all-zero row stays zero, as in sklearn's normalize
-    return norms
 
 
 def _expit(x: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -85,20 +85,36 @@ class Block:
 
     def weigh(self, found: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """Global columns and values of the n-gram occurrences `lookup` found."""
-        if not len(found):
-            return np.empty(0, np.intp), np.empty(0)
-        w = self.weighting
         local, counts = np.unique(found, return_counts=True)
-        tf = np.ones(len(local)) if w.binary else counts.astype(np.float64)
-        if w.sublinear and not w.binary:
-            tf = np.log(tf) + 1.0
-        if w.idf is not None:
-            tf = tf * w.idf[local]
-        if w.norm == "l2":
-            tf = tf / math.sqrt(float(np.dot(tf, tf)))
-        elif w.norm == "l1":
-            tf = tf / float(np.abs(tf).sum())
-        return local + self.offset, tf
+        data = weigh(self.weighting, np.zeros(len(local), np.intp), local, counts, 1)
+        return local + self.offset, data
+
+
+def weigh(
+    w: Weighting,
+    docs: NDArray[np.intp],
+    columns: NDArray[np.intp],
+    counts: NDArray[np.intp],
+    n_docs: int,
+) -> NDArray[np.float64]:
+    """Values of distinct (review, column) n-grams seen `counts` times, as TfidfVectorizer
+    computes them; `docs` numbers the reviews 0 … n_docs - 1."""
+    tf = np.ones(len(columns)) if w.binary else counts.astype(np.float64)
+    if w.sublinear and not w.binary:
+        tf = np.log(tf) + 1.0
+    if w.idf is not None:
+        tf = tf * w.idf[columns]
+    if w.norm == "l2":
+        tf = tf / row_norms(docs, tf, n_docs)[docs]
+    elif w.norm == "l1":
+        tf = tf / np.bincount(docs, weights=np.abs(tf), minlength=n_docs)[docs]
+    return tf
+
+
+def row_norms(docs: NDArray[np.intp], data: NDArray[np.float64], n: int) -> NDArray[np.float64]:
+    norms = np.sqrt(np.bincount(docs, weights=data * data, minlength=n))
+    norms[norms == 0] = 1.0  # an all-zero row stays zero, as in sklearn's normalize
+    return norms
 
 
 def key_starts(base: int, high: int) -> list[int]:
