@@ -51,14 +51,24 @@ class CleanParams(_Strict):
     remove_digits: bool = True
     lowercase: bool = True
     remove_punctuation: bool = True
+    separate_punctuation: bool = False  # ". , ! ? ; : \" ( )" become tokens of their own
     expand_negations: bool = False
     remove_stopwords: bool = True
     lemmatize: bool = True
+
+    @model_validator(mode="after")
+    def _punctuation(self) -> CleanParams:
+        if self.remove_punctuation and self.separate_punctuation:
+            raise ValueError("separate_punctuation needs remove_punctuation: false")
+        return self
 
 
 class FeatureParams(_Strict):
     """Word and character n-gram vectorizers (TF-IDF)."""
 
+    # words: sklearn's default pattern (words of 2+ word characters); whitespace: every word
+    # the cleaner produced (keeps "!", "8/10", "a") — meant for separate_punctuation.
+    tokens: Literal["words", "whitespace"] = "words"
     ngram_range: tuple[int, int] = (1, 3)
     max_features: int | None = Field(20_000, ge=1)
     min_df: int = Field(1, ge=1)

@@ -15,7 +15,12 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from imdb_sentiment.config import CleanParams, FeatureParams
-from imdb_sentiment.text import CLEAN_OPTIONS, clean_text
+from imdb_sentiment.text import (
+    CLEAN_OPTIONS,
+    TOKEN_PATTERN,
+    WHITESPACE_TOKEN_PATTERN,
+    clean_text,
+)
 
 
 def as_text_list(X: Any) -> list[str]:
@@ -42,6 +47,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         remove_digits: bool = True,
         lowercase: bool = True,
         remove_punctuation: bool = True,
+        separate_punctuation: bool = False,
         expand_negations: bool = False,
         remove_stopwords: bool = True,
         lemmatize: bool = True,
@@ -51,6 +57,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
         self.remove_digits = remove_digits
         self.lowercase = lowercase
         self.remove_punctuation = remove_punctuation
+        self.separate_punctuation = separate_punctuation
         self.expand_negations = expand_negations
         self.remove_stopwords = remove_stopwords
         self.lemmatize = lemmatize
@@ -108,8 +115,12 @@ def build_vectorizer(params: FeatureParams) -> TfidfVectorizer | FeatureUnion:
         "lowercase": False,  # cleaning already decided about case
         "dtype": np.float64,
     }
+    pattern = WHITESPACE_TOKEN_PATTERN if params.tokens == "whitespace" else TOKEN_PATTERN
     words = CompactTfidfVectorizer(
-        ngram_range=params.ngram_range, max_features=params.max_features, **common
+        ngram_range=params.ngram_range,
+        max_features=params.max_features,
+        token_pattern=pattern,
+        **common,
     )
     if params.char_ngram_range is None:
         return words

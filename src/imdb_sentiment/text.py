@@ -27,7 +27,13 @@ _NON_WORD_OR_DIGIT = re.compile(r"[^\w\s]|[_\d]")
 _ASCII = [chr(i) for i in range(128)]
 _NON_WORD_TABLE = str.maketrans({c: " " for c in _ASCII if _NON_WORD.match(c)})
 _NON_WORD_OR_DIGIT_TABLE = str.maketrans({c: " " for c in _ASCII if _NON_WORD_OR_DIGIT.match(c)})
-TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default token_pattern
+# Marks that carry sentiment or structure ("!", "?", quotes) and that `separate_punctuation`
+# turns into tokens of their own. Others stay attached: "8/10", "well-made", "*****" are tokens.
+SEPARATED_MARKS = '.,!?;:"()'
+_SEPARATE = re.compile("([" + re.escape(SEPARATED_MARKS) + "])")
+_SEPARATE_TABLE = str.maketrans({c: f" {c} " for c in SEPARATED_MARKS})
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default token_pattern: words of 2+ characters
+WHITESPACE_TOKEN_PATTERN = r"\S+"  # every cleaned word is a token (punctuation, "8/10", "a")
 _TOKEN = re.compile(TOKEN_PATTERN)
 
 CLEAN_OPTIONS = (
@@ -36,6 +42,7 @@ CLEAN_OPTIONS = (
     "remove_digits",
     "lowercase",
     "remove_punctuation",
+    "separate_punctuation",
     "expand_negations",
     "remove_stopwords",
     "lemmatize",
@@ -96,6 +103,7 @@ def clean_words(
     remove_digits: bool = True,
     lowercase: bool = True,
     remove_punctuation: bool = True,
+    separate_punctuation: bool = False,
     expand_negations: bool = False,
     remove_stopwords: bool = True,
     lemmatize: bool = True,
@@ -116,6 +124,8 @@ def clean_words(
         text = _DIGITS.sub(" ", text)
     elif remove_punctuation:
         text = _replace(text, _NON_WORD, _NON_WORD_TABLE)
+    if separate_punctuation and not remove_punctuation:
+        text = text.translate(_SEPARATE_TABLE) if text.isascii() else _SEPARATE.sub(r" \1 ", text)
     tokens = text.split()
     if remove_stopwords:
         stop = stop_words()
@@ -125,11 +135,15 @@ def clean_words(
     return tokens
 
 
-def tokenize(cleaned: str, plain: bool = False) -> list[str]:
-    """Word tokens as the vectorizers see them (sklearn's default token pattern).
+def tokenize(cleaned: str, plain: bool = False, whitespace: bool = False) -> list[str]:
+    """Word tokens as the vectorizers see them.
 
-    `plain`: the text is known to hold only word characters and single spaces (punctuation
-    removed, no lemmatizer), so the pattern reduces to "space-separated, 2+ characters"."""
+    `whitespace`: the vectorizer's pattern is `WHITESPACE_TOKEN_PATTERN`, every word a token.
+    Otherwise sklearn's default pattern; `plain`: the text is known to hold only word characters
+    and single spaces (punctuation removed, no lemmatizer), so the pattern reduces to
+    "space-separated, 2+ characters"."""
+    if whitespace:
+        return cleaned.split()
     if plain:
         return plain_tokens(cleaned.split(" "))
     return _TOKEN.findall(cleaned)

@@ -31,6 +31,10 @@ def test_bad_value_is_rejected() -> None:
         parse_params({"train": {"C": -1}})
     with pytest.raises(ConfigError, match="ngram_range"):
         parse_params({"features": {"ngram_range": [3, 1]}})
+    with pytest.raises(ConfigError, match="separate_punctuation needs remove_punctuation"):
+        parse_params({"clean": {"separate_punctuation": True}})
+    with pytest.raises(ConfigError, match=r"features\.tokens"):
+        parse_params({"features": {"tokens": "chars"}})
 
 
 def test_imdb_source_overrides_params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from imdb_sentiment.features import TextCleaner
-from imdb_sentiment.text import clean_text
+from imdb_sentiment.text import clean_text, tokenize
 
 
 def test_seed_cleaning_steps() -> None:
@@ -70,6 +70,7 @@ def test_cleaner_params_mirror_clean_params() -> None:
     [
         {"remove_digits": True, "remove_punctuation": True},
         {"remove_digits": False, "remove_punctuation": True},
+        {"remove_digits": False, "remove_punctuation": False, "separate_punctuation": True},
     ],
 )
 def test_ascii_fast_path_equals_the_regex_path(options: dict[str, bool]) -> None:
@@ -88,3 +89,19 @@ def test_negations_expand_in_one_pass() -> None:
         remove_stopwords=False,
     )
     assert out == "can not will not is not woca not"
+
+
+def test_separated_punctuation_marks_become_tokens() -> None:
+    out = clean_text(
+        'Wow!! "Best" film (8/10), well-made; isn\'t it?',
+        remove_digits=False,
+        remove_punctuation=False,
+        separate_punctuation=True,
+        expand_negations=True,
+        remove_stopwords=False,
+        lemmatize=False,
+    )
+    assert out == 'wow ! ! " best " film ( 8/10 ) , well-made ; is not it ?'
+    assert tokenize(out, whitespace=True) == out.split(" ")
+    # sklearn's default pattern would drop every mark, "8/10" and one-letter words.
+    assert "!" not in tokenize(out) and "10" in tokenize(out)

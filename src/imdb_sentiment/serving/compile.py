@@ -21,7 +21,7 @@ from imdb_sentiment.serving.scorer import (
     key_starts,
     ngram_key,
 )
-from imdb_sentiment.text import TOKEN_PATTERN, tokenize
+from imdb_sentiment.text import TOKEN_PATTERN, WHITESPACE_TOKEN_PATTERN, tokenize
 
 _NORMS = {None, "l1", "l2"}
 _MAX_COMPILED_N = 3
@@ -85,13 +85,14 @@ def _word_block(part: TfidfVectorizer, tokens: list[str], offset: int) -> WordBl
     keys = np.empty(len(part.vocabulary_), dtype=np.int64)
     for term, column in part.vocabulary_.items():
         keys[column] = ngram_key([ids[token] for token in term.split(" ")], base, starts)
-    return WordBlock(tokens, keys, part.ngram_range, offset, _weighting(part))
+    whitespace = part.token_pattern == WHITESPACE_TOKEN_PATTERN
+    return WordBlock(tokens, keys, part.ngram_range, offset, _weighting(part), whitespace)
 
 
 def _compilable(part: TfidfVectorizer) -> bool:
     return bool(
         part.analyzer == "word"
-        and part.token_pattern == TOKEN_PATTERN
+        and part.token_pattern in (TOKEN_PATTERN, WHITESPACE_TOKEN_PATTERN)
         and part.tokenizer is None
         and part.preprocessor is None
         and part.stop_words is None
@@ -110,6 +111,7 @@ class DictBlock(Block):
         self.vocabulary: dict[str, int] = part.vocabulary_
         self.analyze = part.build_analyzer()
         self.words = part.analyzer == "word"
+        self.whitespace = part.token_pattern == WHITESPACE_TOKEN_PATTERN
         self.terms: NDArray[np.object_] = np.empty(self.size, dtype=object)
         for term, column in self.vocabulary.items():
             self.terms[column] = term
@@ -117,7 +119,7 @@ class DictBlock(Block):
     def lookup(self, cleaned: str, plain: bool) -> tuple[NDArray[np.intp], int, int]:
         get = self.vocabulary.get
         found = [i for i in map(get, self.analyze(cleaned)) if i is not None]
-        words = tokenize(cleaned, plain) if self.words else []
+        words = tokenize(cleaned, plain, self.whitespace) if self.words else []
         known = sum(map(self.vocabulary.__contains__, words))
         return np.asarray(found, dtype=np.intp), len(words), known
 

@@ -141,8 +141,10 @@ class WordBlock(Block):
         ngram_range: tuple[int, int],
         offset: int,
         weighting: Weighting,
+        whitespace: bool = False,
     ) -> None:
         super().__init__(len(keys), offset, weighting)
+        self.whitespace = whitespace  # token pattern: see text.tokenize
         self.tokens = tokens
         self.token_ids = _TokenIds(tokens)
         self._token_id = self.token_ids.__getitem__
@@ -170,7 +172,11 @@ class WordBlock(Block):
         return " ".join(self.tokens[i] for i in reversed(ids))
 
     def lookup(self, cleaned: str, plain: bool) -> tuple[NDArray[np.intp], int, int]:
-        return self.lookup_tokens(tokenize(cleaned, plain))
+        return self.lookup_tokens(tokenize(cleaned, plain, self.whitespace))
+
+    def tokens_of(self, words: list[str]) -> list[str]:
+        """The tokens of `clean_words` output, for scorers where `FastScorer.direct` holds."""
+        return words if self.whitespace else plain_tokens(words)
 
     def lookup_tokens(self, words: list[str]) -> tuple[NDArray[np.intp], int, int]:
         ids = np.array(list(map(self._token_id, words)), dtype=np.int64)
@@ -229,10 +235,13 @@ class FastScorer:
         self.options = options
         self.plain = plain_words(options)
         self.blocks = blocks
-        # The common case, one word block over plain words: skip joining the cleaned words
-        # into a string only to split it again.
+        # The common case, one word block whose tokens follow directly from the cleaned words:
+        # skip joining them into a string only to split it again. (Lemmas are not words.)
         only = blocks[0] if len(blocks) == 1 else None
-        self._word_block = only if self.plain and isinstance(only, WordBlock) else None
+        direct = isinstance(only, WordBlock) and (
+            self.plain or (only.whitespace and not options.get("lemmatize", False))
+        )
+        self._word_block = only if direct and isinstance(only, WordBlock) else None
         self.linear = linear
 
     def clean(self, text: str) -> str:
@@ -242,7 +251,7 @@ class FastScorer:
         """The row the pipeline feeds its classifier (columns, values), unknown share, tokens."""
         if self._word_block is not None:
             words = clean_words(text, **self.options)
-            found = [self._word_block.lookup_tokens(plain_tokens(words))]
+            found = [self._word_block.lookup_tokens(self._word_block.tokens_of(words))]
         else:
             cleaned = self.clean(text)
             found = [block.lookup(cleaned, self.plain) for block in self.blocks]
@@ -312,7 +321,7 @@ class FastScorer:
         for i, block in enumerate(self.blocks):
             assert isinstance(block, WordBlock)
             arrays[f"keys{i}"] = block.keys
-            # Tokens never contain a newline (they match \w\w+), so one joined string is exact.
+            # Tokens never contain a newline (they match \w\w+ or \S+): one joined string is exact.
             arrays[f"tokens{i}"] = np.frombuffer("\n".join(block.tokens).encode(), np.uint8)
             w = block.weighting
             if w.idf is not None:
@@ -324,6 +333,7 @@ class FastScorer:
                     "sublinear": w.sublinear,
                     "binary": w.binary,
                     "norm": w.norm,
+                    "whitespace": block.whitespace,
                 }
             )
         meta = {
@@ -354,7 +364,14 @@ class FastScorer:
                 tokens = bytes(arrays[f"tokens{i}"]).decode().split("\n")
                 low, high = spec["ngram_range"]
                 blocks.append(
-                    WordBlock(tokens, arrays[f"keys{i}"], (low, high), spec["offset"], weighting)
+                    WordBlock(
+                        tokens,
+                        arrays[f"keys{i}"],
+                        (low, high),
+                        spec["offset"],
+                        weighting,
+                        spec.get("whitespace", False),  # absent in scorers saved before it
+                    )
                 )
             linear = Linear(
                 arrays.get("ratio"),

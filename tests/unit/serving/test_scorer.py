@@ -15,6 +15,17 @@ from imdb_sentiment.serving.compile import compile_pipeline
 from imdb_sentiment.serving.scorer import FastScorer
 from tests.helpers import tiny_texts
 
+# Punctuation marks and "8/10" as tokens of their own (the whitespace token pattern).
+PUNCTUATION = CleanParams(
+    remove_digits=False,
+    remove_punctuation=False,
+    separate_punctuation=True,
+    expand_negations=True,
+    remove_stopwords=False,
+    lemmatize=False,
+)
+NB_BINARY = {"binary": True, "use_idf": False, "norm": None, "sublinear_tf": False}
+CONFIGS: dict[str, tuple[FeatureParams, bool, bool] | tuple[FeatureParams, bool, bool, CleanParams]]
 CONFIGS = {
     "tfidf-lr": (FeatureParams(max_features=None, ngram_range=(1, 2)), False, False),
     "binary-nb": (
@@ -35,6 +46,12 @@ CONFIGS = {
         False,
     ),
     "four-grams": (FeatureParams(ngram_range=(2, 4), max_features=None), False, False),
+    "punctuation-tokens": (
+        FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None, **NB_BINARY),
+        True,
+        True,
+        PUNCTUATION,
+    ),
 }
 
 
@@ -111,15 +128,17 @@ def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
         scorer.save(tmp_path / "scorer")
 
 
-def test_plain_word_path_equals_the_string_path() -> None:
-    # The default cleaning yields plain words, so the scorer skips join + split; forcing the
-    # generic path (cleaned string, regex tokenizer) must give the very same probabilities.
+@pytest.mark.parametrize("name", ["binary-nb", "punctuation-tokens"])
+def test_direct_word_path_equals_the_string_path(name: str) -> None:
+    # These cleanings yield the tokens directly, so the scorer skips join + split; forcing the
+    # generic path (cleaned string, tokenizer) must give the very same probabilities.
     plain = CleanParams(remove_stopwords=False, expand_negations=True, lemmatize=False)
-    model = build(*CONFIGS["binary-nb"], clean=plain)
+    features, nb, renorm, *clean = CONFIGS[name]
+    model = build(features, nb, renorm, clean[0] if clean else plain)
     scorer = compile_pipeline(model)
     assert scorer._word_block is not None
     texts, _ = tiny_texts(40, seed=13)
-    texts += ["a b c d", "x", "I can't, won't; a-b c_d 1 2 3 é ü"]
+    texts += ["a b c d", "x", "I can't, won't; a-b c_d 1 2 3 é ü", 'Wow!! "Best" (8/10).']
     fast = [scorer.score(text).probability for text in texts]
     scorer._word_block = None
     np.testing.assert_array_equal([scorer.score(text).probability for text in texts], fast)
@@ -129,7 +148,8 @@ def test_plain_word_path_equals_the_string_path() -> None:
 @pytest.mark.parametrize("name", CONFIGS)
 def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
     plain = CleanParams(remove_stopwords=False, expand_negations=True, lemmatize=False)
-    model = build(*CONFIGS[name], clean=plain)
+    features, nb, renorm, *clean = CONFIGS[name]
+    model = build(features, nb, renorm, clean[0] if clean else plain)
     scorer = compile_pipeline(model)
     texts, _ = tiny_texts(60, seed=14)
     # Empty and one-word reviews next to each other: n-grams must not span reviews.
