@@ -37,6 +37,11 @@ def review_files(per_label: int, seed: int = 0) -> dict[str, bytes]:
                 rating = rng.choice([7, 8, 9, 10]) if label else rng.choice([1, 2, 3, 4])
                 name = f"aclImdb/{split}/{folder}/{i}_{rating}.txt"
                 files[name] = review_text(label, rng).encode()
+            # Like the real urls_*.txt: line i is the movie of review i; a few reviews per
+            # movie, movies shared by both labels, train and test movies disjoint.
+            first = 0 if split == "train" else 1000
+            urls = [f"http://www.imdb.com/title/tt{first + i // 3:07d}/" for i in range(per_label)]
+            files[f"aclImdb/{split}/urls_{folder}.txt"] = "\n".join(urls).encode() + b"\n"
     files["aclImdb/train/unsup/0_0.txt"] = b"unlabelled review"
     files["aclImdb/README"] = b"test archive"
     return files

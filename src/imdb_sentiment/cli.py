@@ -158,12 +158,18 @@ def train(
 
     from imdb_sentiment.config import load_params
     from imdb_sentiment.io import dump, load, load_sparse, write_json
+    from imdb_sentiment.train import movie_groups
     from imdb_sentiment.train import train as run_train
 
     p = load_params(params_file).train
-    labels = pd.read_parquet(data / "train.parquet", columns=["label"]).label.to_numpy()
+    frame = pd.read_parquet(data / "train.parquet", columns=["label", "movie"])
+    groups = movie_groups(frame.movie) if p.val_split == "movie" else None
     pipeline, result = run_train(
-        load(features / "featurizer.joblib"), load_sparse(features / "train.npz"), labels, p
+        load(features / "featurizer.joblib"),
+        load_sparse(features / "train.npz"),
+        frame.label.to_numpy(),
+        p,
+        groups,
     )
     dump(pipeline, model)
     write_json(report, result)

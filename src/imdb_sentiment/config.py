@@ -99,6 +99,9 @@ class TrainParams(_Strict):
     nb_alpha: float = Field(1.0, gt=0.0)
     nb_normalize: bool = False
     val_size: float = Field(0.1, gt=0.0, lt=0.5)
+    # movie: no movie has reviews on both sides (like the official split); needs the archive's
+    # urls_*.txt. random: stratified random split.
+    val_split: Literal["movie", "random"] = "movie"
     seed: int = 42
 
 

@@ -27,7 +27,12 @@ def test_archive_and_directory_give_identical_frames(tmp_path: Path) -> None:
     for a, b in zip(from_tar, from_dir, strict=True):
         pd.testing.assert_frame_equal(a, b)
     train, test = from_tar
-    assert list(train.columns) == ["id", "rating", "label", "text"]
+    assert list(train.columns) == ["id", "rating", "label", "movie", "text"]
+    # Each review carries its movie's IMDb title id, from urls_{pos,neg}.txt line <id>.
+    assert train.movie.str.fullmatch(r"tt\d{7}").all()
+    assert set(train.movie).isdisjoint(set(test.movie))
+    first = train[(train.label == 1) & (train.id == 4)].movie.item()
+    assert first == "tt0000001"
     assert len(train) == len(test) == 10
     assert set(train.label) == {0, 1}
     assert (train[train.label == 1].rating >= 7).all()
@@ -154,3 +159,9 @@ def test_write_frames_is_all_or_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     write_frames({"train": good, "test": good}, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.parquet", "train.parquet"]
+
+
+def test_source_without_movie_lists_has_empty_movies(tmp_path: Path) -> None:
+    files = {k: v for k, v in review_files(per_label=5).items() if "urls_" not in k}
+    train, _ = _ingest(write_archive(tmp_path / "a.tar.gz", files))
+    assert (train.movie == "").all()

@@ -6,12 +6,15 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 import scipy.sparse as sp
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression, nb_log_count_ratio
 from imdb_sentiment.config import CleanParams, EvaluateParams, FeatureParams, TrainParams
+from imdb_sentiment.errors import DataError
 from imdb_sentiment.evaluate import (
     classification_metrics,
     curve_data,
@@ -21,7 +24,7 @@ from imdb_sentiment.evaluate import (
 )
 from imdb_sentiment.features import featurize
 from imdb_sentiment.registry import TRUSTED_TYPES
-from imdb_sentiment.train import train, validation_split
+from imdb_sentiment.train import movie_groups, train, validation_split
 from tests.helpers import tiny_texts
 
 FEATURES = FeatureParams(max_features=None, ngram_range=(1, 2), min_df=1)
@@ -81,6 +84,21 @@ def test_validation_split_is_stratified_and_disjoint() -> None:
     fit_idx, val_idx = validation_split(y, 0.2, seed=0)
     assert len(val_idx) == 20 and y[val_idx].mean() == 0.5
     assert not set(fit_idx) & set(val_idx)
+
+
+def test_grouped_validation_split_keeps_each_movie_on_one_side() -> None:
+    y = np.array([0, 1] * 100)
+    movies = np.array([f"tt{i // 4}" for i in range(200)])  # 50 movies, 4 reviews each
+    fit_idx, val_idx = validation_split(y, 0.1, seed=0, groups=movies)
+    assert not set(movies[fit_idx]) & set(movies[val_idx])
+    assert len(fit_idx) + len(val_idx) == 200 and 12 <= len(val_idx) <= 28
+    assert abs(y[val_idx].mean() - 0.5) <= 0.1
+
+
+def test_movie_groups_need_every_movie() -> None:
+    assert list(movie_groups(pd.Series(["tt1", "tt2"]))) == ["tt1", "tt2"]
+    with pytest.raises(DataError, match="val_split: random"):
+        movie_groups(pd.Series(["tt1", ""]))
 
 
 def test_train_assembles_the_whole_pipeline() -> None:

@@ -13,9 +13,12 @@ def frame(texts: list[str], labels: list[int]) -> pd.DataFrame:
             "id": range(len(texts)),
             "rating": [8 if label else 2 for label in labels],
             "label": labels,
+            "movie": [f"tt{i // 2}" for i in range(len(texts))],
             "text": texts,
         }
-    ).astype({"id": "int64", "rating": "int64", "label": "int64", "text": "string"})
+    ).astype(
+        {"id": "int64", "rating": "int64", "label": "int64", "movie": "string", "text": "string"}
+    )
 
 
 def check(

@@ -17,6 +17,8 @@ from imdb_sentiment.errors import DataError
 
 # aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt ; train/unsup is skipped (no labels).
 _MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+# aclImdb/{train,test}/urls_{pos,neg}.txt: line i is the IMDb page of the movie review i is about.
+_URLS = re.compile(r"(?:^|/)aclImdb/(train|test)/urls_(pos|neg)\.txt$")
 EXPECTED_FILES = 50_000
 _CHUNK = 1 << 20
 
@@ -31,6 +33,21 @@ class Review:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class MovieUrls:
+    """One urls_{pos,neg}.txt: the movie of each review, by review id (line number)."""
+
+    split: str
+    label: int
+    urls: tuple[str, ...]
+
+
+def _movie_urls(match: re.Match[str], raw: bytes) -> MovieUrls:
+    split, sentiment = match.groups()
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    return MovieUrls(split, int(sentiment == "pos"), tuple(line.strip() for line in lines))
+
+
 def _review(match: re.Match[str], name: str, raw: bytes) -> Review:
     split, sentiment, review_id, rating = match.groups()
     try:
@@ -40,8 +57,9 @@ def _review(match: re.Match[str], name: str, raw: bytes) -> Review:
     return Review(split, int(sentiment == "pos"), int(review_id), int(rating), text, name)
 
 
-def iter_reviews(source: Path, show_progress: bool = True) -> Iterator[Review]:
-    """Yield every labelled review of an archive (.tar.gz) or an extracted directory."""
+def iter_reviews(source: Path, show_progress: bool = True) -> Iterator[Review | MovieUrls]:
+    """Yield every labelled review of an archive (.tar.gz) or an extracted directory, and the
+    movie lists (urls_*.txt) where present."""
     if source.is_dir():
         yield from _iter_directory(source, show_progress)
     else:
@@ -53,7 +71,7 @@ def _progress(show: bool) -> Progress:
     return Progress(*columns, TimeElapsedColumn(), disable=not show, transient=True)
 
 
-def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review]:
+def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review | MovieUrls]:
     # "r|" reads the stream sequentially: constant memory, nothing written to disk.
     try:
         with (
@@ -64,11 +82,16 @@ def _iter_tar(path: Path, show_progress: bool) -> Iterator[Review]:
             task = progress.add_task("read reviews", total=EXPECTED_FILES)
             for member in archive:
                 match = _MEMBER.search(member.name)
-                if not (match and member.isfile()):
+                urls = None if match else _URLS.search(member.name)
+                if not ((match or urls) and member.isfile()):
                     continue
                 handle = archive.extractfile(member)
                 if handle is None:
                     continue
+                if urls:
+                    yield _movie_urls(urls, handle.read())
+                    continue
+                assert match is not None
                 yield _review(match, member.name, handle.read())
                 progress.advance(task)
             # tarfile stops at the end-of-archive marker and ignores what follows; draining the
@@ -87,12 +110,16 @@ def _open_stream(path: Path) -> IO[bytes] | gzip.GzipFile:
     return path.open("rb")
 
 
-def _iter_directory(root: Path, show_progress: bool) -> Iterator[Review]:
+def _iter_directory(root: Path, show_progress: bool) -> Iterator[Review | MovieUrls]:
     base = root if root.name == "aclImdb" else root / "aclImdb"
     if not base.is_dir():
         raise DataError(
             f"{root} is not an aclImdb directory (expected aclImdb/train, aclImdb/test)"
         )
+    for listing in sorted(base.glob("*/urls_*.txt")):
+        urls = _URLS.search(f"aclImdb/{listing.relative_to(base).as_posix()}")
+        if urls:
+            yield _movie_urls(urls, listing.read_bytes())
     files = sorted(base.glob("*/*/*.txt"))
     with _progress(show_progress) as progress:
         task = progress.add_task("read reviews", total=len(files))

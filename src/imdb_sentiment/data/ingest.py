@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -10,27 +11,47 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from imdb_sentiment.data.archive import Review
+from imdb_sentiment.data.archive import MovieUrls, Review
 from imdb_sentiment.errors import DataError
 
-COLUMNS = ["id", "rating", "label", "text"]
+# movie: the IMDb title id (tt…) the review is about, "" where the source has no urls_*.txt.
+# Reviews of one movie share names and vocabulary, so validation splits group by it.
+COLUMNS = ["id", "rating", "label", "movie", "text"]
+_TITLE = re.compile(r"tt\d+")
 POSITIVE_MIN_RATING = 7
 NEGATIVE_MAX_RATING = 4
 
 
-def reviews_frame(reviews: Iterable[Review]) -> pd.DataFrame:
+def reviews_frame(members: Iterable[Review | MovieUrls]) -> pd.DataFrame:
     """Collect reviews into one frame with a `split` column, rejecting empty files early."""
-    rows = []
-    for review in reviews:
-        if not review.text.strip():
-            raise DataError(f"empty review file: {review.name}")
-        rows.append((review.split, review.id, review.rating, review.label, review.text))
+    rows, movies = [], {}
+    for member in members:
+        if isinstance(member, MovieUrls):
+            movies[member.split, member.label] = [_movie(url) for url in member.urls]
+            continue
+        if not member.text.strip():
+            raise DataError(f"empty review file: {member.name}")
+        rows.append((member.split, member.id, member.rating, member.label, "", member.text))
     if not rows:
         raise DataError(
             "no reviews found: expected aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt"
         )
     frame = pd.DataFrame(rows, columns=["split", *COLUMNS])
-    return frame.astype({"id": "int64", "rating": "int64", "label": "int64", "text": "string"})
+    frame["movie"] = [
+        _lookup(movies.get((split, label)), i)
+        for split, label, i in zip(frame.split, frame.label, frame.id, strict=True)
+    ]
+    types = {"id": "int64", "rating": "int64", "label": "int64", "movie": "string"}
+    return frame.astype({**types, "text": "string"})
+
+
+def _movie(url: str) -> str:
+    title = _TITLE.search(url)
+    return title.group(0) if title else url
+
+
+def _lookup(movies: list[str] | None, review_id: int) -> str:
+    return movies[review_id] if movies is not None and review_id < len(movies) else ""
 
 
 def check_layout(frame: pd.DataFrame, expected_per_label: int | None) -> None:
@@ -76,7 +97,7 @@ def split_frame(
 
 
 def ingest(
-    reviews: Iterable[Review],
+    reviews: Iterable[Review | MovieUrls],
     *,
     expected_per_label: int | None,
     split: str = "official",

@@ -14,6 +14,7 @@ SCHEMA = pa.DataFrameSchema(
         "id": pa.Column("int64", pa.Check.ge(0)),
         "rating": pa.Column("int64", pa.Check.in_range(1, 10)),
         "label": pa.Column("int64", pa.Check.isin([0, 1])),
+        "movie": pa.Column("string"),
         "text": pa.Column(
             "string",
             pa.Check(lambda s: s.str.strip().str.len() > 0, error="empty or whitespace-only text"),
