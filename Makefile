@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev pipeline run serve test lint typecheck seed-preset search push pull bench clean
+.PHONY: help install install-dev pipeline run serve test lint typecheck seed-preset search select push pull bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ search: install ## Grid-search the classifier's C on the validation split (DVC e
 	dvc exp run --queue -S 'train.C=3,10,30,100'
 	dvc exp run --run-all
 	dvc exp show --only-changed --sort-by reports/train.json:validation.accuracy
+
+select: install ## Cross-validate experiments/variants.yaml on train, grouped by movie (MLflow)
+	dvc repro ingest
+	imdb-sentiment select experiments/variants.yaml
 
 push: install ## Push DVC-tracked data and models to the default remote
 	dvc push

@@ -133,17 +133,23 @@ class Params(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml; IMDB_SOURCE overrides data.source."""
+def read_mapping(path: str | Path, what: str = "parameters file") -> dict[str, Any]:
+    """A YAML file holding a mapping, or a ConfigError saying what is wrong with it."""
     path = Path(path)
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
-        raise ConfigError(f"parameters file not found: {path}") from exc
+        raise ConfigError(f"{what} not found: {path}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; IMDB_SOURCE overrides data.source."""
+    raw = read_mapping(path)
     override = os.environ.get("IMDB_SOURCE")
     if override:
         raw = {**raw, "data": {**(raw.get("data") or {}), "source": override}}

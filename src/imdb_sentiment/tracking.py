@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 
-from imdb_sentiment.config import Settings
+from imdb_sentiment.config import Params, Settings
+
+if TYPE_CHECKING:
+    from imdb_sentiment.selection import CVResult
+
+SELECTION_EXPERIMENT = "model-selection"
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +46,15 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
             flat.update(flatten(f"{prefix}.{key}" if prefix else str(key), inner))
         return flat
     return {prefix: value}
+
+
+def log_selection(result: CVResult, params: Params) -> str:
+    """One MLflow run per cross-validated variant (`imdb-sentiment select`); its run id."""
+    mlflow.set_experiment(SELECTION_EXPERIMENT)
+    with mlflow.start_run(run_name=result.name) as run:
+        for section in ("clean", "features", "train"):
+            mlflow.log_params(flatten(section, getattr(params, section).model_dump(mode="json")))
+        mlflow.log_metrics({"cv_accuracy": result.accuracy, "cv_std_error": result.std_error})
+        mlflow.log_metrics({f"fold{i}_accuracy": a for i, a in enumerate(result.fold_accuracy)})
+        mlflow.set_tags({"variant": result.name, "git_commit": git_commit() or "unknown"})
+    return str(run.info.run_id)

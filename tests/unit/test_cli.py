@@ -35,6 +35,7 @@ COMMANDS = [
     "rollback",
     "serve",
     "preset",
+    "select",
 ]
 
 
