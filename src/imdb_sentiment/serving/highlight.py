@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from imdb_sentiment.serving.scorer import Contribution
 
-_PIECES = re.compile(r"(\w[\w'\u2019-]*)", re.UNICODE)
+# Words, and ratings such as "8/10" whole: models that keep digits learn them as one token.
+_PIECES = re.compile(r"(\d+/\d+|\w[\w'\u2019-]*)", re.UNICODE)
 
 
 @dataclass(frozen=True)

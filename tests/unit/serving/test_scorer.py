@@ -163,3 +163,19 @@ def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
         [b.probability for b in batch], model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12
     )
     assert scorer.score_batch([]) == []
+
+
+def test_highlights_cover_ratings_as_one_piece() -> None:
+    from imdb_sentiment.serving.highlight import segments
+    from imdb_sentiment.serving.scorer import Contribution
+
+    def clean(piece: str) -> str:
+        return piece.lower()
+
+    marked = segments("Great: 9/10!", [Contribution("9/10", 2.0)], clean)
+    assert [(s.text, s.direction) for s in marked] == [
+        ("Great", ""),
+        (": ", ""),
+        ("9/10", "pos"),
+        ("!", ""),
+    ]
