@@ -30,8 +30,6 @@ _NON_WORD_OR_DIGIT_TABLE = str.maketrans({c: " " for c in _ASCII if _NON_WORD_OR
 # Marks that carry sentiment or structure ("!", "?", quotes) and that `separate_punctuation`
 # turns into tokens of their own. Others stay attached: "8/10", "well-made", "*****" are tokens.
 SEPARATED_MARKS = '.,!?;:"()'
-_SEPARATE = re.compile("([" + re.escape(SEPARATED_MARKS) + "])")
-_SEPARATE_TABLE = str.maketrans({c: f" {c} " for c in SEPARATED_MARKS})
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # sklearn's default token_pattern: words of 2+ characters
 WHITESPACE_TOKEN_PATTERN = r"\S+"  # every cleaned word is a token (punctuation, "8/10", "a")
 _TOKEN = re.compile(TOKEN_PATTERN)
@@ -90,6 +88,15 @@ def stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+def _separate_marks(text: str) -> str:
+    # Nine str.replace passes (memchr-fast) cost ~5 µs per review; str.translate with
+    # multi-character replacements ~75 µs, a regex sub ~30 µs.
+    for mark in SEPARATED_MARKS:
+        if mark in text:
+            text = text.replace(mark, f" {mark} ")
+    return text
+
+
 def clean_text(text: str, **options: bool) -> str:
     """Normalise one review; the defaults reproduce the seed project's cleaning."""
     return " ".join(clean_words(text, **options))
@@ -125,7 +132,7 @@ def clean_words(
     elif remove_punctuation:
         text = _replace(text, _NON_WORD, _NON_WORD_TABLE)
     if separate_punctuation and not remove_punctuation:
-        text = text.translate(_SEPARATE_TABLE) if text.isascii() else _SEPARATE.sub(r" \1 ", text)
+        text = _separate_marks(text)
     tokens = text.split()
     if remove_stopwords:
         stop = stop_words()
