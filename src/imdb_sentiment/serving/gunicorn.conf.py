@@ -64,9 +64,14 @@ def _supervise(server: object) -> None:
     while not _stopping.is_set():
         process = subprocess.Popen([*_SYNC, "--watch"])
         _watcher[:] = [process]
-        code = process.wait()
+        # Poll, never block in waitpid(pid): the master reaps every child with waitpid(-1), and
+        # a thread blocked in waitpid(pid) while that happens can sleep on until some other
+        # child changes state (seen in CI). poll() reads "already reaped" as exit code 0.
+        while process.poll() is None and not _stopping.wait(0.5):
+            pass
         if _stopping.is_set():
             return
+        code = process.returncode
         server.log.warning("model sync exited with %s; restarting it", code)  # type: ignore[attr-defined]
         _stopping.wait(5)  # a pause, so a sync that cannot start does not spin
 
