@@ -64,6 +64,17 @@ def write_directory(root: Path, files: dict[str, bytes]) -> Path:
     return root / "aclImdb"
 
 
+# The default model's cleaning: punctuation marks and "8/10" as tokens of their own.
+PUNCTUATION_TOKENS = CleanParams(
+    remove_digits=False,
+    remove_punctuation=False,
+    separate_punctuation=True,
+    expand_negations=True,
+    remove_stopwords=False,
+    lemmatize=False,
+)
+
+
 def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
     rng = random.Random(seed)
     labels = [i % 2 for i in range(n)]

@@ -5,6 +5,7 @@ import pytest
 
 from imdb_sentiment.features import TextCleaner
 from imdb_sentiment.text import clean_text, tokenize
+from tests.helpers import PUNCTUATION_TOKENS
 
 
 def test_seed_cleaning_steps() -> None:
@@ -92,15 +93,8 @@ def test_negations_expand_in_one_pass() -> None:
 
 
 def test_separated_punctuation_marks_become_tokens() -> None:
-    out = clean_text(
-        'Wow!! "Best" film (8/10), well-made; isn\'t it?',
-        remove_digits=False,
-        remove_punctuation=False,
-        separate_punctuation=True,
-        expand_negations=True,
-        remove_stopwords=False,
-        lemmatize=False,
-    )
+    text = 'Wow!! "Best" film (8/10), well-made; isn\'t it?'
+    out = clean_text(text, **PUNCTUATION_TOKENS.model_dump())
     assert out == 'wow ! ! " best " film ( 8/10 ) , well-made ; is not it ?'
     assert tokenize(out, whitespace=True) == out.split(" ")
     # sklearn's default pattern would drop every mark, "8/10" and one-letter words.

@@ -13,17 +13,8 @@ from imdb_sentiment.config import CleanParams, FeatureParams
 from imdb_sentiment.features import build_featurizer
 from imdb_sentiment.serving.compile import compile_pipeline
 from imdb_sentiment.serving.scorer import FastScorer
-from tests.helpers import tiny_texts
+from tests.helpers import PUNCTUATION_TOKENS, tiny_texts
 
-# Punctuation marks and "8/10" as tokens of their own (the whitespace token pattern).
-PUNCTUATION = CleanParams(
-    remove_digits=False,
-    remove_punctuation=False,
-    separate_punctuation=True,
-    expand_negations=True,
-    remove_stopwords=False,
-    lemmatize=False,
-)
 NB_BINARY = {"binary": True, "use_idf": False, "norm": None, "sublinear_tf": False}
 CONFIGS: dict[str, tuple[FeatureParams, bool, bool] | tuple[FeatureParams, bool, bool, CleanParams]]
 CONFIGS = {
@@ -50,7 +41,7 @@ CONFIGS = {
         FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None, **NB_BINARY),
         True,
         True,
-        PUNCTUATION,
+        PUNCTUATION_TOKENS,
     ),
 }
 
