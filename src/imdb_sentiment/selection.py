@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.model_selection import StratifiedGroupKFold
 
 from imdb_sentiment.classifier import build_classifier
 from imdb_sentiment.config import Params, parse_params
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.features import TextCleaner, build_vectorizer, parallel_map
+from imdb_sentiment.train import group_folds
 
 SECTIONS = ("clean", "features", "train")  # what a variant may change
 
@@ -54,14 +54,6 @@ def apply_variant(base: Mapping[str, Any], name: str, override: Any) -> Params:
             raise ConfigError(f"variant {name!r}: {section} must be a mapping")
         merged[section] = {**(merged.get(section) or {}), **values}
     return parse_params(merged, origin=f"variant {name!r}")
-
-
-def group_folds(
-    labels: NDArray[Any], groups: NDArray[Any], folds: int, seed: int
-) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
-    """Stratified folds in which every group (movie) sits in exactly one validation part."""
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(labels)), labels, groups))
 
 
 def cross_validate(

@@ -36,9 +36,16 @@ def validation_split(
     n_splits = min(round(1 / val_size), len(set(groups)))
     if n_splits < 2:
         raise DataError("a validation split grouped by movie needs reviews of 2+ movies")
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    fit_idx, val_idx = next(folds.split(index, y, groups))
+    fit_idx, val_idx = group_folds(y, groups, n_splits, seed)[0]
     return np.sort(fit_idx), np.sort(val_idx)
+
+
+def group_folds(
+    labels: NDArray[Any], groups: NDArray[Any], folds: int, seed: int
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """Stratified folds in which every group (movie) sits in exactly one validation part."""
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(labels)), labels, groups))
 
 
 def movie_groups(movies: Any) -> NDArray[Any]:

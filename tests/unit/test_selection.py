@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from imdb_sentiment.cli import app
 from imdb_sentiment.config import Params
 from imdb_sentiment.errors import ConfigError
-from imdb_sentiment.selection import CVResult, apply_variant, group_folds, select
+from imdb_sentiment.selection import CVResult, apply_variant, select
+from imdb_sentiment.train import group_folds
 from tests.helpers import tiny_texts
 
 BASE = {"features": {"max_features": None, "ngram_range": [1, 2]}, "train": {"C": 10.0}}
