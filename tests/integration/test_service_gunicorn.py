@@ -37,6 +37,19 @@ def service(tmp_path: Path) -> object:
     return running_service(env, tmp_path / "gunicorn.log")
 
 
+@pytest.fixture
+def busy_service(tmp_path: Path) -> object:
+    """Six workers: the master forks them while its supervisor thread starts `sync --watch`,
+    the race that once hid the sync process's death (2 of 5 runs failed without the fix)."""
+    publish(seed=1)
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "MODEL_RELOAD_INTERVAL": "0.5",
+        "WORKERS": "6",
+    }
+    return running_service(env, tmp_path / "gunicorn.log")
+
+
 def workers_with_requests(directory: Path) -> set[str]:
     """Processes whose metrics file counts requests (each process writes counter_<pid>.db;
     the registry-sync process has one too, for its failure counter, but serves nothing)."""
@@ -131,8 +144,8 @@ def sync_watchers(port: str) -> list[psutil.Process]:
     return found
 
 
-def test_a_dead_model_sync_is_restarted(service) -> None:
-    with service as url:
+def test_a_dead_model_sync_is_restarted(busy_service) -> None:
+    with busy_service as url:
         port = url.rsplit(":", 1)[1]
         deadline = time.monotonic() + 30
         while not (watchers := sync_watchers(port)) and time.monotonic() < deadline:

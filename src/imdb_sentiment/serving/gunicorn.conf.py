@@ -38,6 +38,11 @@ os.environ["MODEL_SYNC"] = "sidecar"  # inherited by workers and the sync proces
 _SYNC = [sys.executable, "-m", "imdb_sentiment.serving.sync"]
 _watcher: list[subprocess.Popen[bytes]] = []  # the running `sync --watch`, if any
 _stopping = threading.Event()
+# Held while the supervisor thread runs Popen. Popen waits on an internal pipe until its child
+# has exec'd; a worker forked by the master in that moment inherits the pipe's write end, and
+# Popen then blocks until that *worker* exits, so the supervisor misses its child's death for
+# the worker's lifetime (seen in CI). The master's forks wait for this lock instead.
+_spawning = threading.Lock()
 
 
 def on_starting(server: object) -> None:
@@ -56,17 +61,22 @@ def on_starting(server: object) -> None:
 
 def when_ready(server: object) -> None:
     if _settings.reload_interval > 0:
+        os.register_at_fork(
+            before=_spawning.acquire,
+            after_in_parent=_spawning.release,
+            after_in_child=_spawning.release,
+        )
         threading.Thread(target=_supervise, args=(server,), name="model-sync", daemon=True).start()
 
 
 def _supervise(server: object) -> None:
     """Keep one `sync --watch` running: if it dies, hot reload would stop silently."""
     while not _stopping.is_set():
-        process = subprocess.Popen([*_SYNC, "--watch"])
+        with _spawning:
+            process = subprocess.Popen([*_SYNC, "--watch"])
         _watcher[:] = [process]
-        # Poll, never block in waitpid(pid): the master reaps every child with waitpid(-1), and
-        # a thread blocked in waitpid(pid) while that happens can sleep on until some other
-        # child changes state (seen in CI). poll() reads "already reaped" as exit code 0.
+        # Polling also notices _stopping; the master's waitpid(-1) may reap the child first,
+        # which poll() reports as exit code 0.
         while process.poll() is None and not _stopping.wait(0.5):
             pass
         if _stopping.is_set():
