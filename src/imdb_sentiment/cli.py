@@ -321,14 +321,14 @@ def select(
     import pandas as pd
 
     from imdb_sentiment import tracking
-    from imdb_sentiment.config import Params, load_params, load_settings, read_mapping
+    from imdb_sentiment.config import Params, load_settings, parse_params, read_mapping
     from imdb_sentiment.io import write_json
     from imdb_sentiment.selection import CVResult, apply_variant
     from imdb_sentiment.selection import select as run_select
     from imdb_sentiment.train import movie_groups
 
-    load_params(params_file)  # the base must be valid on its own
     base, chosen = read_mapping(params_file), read_mapping(variants, "variants file")
+    parse_params(base, origin=str(params_file))  # the base must be valid on its own
     unknown = sorted(set(only) - set(chosen))
     if unknown:
         raise PipelineError(f"no such variant in {variants}: {', '.join(unknown)}")

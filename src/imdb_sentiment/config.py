@@ -43,6 +43,10 @@ class ValidateParams(_Strict):
     min_text_chars: int = Field(10, ge=1)
 
 
+# The params sections that define the model itself (what a selection variant may change).
+MODEL_SECTIONS = ("clean", "features", "train")
+
+
 class CleanParams(_Strict):
     """Text-cleaning switches; every one is part of the model artifact."""
 

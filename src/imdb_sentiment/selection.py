@@ -19,12 +19,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imdb_sentiment.classifier import build_classifier
-from imdb_sentiment.config import Params, parse_params
+from imdb_sentiment.config import MODEL_SECTIONS, Params, parse_params
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.features import TextCleaner, build_vectorizer, parallel_map
 from imdb_sentiment.train import group_folds
 
-SECTIONS = ("clean", "features", "train")  # what a variant may change
+SECTIONS = MODEL_SECTIONS  # what a variant may change
 
 
 @dataclass(frozen=True)

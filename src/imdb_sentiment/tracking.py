@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 
-from imdb_sentiment.config import Params, Settings
+from imdb_sentiment.config import MODEL_SECTIONS, Params, Settings
 
 if TYPE_CHECKING:
     from imdb_sentiment.selection import CVResult
@@ -52,7 +52,7 @@ def log_selection(result: CVResult, params: Params) -> str:
     """One MLflow run per cross-validated variant (`imdb-sentiment select`); its run id."""
     mlflow.set_experiment(SELECTION_EXPERIMENT)
     with mlflow.start_run(run_name=result.name) as run:
-        for section in ("clean", "features", "train"):
+        for section in MODEL_SECTIONS:
             mlflow.log_params(flatten(section, getattr(params, section).model_dump(mode="json")))
         mlflow.log_metrics({"cv_accuracy": result.accuracy, "cv_std_error": result.std_error})
         mlflow.log_metrics({f"fold{i}_accuracy": a for i, a in enumerate(result.fold_accuracy)})
