@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev pipeline run serve test lint typecheck seed-preset search select push pull bench clean
+.PHONY: help install install-dev install-spark pipeline run serve test lint typecheck seed-preset search select push pull bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +32,13 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt
 install: $(VENV)/.installed ## Create .venv and install the pinned runtime + pipeline dependencies
 
 install-dev: $(VENV)/.installed-dev ## Also install test and lint tools
+
+$(VENV)/.installed-spark: $(VENV)/.installed requirements/spark.txt
+	$(BIN)/pip install -q -r requirements/spark.txt
+	@command -v java >/dev/null || echo "note: Spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
+	touch $@
+
+install-spark: $(VENV)/.installed-spark ## Also install PySpark for `imdb-sentiment predict --engine spark`
 
 pipeline: install ## Run the DVC pipeline end to end and promote the model (quality gate)
 	dvc repro

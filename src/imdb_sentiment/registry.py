@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,14 +99,31 @@ def log_and_register(
             # Ship our package with the model: pyfunc.load_model works without installing it.
             code_paths=[package_dir()],
             pip_requirements=model_requirements(),
-            registered_model_name=model_name,
         )
-    version = str(info.registered_model_version)
-    client = MlflowClient()
+        client = MlflowClient()
+        _log_scorer(client, info.model_id, model)
+        # Registered only once complete: a version never exists without its compiled scorer.
+        version = str(mlflow.register_model(info.model_uri, model_name).version)
     client.set_model_version_tag(model_name, version, ACCURACY_TAG, str(metrics["test_accuracy"]))
     client.set_registered_model_alias(model_name, STAGING, version)
     log.info("registered %s version %s (alias %s)", model_name, version, STAGING)
     return RunRecord(run.info.run_id, version, f"models:/{model_name}/{version}")
+
+
+def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline) -> None:
+    """Add the compiled scorer to the logged model (artifact folder `scorer/`), so the service,
+    `imdb-sentiment predict` and Spark executors load numpy arrays and never recompile.
+    Configurations the compiler cannot save (character n-grams) are left without one."""
+    from imdb_sentiment.serving.compile import compile_pipeline
+    from imdb_sentiment.serving.scorer import SCORER_DIR
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            compile_pipeline(model).save(Path(tmp))
+        except TypeError as exc:
+            log.info("no compiled scorer shipped with this model: %s", exc)
+            return
+        client.log_model_artifacts(model_id, tmp, artifact_path=SCORER_DIR)
 
 
 def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:

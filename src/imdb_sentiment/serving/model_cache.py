@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from imdb_sentiment.serving.scorer import FastScorer
+from imdb_sentiment.serving.scorer import META_FILE, SCORER_DIR, FastScorer
 
 Source = Literal["registry", "cache", "injected"]
 POINTER = "current.json"
@@ -43,7 +43,7 @@ class ModelCache:
         return self.dir / f"v{version}"
 
     def scorer_dir(self, version: str) -> Path:
-        return self.version_dir(version) / "scorer"
+        return self.version_dir(version) / SCORER_DIR
 
     def read_pointer(self) -> Pointer | None:
         try:
@@ -70,7 +70,7 @@ class ModelCache:
         """The compiled scorer if the sync saved one; else compile the cached MLflow model here
         (configurations the compiler cannot save, e.g. character n-grams: slower, more memory)."""
         compiled = self.scorer_dir(version)
-        if (compiled / "scorer.json").exists():
+        if (compiled / META_FILE).exists():
             return FastScorer.load(compiled)
         return self.compile(version)
 

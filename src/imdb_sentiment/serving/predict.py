@@ -9,7 +9,7 @@ from typing import Any
 from imdb_sentiment.serving.errors import ApiError
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model_store import LoadedModel, ModelStore
-from imdb_sentiment.serving.scorer import Score
+from imdb_sentiment.serving.scorer import Score, label_of
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,11 @@ class Prediction:
 
     @property
     def positive(self) -> bool:
-        return self.score.probability >= 0.5
+        return label_of(self.score.probability) == "positive"
 
     @property
     def label(self) -> str:
-        return "positive" if self.positive else "negative"
+        return label_of(self.score.probability)
 
     @property
     def confidence(self) -> float:

@@ -39,6 +39,16 @@ from imdb_sentiment.text import (
 
 FORMAT = "imdb-sentiment-scorer/1"
 META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
+# Where a registered model version carries its compiled scorer, and where the cache keeps it.
+SCORER_DIR = "scorer"
+
+
+POSITIVE_FROM = 0.5  # P(positive) at which a review is labelled positive
+
+
+def label_of(probability: float) -> str:
+    """The label the service and batch scoring give a probability."""
+    return "positive" if probability >= POSITIVE_FROM else "negative"
 
 
 @dataclass(frozen=True, slots=True)

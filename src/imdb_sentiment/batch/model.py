@@ -1,0 +1,89 @@
+"""Which model a batch job scores with: a `models:/` URI resolved once to one registered version,
+whose compiled scorer is fetched into the local model cache (the same cache the service uses).
+
+Registered versions carry their compiled scorer (`registry._log_scorer`); versions registered
+before that are compiled here once and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from imdb_sentiment.config import Settings
+from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.serving.model_cache import ModelCache
+from imdb_sentiment.serving.scorer import META_FILE
+
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    alias: str | None
+    version: str | None
+
+    @property
+    def uri(self) -> str:
+        tail = f"@{self.alias}" if self.alias else f"/{self.version}"
+        return f"models:/{self.name}{tail}"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    ref: ModelRef
+    version: str
+    scorer_dir: Path  # a saved FastScorer (serving.scorer)
+
+    def describe(self) -> str:
+        return f"{self.ref.name} version {self.version} ({self.ref.uri})"
+
+
+def parse_model_uri(uri: str) -> ModelRef:
+    match = _URI.match(uri)
+    if match is None:
+        raise PipelineError(
+            f"--model must be models:/<name>@<alias> or models:/<name>/<version>, got {uri!r}"
+        )
+    return ModelRef(match["name"], match["alias"], match["version"])
+
+
+def resolve_model(uri: str, settings: Settings) -> ResolvedModel:
+    """Resolve the alias (once), download the version and its compiled scorer into the cache."""
+    from imdb_sentiment.serving.sync import RegistrySync, RegistryVersion, quiet_http_defaults
+    from imdb_sentiment.tracking import configure
+
+    ref = parse_model_uri(uri)
+    quiet_http_defaults()
+    configure(settings)
+    cache = ModelCache(settings.model_cache_dir, ref.name)
+    sync = RegistrySync(settings.model_copy(update={"model_name": ref.name}), cache)
+    try:
+        version = ref.version or _alias_version(settings, ref)
+        sync.download(RegistryVersion(version, None))
+        sync.compile(RegistryVersion(version, None))
+    except PipelineError:
+        raise
+    except Exception as exc:  # registry errors come in many types; all are one line here
+        raise PipelineError(f"cannot load {uri}: {_short(exc)}") from exc
+    scorer = cache.scorer_dir(version)
+    if not (scorer / META_FILE).exists():
+        raise PipelineError(
+            f"{ref.name} version {version} cannot be compiled for batch scoring (character "
+            "n-grams?): use mlflow.pyfunc.spark_udf or the API instead"
+        )
+    return ResolvedModel(ref, version, scorer)
+
+
+def _alias_version(settings: Settings, ref: ModelRef) -> str:
+    from mlflow import MlflowClient
+
+    uri = settings.mlflow_tracking_uri
+    return str(MlflowClient(uri, uri).get_model_version_by_alias(ref.name, str(ref.alias)).version)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
