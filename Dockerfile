@@ -1,10 +1,12 @@
 # syntax=docker/dockerfile:1.7
 # Serving image: gunicorn + Flask on port 5005, non-root, runtime dependencies only.
-#   docker build -t imdb-sentiment .                                    # model from the registry at start
-#   docker build --build-arg MODEL_URI=models:/imdb-sentiment@production \
+# A release image bakes one exact registered version and serves it (MODEL_VERSION), with or
+# without a reachable registry; without MODEL_VERSION the image follows $MODEL_ALIAS instead.
+#   docker build -t imdb-sentiment .                                    # follows the alias
+#   docker build --build-arg MODEL_VERSION=7 \
 #     --secret id=mlflow_user,env=MLFLOW_TRACKING_USERNAME \
 #     --secret id=mlflow_password,env=MLFLOW_TRACKING_PASSWORD \
-#     --build-arg MLFLOW_TRACKING_URI=https://mlflow.example.com -t imdb-sentiment:baked .   # baked in
+#     --secret id=mlflow_uri,env=MLFLOW_TRACKING_URI -t imdb-sentiment:v7 .   # release: version 7
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -19,35 +21,47 @@ COPY src ./src
 RUN pip install --no-cache-dir --no-deps . \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
-# Optional: fetch a registered model at build time into the model cache.
+# Release images: fetch the exact registered version (with its compiled scorer) at build time.
 FROM build AS model
-ARG MODEL_URI=""
-ARG MLFLOW_TRACKING_URI=""
+ARG MODEL_NAME=imdb-sentiment
+ARG MODEL_VERSION=""
 ENV MODEL_CACHE_DIR=/model-cache
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# Credentials arrive as build secrets (never as ARG/ENV, so they stay out of the image).
-RUN --mount=type=secret,id=mlflow_user,required=false \
+# Registry URI and credentials arrive as build secrets (never ARG/ENV: they stay out of the image).
+RUN --mount=type=secret,id=mlflow_uri,required=false \
+    --mount=type=secret,id=mlflow_user,required=false \
     --mount=type=secret,id=mlflow_password,required=false \
     mkdir -p /model-cache \
-    && if [ -n "$MODEL_URI" ]; then \
+    && if [ -n "$MODEL_VERSION" ]; then \
+         MLFLOW_TRACKING_URI="$(cat /run/secrets/mlflow_uri)" \
          MLFLOW_TRACKING_USERNAME="$(cat /run/secrets/mlflow_user 2>/dev/null || true)" \
          MLFLOW_TRACKING_PASSWORD="$(cat /run/secrets/mlflow_password 2>/dev/null || true)" \
-         imdb-sentiment fetch-model --uri "$MODEL_URI"; \
+         imdb-sentiment fetch-model --uri "models:/$MODEL_NAME/$MODEL_VERSION"; \
        fi
 
 FROM ${PYTHON_IMAGE} AS runtime
+ARG MODEL_NAME=imdb-sentiment
+ARG MODEL_VERSION=""
 LABEL org.opencontainers.image.title="imdb-sentiment" \
-      org.opencontainers.image.description="IMDB review sentiment API and web page"
+      org.opencontainers.image.description="IMDB review sentiment API and web page" \
+      io.imdb-sentiment.model.name="${MODEL_NAME}" \
+      io.imdb-sentiment.model.version="${MODEL_VERSION}"
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && mkdir -p /app/model-cache && chown 10001:10001 /app/model-cache
 COPY --from=build /opt/venv /opt/venv
-COPY --from=model --chown=10001:10001 /model-cache /app/model-cache
+# Read-only in the image; the service copies it into the writable MODEL_CACHE_DIR at start, so
+# a tmpfs or emptyDir mounted there hides nothing.
+COPY --from=model /model-cache /app/model-baked
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=5005 \
+    MODEL_NAME=${MODEL_NAME} \
+    MODEL_VERSION=${MODEL_VERSION} \
+    MODEL_BAKED_DIR=/app/model-baked \
     MODEL_CACHE_DIR=/app/model-cache \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics \
     MPLCONFIGDIR=/tmp/matplotlib

@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-spark pipeline run serve test lint typecheck seed-preset search select push pull bench clean
+.PHONY: help install install-dev install-spark pipeline promote run serve test lint typecheck seed-preset search select push pull bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,11 +40,13 @@ $(VENV)/.installed-spark: $(VENV)/.installed requirements/spark.txt
 
 install-spark: $(VENV)/.installed-spark ## Also install PySpark for `imdb-sentiment predict --engine spark`
 
-pipeline: install ## Run the DVC pipeline end to end and promote the model (quality gate)
+pipeline: install ## Train, evaluate and register (alias staging): dvc repro. Never promotes.
 	dvc repro
+
+promote: install ## Move alias production to the staging version, behind the quality gate
 	imdb-sentiment promote
 
-run: pipeline ## Pipeline, then serve the production model on $$PORT (default 5005)
+run: pipeline promote ## Pipeline, promotion, then serve the production model on $$PORT (5005)
 	imdb-sentiment serve
 
 serve: install ## Serve the production model with gunicorn
@@ -82,7 +84,7 @@ push: install ## Push DVC-tracked data and models to the default remote
 pull: install ## Pull DVC-tracked data and models from the default remote
 	dvc pull
 
-bench: install-dev ## Benchmarks (see docs/benchmarks.md); serving needs `make pipeline` first
+bench: install-dev ## Benchmarks (see docs/benchmarks.md); serving needs `make pipeline promote` first
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/serve.py
 

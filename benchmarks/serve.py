@@ -1,6 +1,6 @@
 """Serving benchmark: the service vs a bare Flask + scikit-learn app, same model, same load.
 
-Usage (after `make pipeline`, so the local registry has a production model and
+Usage (after `make pipeline promote`, so the local registry has a production model and
 data/raw/test.parquet exists):  python benchmarks/serve.py [--seconds 20] [--clients 8]
 
 Both apps run under gunicorn with 2 workers on loopback; `hey` sends the median-length test
@@ -197,7 +197,9 @@ def main() -> int:
         return 1
     test_path = ROOT / "data/raw/test.parquet"
     if not test_path.exists():
-        print("error: run `make pipeline` first (needs data/raw/test.parquet)", file=sys.stderr)
+        print(
+            "error: run `make pipeline promote` first (no data/raw/test.parquet)", file=sys.stderr
+        )
         return 1
     texts = pd.read_parquet(test_path).text
     median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]

@@ -220,6 +220,12 @@ def register(
 def promote(
     params_file: Path = PARAMS,
     force: bool = typer.Option(False, "--force", help="Skip the quality gate."),
+    version: str | None = typer.Option(
+        None, "--version", help="Promote this version instead of the 'staging' one."
+    ),
+    check_only: bool = typer.Option(
+        False, "--check-only", help="Apply the gate and print the version; move nothing."
+    ),
 ) -> None:
     """Move alias 'production' to the 'staging' version if it passes the quality gate."""
     from imdb_sentiment import registry, tracking
@@ -228,8 +234,16 @@ def promote(
     p, settings = load_params(params_file).promote, load_settings()
     tracking.configure(settings)
     result = registry.promote(
-        settings.model_name, tolerance=p.tolerance, min_accuracy=p.min_accuracy, force=force
+        settings.model_name,
+        tolerance=p.tolerance,
+        min_accuracy=p.min_accuracy,
+        force=force,
+        version=version,
+        check_only=check_only,
     )
+    if check_only:  # machine-readable: the release workflow captures it
+        typer.echo(result.version)
+        return
     before = f"version {result.previous}" if result.previous else "nothing"
     typer.echo(
         f"production is version {result.version} (accuracy {result.candidate_accuracy:.4f}); "
@@ -279,30 +293,32 @@ def serve(
 @clean_errors
 def fetch_model(
     uri: str | None = typer.Option(
-        None, help="models:/<name>@<alias> (default: $MODEL_NAME@$MODEL_ALIAS)."
+        None,
+        help="models:/<name>@<alias> or models:/<name>/<version> "
+        "(default: $MODEL_NAME and $MODEL_VERSION, else $MODEL_ALIAS).",
     ),
 ) -> None:
     """Download a registered model into the local model cache (e.g. to bake it into an image)."""
+    from imdb_sentiment.batch.model import parse_model_uri
     from imdb_sentiment.config import load_settings
     from imdb_sentiment.serving.model_cache import ModelCache
     from imdb_sentiment.serving.sync import RegistrySync
     from imdb_sentiment.tracking import configure
 
-    overrides: dict[str, str] = {}
+    overrides: dict[str, str | None] = {}
     if uri is not None:
-        name, sep, alias = uri.removeprefix("models:/").partition("@")
-        if not uri.startswith("models:/") or not sep or not name or not alias:
-            raise PipelineError(f"--uri must look like models:/<name>@<alias>, got {uri!r}")
-        overrides = {"model_name": name, "model_alias": alias}
+        ref = parse_model_uri(uri)
+        overrides = {"model_name": ref.name, "model_version": ref.version}
+        if ref.alias:
+            overrides["model_alias"] = ref.alias
     settings = load_settings(**overrides)
     configure(settings)
     cache = ModelCache(settings.model_cache_dir, settings.model_name)
     try:
         pointer = RegistrySync(settings, cache).sync()
     except Exception as exc:  # registry errors come in many types; all are one line here
-        raise PipelineError(
-            f"cannot fetch {settings.model_name}@{settings.model_alias}: {exc}"
-        ) from exc
+        wanted = uri or f"{settings.model_name} version {settings.model_version}"
+        raise PipelineError(f"cannot fetch {wanted}: {exc}") from exc
     typer.echo(f"cached {pointer.name} version {pointer.version} in {cache.dir}")
 
 

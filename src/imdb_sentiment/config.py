@@ -176,6 +176,12 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", validation_alias="MLFLOW_TRACKING_URI")
     model_name: str = Field("imdb-sentiment", validation_alias="MODEL_NAME")
     model_alias: str = Field("production", validation_alias="MODEL_ALIAS")
+    # A release pins the exact version its image bakes: served as is, the alias not followed.
+    # Unset (or empty): follow MODEL_ALIAS (local, compose, dev).
+    model_version: str | None = Field(None, pattern=r"^\d*$", validation_alias="MODEL_VERSION")
+    # Read-only model cache baked into the image (fetch-model at build time); copied into the
+    # writable MODEL_CACHE_DIR at start, so a pod needs no registry to serve its version.
+    model_baked_dir: str | None = Field(None, validation_alias="MODEL_BAKED_DIR")
     experiment_name: str = Field("imdb-sentiment", validation_alias="MLFLOW_EXPERIMENT_NAME")
     model_cache_dir: str = Field(".cache/model", validation_alias="MODEL_CACHE_DIR")
     host: str = Field("0.0.0.0", validation_alias="HOST")
@@ -197,6 +203,11 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
     explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
+
+    @field_validator("model_version", "model_baked_dir")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
 
     @model_validator(mode="after")
     def _text_fits_body(self) -> Settings:

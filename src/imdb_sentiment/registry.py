@@ -149,11 +149,24 @@ class Promotion:
 
 
 def promote(
-    name: str, *, tolerance: float, min_accuracy: float = 0.0, force: bool = False
+    name: str,
+    *,
+    tolerance: float,
+    min_accuracy: float = 0.0,
+    force: bool = False,
+    version: str | None = None,
+    check_only: bool = False,
 ) -> Promotion:
-    """Move `production` to the `staging` version if it passes the quality gate."""
+    """Move `production` to the `staging` version (or `version`) if it passes the quality gate.
+    `check_only`: apply the gate, move nothing (a release checks before it builds the image and
+    moves the alias only once the image serving that version has rolled out)."""
     client = MlflowClient()
-    candidate = _version_by_alias(client, name, STAGING)
+    candidate = _version_by_alias(client, name, STAGING) if version is None else None
+    if version is not None:
+        try:
+            candidate = client.get_model_version(name, version)
+        except MlflowException as exc:
+            raise PipelineError(f"model '{name}' has no version {version}") from exc
     if candidate is None:
         raise PipelineError(f"no '{STAGING}' version of model '{name}' to promote")
     current = _version_by_alias(client, name, PRODUCTION)
@@ -175,6 +188,8 @@ def promote(
                 f"{tolerance} (use --force to override)"
             )
     previous = str(current.version) if current is not None else None
+    if check_only:
+        return Promotion(cand_version, previous, cand_acc, prod_acc)
     if previous is not None:
         client.set_registered_model_tag(name, PREVIOUS_TAG, previous)
     client.set_registered_model_alias(name, PRODUCTION, cand_version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,15 @@ def test_dockerfile_shape() -> None:
     assert re.search(r"^HEALTHCHECK .*", text, re.M) and "/healthz" in text
     assert re.search(r"^EXPOSE 5005", text, re.M)
     assert 'ENTRYPOINT ["imdb-sentiment", "serve"]' in text
-    assert "ARG MODEL_URI" in text
+    # A release image bakes one exact version, says which, and serves it from outside the
+    # writable cache (which compose's tmpfs and the pod's emptyDir cover).
+    assert "ARG MODEL_VERSION" in text and "MODEL_VERSION=${MODEL_VERSION}" in text
+    assert 'io.imdb-sentiment.model.version="${MODEL_VERSION}"' in text
+    assert (
+        "MODEL_BAKED_DIR=/app/model-baked" in text
+        and "COPY --from=model /model-cache /app/model-baked" in text
+    )
+    assert "MLFLOW_TRACKING_URI=" not in text.split("FROM ${PYTHON_IMAGE} AS runtime")[1]
     serve = (ROOT / "requirements/serve.txt").read_text()
     for heavy in ("dvc", "pandera", "matplotlib", "pytest"):
         assert not re.search(rf"^{heavy}==", serve, re.M | re.I), f"{heavy} in the serving image"
@@ -47,9 +56,15 @@ def test_dockerfile_shape() -> None:
 
 def test_compose_stack_wires_every_service() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert set(compose["services"]) == {"mlflow", "app", "prometheus", "grafana"}
+    assert set(compose["services"]) == {"mlflow", "app", "prometheus", "alertmanager", "grafana"}
     app = compose["services"]["app"]
     assert app["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # MLflow >= 3.5 rejects unknown Host headers: the name the app uses must be allowed.
+    command = compose["services"]["mlflow"]["command"].split()
+    allowed = command[command.index("--allowed-hosts") + 1].split(",")
+    assert {"mlflow", "mlflow:5000"} <= set(allowed)
+    # The writable cache may be a tmpfs: the baked model lives elsewhere.
+    assert "/app/model-baked" not in " ".join(app.get("tmpfs", []))
     for service in ("prometheus", "grafana"):
         for volume in compose["services"][service]["volumes"]:
             assert (ROOT / volume.split(":")[0]).exists(), volume
@@ -80,12 +95,35 @@ def test_overlay_renders_and_validates_against_kubernetes_schemas(overlay: str) 
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
 
 
+def cpu(value: str) -> float:
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_deployment_is_production_grade(overlay: str) -> None:
     docs = {d["kind"]: d for d in render(overlay)}
     deploy = docs["Deployment"]["spec"]
-    assert deploy["replicas"] == 2
+    assert "replicas" not in deploy  # the HPA owns the count; an apply must not reset it
+    assert docs["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
     assert deploy["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert docs["PodDisruptionBudget"]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": docs["PodDisruptionBudget"]["spec"]["selector"],
+    }
+    spread = deploy["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+    # Settings from a generated ConfigMap (hashed name: a rollback restores the old config);
+    # the registry URI travels with the credentials in the Secret, never in the ConfigMap.
+    config = docs["ConfigMap"]
+    assert re.fullmatch(r"imdb-sentiment-config(-dev)?-[a-z0-9]{10}", config["metadata"]["name"])
+    assert "MLFLOW_TRACKING_URI" not in config["data"]
+    if overlay == "dev":
+        assert config["data"]["MODEL_VERSION"] == "" and config["data"]["MODEL_ALIAS"] == "staging"
+    else:
+        assert "MODEL_VERSION" not in config["data"]  # the image's pinned version stands
     pod = deploy["template"]
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     container = pod["spec"]["containers"][0]
@@ -98,11 +136,50 @@ def test_deployment_is_production_grade(overlay: str) -> None:
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert all("emptyDir" in volumes[n] for n in ("tmp", "metrics"))
     env_from = container["envFrom"]
-    assert any("configMapRef" in e for e in env_from) and any("secretRef" in e for e in env_from)
+    assert [e["configMapRef"]["name"] for e in env_from if "configMapRef" in e] == [
+        config["metadata"]["name"]
+    ]
+    assert any("secretRef" in e for e in env_from)
+    assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    assert pod["spec"]["terminationGracePeriodSeconds"] > 30 + 5  # preStop + gunicorn drain
+    assert cpu(container["resources"]["requests"]["cpu"]) >= (0.25 if overlay == "dev" else 1.0)
+    # Traffic enters through a TLS Ingress that buffers slow clients, not a bare LoadBalancer.
     service = docs["Service"]["spec"]
-    assert service["ports"][0]["port"] == 5005
-    if overlay == "prod":
-        assert service["type"] == "LoadBalancer"
+    assert service["ports"][0]["port"] == 5005 and service["type"] == "ClusterIP"
+    ingress = docs["Ingress"]
+    assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+    assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == docs["Service"]["metadata"]["name"]
+
+
+def test_monitoring_component_for_the_prometheus_operator(tmp_path: Path) -> None:
+    """ServiceMonitor + PrometheusRule, the rules generated from the one alerts.yml."""
+    sys.path.insert(0, str(MONITORING))
+    from prometheusrule import render as render_rule  # type: ignore[import-not-found]
+
+    component = ROOT / "deploy/k8s/components/monitoring"
+    assert (component / "prometheusrule.yaml").read_text() == render_rule(), (
+        "regenerate: python deploy/monitoring/prometheusrule.py > "
+        "deploy/k8s/components/monitoring/prometheusrule.yaml"
+    )
+    overlay = tmp_path / "overlay"
+    shutil.copytree(ROOT / "deploy/k8s", overlay / "k8s")
+    kustomization = overlay / "k8s/overlays/prod/kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text() + "components:\n  - ../../components/monitoring\n"
+    )
+    kubectl = require_tool("kubectl")
+    result = run([kubectl, "kustomize", str(kustomization.parent)])
+    assert result.returncode == 0, result.stderr
+    docs = {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
+    assert docs["PrometheusRule"]["spec"]["groups"] == rules
+    assert docs["PrometheusRule"]["metadata"]["namespace"] == "imdb-sentiment"
+    monitor = docs["ServiceMonitor"]["spec"]
+    service = docs["Service"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -155,14 +232,18 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     assert actionlint(broken).returncode == 1
 
 
+def workflow() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / ".github/workflows/ci.yaml").read_text()))
+
+
 def test_workflow_stages_permissions_and_pins() -> None:
-    workflow = yaml.safe_load((ROOT / ".github/workflows/ci.yaml").read_text())
-    assert workflow["permissions"] == {"contents": "read"}
-    assert "concurrency" in workflow
-    jobs = workflow["jobs"]
-    assert list(jobs) == ["test", "promote", "image", "deploy"]
-    assert jobs["promote"]["needs"] == "test" and jobs["deploy"]["needs"] == "image"
-    assert "refs/heads/main" in jobs["promote"]["if"]
+    flow = workflow()
+    assert flow["permissions"] == {"contents": "read"}
+    assert "concurrency" in flow
+    jobs = flow["jobs"]
+    assert list(jobs) == ["test", "release", "image", "deploy", "rollback"]
+    assert jobs["release"]["needs"] == "test" and jobs["image"]["needs"] == "release"
+    assert jobs["deploy"]["needs"] == ["release", "image"]
     for job in jobs.values():
         for step in job["steps"]:
             if "uses" in step:
@@ -170,6 +251,71 @@ def test_workflow_stages_permissions_and_pins() -> None:
     text = (ROOT / ".github/workflows/ci.yaml").read_text()
     assert "rollout undo" in text and "rollout status" in text
     assert "configure-aws-credentials" in text and "id-token: write" in text
+
+
+def test_the_test_job_is_what_ci_runs_here() -> None:
+    """GitHub runs `.ci/run` in a Debian image: the apt names it installs exist there."""
+    test = workflow()["jobs"]["test"]
+    assert re.fullmatch(r"python:3\.11[\d.]*-bookworm", test["container"])
+    runs = [step.get("run", "") for step in test["steps"]]
+    assert runs.count("bash .ci/run") == 1
+    assert not [r for r in runs if r and r != "bash .ci/run"]
+
+
+def pull_request_jobs(flow: dict[str, Any]) -> list[str]:
+    """Jobs that can run on a pull_request event (their own `if` and every job they need)."""
+    jobs = flow["jobs"]
+
+    def reachable(name: str) -> bool:
+        job = jobs[name]
+        condition = str(job.get("if", ""))
+        if re.search(r"github\.event_name\s*==\s*'(push|workflow_dispatch)'", condition):
+            return False
+        if "github.ref == 'refs/heads/main'" in condition:
+            return False
+        needs = job.get("needs", [])
+        return all(reachable(n) for n in ([needs] if isinstance(needs, str) else needs))
+
+    assert "pull_request" in flow[True if True in flow else "on"]
+    return [name for name in jobs if reachable(name)]
+
+
+def check_pull_request_safety(flow: dict[str, Any]) -> list[str]:
+    problems = []
+    for name in pull_request_jobs(flow):
+        job = flow["jobs"][name]
+        text = json.dumps(job)
+        if "secrets." in text:
+            problems.append(f"{name}: sees secrets")
+        commands = " ".join(str(s.get("run", "")) for s in job["steps"])
+        if re.search(r"\bpromote\b|make (pipeline|run)\b|dvc (repro|push)|rollback", commands):
+            problems.append(f"{name}: trains, registers or promotes outside the test suite")
+        uri = {**flow.get("env", {}), **job.get("env", {})}.get("MLFLOW_TRACKING_URI")
+        if uri is not None and not str(uri).startswith("sqlite:///"):
+            problems.append(f"{name}: registers to {uri}")
+    return problems
+
+
+def test_pull_requests_never_touch_the_registry_or_production() -> None:
+    flow = workflow()
+    assert pull_request_jobs(flow) == ["test"]
+    assert check_pull_request_safety(flow) == []
+    # ...and the check does catch the old design: a PR job that runs the pipeline with secrets.
+    bad = workflow()
+    bad["jobs"]["test"]["env"]["MLFLOW_TRACKING_URI"] = "${{ secrets.MLFLOW_TRACKING_URI }}"
+    bad["jobs"]["test"]["steps"].append({"run": "make pipeline && imdb-sentiment promote"})
+    assert len(check_pull_request_safety(bad)) == 3
+    # Only main's release path registers to the shared store and moves `production`.
+    jobs = flow["jobs"]
+    assert "refs/heads/main" in jobs["release"]["if"]
+    assert "secrets.MLFLOW_TRACKING_URI" in jobs["release"]["env"]["MLFLOW_TRACKING_URI"]
+
+
+def test_makefile_pipeline_trains_but_never_promotes() -> None:
+    make = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^pipeline:.*\n((?:\t.*\n)+)", make, re.M)
+    assert recipe and "promote" not in recipe[1] and "dvc repro" in recipe[1]
+    assert re.search(r"^run: pipeline promote", make, re.M)
 
 
 # --- monitoring --------------------------------------------------------------------------
@@ -198,6 +344,8 @@ def test_alert_rules_check_and_unit_tests() -> None:
     }
     assert firing == quiet == alerts
     assert {
+        "TargetDown",
+        "HighBatchLatencyP99",
         "HighErrorRate",
         "HighLatencyP99",
         "NoTraffic",
@@ -209,6 +357,33 @@ def test_alert_rules_check_and_unit_tests() -> None:
     } <= alerts
 
 
+def rule_expressions() -> list[str]:
+    groups = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
+    return [str(r["expr"]) for g in groups for r in g["rules"]]
+
+
+def test_every_rule_is_scoped_by_namespace_and_job() -> None:
+    """Dev never pages for prod: no aggregation drops `namespace` or `job`."""
+    for expr in rule_expressions():
+        assert not re.search(r"\b(sum|avg|max|min|count)\s*\(", expr), expr  # bare sum(...)
+        for labels in re.findall(r"\bby\s*\(([^)]*)\)", expr):
+            assert {"namespace", "job"} <= {x.strip() for x in labels.split(",")}, expr
+        assert not re.search(r"\bon\s*\(\s*\)", expr), expr  # on() would match across both
+    groups = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
+    rules = {r.get("record"): str(r["expr"]) for g in groups for r in g["rules"]}
+    errors = rules["imdb:server_errors:rate5m"]
+    assert 'status=~"5.."' in errors and "/readyz" in errors and "/healthz" in errors
+
+
+def test_alertmanager_config_checks() -> None:
+    amtool = require_tool("amtool")
+    result = run([amtool, "check-config", str(MONITORING / "alertmanager.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
+    assert {"namespace", "job"} <= set(config["route"]["group_by"])
+    assert any("critical" in str(r["matchers"]) for r in config["route"]["routes"])
+
+
 def k8s_sd_supported() -> bool:
     probe = MONITORING / "prometheus.yml"
     result = run([promtool(), "check", "config", str(probe)])
@@ -218,12 +393,22 @@ def k8s_sd_supported() -> bool:
 def test_prometheus_configs_check(tmp_path: Path) -> None:
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    pods = jobs["kubernetes-pods"]
+    pods = jobs["imdb-sentiment"]
     assert pods["kubernetes_sd_configs"] == [{"role": "pod"}]
     keep = pods["relabel_configs"][0]
     assert keep["action"] == "keep" and keep["source_labels"] == [
         "__meta_kubernetes_pod_annotation_prometheus_io_scrape"
     ]
+    assert {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"} in pods[
+        "relabel_configs"
+    ]
+    # Every target carries a namespace: rules and dashboards scope by it.
+    local = jobs["imdb-sentiment-local"]["static_configs"][0]["labels"]
+    assert local["namespace"] == "local"
+    compose = yaml.safe_load((MONITORING / "prometheus.compose.yml").read_text())
+    assert compose["scrape_configs"][0]["static_configs"][0]["labels"]["namespace"] == "compose"
+    for cfg in (config, compose):  # both deliver alerts somewhere
+        assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     if k8s_sd_supported():
         checked = MONITORING / "prometheus.yml"
     else:
@@ -301,6 +486,18 @@ def test_dashboard_covers_the_required_panels_and_provisioning() -> None:
         (MONITORING / "grafana/provisioning/datasources/prometheus.yml").read_text()
     )
     assert datasource["datasources"][0]["type"] == "prometheus"
+
+
+def test_every_dashboard_query_is_scoped_by_namespace_and_job() -> None:
+    names = {v["name"] for v in dashboard()["templating"]["list"]}
+    assert {"namespace", "job"} <= names
+    for expr in dashboard_queries():
+        selectors = re.findall(r"[a-z_:]+\{([^}]*)\}", expr)
+        bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\([^()]*\)", "", expr)
+        assert selectors, expr
+        for selector in selectors:
+            assert 'namespace=~"$namespace"' in selector and 'job=~"$job"' in selector, expr
+        assert not re.search(r"\b(app|model)_[a-z_]+\b(?!\{)", bare.replace("{", "")), expr
 
 
 def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:

@@ -86,7 +86,7 @@ def test_metrics_sum_across_two_workers(service, tmp_path: Path) -> None:
             assert metric(url, "model_prediction_count_total") == sent * len(texts)
         requests.post(f"{url}/api/v1/predict", json={"text": ""}, timeout=5)
         assert metric(url, "app_request_errors_total", reason="empty_text") == 1
-        assert metric(url, "app_total_cost_usd") > 0
+        assert metric(url, "app_total_cost_usd_total") > 0
 
 
 def test_alias_move_under_load_swaps_with_zero_failures(service) -> None:

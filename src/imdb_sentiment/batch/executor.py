@@ -1,6 +1,6 @@
 """What runs where the reviews are: a process-pool worker of the local engine, or a Spark
-executor's Python worker. Imports only numpy, pandas and `serving.scorer` (never scikit-learn
-or MLflow), and loads a scorer's arrays once per process.
+executor's Python worker. Imports only numpy and `serving.scorer` (pandas too on Spark), never
+scikit-learn or MLflow, and loads a scorer's arrays once per process.
 
 Rows without text (null, empty or whitespace only) get a null probability and label: they are
 counted and reported, never silently scored as the model's no-evidence value.
@@ -8,14 +8,17 @@ counted and reported, never silently scored as the model's no-evidence value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from imdb_sentiment.serving.scorer import POSITIVE_FROM, FastScorer
+
+if TYPE_CHECKING:  # pandas only where Spark calls in: pool workers stay smaller without it
+    import pandas as pd
 
 # Reviews per vectorised scoring call: measured fastest (larger batches sort more per call).
 SUB_BATCH = 256
@@ -63,20 +66,11 @@ def score_chunk(directory: str, texts: list[object]) -> NDArray[np.float64]:
     return probabilities(load_scorer(directory), texts)
 
 
-def score_frames(
-    frames: Iterator[pd.DataFrame],
-    directory: str,
-    text_column: str,
-    version: str,
-    names: tuple[str, str, str] = ("probability", "label", "model_version"),
-) -> Iterator[pd.DataFrame]:
-    """Spark's `mapInPandas` function: each Arrow batch gains the three output columns.
-    `directory` is a scorer the driver shipped with `SparkContext.addFile`."""
+def score_texts(directory: str, texts: pd.Series) -> pd.DataFrame:
+    """Spark's pandas UDF body: `probability` and `label` of an Arrow batch of texts.
+    `directory` names a scorer the driver shipped with `SparkContext.addFile`."""
+    import pandas as pd
     from pyspark import SparkFiles
 
-    scorer = load_scorer(SparkFiles.get(directory))
-    for frame in frames:
-        probability = probabilities(scorer, frame[text_column].tolist())
-        yield frame.assign(
-            **{names[0]: probability, names[1]: labels(probability), names[2]: version}
-        )
+    probability = probabilities(load_scorer(SparkFiles.get(directory)), texts.tolist())
+    return pd.DataFrame({"probability": probability, "label": labels(probability)})

@@ -25,10 +25,12 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd  # at module level: pandas_udf resolves the UDF's type hints from here
+
+from imdb_sentiment.batch.executor import score_texts
 from imdb_sentiment.batch.files import Format, added, check_schema
 from imdb_sentiment.batch.local import Summary
 from imdb_sentiment.errors import PipelineError
@@ -71,47 +73,35 @@ def session(master: str | None, app_name: str = "imdb-sentiment-predict") -> Spa
 
 
 def run(spark: SparkSession, job: SparkJob) -> Summary:
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+    from pyspark.sql import functions as sf
 
     frame = _read(spark, job)
     shipped = _ship_scorer(spark, job)
     rows, missing = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
-    names = added(job.prefix)
-    score = partial(
-        _score,
-        shipped,
-        job.text_column,
-        job.version,
-        names,
-        job.fail_on_missing_text,
-        rows,
-        missing,
+    fail, column = job.fail_on_missing_text, job.text_column
+
+    # Only the text column travels to Python and only two columns come back (a mapInPandas
+    # over whole rows would ship every review twice).
+    @sf.pandas_udf("probability double, label string")  # type: ignore[call-overload]
+    def score(texts: pd.Series) -> pd.DataFrame:
+        scored = score_texts(shipped, texts)
+        bad = int(scored["probability"].isna().sum())
+        if bad and fail:
+            raise ValueError(f"{NO_TEXT}: {bad} row(s) without text in column {column!r}")
+        rows.add(len(scored))
+        missing.add(bad)
+        return scored
+
+    probability, label, version = added(job.prefix)
+    scored = frame.withColumn("__scores", score(sf.col(column)))
+    scored = scored.select(
+        *(sf.col(f"`{name}`") for name in frame.columns),
+        sf.col("__scores.probability").alias(probability),
+        sf.col("__scores.label").alias(label),
+        sf.lit(job.version).alias(version),
     )
-    # A new StructType: `frame.schema.add` would change the frame's own (cached) schema.
-    schema = StructType(
-        [
-            *frame.schema.fields,
-            StructField(names[0], DoubleType()),
-            StructField(names[1], StringType()),
-            StructField(names[2], StringType()),
-        ]
-    )
-    scored = frame.mapInPandas(score, schema)
     _write(scored, job)
     return Summary(int(rows.value), int(missing.value))
-
-
-def _score(directory, text_column, version, names, fail, rows, missing, frames):  # type: ignore[no-untyped-def]
-    """Runs on the executors (pickled by reference: this module imports no pyspark at the top)."""
-    from imdb_sentiment.batch.executor import score_frames
-
-    for out in score_frames(frames, directory, text_column, version, names):
-        bad = int(out[names[0]].isna().sum())
-        if bad and fail:
-            raise ValueError(f"{NO_TEXT}: {bad} row(s) without text in column {text_column!r}")
-        rows.add(len(out))
-        missing.add(bad)
-        yield out
 
 
 def _options(fmt: Format) -> dict[str, str]:

@@ -92,8 +92,10 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
         endpoint = _endpoint()
         elapsed = time.perf_counter() - g.started
         cost = elapsed * settings.instance_cost_per_hour / 3600
-        metrics.requests.labels(method=request.method, endpoint=endpoint).inc()
-        metrics.latency.labels(endpoint=endpoint).observe(elapsed)
+        status = str(response.status_code)
+        shape = "batch" if g.get("batch") else "single"
+        metrics.requests.labels(method=request.method, endpoint=endpoint, status=status).inc()
+        metrics.latency.labels(endpoint=endpoint, shape=shape).observe(elapsed)
         metrics.cost_per_request.labels(endpoint=endpoint).set(cost)
         metrics.total_cost.inc(cost)
         return response

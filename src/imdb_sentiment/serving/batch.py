@@ -10,7 +10,7 @@ on the full test split).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,7 +25,9 @@ def score_batch(
     words = [block.tokens_of(clean_words(text, **options)) for text in texts]
     lengths = np.array([len(w) for w in words], dtype=np.intp)
     flat = list(chain.from_iterable(words))
-    ids = np.array(list(map(block.token_ids.__getitem__, flat)), dtype=np.int64)
+    # dict.get with a default, straight into an array: no per-miss Python call, no list.
+    unknown = repeat(block.token_ids.unknown)
+    ids = np.fromiter(map(block.token_ids.get, flat, unknown), dtype=np.int64, count=len(flat))
     review = np.repeat(np.arange(len(texts)), lengths)
     known = np.bincount(review, weights=block.unigram[ids], minlength=len(texts))
 

@@ -35,13 +35,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # --- the seed's metrics ---
+        # status: the HTTP code, so alerts can tell server faults (5xx) from client errors.
         self.requests = Counter(
-            "app_request_count", "HTTP requests", ["method", "endpoint"], registry=r
+            "app_request_count", "HTTP requests", ["method", "endpoint", "status"], registry=r
         )
+        # shape: "single" (one review) or "batch" (several): their latencies differ by design.
         self.latency = Histogram(
             "app_request_latency_seconds",
             "Request latency",
-            ["endpoint"],
+            ["endpoint", "shape"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -55,11 +57,10 @@ class Metrics:
             registry=r,
             multiprocess_mode="mostrecent",
         )
-        self.total_cost = Gauge(
-            "app_total_cost_usd",
-            "Accumulated compute cost of all requests",
-            registry=r,
-            multiprocess_mode="sum",
+        # A Counter (exported as app_total_cost_usd_total): read with increase(), which survives
+        # restarts, unlike delta() of a Gauge that resets to zero with every process.
+        self.total_cost = Counter(
+            "app_total_cost_usd", "Accumulated compute cost of all requests", registry=r
         )
         # --- additions ---
         self.errors = Counter(

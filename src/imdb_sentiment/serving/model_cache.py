@@ -21,7 +21,9 @@ from typing import Literal
 
 from imdb_sentiment.serving.scorer import META_FILE, SCORER_DIR, FastScorer
 
-Source = Literal["registry", "cache", "injected"]
+# registry: the alias's version, fetched; cache: the registry was unreachable, the last cached
+# version is served; image: the pinned version baked into the image; injected: handed in (tests).
+Source = Literal["registry", "cache", "image", "injected"]
 POINTER = "current.json"
 
 

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from flask import g
+
 from imdb_sentiment.serving.errors import ApiError
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model_store import LoadedModel, ModelStore
@@ -63,6 +65,7 @@ def predict(
     model: LoadedModel, texts: list[str], metrics: Metrics, explain: int = 0
 ) -> list[Prediction]:
     scorer = model.scorer
+    g.batch = len(texts) > 1  # the request's latency is recorded apart from single reviews
     if explain or len(texts) == 1:
         scores = [scorer.score(text, explain=explain) for text in texts]
     else:

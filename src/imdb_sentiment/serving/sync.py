@@ -89,7 +89,10 @@ class RegistrySync:
 
     def sync(self) -> Pointer:
         """One round. Registry reachable: make sure the alias's version is cached, point at it.
-        Unreachable: keep the cached version (marked as such) and re-raise."""
+        Unreachable: keep the cached version (marked as such) and re-raise.
+        With a pinned MODEL_VERSION, that version and no other (see `sync_pinned`)."""
+        if self.settings.model_version is not None:
+            return self.sync_pinned(self.settings.model_version)
         name = self.settings.model_name
         try:
             wanted = self.alias_version()
@@ -104,6 +107,55 @@ class RegistrySync:
         self.compile(wanted)
         self.cache.write_pointer(pointer)
         return pointer
+
+    def sync_pinned(self, version: str) -> Pointer:
+        """Serve exactly `version`: from the cache, else the image's baked copy, else the
+        registry. Never another version: a release is one model and one image."""
+        current = self.cache.read_pointer()
+        if current is not None and current.version == version:
+            return current
+        pointer = self.seed_from_image(version)
+        if pointer is None:
+            wanted = RegistryVersion(version, None)
+            try:
+                self.download(wanted)
+            except Exception:
+                reason = (
+                    f"pinned version {version} is neither baked nor cached, "
+                    "and the registry is unavailable"
+                )
+                self.cache.write_pointer(
+                    Pointer(self.settings.model_name, None, None, "cache", reason)
+                )
+                raise
+            self.compile(wanted)
+            pointer = Pointer(self.settings.model_name, version, None, "registry")
+        self.cache.write_pointer(pointer)
+        return pointer
+
+    def seed_from_image(self, version: str) -> Pointer | None:
+        """Copy the version baked into the image (MODEL_BAKED_DIR) into the writable cache."""
+        if self.settings.model_baked_dir is None:
+            return None
+        baked = ModelCache(self.settings.model_baked_dir, self.settings.model_name)
+        source = baked.version_dir(version)
+        if not source.is_dir():
+            return None
+        target = self.cache.version_dir(version)
+        if not target.exists():
+            self.cache.dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=self.cache.dir, prefix=".seed-"))
+            try:
+                shutil.copytree(source, staging / "v", symlinks=False)
+                os.replace(staging / "v", target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        self.compile(RegistryVersion(version, None))  # no-op when the scorer was baked too
+        baked_pointer = baked.read_pointer()
+        run_id = (
+            baked_pointer.run_id if baked_pointer and baked_pointer.version == version else None
+        )
+        return Pointer(self.settings.model_name, version, run_id, "image")
 
     def _fall_back(self, reason: str) -> None:
         current = self.cache.read_pointer()

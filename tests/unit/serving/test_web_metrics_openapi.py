@@ -63,22 +63,26 @@ def test_metrics_count_requests_predictions_costs_and_errors(client: FlaskClient
         "/api/v1/predict", json={"texts": ["Wonderful brilliant film", "Awful boring waste"]}
     )
     client.post("/api/v1/predict", json={"text": ""})
+    client.post("/api/v1/predict", json={"text": "Great"})
     m = samples(client)
-    assert (
-        m[("app_request_count_total", (("endpoint", "/api/v1/predict"), ("method", "POST")))] == 2
-    )
-    assert m[("model_prediction_count_total", (("prediction", "positive"),))] == 1
+    count = "app_request_count_total"
+    endpoint, method = ("endpoint", "/api/v1/predict"), ("method", "POST")
+    assert m[(count, (endpoint, method, ("status", "200")))] == 2
+    assert m[(count, (endpoint, method, ("status", "422")))] == 1  # status tells 4xx from 5xx
+    assert m[("model_prediction_count_total", (("prediction", "positive"),))] == 2
     assert m[("model_prediction_count_total", (("prediction", "negative"),))] == 1
     assert (
         m[("app_request_errors_total", (("endpoint", "/api/v1/predict"), ("reason", "empty_text")))]
         == 1
     )
-    assert m[("app_request_latency_seconds_count", (("endpoint", "/api/v1/predict"),))] == 2
+    latency = "app_request_latency_seconds_count"
+    assert m[(latency, (endpoint, ("shape", "batch")))] == 1  # batches apart from single reviews
+    assert m[(latency, (endpoint, ("shape", "single")))] == 2
     assert m[("model_info", (("name", "imdb-sentiment"), ("version", "injected")))] == 1
-    assert m[("model_prediction_confidence_count", ())] == 2
-    assert m[("model_input_length_chars_count", ())] == 2
-    assert m[("model_unknown_token_ratio_count", ())] == 2
-    assert m[("app_total_cost_usd", ())] > 0
+    assert m[("model_prediction_confidence_count", ())] == 3
+    assert m[("model_input_length_chars_count", ())] == 3
+    assert m[("model_unknown_token_ratio_count", ())] == 3
+    assert m[("app_total_cost_usd_total", ())] > 0
     assert m[("app_cost_per_request_usd", (("endpoint", "/api/v1/predict"),))] > 0
 
 
