@@ -22,7 +22,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_service(env: dict[str, str], log: Path, ready_timeout: float = 90) -> Iterator[str]:
+def running_service(
+    env: dict[str, str], log: Path, ready_timeout: float = 90, ready_path: str = "/readyz"
+) -> Iterator[str]:
+    """The service on a free port; yields its URL once `ready_path` answers 200 (use /healthz
+    for a service that is up but has no model)."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -43,7 +47,7 @@ def running_service(env: dict[str, str], log: Path, ready_timeout: float = 90) -
             if proc.poll() is not None:
                 raise AssertionError(f"service exited early:\n{log.read_text()}")
             try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                if requests.get(f"{url}{ready_path}", timeout=2).status_code == 200:
                     break
             except requests.RequestException:
                 pass

@@ -1,10 +1,19 @@
-"""A real Prometheus scrapes the real service with the shipped config and rules."""
+"""A real Prometheus scrapes the real services with the shipped config and rules, and a real
+Alertmanager with the shipped routing delivers to a local webhook receiver.
+
+The shipped rules are loaded with shorter `for:` and evaluation intervals (a test clock); their
+real durations are covered by `promtool test rules` (test_deploy.py).
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,53 +27,139 @@ from tests.server import free_port, running_service
 from tests.unit.serving.test_model_store import publish
 
 pytestmark = pytest.mark.slow
+DEAD_REGISTRY = "http://127.0.0.1:9"
 
 
-def prometheus_config(tmp_path: Path, target: str) -> Path:
-    """The shipped config and rules, pointed at the test service, on a fast clock."""
+def prometheus_config(tmp_path: Path, targets: dict[str, str], alertmanager: str) -> Path:
+    """The shipped config and rules on a fast clock; `targets`: namespace label → host:port."""
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
     local = [j for j in config["scrape_configs"] if "static_configs" in j]
-    local[0]["static_configs"][0]["targets"] = [target]
+    template = local[0]["static_configs"][0]
+    local[0]["static_configs"] = [
+        {**template, "targets": [target], "labels": {**template["labels"], "namespace": ns}}
+        for ns, target in targets.items()
+    ]
     config["scrape_configs"] = local  # no cluster here to discover pods in
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
     for group in rules["groups"]:
         group["interval"] = "1s"
         for rule in group["rules"]:
-            if rule.get("alert") == "HighErrorRate":
-                rule["for"] = "5s"  # test override: the shipped rule waits 5 minutes
+            if "for" in rule:
+                rule["for"] = "3s"
     (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
+def alertmanager_config(tmp_path: Path, receiver: str) -> Path:
+    """The shipped routing; receivers pointed at the test's webhook, groups sent at once."""
+    config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
+    config["route"].update({"group_wait": "1s", "group_interval": "1s"})
+    for route in config["route"].get("routes", []):
+        route.pop("group_wait", None)
+    for entry in config["receivers"]:
+        for hook in entry.get("webhook_configs", []):
+            hook["url"] = f"{receiver}/{entry['name']}"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class Receiver:
+    """A webhook endpoint recording what Alertmanager delivers: (receiver path, alert)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, dict[str, Any]]] = []
+        received = self.delivered
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.extend((self.path, alert) for alert in body["alerts"])
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(path, a) for path, a in self.delivered if a["labels"]["alertname"] == name]
+
+
+@contextmanager
+def process(args: list[str], log: Path) -> Iterator[None]:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    binary = require_tool("prometheus")
+def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    prometheus = require_tool("prometheus")
+    alertmanager = require_tool("prometheus-alertmanager")
     publish(seed=1)
-    with running_service(
-        {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, tmp_path / "app.log"
-    ) as app:
-        port = free_port()
-        config = prometheus_config(tmp_path, app.removeprefix("http://"))
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(tmp_path / "prometheus.log").open("w"),
+    receiver = Receiver()
+    with ExitStack() as stack:
+        app = stack.enter_context(
+            running_service(
+                {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, tmp_path / "app.log"
+            )
         )
-        prom = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: requests.get(f"{prom}/-/ready", timeout=1).status_code == 200, 30)
-            yield app, prom
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+        # No registry and no cached model: up (/healthz) but answering 503 to predictions.
+        broken = stack.enter_context(
+            running_service(
+                {
+                    "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-broken"),
+                    "MLFLOW_TRACKING_URI": DEAD_REGISTRY,
+                    "MODEL_CACHE_DIR": str(tmp_path / "empty-cache"),
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+                    "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
+                },
+                tmp_path / "broken.log",
+                ready_path="/healthz",
+            )
+        )
+        am_port, prom_port = free_port(), free_port()
+        am = f"127.0.0.1:{am_port}"
+        stack.enter_context(
+            process(
+                [
+                    alertmanager,
+                    f"--config.file={alertmanager_config(tmp_path, receiver.url)}",
+                    f"--storage.path={tmp_path / 'am'}",
+                    f"--web.listen-address={am}",
+                    "--cluster.listen-address=",
+                ],
+                tmp_path / "alertmanager.log",
+            )
+        )
+        targets = {"local": app.removeprefix("http://"), "broken": broken.removeprefix("http://")}
+        config = prometheus_config(tmp_path, targets, am)
+        stack.enter_context(
+            process(
+                [
+                    prometheus,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                tmp_path / "prometheus.log",
+            )
+        )
+        prom = f"http://127.0.0.1:{prom_port}"
+        wait_for(lambda: requests.get(f"{prom}/-/ready", timeout=1).status_code == 200, 30)
+        wait_for(lambda: requests.get(f"http://{am}/-/ready", timeout=1).status_code == 200, 30)
+        yield {"app": app, "broken": broken, "prom": prom, "receiver": receiver}
 
 
 def wait_for(check: Any, seconds: float, what: str = "condition") -> None:
@@ -85,24 +180,31 @@ def query(prom: str, expr: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def test_dashboard_queries_return_data_and_error_alert_fires(stack: tuple[str, str]) -> None:
-    app, prom = stack
+def error_alerts(prom: str) -> list[dict[str, Any]]:
+    alerts = requests.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return [a for a in alerts if a["labels"]["alertname"] == "HighErrorRate"]
+
+
+def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
+    stack: dict[str, Any],
+) -> None:
+    app, broken, prom, receiver = stack["app"], stack["broken"], stack["prom"], stack["receiver"]
     wait_for(
-        lambda: any(r["value"][1] == "1" for r in query(prom, 'up{job="imdb-sentiment-local"}')),
+        lambda: (
+            len([r for r in query(prom, 'up{job="imdb-sentiment-local"}') if r["value"][1] == "1"])
+            == 2
+        ),
         30,
-        "target up",
+        "both targets up",
     )
-    for _ in range(6):  # traffic spread over several scrapes, so rates have data
+    # Normal traffic plus a flood of client errors, spread over several scrapes.
+    for _ in range(8):
         for i in range(10):
             requests.post(f"{app}/api/v1/predict", json={"text": f"wonderful film {i}"}, timeout=5)
-            requests.post(f"{app}/api/v1/predict", json={"text": f"awful boring {i}"}, timeout=5)
+            requests.post(f"{app}/api/v1/predict", json={"texts": ["awful", "boring"]}, timeout=5)
         requests.post(f"{app}/predict", data={"text": "great"}, timeout=5)
-        requests.post(f"{app}/api/v1/predict", json={"text": ""}, timeout=5)
-        time.sleep(1.2)
-    # The injected error burst, spread over several scrapes: Prometheus' rate() ignores the
-    # jump from nothing to a new series' first sample.
-    for _ in range(5):
-        for _ in range(20):
+        for _ in range(30):
+            requests.post(f"{app}/api/v1/predict", json={"text": ""}, timeout=5)
             requests.post(
                 f"{app}/api/v1/predict",
                 data="{broken",
@@ -113,14 +215,32 @@ def test_dashboard_queries_return_data_and_error_alert_fires(stack: tuple[str, s
 
     empty = []
     for expr in dashboard_queries():
-        if not query(prom, expr.replace("$__rate_interval", "1m")):
+        concrete = (
+            expr.replace("$__rate_interval", "1m")
+            .replace("$__range", "5m")
+            .replace("$namespace", "local")
+            .replace("$job", "imdb-sentiment-local")
+        )
+        if not query(prom, concrete):
             empty.append(expr)
     assert not empty, f"dashboard queries without data: {empty}"
 
-    def error_alert_state() -> str | None:
-        alerts = requests.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        states = [a["state"] for a in alerts if a["labels"]["alertname"] == "HighErrorRate"]
-        return states[0] if states else None
+    # 4xx are the client's problem: well past the (test) `for:`, nothing is pending or sent.
+    time.sleep(6)
+    assert error_alerts(prom) == []
+    assert receiver.alerts("HighErrorRate") == []
 
-    wait_for(lambda: error_alert_state() in {"pending", "firing"}, 30, "HighErrorRate pending")
-    wait_for(lambda: error_alert_state() == "firing", 30, "HighErrorRate firing")
+    # A service that has no model answers 503: a server fault. It pages, for its namespace only.
+    for _ in range(6):
+        for i in range(20):
+            response = requests.post(f"{broken}/api/v1/predict", json={"text": f"x {i}"}, timeout=5)
+            assert response.status_code == 503
+        time.sleep(1.2)
+    wait_for(
+        lambda: [a["state"] for a in error_alerts(prom)] == ["firing"], 40, "HighErrorRate firing"
+    )
+    assert error_alerts(prom)[0]["labels"]["namespace"] == "broken"
+    wait_for(lambda: receiver.alerts("HighErrorRate"), 30, "alert delivered to the receiver")
+    path, alert = receiver.alerts("HighErrorRate")[0]
+    assert path == "/oncall"  # critical routes to the pager
+    assert alert["labels"]["namespace"] == "broken" and alert["status"] == "firing"
