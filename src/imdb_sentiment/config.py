@@ -7,6 +7,7 @@ reject unknown keys, so a typo in params.yaml fails loudly instead of being sile
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from imdb_sentiment.errors import ConfigError
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+# models:/<name>@<alias> or models:/<name>/<version>: the one parser of model URIs.
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
 class _Strict(BaseModel):
@@ -182,6 +185,13 @@ class Settings(BaseSettings):
     # Read-only model cache baked into the image (fetch-model at build time); copied into the
     # writable MODEL_CACHE_DIR at start, so a pod needs no registry to serve its version.
     model_baked_dir: str | None = Field(None, validation_alias="MODEL_BAKED_DIR")
+    # One setting for all three: models:/<name>@<alias> follows an alias, models:/<name>/<n>
+    # pins a version. Overrides MODEL_NAME, MODEL_ALIAS and MODEL_VERSION when set.
+    model_uri: str | None = Field(
+        None,
+        pattern=MODEL_URI.pattern,
+        validation_alias="MODEL_URI",
+    )
     experiment_name: str = Field("imdb-sentiment", validation_alias="MLFLOW_EXPERIMENT_NAME")
     model_cache_dir: str = Field(".cache/model", validation_alias="MODEL_CACHE_DIR")
     host: str = Field("0.0.0.0", validation_alias="HOST")
@@ -204,10 +214,26 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
     explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
 
-    @field_validator("model_version", "model_baked_dir")
+    @field_validator("model_version", "model_baked_dir", "model_uri", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_uri(cls, data: Any) -> Any:
+        """MODEL_URI sets name and alias or version (keys arrive by field or env name)."""
+        uri = data.get("MODEL_URI", data.get("model_uri")) if isinstance(data, dict) else None
+        match = MODEL_URI.match(uri) if isinstance(uri, str) else None
+        if match is None:
+            return data  # unset, or the field's pattern rejects it with a clear message
+        replaced = {"MODEL_NAME", "MODEL_ALIAS", "MODEL_VERSION"}
+        data = {k: v for k, v in data.items() if k.upper() not in replaced}
+        data["model_name"] = match["name"]
+        data["model_version"] = match["version"]
+        if match["alias"]:
+            data["model_alias"] = match["alias"]
+        return data
 
     @model_validator(mode="after")
     def _text_fits_body(self) -> Settings:

@@ -81,3 +81,29 @@ def test_type_submit_and_see_highlighted_result(browser, tmp_path: Path) -> None
         browser.save_screenshot(str(SCREENSHOTS / "negative.png"))
         logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
         assert not logs, logs  # no CSP violations or script errors
+
+
+def test_docs_page_renders_every_operation_offline(browser, tmp_path: Path) -> None:
+    """/docs: Swagger UI from the pinned package's assets, under the page's strict CSP."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    publish(seed=1)
+    with running_service(
+        {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, tmp_path / "log"
+    ) as url:
+        browser.get(url + "/docs")
+        WebDriverWait(browser, 20).until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path"))
+        )
+        paths = {
+            e.text.strip() for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+        }
+        assert {"/api/v1/predict", "/invocations", "/ping"} <= {
+            p.replace("\u200b", "") for p in paths
+        }
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "docs.png"))
+        logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not logs, logs

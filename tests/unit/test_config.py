@@ -73,3 +73,18 @@ def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "not-a-port")
     with pytest.raises(ConfigError, match="PORT"):
         load_settings()
+
+
+def test_model_uri_sets_name_and_alias_or_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imdb_sentiment.config import load_settings
+
+    monkeypatch.setenv("MODEL_VERSION", "2")
+    monkeypatch.setenv("MODEL_URI", "models:/reviews/7")
+    pinned = load_settings()
+    assert (pinned.model_name, pinned.model_version) == ("reviews", "7")
+    monkeypatch.setenv("MODEL_URI", "models:/reviews@staging")
+    following = load_settings()
+    assert (following.model_alias, following.model_version) == ("staging", None)
+    monkeypatch.setenv("MODEL_URI", "reviews/7")
+    with pytest.raises(ConfigError, match="MODEL_URI"):
+        load_settings()

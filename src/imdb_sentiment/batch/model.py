@@ -7,16 +7,13 @@ before that are compiled here once and cached.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from imdb_sentiment.config import Settings
+from imdb_sentiment.config import MODEL_URI, Settings
 from imdb_sentiment.errors import PipelineError
 from imdb_sentiment.serving.model_cache import ModelCache
 from imdb_sentiment.serving.scorer import META_FILE
-
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,7 @@ class ResolvedModel:
 
 
 def parse_model_uri(uri: str) -> ModelRef:
-    match = _URI.match(uri)
+    match = MODEL_URI.match(uri)
     if match is None:
         raise PipelineError(
             f"--model must be models:/<name>@<alias> or models:/<name>/<version>, got {uri!r}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, jsonify, request
@@ -17,10 +16,12 @@ from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
-from imdb_sentiment.serving import api, ops, web
-from imdb_sentiment.serving.errors import ApiError
+from imdb_sentiment.serving import api, docs, ops, web
+from imdb_sentiment.serving.context import ServiceContext
+from imdb_sentiment.serving.errors import ApiError, error_body
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model_store import ModelStore
+from imdb_sentiment.serving.schemas import Schemas
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -31,26 +32,23 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-UNTIMED = {"ops.metrics", "static"}
-
-
-@dataclass
-class ServiceContext:
-    settings: Settings
-    metrics: Metrics
-    store: ModelStore
+# Swagger UI sets inline styles; scripts stay same-origin only, there as everywhere.
+DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+UNTIMED = {"ops.metrics", "static", "docs.asset"}
 
 
 def create_app(settings: Settings | None = None, model: Pipeline | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit gets through Werkzeug, so read_body can tell "too large" apart from
+    # "exactly at the limit" for chunked bodies too (Werkzeug cuts those silently).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     disable_created_metrics()  # *_created series only add noise for these dashboards
     metrics = Metrics()
     store = ModelStore(settings, metrics)
-    app.extensions["imdb_sentiment"] = ServiceContext(settings, metrics, store)
-    for blueprint in (web.bp, api.bp, ops.bp):
+    ServiceContext(settings, metrics, store, Schemas.build(settings)).install(app)
+    for blueprint in (web.bp, api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)
     if model is not None:
@@ -83,7 +81,9 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Content-Security-Policy"] = (
+            DOCS_CSP if request.blueprint == "docs" else CSP
+        )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -103,17 +103,22 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> ResponseReturnValue:
         metrics.errors.labels(endpoint=_endpoint(), reason=error.code).inc()
-        return jsonify(error.body()), error.status
+        # MLflow's scoring server answers 400 to any input it cannot use.
+        status = 400 if g.get("mlflow_protocol") and error.status == 422 else error.status
+        return jsonify(error_body(status, error.code, error.detail)), status
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         code = (error.name or "error").lower().replace(" ", "_")
         status = error.code or 500
         metrics.errors.labels(endpoint=_endpoint(), reason=code).inc()
-        return jsonify({"error": code, "detail": error.description or error.name}), status
+        # Werkzeug's own headers matter: `Allow` on 405 above all.
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        detail = error.description or error.name or code
+        return jsonify(error_body(status, code, detail)), status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> ResponseReturnValue:
         log.exception("unhandled error")  # a bug: logged with traceback, never shown to users
         metrics.errors.labels(endpoint=_endpoint(), reason="internal_error").inc()
-        return jsonify({"error": "internal_error", "detail": "unexpected server error"}), 500
+        return jsonify(error_body(500, "internal_error", "unexpected server error")), 500

@@ -66,6 +66,14 @@ class ModelStore:
         return self._current
 
     @property
+    def public_reason(self) -> str:
+        """Why nothing is served, for clients: no registry URL, path or exception text (those
+        are in `reason`, which goes to the log)."""
+        if self._current is not None:
+            return ""
+        return "no model is loaded yet; retry shortly"
+
+    @property
     def sync(self) -> RegistrySync:
         """The in-process registry sync (`inline` mode), created on first use."""
         if self._sync is None:
@@ -112,11 +120,16 @@ class ModelStore:
             pointer = self.cache.read_pointer()
             if pointer is None or pointer.version is None:
                 if self._current is None:
-                    self.reason = (
+                    reason = (
                         pointer.reason
                         if pointer is not None
                         else f"no model synced yet (no {self.cache.pointer_path})"
                     )
+                    if reason != self.reason:
+                        log.warning("no model to serve: %s", reason)
+                        self.reason = reason
+                    if pointer is not None:  # the sync tried and found nothing to serve
+                        self.metrics.reloads.labels(result="failure").inc()
                 return False
             current = self._current
             if current is not None and current.version == pointer.version:

@@ -1,18 +1,30 @@
-"""The OpenAPI 3 document for the JSON API (served at /openapi.json and checked by tests)."""
+"""The OpenAPI 3 document for the JSON API (served at /openapi.json and checked by tests).
+
+Request bodies are not written here: they are the JSON Schema of the pydantic models in
+`serving.schemas`, which also validate every request.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic.json_schema import models_json_schema
+
 from imdb_sentiment import __version__
 from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.schemas import RESPONSES, Schemas
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ERROR = _ref("Error")
 
 
 def _error_responses(*codes: int) -> dict[str, Any]:
     text = {
-        400: "Malformed JSON or invalid UTF-8",
+        400: "Malformed JSON, invalid UTF-8, too deeply nested (on /invocations: any bad input)",
         413: "Body, text or batch too large",
         415: "Body is not application/json",
         422: "Invalid field",
@@ -28,101 +40,35 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def document(settings: Settings) -> dict[str, Any]:
-    text = {"type": "string", "minLength": 1, "maxLength": settings.max_text_chars}
-    prediction = {
-        "type": "object",
-        "required": ["label", "probability", "scores", "model"],
-        "properties": {
-            "label": {"type": "string", "enum": ["positive", "negative"]},
-            "probability": {
-                "type": "number",
-                "minimum": 0.5,
-                "maximum": 1,
-                "description": "Probability of the predicted label",
-            },
-            "scores": {
-                "type": "object",
-                "required": ["positive", "negative"],
-                "properties": {"positive": {"type": "number"}, "negative": {"type": "number"}},
-            },
-            "model": {"$ref": "#/components/schemas/ModelRef"},
-            "explanation": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["term", "weight", "direction"],
-                    "properties": {
-                        "term": {"type": "string"},
-                        "weight": {"type": "number"},
-                        "direction": {"type": "string", "enum": ["positive", "negative"]},
-                    },
-                },
-            },
-        },
-    }
+def _models(schemas: Schemas) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(predict body, invocations body, component schemas) from the pydantic models."""
+    requests = [schemas.single, schemas.batch, *schemas.invocation.values()]
+    refs, defs = models_json_schema(
+        [*((m, "validation") for m in requests), *((m, "serialization") for m in RESPONSES)],
+        ref_template="#/components/schemas/{model}",
+    )
+    ref = {model: refs[(model, "validation")] for model in requests}
+    predict = {"oneOf": [ref[schemas.single], ref[schemas.batch]]}
+    invocation = {"oneOf": [ref[m] for m in schemas.invocation.values()]}
+    return predict, invocation, defs.get("$defs", {})
+
+
+def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
+    predict_body, invocation_body, components = _models(schemas)
     errors = _error_responses(400, 413, 415, 422, 503)
+    invocation_errors = _error_responses(400, 413, 415, 503)
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "IMDB sentiment API", "version": __version__},
         "paths": {
             "/api/v1/predict": {
                 "post": {
                     "summary": "Sentiment of one review ('text') or a batch ('texts')",
-                    "requestBody": {
-                        "required": True,
-                        "content": _json(
-                            {
-                                "oneOf": [
-                                    {
-                                        "type": "object",
-                                        "required": ["text"],
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "text": text,
-                                            "explain": {"type": "boolean"},
-                                        },
-                                    },
-                                    {
-                                        "type": "object",
-                                        "required": ["texts"],
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "texts": {
-                                                "type": "array",
-                                                "items": text,
-                                                "minItems": 1,
-                                                "maxItems": settings.max_batch_size,
-                                            },
-                                            "explain": {"type": "boolean"},
-                                        },
-                                    },
-                                ]
-                            }
-                        ),
-                    },
+                    "requestBody": {"required": True, "content": _json(predict_body)},
                     "responses": {
                         "200": {
                             "description": "Prediction(s)",
-                            "content": _json(
-                                {
-                                    "oneOf": [
-                                        {"$ref": "#/components/schemas/Prediction"},
-                                        {
-                                            "type": "object",
-                                            "required": ["predictions"],
-                                            "properties": {
-                                                "predictions": {
-                                                    "type": "array",
-                                                    "items": {
-                                                        "$ref": "#/components/schemas/Prediction"
-                                                    },
-                                                }
-                                            },
-                                        },
-                                    ]
-                                }
-                            ),
+                            "content": _json({"oneOf": [_ref("Prediction"), _ref("Predictions")]}),
                         },
                         **errors,
                     },
@@ -132,24 +78,31 @@ def document(settings: Settings) -> dict[str, Any]:
                 "post": {
                     "summary": "MLflow scoring protocol: dataframe_split, dataframe_records, "
                     "inputs or instances",
-                    "requestBody": {"required": True, "content": _json({"type": "object"})},
+                    # text/csv is accepted too (a header row, then one review per row: column
+                    # `text`, else the first), as by MLflow's server; JSON Schema cannot say
+                    # which strings are such CSV, so it is described, not schema'd.
+                    "description": "Also accepts `Content-Type: text/csv`: a header row, then "
+                    "one review per row (column `text`, else the first column).",
+                    "requestBody": {"required": True, "content": _json(invocation_body)},
                     "responses": {
                         "200": {
                             "description": "[[P(negative), P(positive)], ...]",
-                            "content": _json(
-                                {
-                                    "type": "object",
-                                    "properties": {
-                                        "predictions": {
-                                            "type": "array",
-                                            "items": {"type": "array", "items": {"type": "number"}},
-                                        }
-                                    },
-                                }
-                            ),
+                            "content": _json(_ref("Invocation")),
                         },
-                        **errors,
+                        **invocation_errors,
                     },
+                }
+            },
+            "/ping": {
+                "get": {
+                    "summary": "MLflow scoring-server health check: 200 once a model is loaded",
+                    "responses": {"200": {"description": "Ready"}, **_error_responses(503)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Same as /ping",
+                    "responses": {"200": {"description": "Ready"}, **_error_responses(503)},
                 }
             },
             "/healthz": {
@@ -181,19 +134,5 @@ def document(settings: Settings) -> dict[str, Any]:
                 }
             },
         },
-        "components": {
-            "schemas": {
-                "Prediction": prediction,
-                "ModelRef": {
-                    "type": "object",
-                    "required": ["name", "version"],
-                    "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "detail"],
-                    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
-                },
-            }
-        },
+        "components": {"schemas": components},
     }

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
+from imdb_sentiment.serving.context import service
 from imdb_sentiment.serving.openapi import document
 
 bp = Blueprint("ops", __name__)
@@ -18,16 +19,16 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    store = current_app.extensions["imdb_sentiment"].store
+    store = service().store
     model = store.current
-    if model is None:
-        return jsonify({"status": "not ready", "reason": store.reason}), 503
+    if model is None:  # the reason's details (URLs, paths, errors) are in the log, not here
+        return jsonify({"status": "not ready", "reason": store.public_reason}), 503
     return jsonify({"status": "ready", "model": {"name": model.name, "version": model.version}})
 
 
 @bp.get("/version")
 def version() -> ResponseReturnValue:
-    ctx = current_app.extensions["imdb_sentiment"]
+    ctx = service()
     model = ctx.store.current
     body = {
         "app_version": __version__,
@@ -47,10 +48,11 @@ def version() -> ResponseReturnValue:
 
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
-    return jsonify(document(current_app.extensions["imdb_sentiment"].settings))
+    ctx = service()
+    return jsonify(document(ctx.settings, ctx.schemas))
 
 
 @bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    payload, content_type = current_app.extensions["imdb_sentiment"].metrics.render()
+    payload, content_type = service().metrics.render()
     return Response(payload, content_type=content_type)

@@ -32,6 +32,13 @@ class Prediction:
         p = self.score.probability
         return p if self.positive else 1.0 - p
 
+    @property
+    def evidence(self) -> dict[str, int]:
+        """How many of the text's tokens the model knows. With none (a text of NUL or
+        zero-width characters, another script), the probability is only the model's prior."""
+        tokens = self.score.tokens
+        return {"tokens": tokens, "known_tokens": round(tokens * (1.0 - self.score.unknown_share))}
+
     def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "label": self.label,
@@ -41,6 +48,7 @@ class Prediction:
                 "negative": round(1.0 - self.score.probability, 6),
             },
             "model": {"name": model.name, "version": model.version},
+            "evidence": self.evidence,
         }
         if explain:
             body["explanation"] = [
@@ -57,7 +65,7 @@ class Prediction:
 def require_model(store: ModelStore) -> LoadedModel:
     model = store.current  # read once: this request keeps this model even if a swap happens
     if model is None:
-        raise ApiError(503, "model_unavailable", store.reason or "no model loaded")
+        raise ApiError(503, "model_unavailable", store.public_reason)
     return model
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.serving.errors import ApiError, check_text
+from imdb_sentiment.serving.context import service
+from imdb_sentiment.serving.errors import ApiError
 from imdb_sentiment.serving.highlight import segments
 from imdb_sentiment.serving.predict import Timer, predict, require_model
 
@@ -21,8 +22,11 @@ EXAMPLES = [
 ]
 
 
+EXCERPT_CHARS = 200  # what an error page echoes of a rejected text, at most
+
+
 def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
-    ctx = current_app.extensions["imdb_sentiment"]
+    ctx = service()
     return render_template(
         "index.html",
         examples=EXAMPLES,
@@ -39,15 +43,18 @@ def index() -> ResponseReturnValue:
 
 @bp.post("/predict")
 def predict_form() -> ResponseReturnValue:
-    ctx = current_app.extensions["imdb_sentiment"]
+    ctx = service()
     text = request.form.get("text")
     try:
-        text = check_text(text, ctx.settings.max_text_chars)
+        text = ctx.schemas.check_text(text)
         model = require_model(ctx.store)
         with Timer() as timer:
             (result,) = predict(model, [text], ctx.metrics, ctx.settings.explain_top_k)
     except ApiError as error:
         ctx.metrics.errors.labels(endpoint="/predict", reason=error.code).inc()
+        # Give the text back to edit, unless it is the problem: then a short excerpt only.
+        if isinstance(text, str) and len(text) > ctx.settings.max_text_chars:
+            text = text[:EXCERPT_CHARS] + "…"
         return _page(error.status, error=error.detail, text=text or "")
     cost = timer.seconds * ctx.settings.instance_cost_per_hour / 3600
     return _page(

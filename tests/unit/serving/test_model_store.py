@@ -70,7 +70,12 @@ def test_without_registry_or_cache_it_runs_but_is_not_ready(
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
-    assert ready.status_code == 503 and "registry unavailable" in ready.get_json()["reason"]
+    assert ready.status_code == 503 and ready.get_json()["reason"]
+    # The details (registry URL, error, cache path) are for the log, never for clients.
+    store = app.extensions["imdb_sentiment"].store
+    assert "registry unavailable" in store.reason and str(tmp_path) in store.reason
+    for leak in ("127.0.0.1:9", str(tmp_path), "Error", "registry"):
+        assert leak not in ready.get_data(as_text=True)
     for path, payload in [
         ("/api/v1/predict", {"text": "hi"}),
         ("/invocations", {"inputs": ["hi"]}),
@@ -164,3 +169,12 @@ def test_a_sidecar_worker_follows_the_pointer_when_it_moves() -> None:
     assert store.refresh() is False  # the registry moved, the cache did not: no change
     sync.sync()
     assert store.refresh() is True and store.current.version == second
+
+
+def test_model_uri_pins_a_version_or_follows_an_alias(quick_http: None) -> None:
+    first = publish(seed=1)
+    second = publish(seed=2)  # production now names the second version
+    pinned = create_app(settings(model_uri=f"models:/imdb-sentiment/{first}")).test_client()
+    assert pinned.get("/version").get_json()["model"]["version"] == first
+    following = create_app(settings(model_uri="models:/imdb-sentiment@production")).test_client()
+    assert following.get("/version").get_json()["model"]["version"] == second

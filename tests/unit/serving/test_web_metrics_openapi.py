@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.app import create_app
+from imdb_sentiment.serving.schemas import NOT_BLANK
 
 
 def test_page_renders_form_and_examples(client: FlaskClient) -> None:
@@ -111,8 +112,9 @@ def test_openapi_document_is_valid_and_matches_routes(app: Flask, client: FlaskC
     }
     assert set(spec["paths"]) == routes - {"/openapi.json"}
     limits = spec["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
-    single = limits["schema"]["oneOf"][0]["properties"]["text"]
-    assert single["maxLength"] == 2000
+    ref = limits["schema"]["oneOf"][0]["$ref"].rsplit("/", 1)[1]
+    single = spec["components"]["schemas"][ref]["properties"]["text"]
+    assert single["maxLength"] == 2000 and single["pattern"] == NOT_BLANK  # the validating model
 
 
 def test_responses_validate_against_the_openapi_schema(client: FlaskClient) -> None:
@@ -126,3 +128,37 @@ def test_responses_validate_against_the_openapi_schema(client: FlaskClient) -> N
     jsonschema.validate(body, prediction)
     error = {**schemas["Error"]}
     jsonschema.validate(client.post("/api/v1/predict", json={}).get_json(), error)
+
+
+def test_responses_are_exactly_the_response_models(client: FlaskClient) -> None:
+    """The models the OpenAPI document is written from accept real responses, strictly (no
+    field missing, none extra)."""
+    from imdb_sentiment.serving import schemas
+
+    single = client.post("/api/v1/predict", json={"text": "great", "explain": True})
+    schemas.Prediction.model_validate(single.get_json())
+    many = client.post("/api/v1/predict", json={"texts": ["great", "awful"]})
+    schemas.Predictions.model_validate(many.get_json())
+    invocation = client.post("/invocations", json={"inputs": ["great"]})
+    schemas.Invocation.model_validate(invocation.get_json())
+    for bad in (client.post("/api/v1/predict", json={}), client.get("/nope")):
+        schemas.Error.model_validate(bad.get_json())
+
+
+def test_docs_page_serves_swagger_ui_offline(client: FlaskClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "swagger-ui" in html and "http" not in html.replace("http-equiv", "")
+    for asset in ("/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/static/docs.js"):
+        assert asset in html
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.get_data()) > 100, asset
+
+
+def test_error_page_echoes_only_an_excerpt_of_a_huge_review(small_model) -> None:
+    app = create_app(load_settings(max_text_chars=2000, max_body_bytes=4 << 20), model=small_model)
+    page = app.test_client().post("/predict", data={"text": "z" * 1_000_000})
+    assert page.status_code == 413
+    html = page.get_data(as_text=True)
+    assert "z" * 200 in html and "z" * 201 not in html and len(html) < 20_000

@@ -1,0 +1,32 @@
+"""The service's resources for one app (settings, metrics, model store, request schemas) and the
+typed accessor request handlers use to reach them, as Flask's flaskr does with `get_db`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app
+
+from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.metrics import Metrics
+from imdb_sentiment.serving.model_store import ModelStore
+from imdb_sentiment.serving.schemas import Schemas
+
+EXTENSION = "imdb_sentiment"
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    metrics: Metrics
+    store: ModelStore
+    schemas: Schemas
+
+    def install(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+
+
+def service() -> ServiceContext:
+    """This request's app's resources."""
+    return cast(ServiceContext, current_app.extensions[EXTENSION])

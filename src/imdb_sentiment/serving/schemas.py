@@ -1,0 +1,306 @@
+"""Request schemas of the JSON API: the one definition that validates requests *and* writes the
+OpenAPI document's request bodies (`serving.openapi`), so the two cannot drift apart.
+
+Limits come from the settings (MAX_TEXT_CHARS, MAX_BATCH_SIZE), so the models are built per app
+(`Schemas(settings)`). Validation failures become `ApiError`s with stable codes: 422 for a field
+that is wrong, 413 for one that is too large.
+
+May import: pydantic, `config`, `serving.errors`. Nothing here touches Flask's request.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.errors import ApiError
+
+# A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
+# `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,
+# U+FEFF). NUL or zero-width characters pass: such a text is scored, and the response says the
+# model saw no evidence (`evidence`).
+NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+Params = dict[str, Any] | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- responses: what the handlers return (tests validate real responses against these) ------
+class ModelRef(_Strict):
+    name: str
+    version: str
+
+
+class Scores(_Strict):
+    positive: float = Field(ge=0, le=1)
+    negative: float = Field(ge=0, le=1)
+
+
+class Evidence(_Strict):
+    """Tokens in the text and how many the model knows; with known_tokens = 0 the probability
+    is only the model's prior: no evidence either way."""
+
+    tokens: int = Field(ge=0)
+    known_tokens: int = Field(ge=0)
+
+
+class Contribution(_Strict):
+    term: str
+    weight: float
+    direction: Literal["positive", "negative"]
+
+
+class Prediction(_Strict):
+    label: Literal["positive", "negative"]
+    probability: float = Field(ge=0.5, le=1, description="Probability of the predicted label")
+    scores: Scores
+    model: ModelRef
+    evidence: Evidence
+    explanation: list[Contribution] | None = None
+
+
+class Predictions(_Strict):
+    predictions: list[Prediction]
+
+
+class Invocation(_Strict):
+    """As `mlflow models serve` answers for this model: [[P(negative), P(positive)], ...]."""
+
+    predictions: list[Annotated[list[float], Field(min_length=2, max_length=2)]]
+
+
+class Error(_Strict):
+    error: str = Field(description="this API's code")
+    detail: str
+    error_code: str = Field(description="MLflow's code")
+    message: str = Field(description="MLflow's field (= detail)")
+
+
+RESPONSES: tuple[type[BaseModel], ...] = (Prediction, Predictions, Invocation, Error)
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """Every request shape of the API, with this app's limits."""
+
+    single: type[BaseModel]
+    batch: type[BaseModel]
+    invocation: dict[str, type[BaseModel]]
+    texts: TypeAdapter[list[str]]
+    text: TypeAdapter[str]
+
+    @classmethod
+    def build(cls, settings: Settings) -> Schemas:
+        text = Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=settings.max_text_chars, pattern=NOT_BLANK),
+        ]
+        texts = Annotated[list[text], Field(min_length=1, max_length=settings.max_batch_size)]
+
+        class PredictText(_Strict):
+            """One review."""
+
+            text: text
+            explain: bool = False
+
+        class PredictTexts(_Strict):
+            """A batch of reviews."""
+
+            texts: texts
+            explain: bool = False
+
+        # MLflow's scoring protocol (`mlflow models serve`): one of four shapes, plus optional
+        # `params` (accepted and ignored: this model takes none). Every cell is a review: the
+        # model's signature is one string column.
+        batch = settings.max_batch_size
+        row = text | Annotated[list[text], Field(min_length=1)]
+        record = Annotated[dict[str, text], Field(min_length=1)]
+        instance = text | Annotated[list[text], Field(min_length=1, max_length=1)] | record
+        column = Annotated[dict[str, texts], Field(min_length=1, max_length=1)]
+        values = text | Annotated[list[instance], Field(min_length=1, max_length=batch)] | column
+
+        class DataframeSplit(_Strict):
+            columns: Annotated[list[str], Field(min_length=1)] | None = None
+            index: list[int | str] | None = None
+            data: Annotated[list[row], Field(min_length=1, max_length=batch)]
+
+        class SplitPayload(_Strict):
+            dataframe_split: DataframeSplit
+            params: Params = None
+
+        class RecordsPayload(_Strict):
+            dataframe_records: Annotated[list[record], Field(min_length=1, max_length=batch)]
+            params: Params = None
+
+        class InputsPayload(_Strict):
+            inputs: values
+            params: Params = None
+
+        class InstancesPayload(_Strict):
+            instances: values
+            params: Params = None
+
+        return cls(
+            single=PredictText,
+            batch=PredictTexts,
+            invocation={
+                "dataframe_split": SplitPayload,
+                "dataframe_records": RecordsPayload,
+                "inputs": InputsPayload,
+                "instances": InstancesPayload,
+            },
+            texts=TypeAdapter(texts),
+            text=TypeAdapter(text),
+        )
+
+    # --- /api/v1/predict ---------------------------------------------------------------------
+    def predict_request(self, body: Any) -> tuple[list[str], bool, bool]:
+        """(texts, explain, single) of a /api/v1/predict body."""
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_type", "body must be a JSON object with 'text' or 'texts'")
+        if ("text" in body) == ("texts" in body):
+            raise ApiError(422, "missing_text", "send exactly one of 'text' (a string) or 'texts'")
+        model = self.single if "text" in body else self.batch
+        parsed = validate(model, body)
+        if "text" in body:
+            return [parsed.text], parsed.explain, True  # type: ignore[attr-defined]
+        return list(parsed.texts), parsed.explain, False  # type: ignore[attr-defined]
+
+    def check_text(self, value: Any, field: str = "text") -> str:
+        try:
+            return self.text.validate_python(value)
+        except ValidationError as exc:
+            raise _api_error(exc, prefix=field) from exc
+
+    # --- /invocations ------------------------------------------------------------------------
+    def invocation_texts(self, body: Any) -> list[str]:
+        """The texts of an MLflow scoring-protocol JSON payload."""
+        keys = [k for k in MLFLOW_KEYS if isinstance(body, dict) and k in body]
+        if len(keys) != 1:
+            raise ApiError(
+                422,
+                "invalid_payload",
+                "send exactly one of dataframe_split, dataframe_records, inputs or instances",
+            )
+        payload = validate(self.invocation[keys[0]], body)
+        return self.check_texts(_texts_of(payload, keys[0]))
+
+    def csv_texts(self, text: str) -> list[str]:
+        """The texts of a CSV body (a header row, then one review per row): the column `text`,
+        else the first column — as `mlflow models serve` reads it into a one-column frame."""
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        except csv.Error as exc:
+            raise ApiError(422, "invalid_payload", f"invalid CSV: {exc}") from exc
+        if len(rows) < 2 or not rows[0]:
+            raise ApiError(422, "invalid_payload", "CSV needs a header row and at least one row")
+        column = rows[0].index("text") if "text" in rows[0] else 0
+        return self.check_texts([row[column] if len(row) > column else None for row in rows[1:]])
+
+    def check_texts(self, values: list[Any]) -> list[str]:
+        try:
+            return self.texts.validate_python(values)
+        except ValidationError as exc:
+            raise _api_error(exc, prefix="texts") from exc
+
+
+def validate(model: type[BaseModel], body: dict[str, Any]) -> BaseModel:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _api_error(exc) from exc
+
+
+def _texts_of(payload: Any, key: str) -> list[Any]:
+    if key == "dataframe_split":
+        split = payload.dataframe_split
+        column = split.columns.index("text") if split.columns and "text" in split.columns else 0
+        return [_cell(row, column) for row in split.data]
+    if key == "dataframe_records":
+        return [r.get("text", next(iter(r.values()), None)) for r in payload.dataframe_records]
+    values = getattr(payload, key)
+    if isinstance(values, dict):  # {"text": [...]}: one named column (the schema says one)
+        values = next(iter(values.values()))
+    if isinstance(values, str):
+        values = [values]
+    return [_instance(v) for v in values]
+
+
+def _cell(row: Any, column: int) -> Any:
+    if isinstance(row, list):
+        if len(row) <= column:
+            raise ApiError(422, "invalid_payload", "a row is shorter than 'columns' says")
+        return row[column]
+    return row
+
+
+def _instance(value: Any) -> Any:
+    """An instance is a text, a one-element row ["text"], or a record {"text": ...}."""
+    if isinstance(value, list) and len(value) == 1:
+        return value[0]
+    if isinstance(value, dict):
+        return value.get("text", next(iter(value.values()), None))
+    return value
+
+
+Kind = Literal["type", "blank", "long", "many", "few", "extra", "missing"]
+_KINDS: dict[str, Kind] = {
+    "string_type": "type",
+    "bool_type": "type",
+    "list_type": "type",
+    "dict_type": "type",
+    "model_type": "type",
+    "model_attributes_type": "type",
+    "string_too_short": "blank",
+    "string_pattern_mismatch": "blank",
+    "string_too_long": "long",
+    "too_long": "many",
+    "too_short": "few",
+    "extra_forbidden": "extra",
+    "missing": "missing",
+}
+
+
+def _api_error(exc: ValidationError, prefix: str = "") -> ApiError:
+    """The first validation error as an ApiError with the API's codes."""
+    error = exc.errors()[0]
+    where = _location(prefix, error["loc"])
+    kind = _KINDS.get(error["type"], "type")
+    limit = (error.get("ctx") or {}).get("max_length")
+    if kind == "blank":
+        return ApiError(422, "empty_text", f"'{where}' is empty or only whitespace")
+    if kind == "long":
+        length = len(error["input"]) if isinstance(error["input"], str) else "too many"
+        return ApiError(
+            413, "text_too_long", f"'{where}' has {length} characters; the limit is {limit}"
+        )
+    if kind == "many":
+        return ApiError(
+            413, "batch_too_large", f"'{where}' has more than {limit} items; the limit is {limit}"
+        )
+    if kind == "few":
+        return ApiError(422, "empty_batch", f"'{where}' is empty")
+    if kind == "extra":
+        return ApiError(422, "unknown_field", f"unknown field '{where}'")
+    if kind == "missing":
+        return ApiError(422, "missing_text", f"'{where}' is required")
+    expected = error["msg"].removeprefix("Input should be ").removeprefix("a ")
+    return ApiError(422, "invalid_type", f"'{where}' must be {expected}")
+
+
+def _location(prefix: str, loc: tuple[int | str, ...]) -> str:
+    where = prefix
+    for part in loc:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        else:
+            where = f"{where}.{part}" if where else str(part)
+    return where or "body"
