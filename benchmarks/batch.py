@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
 from benchmarks.pipeline import machine
-from imdb_sentiment.io import atomic_path
+from imdb_sentiment.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "models:/imdb-sentiment@production"

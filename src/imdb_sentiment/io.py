@@ -1,32 +1,16 @@
-"""Small file helpers: every output is written to a temp file and renamed, so a failed stage
-never leaves a file behind that looks valid."""
+"""Small file helpers for pipeline stages: every output goes through `atomic.atomic_path`, so a
+failed stage never leaves a file behind that looks valid."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import joblib
 import scipy.sparse as sp
 
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        tmp_path.chmod(0o644)  # mkstemp creates 0600; outputs are ordinary shared files
-        tmp_path.replace(path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+from imdb_sentiment.atomic import atomic_path
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from imdb_sentiment.atomic import staged_paths
 from imdb_sentiment.data.archive import MovieUrls, Review
 from imdb_sentiment.errors import DataError
 
@@ -111,16 +110,7 @@ def ingest(
 
 def write_frames(frames: Mapping[str, pd.DataFrame], out_dir: Path) -> None:
     """Write every frame or none: each goes to a temp file first, renamed only when all are done."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for name, frame in frames.items():
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".parquet")
-            os.close(fd)
-            staged.append((Path(tmp), out_dir / f"{name}.parquet"))
+    targets = [out_dir / f"{name}.parquet" for name in frames]
+    with staged_paths(targets) as tmps:
+        for tmp, frame in zip(tmps, frames.values(), strict=True):
             frame.to_parquet(tmp, index=False)
-        for tmp_path, final in staged:
-            tmp_path.replace(final)
-    finally:
-        for tmp_path, _ in staged:
-            tmp_path.unlink(missing_ok=True)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from imdb_sentiment.atomic import atomic_path
 from imdb_sentiment.errors import DataError
 
 _CHUNK = 1 << 20
@@ -67,17 +66,10 @@ def _cached(source: str, cache_dir: Path, sha256: str | None, fetch: _Fetch) -> 
             return target
         except DataError:
             target.unlink()  # a stale or corrupt cache entry: fetch again
-    cache_dir.mkdir(parents=True, exist_ok=True)
     # Download beside the target and rename, so an interrupted fetch never looks complete.
-    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target, suffix=".part") as tmp:
         fetch(source, tmp)
         verify_sha256(tmp, sha256)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

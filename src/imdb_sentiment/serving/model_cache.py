@@ -13,12 +13,11 @@ Only the registry sync (`serving.sync`) writes here; the pointer is replaced ato
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from imdb_sentiment.atomic import atomic_path
 from imdb_sentiment.serving.scorer import META_FILE, SCORER_DIR, FastScorer
 
 # registry: the alias's version, fetched; cache: the registry was unreachable, the last cached
@@ -62,11 +61,8 @@ class ModelCache:
         )
 
     def write_pointer(self, pointer: Pointer) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".current.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(pointer), handle)
-        os.replace(tmp, self.pointer_path)  # readers see the old or the new file, never half
+        with atomic_path(self.pointer_path) as tmp:  # readers see the old or the new, never half
+            tmp.write_text(json.dumps(asdict(pointer)))
 
     def load_scorer(self, version: str) -> FastScorer:
         """The compiled scorer if the sync saved one; else compile the cached MLflow model here

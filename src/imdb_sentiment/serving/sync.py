@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from imdb_sentiment.atomic import atomic_dir
 from imdb_sentiment.config import Settings, load_settings
 from imdb_sentiment.serving.model_cache import ModelCache, Pointer
 
@@ -78,14 +79,11 @@ class RegistrySync:
         if (target / "scorer.json").exists():
             return
         scorer = self.cache.compile(version.version)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".scorer-"))
         try:
-            scorer.save(staging)
-            os.replace(staging, target)
+            with atomic_dir(target) as staging:
+                scorer.save(staging)
         except TypeError as exc:  # not savable: fine, see the docstring
             log.info("serving version %s uncompiled: %s", version.version, exc)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def sync(self) -> Pointer:
         """One round. Registry reachable: make sure the alias's version is cached, point at it.
@@ -143,13 +141,8 @@ class RegistrySync:
             return None
         target = self.cache.version_dir(version)
         if not target.exists():
-            self.cache.dir.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=self.cache.dir, prefix=".seed-"))
-            try:
-                shutil.copytree(source, staging / "v", symlinks=False)
-                os.replace(staging / "v", target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+            with atomic_dir(target) as staging:
+                shutil.copytree(source, staging, dirs_exist_ok=True)
         self.compile(RegistryVersion(version, None))  # no-op when the scorer was baked too
         baked_pointer = baked.read_pointer()
         run_id = (

@@ -1,0 +1,167 @@
+"""The code's shape: no import cycles in src/, and each DVC stage depends on exactly the source
+files its command imports (so editing any of them reruns the stage, and nothing else does)."""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from tests.project import ROOT
+
+SRC = ROOT / "src"
+PACKAGE = "imdb_sentiment"
+CLI = f"{PACKAGE}.cli"
+
+
+def module_file(module: str) -> Path | None:
+    base = SRC / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _walk(node: ast.AST) -> list[ast.AST]:
+    """Every node, except what is under `if TYPE_CHECKING:` (never imported at run time)."""
+    out = [node]
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            out.extend(n for orelse in child.orelse for n in _walk(orelse))
+            continue
+        out.extend(_walk(child))
+    return out
+
+
+def _imports(node: ast.AST, here: str) -> set[str]:
+    found: set[str] = set()
+    for item in _walk(node):
+        if isinstance(item, ast.Import):
+            found |= {alias.name for alias in item.names}
+        elif isinstance(item, ast.ImportFrom) and item.module:
+            base = item.module
+            if item.level:  # relative import
+                base = ".".join([*here.split(".")[: -item.level], item.module])
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in item.names}
+    return {m for m in found if m.split(".")[0] == PACKAGE and module_file(m) is not None}
+
+
+@cache
+def imports_of(module: str, top_level_only: bool = False) -> frozenset[str]:
+    """Our modules that `module` imports (anywhere in it, or only at import time), plus the
+    packages on the way (importing a.b.c runs a/__init__ and a/b/__init__)."""
+    path = module_file(module)
+    assert path is not None, module
+    tree = ast.parse(path.read_text())
+    nodes: list[ast.AST] = list(tree.body) if top_level_only else [tree]
+    if top_level_only:  # not under `if TYPE_CHECKING:`, not inside functions
+        nodes = [n for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))]
+    found: set[str] = set()
+    for node in nodes:
+        for name in _imports(node, module):
+            parts = name.split(".")
+            found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return frozenset(m for m in found if m != module and module_file(m) is not None)
+
+
+def closure(start: set[str]) -> set[str]:
+    """Everything `start` may import. The CLI module counts with its module-level imports
+    only: each command's own imports are in `start` (see stage_entry)."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            parts = module.split(".")
+            todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # its packages
+            todo.extend(imports_of(module, top_level_only=module == CLI))
+    return seen
+
+
+def stage_entry(cmd: str) -> set[str]:
+    """What `imdb-sentiment <command>` imports: cli.py's module level plus that command."""
+    command = cmd.split()[1]
+    tree = ast.parse((SRC / PACKAGE / "cli.py").read_text())
+    function = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(d, ast.Call)
+            and (
+                (d.args and isinstance(d.args[0], ast.Constant) and d.args[0].value == command)
+                or (not d.args and node.name == command)
+            )
+            for d in node.decorator_list
+        )
+    )
+    return {CLI, *_imports(function, CLI)}
+
+
+def test_no_import_cycles() -> None:
+    """Counting imports inside functions too: a lazy import is still a dependency."""
+    modules = {module_name(p) for p in (SRC / PACKAGE).rglob("*.py") if "." not in p.stem}
+    graph = {m: {d for d in imports_of(m) if d in modules} for m in modules}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if dep.startswith(module + "."):
+                continue  # a package importing its own submodule is not a cycle
+            if state.get(dep) == 1:
+                raise AssertionError(" -> ".join([*path[path.index(dep) :], dep]))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[module] = 2
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_dvc_stage_deps_are_exactly_the_code_each_stage_imports() -> None:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    problems = []
+    for name, stage in stages.items():
+        code = {
+            str(module_file(m).relative_to(ROOT))  # type: ignore[union-attr]
+            for m in closure(stage_entry(stage["cmd"]))
+        }
+        declared = {d for d in stage["deps"] if d.startswith("src/")}
+        if code != declared:
+            problems.append(
+                f"{name}: missing {sorted(code - declared)}, extra {sorted(declared - code)}"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def rewrite_dvc_deps() -> None:
+    """Set each stage's src/ deps in dvc.yaml to its import closure, keeping data deps."""
+    path = ROOT / "dvc.yaml"
+    text = path.read_text()
+    for name, stage in yaml.safe_load(text)["stages"].items():
+        code = sorted(
+            str(module_file(m).relative_to(ROOT))  # type: ignore[union-attr]
+            for m in closure(stage_entry(stage["cmd"]))
+        )
+        deps_at = text.index("    deps:\n", text.index(f"  {name}:\n")) + len("    deps:\n")
+        lines = text[deps_at:].splitlines(keepends=True)
+        count = next(i for i, line in enumerate(lines) if not line.startswith("      - "))
+        data = [line for line in lines[:count] if not line.strip()[2:].startswith("src/")]
+        block = "".join(f"      - {c}\n" for c in code) + "".join(data)
+        text = text[:deps_at] + block + text[deps_at + sum(map(len, lines[:count])) :]
+    path.write_text(text)
+
+
+if __name__ == "__main__":  # python -m tests.unit.test_structure: fix dvc.yaml after a change
+    rewrite_dvc_deps()
