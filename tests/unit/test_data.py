@@ -137,8 +137,10 @@ def test_http_source_is_downloaded_once_into_the_cache(tmp_path: Path, small_arc
         first = resolve_source(url, cache)
         second = resolve_source(url, cache)
         missing = url.replace(small_archive.name, "missing.tar.gz")
-        with pytest.raises(DataError, match="cannot download"):
+        with pytest.raises(DataError, match="cannot download") as failure:
             resolve_source(missing, cache)
+        assert "IMDB_SOURCE" in str(failure.value)  # the way out when offline
+        assert not list(cache.glob(".missing*"))  # no partial download left behind
     finally:
         server.shutdown()
     assert first == second == cache / small_archive.name

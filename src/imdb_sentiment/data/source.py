@@ -94,7 +94,10 @@ def _download_http(url: str, dest: Path) -> None:
                     out.write(chunk)
                     progress.advance(task, len(chunk))
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise DataError(f"cannot download {url}: {exc}") from exc
+        raise DataError(
+            f"cannot download {url}: {exc} (offline? point IMDB_SOURCE at a local copy of "
+            "aclImdb_v1.tar.gz, e.g. IMDB_SOURCE=/path/to/aclImdb_v1.tar.gz make run)"
+        ) from exc
 
 
 def _download_s3(url: str, dest: Path) -> None:
