@@ -122,6 +122,7 @@ def run_spark(source: Path, workdir: Path, rows: int) -> tuple[float, float, flo
     import numpy as np
 
     from imdb_sentiment.batch import spark as engine
+    from imdb_sentiment.batch.job import Job
     from imdb_sentiment.batch.model import resolve_model
     from imdb_sentiment.config import load_settings
 
@@ -130,7 +131,7 @@ def run_spark(source: Path, workdir: Path, rows: int) -> tuple[float, float, flo
     session.sparkContext.setLogLevel("ERROR")
     _warm_up(session, source)
     ours_out, udf_out = workdir / "spark-engine-out", workdir / "spark-udf-out"
-    job = engine.SparkJob(
+    job = Job(
         str(source), str(ours_out), "parquet", "parquet", "text",
         model.scorer_dir, model.version, overwrite=True, prefix="pred_",
     )  # fmt: skip

@@ -357,6 +357,7 @@ def predict(
     import os
 
     from imdb_sentiment.batch.files import detect_format
+    from imdb_sentiment.batch.job import Job
     from imdb_sentiment.batch.model import resolve_model
     from imdb_sentiment.config import load_settings
 
@@ -364,40 +365,26 @@ def predict(
         raise PipelineError(f"unknown engine {engine!r}: use local or spark")
     in_fmt, out_fmt = detect_format(input_path, input_format), detect_format(output, output_format)
     resolved = resolve_model(model, load_settings())
+    job = Job(
+        input_path,
+        output,
+        in_fmt,
+        out_fmt,
+        text_column,
+        resolved.scorer_dir,
+        resolved.version,
+        workers or os.cpu_count() or 1,
+        overwrite,
+        fail_on_missing_text,
+        prefix,
+    )
     if engine == "spark":
         from imdb_sentiment.batch import spark
 
-        job = spark.SparkJob(
-            input_path,
-            output,
-            in_fmt,
-            out_fmt,
-            text_column,
-            resolved.scorer_dir,
-            resolved.version,
-            overwrite,
-            fail_on_missing_text,
-            prefix,
-        )
         session = spark.session(master or os.environ.get("SPARK_MASTER") or "local[*]")
         summary = spark.run(session, job)
     else:
-        from imdb_sentiment.batch import local
-
-        job_local = local.Job(
-            Path(input_path),
-            Path(output),
-            in_fmt,
-            out_fmt,
-            text_column,
-            resolved.scorer_dir,
-            resolved.version,
-            workers or os.cpu_count() or 1,
-            overwrite,
-            fail_on_missing_text,
-            prefix,
-        )
-        summary = _with_progress(job_local)
+        summary = _with_progress(job)
     typer.echo(f"scored {summary.rows:,} reviews with {resolved.describe()} into {output}")
     if summary.missing_text:
         typer.echo(

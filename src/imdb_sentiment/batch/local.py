@@ -11,7 +11,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -21,46 +20,28 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from imdb_sentiment.batch import executor
-from imdb_sentiment.batch.files import Format, Reader, output_schema, writer
+from imdb_sentiment.batch.files import Reader, output_schema, writer
+from imdb_sentiment.batch.job import Job, Summary
 from imdb_sentiment.errors import PipelineError
 
 # Rows per pool task: big enough that pickling and scheduling stay a small share of the work.
 TASK_ROWS = 2048
 
 
-@dataclass(frozen=True)
-class Job:
-    input: Path
-    output: Path
-    input_format: Format
-    output_format: Format
-    text_column: str
-    scorer_dir: Path
-    version: str
-    workers: int
-    overwrite: bool = False
-    fail_on_missing_text: bool = False
-    prefix: str = ""  # of the added columns
-
-
-@dataclass(frozen=True)
-class Summary:
-    rows: int
-    missing_text: int
-
-
 Progress = Callable[[int, float], None]  # (rows written so far, fraction of input read)
 
 
 def run(job: Job, progress: Progress | None = None) -> Summary:
-    reader = Reader(job.input, job.input_format, job.text_column, job.prefix)
+    reader = Reader(Path(job.input), job.input_format, job.text_column, job.prefix)
     batches = reader.batches()
     first = next(batches, None)  # opens the file: its schema is checked before any work
     assert reader.schema is not None
     schema = output_schema(reader.schema, job.prefix)
     rows = missing = 0
     with ExitStack() as stack:
-        out = stack.enter_context(writer(job.output, job.output_format, schema, job.overwrite))
+        out = stack.enter_context(
+            writer(Path(job.output), job.output_format, schema, job.overwrite)
+        )
         pool = stack.enter_context(_pool(job))
         chunks = _chunks(first, batches)
         for batch, probability in _scored(pool, chunks, str(job.scorer_dir), job):

@@ -24,7 +24,6 @@ import shutil
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ import pandas as pd  # at module level: pandas_udf resolves the UDF's type hints
 
 from imdb_sentiment.batch.executor import score_texts
 from imdb_sentiment.batch.files import Format, added, check_schema
-from imdb_sentiment.batch.local import Summary
+from imdb_sentiment.batch.job import Job, Summary
 from imdb_sentiment.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -42,20 +41,6 @@ SPARK_FORMAT = {"csv": "csv", "parquet": "parquet", "jsonl": "json"}
 # CSV as pyarrow and most tools write it: a header, RFC 4180 quotes, reviews spanning lines.
 NO_TEXT = "imdb-sentiment: rows without text"  # an executor's failure the driver recognises
 CSV_OPTIONS = {"header": "true", "multiLine": "true", "escape": '"'}
-
-
-@dataclass(frozen=True)
-class SparkJob:
-    input: str
-    output: str
-    input_format: Format
-    output_format: Format
-    text_column: str
-    scorer_dir: Path
-    version: str
-    overwrite: bool = False
-    fail_on_missing_text: bool = False
-    prefix: str = ""  # of the added columns
 
 
 def session(master: str | None, app_name: str = "imdb-sentiment-predict") -> SparkSession:
@@ -72,7 +57,7 @@ def session(master: str | None, app_name: str = "imdb-sentiment-predict") -> Spa
     return builder.getOrCreate()
 
 
-def run(spark: SparkSession, job: SparkJob) -> Summary:
+def run(spark: SparkSession, job: Job) -> Summary:
     from pyspark.sql import functions as sf
 
     frame = _read(spark, job)
@@ -108,7 +93,7 @@ def _options(fmt: Format) -> dict[str, str]:
     return CSV_OPTIONS if fmt == "csv" else {}
 
 
-def _read(spark: SparkSession, job: SparkJob) -> DataFrame:
+def _read(spark: SparkSession, job: Job) -> DataFrame:
     from pyspark.errors import PySparkException
 
     try:
@@ -137,7 +122,7 @@ def _arrow_schema(frame: DataFrame):  # type: ignore[no-untyped-def]
     )
 
 
-def _ship_scorer(spark: SparkSession, job: SparkJob) -> str:
+def _ship_scorer(spark: SparkSession, job: Job) -> str:
     """Copy the scorer under a name unique to this version, hand it to every executor."""
     name = f"imdb-sentiment-scorer-v{job.version}-{uuid.uuid4().hex[:8]}"
     staging = Path(tempfile.mkdtemp(prefix="imdb-sentiment-spark-")) / name
@@ -146,7 +131,7 @@ def _ship_scorer(spark: SparkSession, job: SparkJob) -> str:
     return name
 
 
-def _write(scored: DataFrame, job: SparkJob) -> None:
+def _write(scored: DataFrame, job: Job) -> None:
     writer = scored.write.format(SPARK_FORMAT[job.output_format]).options(
         **_options(job.output_format)
     )
@@ -162,7 +147,7 @@ def _write(scored: DataFrame, job: SparkJob) -> None:
         raise PipelineError(f"Spark job failed: {_first(exc)}") from exc
 
 
-def _save(writer: Any, job: SparkJob) -> None:
+def _save(writer: Any, job: Job) -> None:
     if "://" in job.output and not job.output.startswith("file://"):
         # Object stores: Spark's commit protocol marks a complete output with _SUCCESS.
         writer.mode("overwrite" if job.overwrite else "errorifexists").save(job.output)
@@ -203,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model = resolve_model(args.model, load_settings())
-        job = SparkJob(
+        job = Job(
             args.input,
             args.output,
             detect_format(args.input, args.format),
