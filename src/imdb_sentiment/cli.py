@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 
 from imdb_sentiment.errors import PipelineError
+
+if TYPE_CHECKING:  # nothing heavy at import: each command imports what it uses
+    from imdb_sentiment.batch.job import Job, Summary
 
 app = typer.Typer(
     help="Reproducible IMDB sentiment pipeline and prediction service.",
@@ -393,7 +396,7 @@ def predict(
         )
 
 
-def _with_progress(job: Any) -> Any:
+def _with_progress(job: Job) -> Summary:
     """Run a local batch job, with a progress bar (rate, ETA) only on a terminal."""
     from rich.progress import (
         BarColumn,
