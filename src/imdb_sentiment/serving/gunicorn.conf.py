@@ -1,7 +1,8 @@
 """gunicorn configuration; every value comes from the typed settings (environment).
 
 The master starts the registry sync (serving.sync) as a separate process: once, before any
-worker boots, so the model is in the cache when they start; then watching, if hot reload is on.
+worker boots, so the model is in the cache when they start; then watching, if hot reload is on,
+kept alive by `serving.supervisor`.
 Workers follow the cache (MODEL_SYNC=sidecar) and never import MLflow or scikit-learn.
 """
 
@@ -9,9 +10,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 
 from imdb_sentiment.config import load_settings
+from imdb_sentiment.serving.supervisor import Supervisor
 
 _settings = load_settings()
 
@@ -36,13 +37,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 os.environ["MODEL_SYNC"] = "sidecar"  # inherited by workers and the sync process
 _SYNC = [sys.executable, "-m", "imdb_sentiment.serving.sync"]
-_watcher: list[subprocess.Popen[bytes]] = []  # the running `sync --watch`, if any
-_stopping = threading.Event()
-# Held while the supervisor thread runs Popen. Popen waits on an internal pipe until its child
-# has exec'd; a worker forked by the master in that moment inherits the pipe's write end, and
-# Popen then blocks until that *worker* exits, so the supervisor misses its child's death for
-# the worker's lifetime (seen in CI). The master's forks wait for this lock instead.
-_spawning = threading.Lock()
+_supervisor: list[Supervisor] = []  # the `sync --watch` keeper, once the server is ready
 
 
 def on_starting(server: object) -> None:
@@ -61,39 +56,14 @@ def on_starting(server: object) -> None:
 
 def when_ready(server: object) -> None:
     if _settings.reload_interval > 0:
-        os.register_at_fork(
-            before=_spawning.acquire,
-            after_in_parent=_spawning.release,
-            after_in_child=_spawning.release,
-        )
-        threading.Thread(target=_supervise, args=(server,), name="model-sync", daemon=True).start()
-
-
-def _supervise(server: object) -> None:
-    """Keep one `sync --watch` running: if it dies, hot reload would stop silently."""
-    while not _stopping.is_set():
-        with _spawning:
-            process = subprocess.Popen([*_SYNC, "--watch"])
-        _watcher[:] = [process]
-        # Polling also notices _stopping; the master's waitpid(-1) may reap the child first,
-        # which poll() reports as exit code 0.
-        while process.poll() is None and not _stopping.wait(0.5):
-            pass
-        if _stopping.is_set():
-            return
-        code = process.returncode
-        server.log.warning("model sync exited with %s; restarting it", code)  # type: ignore[attr-defined]
-        _stopping.wait(5)  # a pause, so a sync that cannot start does not spin
+        supervisor = Supervisor([*_SYNC, "--watch"], server.log.warning)  # type: ignore[attr-defined]
+        supervisor.start()
+        _supervisor.append(supervisor)
 
 
 def on_exit(server: object) -> None:
-    _stopping.set()
-    for process in _watcher:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    for supervisor in _supervisor:
+        supervisor.stop()
 
 
 def child_exit(server: object, worker: object) -> None:
