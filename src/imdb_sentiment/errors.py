@@ -15,3 +15,9 @@ class ConfigError(PipelineError):
 
 class GateError(PipelineError):
     """A quality gate refused to promote a model."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -20,7 +20,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.errors import PipelineError, first_line
 
 Format = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "parquet", "jsonl")
@@ -194,7 +194,3 @@ class _JsonLines:
     def write(self, batch: pa.RecordBatch) -> None:
         frame = batch.to_pandas()
         self.handle.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

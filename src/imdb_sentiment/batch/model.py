@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imdb_sentiment.config import MODEL_URI, Settings
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.errors import PipelineError, first_line
 from imdb_sentiment.serving.model_cache import ModelCache
 from imdb_sentiment.serving.scorer import META_FILE
 
@@ -56,15 +56,16 @@ def resolve_model(uri: str, settings: Settings) -> ResolvedModel:
     quiet_http_defaults()
     configure(settings)
     cache = ModelCache(settings.model_cache_dir, ref.name)
-    sync = RegistrySync(settings.model_copy(update={"model_name": ref.name}), cache)
+    target = {"model_name": ref.name, "model_alias": ref.alias or settings.model_alias}
+    sync = RegistrySync(settings.model_copy(update=target), cache)
     try:
-        version = ref.version or _alias_version(settings, ref)
+        version = ref.version or sync.alias_version().version
         sync.download(RegistryVersion(version, None))
         sync.compile(RegistryVersion(version, None))
     except PipelineError:
         raise
     except Exception as exc:  # registry errors come in many types; all are one line here
-        raise PipelineError(f"cannot load {uri}: {_short(exc)}") from exc
+        raise PipelineError(f"cannot load {uri}: {first_line(exc)}") from exc
     scorer = cache.scorer_dir(version)
     if not (scorer / META_FILE).exists():
         raise PipelineError(
@@ -72,15 +73,3 @@ def resolve_model(uri: str, settings: Settings) -> ResolvedModel:
             "n-grams?): use mlflow.pyfunc.spark_udf or the API instead"
         )
     return ResolvedModel(ref, version, scorer)
-
-
-def _alias_version(settings: Settings, ref: ModelRef) -> str:
-    from mlflow import MlflowClient
-
-    uri = settings.mlflow_tracking_uri
-    return str(MlflowClient(uri, uri).get_model_version_by_alias(ref.name, str(ref.alias)).version)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

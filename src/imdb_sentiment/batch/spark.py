@@ -32,7 +32,7 @@ import pandas as pd  # at module level: pandas_udf resolves the UDF's type hints
 from imdb_sentiment.batch.executor import score_texts
 from imdb_sentiment.batch.files import Format, added, check_schema
 from imdb_sentiment.batch.job import Job, Summary
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.errors import PipelineError, first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -104,7 +104,7 @@ def _read(spark: SparkSession, job: Job) -> DataFrame:
         arrow = _arrow_schema(frame)
     except PySparkException as exc:
         raise PipelineError(
-            f"cannot read {job.input} as {job.input_format}: {_first(exc)}"
+            f"cannot read {job.input} as {job.input_format}: {first_line(exc)}"
         ) from exc
     check_schema(arrow, job.text_column, job.input, job.prefix)
     return frame
@@ -144,7 +144,7 @@ def _write(scored: DataFrame, job: Job) -> None:
             ) from exc
         if isinstance(exc, PipelineError):
             raise
-        raise PipelineError(f"Spark job failed: {_first(exc)}") from exc
+        raise PipelineError(f"Spark job failed: {first_line(exc)}") from exc
 
 
 def _save(writer: Any, job: Job) -> None:
@@ -163,11 +163,6 @@ def _save(writer: Any, job: Job) -> None:
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _first(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
