@@ -149,7 +149,7 @@ def rss_mb(proc: subprocess.Popen[bytes]) -> tuple[list[float], list[float]]:
     sync: list[float] = []
     for child in psutil.Process(proc.pid).children(recursive=True):
         mb = child.memory_info().rss / 2**20
-        is_sync = "imdb_sentiment.serving.sync" in " ".join(child.cmdline())
+        is_sync = "imdb_sentiment.serving.model.sync" in " ".join(child.cmdline())
         (sync if is_sync else workers).append(mb)
     return workers, sync
 

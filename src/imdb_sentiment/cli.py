@@ -304,8 +304,8 @@ def fetch_model(
     """Download a registered model into the local model cache (e.g. to bake it into an image)."""
     from imdb_sentiment.batch.model import parse_model_uri
     from imdb_sentiment.config import load_settings
-    from imdb_sentiment.serving.model_cache import ModelCache
-    from imdb_sentiment.serving.sync import RegistrySync
+    from imdb_sentiment.serving.model.cache import ModelCache
+    from imdb_sentiment.serving.model.sync import RegistrySync
     from imdb_sentiment.tracking import configure
 
     overrides: dict[str, str | None] = {}

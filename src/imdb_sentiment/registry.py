@@ -114,8 +114,8 @@ def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline) -> None:
     """Add the compiled scorer to the logged model (artifact folder `scorer/`), so the service,
     `imdb-sentiment predict` and Spark executors load numpy arrays and never recompile.
     Configurations the compiler cannot save (character n-grams) are left without one."""
-    from imdb_sentiment.serving.compile import compile_pipeline
-    from imdb_sentiment.serving.scorer import SCORER_DIR
+    from imdb_sentiment.serving.scoring.compile import compile_pipeline
+    from imdb_sentiment.serving.scoring.scorer import SCORER_DIR
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -505,7 +505,7 @@ def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from imdb_sentiment.config import load_settings
-    from imdb_sentiment.serving.app import create_app
+    from imdb_sentiment.serving.http.app import create_app
 
     client = create_app(load_settings(), model=small_model).test_client()
     client.post("/api/v1/predict", json={"text": "great film"})

@@ -136,7 +136,7 @@ def sync_watchers(port: str) -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline"]):
         try:
             cmdline = " ".join(process.info["cmdline"] or [])
-            ours = "imdb_sentiment.serving.sync --watch" in cmdline
+            ours = "imdb_sentiment.serving.model.sync --watch" in cmdline
             if ours and process.environ().get("PORT") == port:
                 found.append(process)
         except psutil.Error:  # exited or not ours meanwhile

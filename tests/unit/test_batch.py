@@ -261,7 +261,7 @@ def test_executor_imports_neither_sklearn_nor_mlflow(tmp_path: Path) -> None:
     default cleaning; a model that removes stop words reads scikit-learn's stop-word list)."""
     import subprocess
 
-    from imdb_sentiment.serving.compile import compile_pipeline
+    from imdb_sentiment.serving.scoring.compile import compile_pipeline
 
     compile_pipeline(tiny_model(clean=PUNCTUATION_TOKENS)).save(tmp_path / "scorer")
     code = (

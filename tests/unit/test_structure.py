@@ -129,6 +129,54 @@ def test_no_import_cycles() -> None:
             visit(module, [module])
 
 
+# What each layer of the service must never import (its package docstring says so): our own
+# modules by prefix, third-party packages by top-level name, counting lazy imports too.
+SERVING = f"{PACKAGE}.serving"
+LAYER_FORBIDS = {
+    f"{SERVING}.scoring": (
+        f"{SERVING}.model",
+        f"{SERVING}.http",
+        f"{SERVING}.metrics",
+        "flask",
+        "mlflow",
+    ),
+    f"{SERVING}.model": (f"{SERVING}.http", "flask"),
+}
+
+
+def third_party_imports(module: str) -> set[str]:
+    path = module_file(module)
+    assert path is not None
+    found = set()
+    for item in _walk(ast.parse(path.read_text())):
+        if isinstance(item, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in item.names}
+        elif isinstance(item, ast.ImportFrom) and item.module and not item.level:
+            found.add(item.module.split(".")[0])
+    return found - {PACKAGE}
+
+
+def test_serving_layers_import_only_downwards() -> None:
+    problems = []
+    for layer, forbidden in LAYER_FORBIDS.items():
+        for path in module_file(layer).parent.glob("*.py"):  # type: ignore[union-attr]
+            module = module_name(path)
+            ours = {m for m in imports_of(module) if not m.startswith(layer)}
+            bad = {m for m in ours if m.startswith(forbidden)}
+            bad |= third_party_imports(module) & set(forbidden)
+            if bad:
+                problems.append(f"{module} imports {sorted(bad)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_layer_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    tree = ast.parse(
+        "def f():\n    from imdb_sentiment.serving.http import app\n    import flask\n"
+    )
+    assert f"{SERVING}.http.app" in _imports(tree, f"{SERVING}.scoring.scorer")
+    assert "flask" in {a.name for n in _walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
 def test_dvc_stage_deps_are_exactly_the_code_each_stage_imports() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     problems = []

@@ -1,8 +1,8 @@
 """gunicorn configuration; every value comes from the typed settings (environment).
 
-The master starts the registry sync (serving.sync) as a separate process: once, before any
+The master starts the registry sync (serving.model.sync) as a separate process: once, before any
 worker boots, so the model is in the cache when they start; then watching, if hot reload is on,
-kept alive by `serving.supervisor`.
+kept alive by `serving.model.supervisor`.
 Workers follow the cache (MODEL_SYNC=sidecar) and never import MLflow or scikit-learn.
 """
 
@@ -12,7 +12,7 @@ import sys
 import tempfile
 
 from imdb_sentiment.config import load_settings
-from imdb_sentiment.serving.supervisor import Supervisor
+from imdb_sentiment.serving.model.supervisor import Supervisor
 
 _settings = load_settings()
 
@@ -24,7 +24,7 @@ threads = _settings.threads if worker_class == "gthread" else 1
 timeout = _settings.timeout
 graceful_timeout = _settings.timeout
 keepalive = 5
-wsgi_app = "imdb_sentiment.serving.wsgi:app"
+wsgi_app = "imdb_sentiment.serving.http.wsgi:app"
 accesslog = None
 errorlog = "-"
 loglevel = "info"
@@ -36,7 +36,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="imdb-metrics-")
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 os.environ["MODEL_SYNC"] = "sidecar"  # inherited by workers and the sync process
-_SYNC = [sys.executable, "-m", "imdb_sentiment.serving.sync"]
+_SYNC = [sys.executable, "-m", "imdb_sentiment.serving.model.sync"]
 _supervisor: list[Supervisor] = []  # the `sync --watch` keeper, once the server is ready
 
 

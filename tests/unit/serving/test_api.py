@@ -183,7 +183,7 @@ def test_security_headers(client: FlaskClient) -> None:
 )
 def test_hostile_json_is_a_4xx(small_model: Pipeline, path: str, raw: bytes, code: str) -> None:
     from imdb_sentiment.config import load_settings
-    from imdb_sentiment.serving.app import create_app
+    from imdb_sentiment.serving.http.app import create_app
 
     client = create_app(load_settings(max_body_bytes=1 << 20), model=small_model).test_client()
     response = client.post(path, data=raw, headers={"Content-Type": "application/json"})
@@ -254,7 +254,7 @@ def test_not_blank_means_what_str_isspace_means_in_every_regex_engine() -> None:
 
     from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-    from imdb_sentiment.serving.schemas import NOT_BLANK
+    from imdb_sentiment.serving.http.schemas import NOT_BLANK
 
     blank = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
     adapter = TypeAdapter(Annotated[str, StringConstraints(pattern=NOT_BLANK)])

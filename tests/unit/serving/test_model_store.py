@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from imdb_sentiment import registry, tracking
 from imdb_sentiment.config import CleanParams, Settings, load_params, load_settings
-from imdb_sentiment.serving.app import create_app
+from imdb_sentiment.serving.http.app import create_app
 from tests.helpers import tiny_model
 from tests.unit.serving.test_web_metrics_openapi import samples
 
@@ -132,8 +132,8 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
     import subprocess
     import sys
 
-    from imdb_sentiment.serving.model_cache import ModelCache
-    from imdb_sentiment.serving.sync import RegistrySync
+    from imdb_sentiment.serving.model.cache import ModelCache
+    from imdb_sentiment.serving.model.sync import RegistrySync
 
     default_clean = load_params(Path(__file__).parents[3] / "params.yaml").clean
     version = publish(seed=1, clean=default_clean)
@@ -141,7 +141,7 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
     RegistrySync(current, ModelCache(current.model_cache_dir, current.model_name)).sync()
     probe = (
         "import json, sys\n"
-        "from imdb_sentiment.serving.app import create_app\n"
+        "from imdb_sentiment.serving.http.app import create_app\n"
         "client = create_app().test_client()\n"
         "body = client.post('/api/v1/predict', json={'text': 'wonderful'}).get_json()\n"
         "heavy = [m for m in ('sklearn', 'mlflow', 'scipy', 'pandas') if m in sys.modules]\n"
@@ -155,8 +155,8 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
 
 
 def test_a_sidecar_worker_follows_the_pointer_when_it_moves() -> None:
-    from imdb_sentiment.serving.model_cache import ModelCache
-    from imdb_sentiment.serving.sync import RegistrySync
+    from imdb_sentiment.serving.model.cache import ModelCache
+    from imdb_sentiment.serving.model.sync import RegistrySync
 
     first = publish(seed=1)
     current = load_settings()

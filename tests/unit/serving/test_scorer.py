@@ -11,8 +11,8 @@ from sklearn.pipeline import Pipeline
 from imdb_sentiment.classifier import NBLogisticRegression
 from imdb_sentiment.config import CleanParams, FeatureParams
 from imdb_sentiment.features import build_featurizer
-from imdb_sentiment.serving.compile import compile_pipeline
-from imdb_sentiment.serving.scorer import FastScorer
+from imdb_sentiment.serving.scoring.compile import compile_pipeline
+from imdb_sentiment.serving.scoring.scorer import FastScorer
 from tests.helpers import PUNCTUATION_TOKENS, tiny_texts
 
 NB_BINARY = {"binary": True, "use_idf": False, "norm": None, "sublinear_tf": False}
@@ -157,8 +157,8 @@ def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
 
 
 def test_highlights_cover_ratings_as_one_piece() -> None:
-    from imdb_sentiment.serving.highlight import segments
-    from imdb_sentiment.serving.scorer import Contribution
+    from imdb_sentiment.serving.scoring.highlight import segments
+    from imdb_sentiment.serving.scoring.scorer import Contribution
 
     def clean(piece: str) -> str:
         return piece.lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from imdb_sentiment.serving.supervisor import Supervisor
+from imdb_sentiment.serving.model.supervisor import Supervisor
 
 
 def wait_until(check: object, seconds: float = 10.0) -> None:

@@ -8,8 +8,8 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from imdb_sentiment.config import load_settings
-from imdb_sentiment.serving.app import create_app
-from imdb_sentiment.serving.schemas import NOT_BLANK
+from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.serving.http.schemas import NOT_BLANK
 
 
 def test_page_renders_form_and_examples(client: FlaskClient) -> None:
@@ -133,7 +133,7 @@ def test_responses_validate_against_the_openapi_schema(client: FlaskClient) -> N
 def test_responses_are_exactly_the_response_models(client: FlaskClient) -> None:
     """The models the OpenAPI document is written from accept real responses, strictly (no
     field missing, none extra)."""
-    from imdb_sentiment.serving import schemas
+    from imdb_sentiment.serving.http import schemas
 
     single = client.post("/api/v1/predict", json={"text": "great", "explain": True})
     schemas.Prediction.model_validate(single.get_json())

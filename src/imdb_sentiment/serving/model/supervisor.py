@@ -1,5 +1,5 @@
 """Keeps one child process running for the gunicorn master: the registry sync's `--watch`
-(`serving.sync`). If it dies, hot reload would stop silently; the supervisor restarts it.
+(`serving.model.sync`). If it dies, hot reload would stop silently; the supervisor restarts it.
 
 Used by `gunicorn.conf.py`; standard library only (the master imports nothing heavy), and
 testable on its own with any command.

@@ -1,11 +1,11 @@
 """Request schemas of the JSON API: the one definition that validates requests *and* writes the
-OpenAPI document's request bodies (`serving.openapi`), so the two cannot drift apart.
+OpenAPI document's request bodies (`serving.http.openapi`), so the two cannot drift apart.
 
 Limits come from the settings (MAX_TEXT_CHARS, MAX_BATCH_SIZE), so the models are built per app
 (`Schemas(settings)`). Validation failures become `ApiError`s with stable codes: 422 for a field
 that is wrong, 413 for one that is too large.
 
-May import: pydantic, `config`, `serving.errors`. Nothing here touches Flask's request.
+May import: pydantic, `config`, `serving.http.errors`. Nothing here touches Flask's request.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from imdb_sentiment.config import Settings
-from imdb_sentiment.serving.errors import ApiError
+from imdb_sentiment.serving.http.errors import ApiError
 
 # A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
 # `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,

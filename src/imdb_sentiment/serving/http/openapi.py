@@ -1,7 +1,7 @@
 """The OpenAPI 3 document for the JSON API (served at /openapi.json and checked by tests).
 
 Request bodies are not written here: they are the JSON Schema of the pydantic models in
-`serving.schemas`, which also validate every request.
+`serving.http.schemas`, which also validate every request.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from imdb_sentiment import __version__
 from imdb_sentiment.config import Settings
-from imdb_sentiment.serving.schemas import RESPONSES, Schemas
+from imdb_sentiment.serving.http.schemas import RESPONSES, Schemas
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -1,8 +1,8 @@
-"""WSGI entry point for gunicorn: `imdb_sentiment.serving.wsgi:app` (built in each worker)."""
+"""WSGI entry point for gunicorn: `imdb_sentiment.serving.http.wsgi:app` (built in each worker)."""
 
 import logging
 
-from imdb_sentiment.serving.app import create_app
+from imdb_sentiment.serving.http.app import create_app
 
 # gunicorn configures only its own loggers; let the app's warnings (cache fallback, failed
 # reloads) reach the same stream.

@@ -3,11 +3,11 @@
 Layout under `MODEL_CACHE_DIR/<model name>/`:
 
     v<N>/            the registered MLflow model, as downloaded (MLmodel, model.skops, …)
-    v<N>/scorer/     the same model compiled for serving (serving.scorer.FastScorer.save)
+    v<N>/scorer/     the same model compiled for serving (serving.scoring.scorer.FastScorer.save)
     current.json     the pointer: which version to serve, whether it came from the registry or
                      the cache (registry unreachable), and why nothing is served if so
 
-Only the registry sync (`serving.sync`) writes here; the pointer is replaced atomically.
+Only the registry sync (`serving.model.sync`) writes here; the pointer is replaced atomically.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.serving.scorer import META_FILE, SCORER_DIR, FastScorer
+from imdb_sentiment.serving.scoring.scorer import META_FILE, SCORER_DIR, FastScorer
 
 # registry: the alias's version, fetched; cache: the registry was unreachable, the last cached
 # version is served; image: the pinned version baked into the image; injected: handed in (tests).
@@ -76,6 +76,6 @@ class ModelCache:
         """Compile the downloaded MLflow model of `version` (needs MLflow and scikit-learn)."""
         import mlflow.sklearn
 
-        from imdb_sentiment.serving.compile import compile_pipeline
+        from imdb_sentiment.serving.scoring.compile import compile_pipeline
 
         return compile_pipeline(mlflow.sklearn.load_model(str(self.version_dir(version))))

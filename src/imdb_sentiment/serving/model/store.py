@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 from imdb_sentiment.config import Settings
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model_cache import ModelCache, Pointer, Source
-from imdb_sentiment.serving.scorer import FastScorer
+from imdb_sentiment.serving.model.cache import ModelCache, Pointer, Source
+from imdb_sentiment.serving.scoring.scorer import FastScorer
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from imdb_sentiment.serving.sync import RegistrySync
+    from imdb_sentiment.serving.model.sync import RegistrySync
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,14 @@ class ModelStore:
     def sync(self) -> RegistrySync:
         """The in-process registry sync (`inline` mode), created on first use."""
         if self._sync is None:
-            from imdb_sentiment.serving.sync import RegistrySync
+            from imdb_sentiment.serving.model.sync import RegistrySync
 
             self._sync = RegistrySync(self.settings, self.cache)
         return self._sync
 
     def inject(self, pipeline: Pipeline, version: str = "injected") -> None:
         """Serve a model handed in directly (tests, embedding); no registry, no polling."""
-        from imdb_sentiment.serving.compile import compile_pipeline
+        from imdb_sentiment.serving.scoring.compile import compile_pipeline
 
         scorer = _warm(compile_pipeline(pipeline))
         name = self.settings.model_name

@@ -16,12 +16,12 @@ from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
-from imdb_sentiment.serving import api, docs, ops, web
-from imdb_sentiment.serving.context import ServiceContext
-from imdb_sentiment.serving.errors import ApiError, error_body
+from imdb_sentiment.serving.http import api, docs, ops, web
+from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.errors import ApiError, error_body
+from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model_store import ModelStore
-from imdb_sentiment.serving.schemas import Schemas
+from imdb_sentiment.serving.model.store import ModelStore
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
 
 def _start_model(settings: Settings, store: ModelStore) -> None:
     if settings.model_sync == "inline":  # this process talks to the registry itself
-        from imdb_sentiment.serving.sync import quiet_http_defaults
+        from imdb_sentiment.serving.model.sync import quiet_http_defaults
         from imdb_sentiment.tracking import configure
 
         quiet_http_defaults()

@@ -1,7 +1,7 @@
 """Registry sync: follow `models:/<name>@<alias>`, download each new version into the model
 cache, compile it for serving, then move the cache's pointer.
 
-Under gunicorn this runs as its own process (`python -m imdb_sentiment.serving.sync`, started
+Under gunicorn this runs as its own process (`python -m imdb_sentiment.serving.model.sync`, started
 by gunicorn.conf.py), so MLflow and scikit-learn are loaded once per pod instead of once per
 worker; workers only follow the pointer. Without gunicorn (`MODEL_SYNC=inline`: tests, a bare
 `create_app`) the model store calls `sync()` in-process.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from imdb_sentiment.atomic import atomic_dir
 from imdb_sentiment.config import Settings, load_settings
-from imdb_sentiment.serving.model_cache import ModelCache, Pointer
+from imdb_sentiment.serving.model.cache import ModelCache, Pointer
 
 log = logging.getLogger(__name__)
 

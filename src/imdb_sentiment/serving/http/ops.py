@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
-from imdb_sentiment.serving.context import service
-from imdb_sentiment.serving.openapi import document
+from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.http.openapi import document
 
 bp = Blueprint("ops", __name__)
 

@@ -7,10 +7,10 @@ from typing import Any
 from flask import Blueprint, render_template, request
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.serving.context import service
-from imdb_sentiment.serving.errors import ApiError
-from imdb_sentiment.serving.highlight import segments
-from imdb_sentiment.serving.predict import Timer, predict, require_model
+from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.http.errors import ApiError
+from imdb_sentiment.serving.http.predict import Timer, predict, require_model
+from imdb_sentiment.serving.scoring.highlight import segments
 
 bp = Blueprint("web", __name__)
 

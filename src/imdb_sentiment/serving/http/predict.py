@@ -8,10 +8,10 @@ from typing import Any
 
 from flask import g
 
-from imdb_sentiment.serving.errors import ApiError
+from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model_store import LoadedModel, ModelStore
-from imdb_sentiment.serving.scorer import Score, label_of
+from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
+from imdb_sentiment.serving.scoring.scorer import Score, label_of
 
 
 @dataclass(frozen=True)

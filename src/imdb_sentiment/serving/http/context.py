@@ -9,9 +9,9 @@ from typing import cast
 from flask import Flask, current_app
 
 from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model_store import ModelStore
-from imdb_sentiment.serving.schemas import Schemas
+from imdb_sentiment.serving.model.store import ModelStore
 
 EXTENSION = "imdb_sentiment"
 

@@ -1,7 +1,7 @@
 """JSON endpoints: /api/v1/predict, and MLflow's scoring protocol (/invocations, /ping,
 /health) so that any client written for `mlflow models serve` works unchanged.
 
-Request bodies are validated by `serving.schemas`, the same definitions the OpenAPI document is
+Request bodies are validated by `serving.http.schemas`, the same definitions the OpenAPI document is
 written from. On /invocations, input errors are 400 as on MLflow's server (422 elsewhere).
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.serving.context import service
-from imdb_sentiment.serving.errors import ApiError, decode_utf8, parse_json, read_body
-from imdb_sentiment.serving.predict import predict, require_model
+from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.http.errors import ApiError, decode_utf8, parse_json, read_body
+from imdb_sentiment.serving.http.predict import predict, require_model
 
 bp = Blueprint("api", __name__)
 
