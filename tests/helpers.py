@@ -11,8 +11,10 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression
-from imdb_sentiment.config import CleanParams, FeatureParams
+from imdb_sentiment.config import FeatureParams
 from imdb_sentiment.features import build_featurizer
+from imdb_sentiment.presets import load_preset
+from imdb_sentiment.text import CleanOptions
 
 POSITIVE = ["great", "wonderful", "loved", "excellent", "brilliant", "superb", "moving", "best"]
 NEGATIVE = ["awful", "boring", "waste", "terrible", "worst", "dull", "hated", "poor"]
@@ -64,15 +66,11 @@ def write_directory(root: Path, files: dict[str, bytes]) -> Path:
     return root / "aclImdb"
 
 
-# The default model's cleaning: punctuation marks and "8/10" as tokens of their own.
-PUNCTUATION_TOKENS = CleanParams(
-    remove_digits=False,
-    remove_punctuation=False,
-    separate_punctuation=True,
-    expand_negations=True,
-    remove_stopwords=False,
-    lemmatize=False,
-)
+# The recommended cleaning: punctuation marks and "8/10" as tokens of their own.
+PUNCTUATION_TOKENS = CleanOptions()
+# The seed project's cleaning (stop words removed, lemmas, no digits or punctuation), read from
+# its preset: the tiny models of the unit tests use it.
+SEED_CLEANING = CleanOptions(**load_preset("seed")["clean"])
 
 
 def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
@@ -81,11 +79,11 @@ def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
     return [review_text(label, rng) for label in labels], labels
 
 
-def tiny_model(nb: bool = True, seed: int = 1, clean: CleanParams | None = None) -> Pipeline:
+def tiny_model(nb: bool = True, seed: int = 1, clean: CleanOptions | None = None) -> Pipeline:
     """A real, small model pipeline (cleaning → TF-IDF → NB-LR) trained on generated reviews."""
     texts, labels = tiny_texts(seed=seed)
     featurizer = build_featurizer(
-        clean or CleanParams(), FeatureParams(max_features=None, ngram_range=(1, 2))
+        clean or SEED_CLEANING, FeatureParams(max_features=None, ngram_range=(1, 2))
     )
     x = featurizer.fit_transform(texts)
     clf = NBLogisticRegression(C=10.0, nb=nb, nb_normalize=nb).fit(x, np.array(labels))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.text import CleanOptions
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # models:/<name>@<alias> or models:/<name>/<version>: the one parser of model URIs.
@@ -48,26 +49,6 @@ class ValidateParams(_Strict):
 
 # The params sections that define the model itself (what a selection variant may change).
 MODEL_SECTIONS = ("clean", "features", "train")
-
-
-class CleanParams(_Strict):
-    """Text-cleaning switches; every one is part of the model artifact."""
-
-    remove_html: bool = True
-    remove_urls: bool = True
-    remove_digits: bool = True
-    lowercase: bool = True
-    remove_punctuation: bool = True
-    separate_punctuation: bool = False  # ". , ! ? ; : \" ( )" become tokens of their own
-    expand_negations: bool = False
-    remove_stopwords: bool = True
-    lemmatize: bool = True
-
-    @model_validator(mode="after")
-    def _punctuation(self) -> CleanParams:
-        if self.remove_punctuation and self.separate_punctuation:
-            raise ValueError("separate_punctuation needs remove_punctuation: false")
-        return self
 
 
 class FeatureParams(_Strict):
@@ -131,7 +112,7 @@ class Params(_Strict):
 
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
-    clean: CleanParams = CleanParams()
+    clean: CleanOptions = CleanOptions()
     features: FeatureParams = FeatureParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

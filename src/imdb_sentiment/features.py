@@ -14,11 +14,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from imdb_sentiment.config import CleanParams, FeatureParams
+from imdb_sentiment.config import FeatureParams
 from imdb_sentiment.text import (
     CLEAN_OPTIONS,
+    RECOMMENDED,
     TOKEN_PATTERN,
     WHITESPACE_TOKEN_PATTERN,
+    CleanOptions,
     clean_text,
 )
 
@@ -38,40 +40,23 @@ def as_text_list(X: Any) -> list[str]:
 
 
 class TextCleaner(TransformerMixin, BaseEstimator):
-    """Stateless sklearn step wrapping `clean_text`; its params mirror `CleanParams`."""
+    """Stateless sklearn step wrapping `clean_text` with its `CleanOptions`."""
 
-    def __init__(
-        self,
-        remove_html: bool = True,
-        remove_urls: bool = True,
-        remove_digits: bool = True,
-        lowercase: bool = True,
-        remove_punctuation: bool = True,
-        separate_punctuation: bool = False,
-        expand_negations: bool = False,
-        remove_stopwords: bool = True,
-        lemmatize: bool = True,
-    ) -> None:
-        self.remove_html = remove_html
-        self.remove_urls = remove_urls
-        self.remove_digits = remove_digits
-        self.lowercase = lowercase
-        self.remove_punctuation = remove_punctuation
-        self.separate_punctuation = separate_punctuation
-        self.expand_negations = expand_negations
-        self.remove_stopwords = remove_stopwords
-        self.lemmatize = lemmatize
+    def __init__(self, options: CleanOptions = RECOMMENDED) -> None:
+        self.options = options
 
     def fit(self, X: Any, y: Any = None) -> TextCleaner:
         return self
 
-    def options(self) -> dict[str, bool]:
-        """The cleaning switches, read directly (get_params introspects and is slow)."""
-        return {name: bool(getattr(self, name)) for name in CLEAN_OPTIONS}
-
     def transform(self, X: Any) -> list[str]:
-        options = self.options()
-        return [clean_text(text, **options) for text in as_text_list(X)]
+        return [clean_text(text, self.options) for text in as_text_list(X)]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models registered before CleanOptions held the nine switches as attributes.
+        if "options" not in state:
+            switches = {name: state.pop(name) for name in CLEAN_OPTIONS if name in state}
+            state["options"] = CleanOptions(**switches)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -133,16 +118,14 @@ def build_vectorizer(params: FeatureParams) -> TfidfVectorizer | FeatureUnion:
     return FeatureUnion([("words", words), ("chars", chars)])
 
 
-def build_featurizer(clean: CleanParams, features: FeatureParams) -> Pipeline:
-    return Pipeline(
-        [("clean", TextCleaner(**clean.model_dump())), ("tfidf", build_vectorizer(features))]
-    )
+def build_featurizer(clean: CleanOptions, features: FeatureParams) -> Pipeline:
+    return Pipeline([("clean", TextCleaner(clean)), ("tfidf", build_vectorizer(features))])
 
 
 def featurize(
     train_texts: Sequence[str],
     test_texts: Sequence[str],
-    clean: CleanParams,
+    clean: CleanOptions,
     features: FeatureParams,
 ) -> tuple[Pipeline, sp.csr_matrix, sp.csr_matrix]:
     """Fit the featurizer on train texts; return it with sparse train and test matrices."""

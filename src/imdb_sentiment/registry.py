@@ -26,6 +26,7 @@ ACCURACY_TAG = "test_accuracy"
 # skops refuses to load types it does not know; ours are listed so loading stays safe.
 TRUSTED_TYPES = [
     "imdb_sentiment.features.TextCleaner",
+    "imdb_sentiment.text.CleanOptions",
     "imdb_sentiment.classifier.NBLogisticRegression",
     "imdb_sentiment.features.CompactTfidfVectorizer",
 ]

@@ -68,7 +68,7 @@ def cross_validate(
     The vocabulary is refitted per fold: a vocabulary that had seen the held-out reviews
     would leak which of their n-grams are frequent enough to keep."""
     started = time.perf_counter()
-    cleaner = TextCleaner(**params.clean.model_dump())
+    cleaner = TextCleaner(params.clean)
     cleaned = np.asarray(parallel_map(cleaner.transform, texts), dtype=object)
     accuracies, widths = [], []
     for fit, held_out in folds:

@@ -32,7 +32,7 @@ def test_bad_value_is_rejected() -> None:
     with pytest.raises(ConfigError, match="ngram_range"):
         parse_params({"features": {"ngram_range": [3, 1]}})
     with pytest.raises(ConfigError, match="separate_punctuation needs remove_punctuation"):
-        parse_params({"clean": {"separate_punctuation": True}})
+        parse_params({"clean": {"remove_punctuation": True}})  # separate is on by default
     with pytest.raises(ConfigError, match=r"features\.tokens"):
         parse_params({"features": {"tokens": "chars"}})
 

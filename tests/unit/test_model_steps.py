@@ -13,7 +13,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression, nb_log_count_ratio
-from imdb_sentiment.config import CleanParams, EvaluateParams, FeatureParams, TrainParams
+from imdb_sentiment.config import EvaluateParams, FeatureParams, TrainParams
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.evaluate import (
     classification_metrics,
@@ -25,14 +25,14 @@ from imdb_sentiment.evaluate import (
 from imdb_sentiment.features import featurize
 from imdb_sentiment.registry import TRUSTED_TYPES
 from imdb_sentiment.train import movie_groups, train, validation_split
-from tests.helpers import tiny_texts
+from tests.helpers import SEED_CLEANING, tiny_texts
 
 FEATURES = FeatureParams(max_features=None, ngram_range=(1, 2), min_df=1)
 
 
 def test_featurize_returns_sparse_matrices_fitted_on_train_only() -> None:
     texts, _ = tiny_texts(40)
-    featurizer, x_train, x_test = featurize(texts, ["unseenword film"], CleanParams(), FEATURES)
+    featurizer, x_train, x_test = featurize(texts, ["unseenword film"], SEED_CLEANING, FEATURES)
     assert sp.issparse(x_train) and sp.issparse(x_test)
     assert x_train.shape[0] == 40 and x_test.shape == (1, x_train.shape[1])
     vocabulary = featurizer.named_steps["tfidf"].vocabulary_
@@ -43,14 +43,14 @@ def test_featurize_returns_sparse_matrices_fitted_on_train_only() -> None:
 def test_char_ngrams_are_added_when_configured() -> None:
     texts, _ = tiny_texts(20)
     params = FEATURES.model_copy(update={"char_ngram_range": (2, 3)})
-    _, words_and_chars, _ = featurize(texts, texts[:1], CleanParams(), params)
-    _, words_only, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    _, words_and_chars, _ = featurize(texts, texts[:1], SEED_CLEANING, params)
+    _, words_only, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
     assert words_and_chars.shape[1] > words_only.shape[1]
 
 
 def test_compact_vectorizer_round_trips_through_pickle_and_skops(tmp_path: Path) -> None:
     texts, _ = tiny_texts(20)
-    featurizer, x_train, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    featurizer, x_train, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
     expected = featurizer.transform(texts)
     restored = pickle.loads(pickle.dumps(featurizer))
     assert abs(restored.transform(texts) - expected).max() == 0
@@ -73,7 +73,7 @@ def test_nb_lr_without_nb_is_plain_logistic_regression() -> None:
     from sklearn.linear_model import LogisticRegression
 
     texts, labels = tiny_texts(40)
-    _, x, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    _, x, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
     ours = NBLogisticRegression(C=3.0, nb=False).fit(x, np.array(labels))
     plain = LogisticRegression(C=3.0, max_iter=1000).fit(x, labels)
     np.testing.assert_allclose(ours.predict_proba(x), plain.predict_proba(x), atol=1e-9)
@@ -103,7 +103,7 @@ def test_movie_groups_need_every_movie() -> None:
 
 def test_train_assembles_the_whole_pipeline() -> None:
     texts, labels = tiny_texts(80)
-    featurizer, x, _ = featurize(texts, texts[:1], CleanParams(), FEATURES)
+    featurizer, x, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
     params = TrainParams(C=10.0, nb_weighting=True, nb_normalize=True, val_size=0.25)
     model, report = train(featurizer, x, np.array(labels), params)
     assert [name for name, _ in model.steps] == ["clean", "tfidf", "clf"]

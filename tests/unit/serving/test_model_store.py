@@ -9,15 +9,16 @@ import pytest
 from mlflow import MlflowClient
 
 from imdb_sentiment import registry, tracking
-from imdb_sentiment.config import CleanParams, Settings, load_params, load_settings
+from imdb_sentiment.config import Settings, load_params, load_settings
 from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.text import CleanOptions
 from tests.helpers import tiny_model
 from tests.unit.serving.test_web_metrics_openapi import samples
 
 DEAD_REGISTRY = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
-def publish(seed: int, alias: str = "production", clean: CleanParams | None = None) -> str:
+def publish(seed: int, alias: str = "production", clean: CleanOptions | None = None) -> str:
     settings = load_settings()
     tracking.configure(settings)
     record = registry.log_and_register(

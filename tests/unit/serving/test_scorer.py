@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +10,17 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression
-from imdb_sentiment.config import CleanParams, FeatureParams
+from imdb_sentiment.config import FeatureParams
 from imdb_sentiment.features import build_featurizer
 from imdb_sentiment.serving.scoring.compile import compile_pipeline
 from imdb_sentiment.serving.scoring.scorer import FastScorer
-from tests.helpers import PUNCTUATION_TOKENS, tiny_texts
+from imdb_sentiment.text import CleanOptions
+from tests.helpers import PUNCTUATION_TOKENS, SEED_CLEANING, tiny_texts
 
 NB_BINARY = {"binary": True, "use_idf": False, "norm": None, "sublinear_tf": False}
-CONFIGS: dict[str, tuple[FeatureParams, bool, bool] | tuple[FeatureParams, bool, bool, CleanParams]]
+CONFIGS: dict[
+    str, tuple[FeatureParams, bool, bool] | tuple[FeatureParams, bool, bool, CleanOptions]
+]
 CONFIGS = {
     "tfidf-lr": (FeatureParams(max_features=None, ngram_range=(1, 2)), False, False),
     "binary-nb": (
@@ -47,11 +51,11 @@ CONFIGS = {
 
 
 def build(
-    features: FeatureParams, nb: bool, renorm: bool, clean: CleanParams | None = None
+    features: FeatureParams, nb: bool, renorm: bool, clean: CleanOptions | None = None
 ) -> Pipeline:
     texts, labels = tiny_texts(80, seed=3)
     featurizer = build_featurizer(
-        clean or CleanParams(remove_stopwords=False, expand_negations=True), features
+        clean or replace(SEED_CLEANING, remove_stopwords=False, expand_negations=True), features
     )
     x = featurizer.fit_transform(texts)
     clf = NBLogisticRegression(C=5.0, nb=nb, nb_normalize=renorm).fit(x, np.array(labels))
@@ -123,7 +127,7 @@ def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
 def test_direct_word_path_equals_the_string_path(name: str) -> None:
     # These cleanings yield the tokens directly, so the scorer skips join + split; forcing the
     # generic path (cleaned string, tokenizer) must give the very same probabilities.
-    plain = CleanParams(remove_stopwords=False, expand_negations=True, lemmatize=False)
+    plain = replace(SEED_CLEANING, remove_stopwords=False, expand_negations=True, lemmatize=False)
     features, nb, renorm, *clean = CONFIGS[name]
     model = build(features, nb, renorm, clean[0] if clean else plain)
     scorer = compile_pipeline(model)
@@ -138,7 +142,7 @@ def test_direct_word_path_equals_the_string_path(name: str) -> None:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
-    plain = CleanParams(remove_stopwords=False, expand_negations=True, lemmatize=False)
+    plain = replace(SEED_CLEANING, remove_stopwords=False, expand_negations=True, lemmatize=False)
     features, nb, renorm, *clean = CONFIGS[name]
     model = build(features, nb, renorm, clean[0] if clean else plain)
     scorer = compile_pipeline(model)

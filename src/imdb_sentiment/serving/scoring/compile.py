@@ -40,7 +40,7 @@ def compile_pipeline(pipeline: Pipeline) -> FastScorer:
         float(classifier.intercept_[0]),
         int(classifier.classes_[1]) == 1,
     )
-    return FastScorer(cleaner.options(), _blocks(vectorizer), linear)
+    return FastScorer(cleaner.options, _blocks(vectorizer), linear)
 
 
 def _blocks(vectorizer: Any) -> list[Block]:

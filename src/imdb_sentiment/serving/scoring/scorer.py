@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imdb_sentiment.text import (
+    CleanOptions,
     clean_text,
     clean_words,
     plain_tokens,
@@ -190,31 +191,47 @@ class WordBlock(Block):
         return words if self.whitespace else plain_tokens(words)
 
     def lookup_tokens(self, words: list[str]) -> tuple[NDArray[np.intp], int, int]:
-        ids = np.array(list(map(self._token_id, words)), dtype=np.int64)
-        count = len(ids)
-        known = int(self.unigram[ids].sum())
-        found = []
+        """(columns of the n-grams found, token count, known unigrams) of one review: the
+        batch lookup (`find`) on a batch of one, so there is one lookup to get right."""
+        ids = np.fromiter(map(self._token_id, words), dtype=np.int64, count=len(words))
+        _, columns = self.find(ids, np.zeros(len(ids), dtype=np.intp))
+        return columns, len(ids), int(self.unigram[ids].sum())
+
+    def find(
+        self, ids: NDArray[np.int64], review: NDArray[np.intp]
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """(review, local column) of every n-gram occurrence in the vocabulary; `ids` are the
+        token ids of consecutive reviews, `review` says which review each token belongs to."""
+        docs, columns = [], []
         if self.low == 1:
             unigrams = self.unigram_column[ids]
-            found.append(unigrams[unigrams >= 0])
+            hit = unigrams >= 0
+            docs.append(review[hit])
+            columns.append(unigrams[hit])
         is_known = ids != self.base - 1
         grams, valid = ids, is_known
-        keys = []
-        for n in range(2, min(self.high, count) + 1):
+        keys, key_docs = [], []
+        for n in range(2, min(self.high, len(ids)) + 1):
             grams = grams[:-1] * self.base + ids[n - 1 :]  # every (n-1)-gram extended by one
-            valid = valid[:-1] & is_known[n - 1 :]
+            # An n-gram must not span two reviews.
+            valid = valid[:-1] & is_known[n - 1 :] & (review[: 1 - n] == review[n - 1 :])
             if n >= self.low:
                 keys.append(grams[valid] + self.starts[n - 1])
+                key_docs.append(review[: 1 - n][valid])
         if keys:
-            # Sorted needles walk the sorted keys in order: fewer cache misses.
-            wanted = np.sort(np.concatenate(keys))
+            # Sorted needles walk the sorted keys in order: several times faster than unsorted.
+            # Their order is free: callers group (review, column) pairs anyway.
+            wanted = np.concatenate(keys)
+            order = np.argsort(wanted)
+            wanted = wanted[order]
             position = np.searchsorted(self.sorted_keys, wanted)
             position[position == len(self.sorted_keys)] = 0
             hit = self.sorted_keys[position] == wanted
-            found.append(self.sorted_columns[position[hit]])
-        if not found:
-            return np.empty(0, np.intp), count, known
-        return np.concatenate(found), count, known
+            docs.append(np.concatenate(key_docs)[order][hit])
+            columns.append(self.sorted_columns[position[hit]])
+        if not docs:
+            return np.empty(0, np.intp), np.empty(0, np.intp)
+        return np.concatenate(docs).astype(np.intp), np.concatenate(columns).astype(np.intp)
 
 
 class _TokenIds(dict[str, int]):
@@ -242,7 +259,7 @@ class Linear:
 class FastScorer:
     """Cleaning options + vectorizer blocks + linear classifier; see `serving.scoring.compile`."""
 
-    def __init__(self, options: dict[str, bool], blocks: list[Block], linear: Linear) -> None:
+    def __init__(self, options: CleanOptions, blocks: list[Block], linear: Linear) -> None:
         self.options = options
         self.plain = plain_words(options)
         self.blocks = blocks
@@ -250,18 +267,18 @@ class FastScorer:
         # skip joining them into a string only to split it again. (Lemmas are not words.)
         only = blocks[0] if len(blocks) == 1 else None
         direct = isinstance(only, WordBlock) and (
-            self.plain or (only.whitespace and not options.get("lemmatize", False))
+            self.plain or (only.whitespace and not options.lemmatize)
         )
         self._word_block = only if direct and isinstance(only, WordBlock) else None
         self.linear = linear
 
     def clean(self, text: str) -> str:
-        return clean_text(text, **self.options)
+        return clean_text(text, self.options)
 
     def features(self, text: str) -> tuple[NDArray[np.intp], NDArray[np.float64], float, int]:
         """The row the pipeline feeds its classifier (columns, values), unknown share, tokens."""
         if self._word_block is not None:
-            words = clean_words(text, **self.options)
+            words = clean_words(text, self.options)
             found = [self._word_block.lookup_tokens(self._word_block.tokens_of(words))]
         else:
             cleaned = self.clean(text)
@@ -347,7 +364,7 @@ class FastScorer:
             )
         meta = {
             "format": FORMAT,
-            "options": self.options,
+            "options": asdict(self.options),
             "blocks": blocks,
             "renorm": self.linear.renorm,
             "intercept": self.linear.intercept,
@@ -389,7 +406,7 @@ class FastScorer:
                 meta["intercept"],
                 meta["positive_is_one"],
             )
-        return cls(meta["options"], blocks, linear)
+        return cls(CleanOptions(**meta["options"]), blocks, linear)
 
 
 def _sigmoid(x: float) -> float:
@@ -404,9 +421,9 @@ def _sigmoid(x: float) -> float:
 
 
 def _score_batch(
-    block: WordBlock, linear: Linear, options: dict[str, bool], texts: Sequence[str]
+    block: WordBlock, linear: Linear, options: CleanOptions, texts: Sequence[str]
 ) -> list[Score]:
-    words = [block.tokens_of(clean_words(text, **options)) for text in texts]
+    words = [block.tokens_of(clean_words(text, options)) for text in texts]
     lengths = np.array([len(w) for w in words], dtype=np.intp)
     flat = list(chain.from_iterable(words))
     # dict.get with a default, straight into an array: no per-miss Python call, no list.
@@ -415,7 +432,7 @@ def _score_batch(
     review = np.repeat(np.arange(len(texts)), lengths)
     known = np.bincount(review, weights=block.unigram[ids], minlength=len(texts))
 
-    docs, columns = _find(block, ids, review)
+    docs, columns = block.find(ids, review)
     # One (review, column) pair per distinct n-gram of a review, sorted like np.unique per review.
     pairs, counts = np.unique(docs * block.size + columns, return_counts=True)
     docs, columns = pairs // block.size, pairs % block.size
@@ -434,44 +451,6 @@ def _score_batch(
         Score(float(p), (n - k) / n if n else 0.0, int(n))
         for p, n, k in zip(positive, lengths, known, strict=True)
     ]
-
-
-def _find(
-    block: WordBlock, ids: NDArray[np.int64], review: NDArray[np.intp]
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(review, local column) of every n-gram occurrence in the vocabulary."""
-    docs, columns = [], []
-    if block.low == 1:
-        unigrams = block.unigram_column[ids]
-        hit = unigrams >= 0
-        docs.append(review[hit])
-        columns.append(unigrams[hit])
-    is_known = ids != block.base - 1
-    grams, valid = ids, is_known
-    keys, key_docs = [], []
-    for n in range(2, block.high + 1):
-        if len(ids) < n:
-            break
-        grams = grams[:-1] * block.base + ids[n - 1 :]
-        # An n-gram must not span two reviews.
-        valid = valid[:-1] & is_known[n - 1 :] & (review[: 1 - n] == review[n - 1 :])
-        if n >= block.low:
-            keys.append(grams[valid] + block.starts[n - 1])
-            key_docs.append(review[: 1 - n][valid])
-    if keys:
-        # Sorted needles walk the sorted keys in order: several times faster than unsorted.
-        # Their order is free: the caller groups (review, column) pairs anyway.
-        wanted = np.concatenate(keys)
-        order = np.argsort(wanted)
-        wanted = wanted[order]
-        position = np.searchsorted(block.sorted_keys, wanted)
-        position[position == len(block.sorted_keys)] = 0
-        hit = block.sorted_keys[position] == wanted
-        docs.append(np.concatenate(key_docs)[order][hit])
-        columns.append(block.sorted_columns[position[hit]])
-    if not docs:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    return np.concatenate(docs).astype(np.intp), np.concatenate(columns).astype(np.intp)
 
 
 def _expit(x: NDArray[np.float64]) -> NDArray[np.float64]:
