@@ -15,10 +15,10 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY requirements/serve.txt requirements/serve.txt
-RUN pip install --no-cache-dir -r requirements/serve.txt
+RUN pip install -r requirements/serve.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir --no-deps . \
+RUN pip install --no-deps . \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 # Release images: fetch the exact registered version (with its compiled scorer) at build time.

@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-spark pipeline promote run serve test lint typecheck seed-preset search select push pull bench clean
+.PHONY: help install install-dev install-spark lock pipeline promote run serve test lint typecheck seed-preset search select push pull bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,17 @@ $(VENV)/.installed-spark: $(VENV)/.installed requirements/spark.txt
 	touch $@
 
 install-spark: $(VENV)/.installed-spark ## Also install PySpark for `imdb-sentiment predict --engine spark`
+
+# One resolution, hashed: requirements/lock.txt, from pyproject.toml's dependencies and extras.
+# Every other requirements file is derived from it (same versions, same hashes), one per install.
+UV_COMPILE = uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command "make lock"
+lock: install-dev ## Re-resolve requirements/lock.txt (LOCK_ARGS=--upgrade to move) and derive the rest
+	$(UV_COMPILE) --all-extras $(LOCK_ARGS) -o requirements/lock.txt
+	$(UV_COMPILE) --no-annotate -c requirements/lock.txt -o requirements/serve.txt
+	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline -o requirements/pipeline.txt
+	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra dev -o requirements/dev.txt
+	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra spark -o requirements/spark.txt
 
 pipeline: install ## Train, evaluate and register (alias staging): dvc repro. Never promotes.
 	dvc repro

@@ -177,6 +177,38 @@ def test_the_layer_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     assert "flask" in {a.name for n in _walk(tree) if isinstance(n, ast.Import) for a in n.names}
 
 
+def _expand(token: str) -> list[str]:
+    """Shell-style braces: "a/{b,c}.py" → ["a/b.py", "a/c.py"] (one level)."""
+    if "{" not in token:
+        return [token]
+    head, rest = token.split("{", 1)
+    inner, tail = rest.split("}", 1)
+    return [head + part + tail for part in inner.split(",")]
+
+
+def test_readme_layout_matches_the_tree() -> None:
+    """Every file the README's layout names exists, and it names every module of the package."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```")[1]
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"src/{PACKAGE}/"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    named = set()
+    for line in lines[start:end]:
+        for token in line.removeprefix(f"src/{PACKAGE}/").split():
+            if token.endswith((".py", "/", "}")):
+                named |= {f"src/{PACKAGE}/{path}" for path in _expand(token)}
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, f"README names what does not exist: {missing}"
+    modules = {
+        str(p.relative_to(ROOT))
+        for p in (SRC / PACKAGE).rglob("*.py")
+        if p.name != "__init__.py" and "presets" not in p.parts
+    }
+    unnamed = sorted(modules - named)
+    assert not unnamed, f"README's layout omits: {unnamed}"
+
+
 def test_dvc_stage_deps_are_exactly_the_code_each_stage_imports() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     problems = []

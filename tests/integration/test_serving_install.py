@@ -1,0 +1,60 @@
+"""The serving image's Python install, run for real: the Dockerfile's own `pip install` lines
+(hash-checked serve.txt, then the package without dependencies) in a fresh venv, then `pip check`
+and the service's entry points. No Docker engine here: the venv stands in for the build stage."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.test_release import dockerfile_stage
+from tests.project import ROOT
+
+
+def build_pip_commands() -> list[list[str]]:
+    commands = []
+    for line in re.findall(r"^RUN (.*)$", dockerfile_stage("build"), re.M):
+        for part in line.split("&&"):
+            words = shlex.split(part)
+            if words[:2] == ["pip", "install"]:
+                commands.append(words)
+    assert len(commands) == 2, commands  # serve.txt, then the package itself
+    return commands
+
+
+def test_the_serving_install_is_consistent(tmp_path: Path) -> None:
+    context = tmp_path / "src"  # what the Dockerfile COPYs, nothing else
+    for name in ("requirements/serve.txt", "pyproject.toml", "README.md", "src"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        copy(ROOT / name, context / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "PIP_NO_INPUT": "1"}
+    env.pop("PYTHONPATH", None)
+    for command in build_pip_commands():
+        done = subprocess.run(
+            command, cwd=context, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    check = subprocess.run(
+        ["pip", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    probe = (
+        "import importlib.metadata as m, imdb_sentiment.serving.http.wsgi, "
+        "imdb_sentiment.serving.model.sync; "
+        "names = {d.metadata['Name'].lower() for d in m.distributions()}; "
+        "print(*(n in names for n in ('mlflow-skinny', 'mlflow', 'dvc', 'pytest')))"
+    )
+    done = subprocess.run(
+        ["python", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # The lean registry client; no tracking server, pipeline or test tools in the image.
+    assert done.stdout.split() == ["True", "False", "False", "False"]
