@@ -194,44 +194,50 @@ class WordBlock(Block):
         """(columns of the n-grams found, token count, known unigrams) of one review: the
         batch lookup (`find`) on a batch of one, so there is one lookup to get right."""
         ids = np.fromiter(map(self._token_id, words), dtype=np.int64, count=len(words))
-        _, columns = self.find(ids, np.zeros(len(ids), dtype=np.intp))
+        _, columns = self.find(ids)
         return columns, len(ids), int(self.unigram[ids].sum())
 
     def find(
-        self, ids: NDArray[np.int64], review: NDArray[np.intp]
+        self, ids: NDArray[np.int64], review: NDArray[np.intp] | None = None
     ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        """(review, local column) of every n-gram occurrence in the vocabulary; `ids` are the
-        token ids of consecutive reviews, `review` says which review each token belongs to."""
+        """(review, local column) of every n-gram occurrence in the vocabulary. `ids` are the
+        token ids of consecutive reviews and `review` says which review each belongs to; without
+        it, `ids` are one review and only the columns are returned (a single review skips the
+        bookkeeping: ~10 % of its scoring time)."""
         docs, columns = [], []
         if self.low == 1:
             unigrams = self.unigram_column[ids]
             hit = unigrams >= 0
-            docs.append(review[hit])
             columns.append(unigrams[hit])
+            if review is not None:
+                docs.append(review[hit])
         is_known = ids != self.base - 1
         grams, valid = ids, is_known
         keys, key_docs = [], []
         for n in range(2, min(self.high, len(ids)) + 1):
             grams = grams[:-1] * self.base + ids[n - 1 :]  # every (n-1)-gram extended by one
-            # An n-gram must not span two reviews.
-            valid = valid[:-1] & is_known[n - 1 :] & (review[: 1 - n] == review[n - 1 :])
+            valid = valid[:-1] & is_known[n - 1 :]
+            if review is not None:
+                valid &= review[: 1 - n] == review[n - 1 :]  # an n-gram must not span two reviews
             if n >= self.low:
                 keys.append(grams[valid] + self.starts[n - 1])
-                key_docs.append(review[: 1 - n][valid])
+                if review is not None:
+                    key_docs.append(review[: 1 - n][valid])
         if keys:
             # Sorted needles walk the sorted keys in order: several times faster than unsorted.
             # Their order is free: callers group (review, column) pairs anyway.
             wanted = np.concatenate(keys)
-            order = np.argsort(wanted)
-            wanted = wanted[order]
+            order = np.argsort(wanted) if review is not None else None
+            wanted = wanted[order] if order is not None else np.sort(wanted)
             position = np.searchsorted(self.sorted_keys, wanted)
             position[position == len(self.sorted_keys)] = 0
             hit = self.sorted_keys[position] == wanted
-            docs.append(np.concatenate(key_docs)[order][hit])
             columns.append(self.sorted_columns[position[hit]])
-        if not docs:
-            return np.empty(0, np.intp), np.empty(0, np.intp)
-        return np.concatenate(docs).astype(np.intp), np.concatenate(columns).astype(np.intp)
+            if order is not None:
+                docs.append(np.concatenate(key_docs)[order][hit])
+        empty = np.empty(0, np.intp)
+        found = np.concatenate(columns).astype(np.intp, copy=False) if columns else empty
+        return (np.concatenate(docs).astype(np.intp, copy=False) if docs else empty), found
 
 
 class _TokenIds(dict[str, int]):
