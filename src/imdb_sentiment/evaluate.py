@@ -8,9 +8,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn import metrics
+from sklearn.pipeline import Pipeline
 
+from imdb_sentiment.config import EvaluateParams
 from imdb_sentiment.errors import PipelineError
 
 
@@ -127,8 +130,8 @@ def save_plots(
 
 
 def evaluate_model(
-    model: Any,
-    x_test: Any,
+    model: Pipeline,
+    x_test: sp.csr_matrix,
     y_test: NDArray[Any],
     texts: list[str],
     threshold: float = 0.5,
@@ -165,10 +168,10 @@ def short_text_set(
 
 
 def run_evaluation(
-    model: Any,
-    x_test: Any,
+    model: Pipeline,
+    x_test: sp.csr_matrix,
     test_parquet: Path,
-    params: Any,
+    params: EvaluateParams,
     metrics_path: Path,
     plots_dir: Path,
 ) -> dict[str, float]:

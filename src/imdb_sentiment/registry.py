@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
+from imdb_sentiment.config import Params, Settings
 from imdb_sentiment.errors import GateError, PipelineError
 from imdb_sentiment.tracking import flatten, git_commit
 
@@ -214,7 +215,7 @@ def rollback(name: str) -> tuple[str, str]:
 
 
 def register_model(
-    params: Any, settings: Any, model_path: Path, metrics_path: Path, out: Path
+    params: Params, settings: Settings, model_path: Path, metrics_path: Path, out: Path
 ) -> RunRecord:
     """The register stage: gather the stage outputs, log them to MLflow, write a record."""
     from imdb_sentiment.io import load, read_json, write_json
@@ -242,7 +243,7 @@ def register_model(
     return record
 
 
-def _dataset_info(params: Any) -> dict[str, Any]:
+def _dataset_info(params: Params) -> dict[str, Any]:
     return {
         "source": params.data.source,
         "split": params.data.split,
