@@ -61,7 +61,7 @@ def resolve_model(uri: str, settings: Settings) -> ResolvedModel:
     try:
         version = ref.version or sync.alias_version().version
         sync.download(RegistryVersion(version, None))
-        sync.compile(RegistryVersion(version, None))
+        sync.save_scorer(RegistryVersion(version, None))
     except PipelineError:
         raise
     except Exception as exc:  # registry errors come in many types; all are one line here

@@ -1,4 +1,6 @@
-"""The local model cache: what workers serve from, without importing MLflow or scikit-learn.
+"""The local model cache: what workers serve from. Workers load the compiled scorer (numpy
+only); MLflow and scikit-learn are imported only by `compile_model`, for models whose scorer
+cannot be saved (character n-grams) and by the registry sync.
 
 Layout under `MODEL_CACHE_DIR/<model name>/`:
 
@@ -70,9 +72,9 @@ class ModelCache:
         compiled = self.scorer_dir(version)
         if (compiled / META_FILE).exists():
             return FastScorer.load(compiled)
-        return self.compile(version)
+        return self.compile_model(version)
 
-    def compile(self, version: str) -> FastScorer:
+    def compile_model(self, version: str) -> FastScorer:
         """Compile the downloaded MLflow model of `version` (needs MLflow and scikit-learn)."""
         import mlflow.sklearn
 

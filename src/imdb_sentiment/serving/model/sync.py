@@ -72,13 +72,13 @@ class RegistrySync:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def compile(self, version: RegistryVersion) -> None:
+    def save_scorer(self, version: RegistryVersion) -> None:
         """Save the serving form next to the download (once). Models the compiler cannot save
         are left as they are: workers then compile them in-process."""
         target = self.cache.scorer_dir(version.version)
         if (target / "scorer.json").exists():
             return
-        scorer = self.cache.compile(version.version)
+        scorer = self.cache.compile_model(version.version)
         try:
             with atomic_dir(target) as staging:
                 scorer.save(staging)
@@ -102,7 +102,7 @@ class RegistrySync:
         if current == pointer:
             return current
         self.download(wanted)
-        self.compile(wanted)
+        self.save_scorer(wanted)
         self.cache.write_pointer(pointer)
         return pointer
 
@@ -126,7 +126,7 @@ class RegistrySync:
                     Pointer(self.settings.model_name, None, None, "cache", reason)
                 )
                 raise
-            self.compile(wanted)
+            self.save_scorer(wanted)
             pointer = Pointer(self.settings.model_name, version, None, "registry")
         self.cache.write_pointer(pointer)
         return pointer
@@ -143,7 +143,7 @@ class RegistrySync:
         if not target.exists():
             with atomic_dir(target) as staging:
                 shutil.copytree(source, staging, dirs_exist_ok=True)
-        self.compile(RegistryVersion(version, None))  # no-op when the scorer was baked too
+        self.save_scorer(RegistryVersion(version, None))  # no-op when the scorer was baked too
         baked_pointer = baked.read_pointer()
         run_id = (
             baked_pointer.run_id if baked_pointer and baked_pointer.version == version else None
