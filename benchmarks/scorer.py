@@ -37,6 +37,7 @@ def main() -> None:
     import mlflow.sklearn
 
     import imdb_sentiment
+
     try:
         from imdb_sentiment.serving.scoring.compile import compile_pipeline
     except ImportError:  # a checkout from before serving/ had layers, for A/B runs
