@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -38,9 +38,9 @@ MODEL = Path("models/model.joblib")
 METRICS = Path("reports/metrics.json")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=code)
 
 
 def clean_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -288,7 +288,8 @@ def serve(
     if gunicorn is None:
         raise PipelineError("gunicorn is not installed in this environment")
     config = Path(__file__).resolve().parent / "serving" / "gunicorn.conf.py"
-    typer.echo(f"serving {settings.model_name}@{settings.model_alias} on port {settings.port}")
+    if settings.log_format == "text":  # JSON logs: every line is one object; gunicorn says it
+        typer.echo(f"serving {settings.model_name}@{settings.model_alias} on port {settings.port}")
     os.execv(gunicorn, [gunicorn, "--config", str(config)])
 
 
@@ -323,6 +324,46 @@ def fetch_model(
         wanted = uri or f"{settings.model_name} version {settings.model_version}"
         raise PipelineError(f"cannot fetch {wanted}: {exc}") from exc
     typer.echo(f"cached {pointer.name} version {pointer.version} in {cache.dir}")
+
+
+@app.command()
+def drift(
+    current: list[Path] = typer.Argument(
+        ...,
+        help="Prediction logs (JSONL files or directories, e.g. `kubectl logs` output) and/or "
+        "files of reviews (CSV, Parquet, JSON Lines) to compare with the reference split.",
+    ),
+    params_file: Path = PARAMS,
+    model: str = typer.Option(
+        "models:/imdb-sentiment@production", help="The model whose signals are compared."
+    ),
+    text_column: str = typer.Option("text", help="Column holding the text, in review files."),
+    since_hours: float | None = typer.Option(
+        None, min=0.0, help="Only prediction records from the last N hours."
+    ),
+    data: Path = typer.Option(RAW, help="Folder with the reference split's parquet."),
+    out: Path = typer.Option(Path("reports/drift"), help="Folder for drift.json and drift.html."),
+) -> None:
+    """Compare recent predictions with the reference split. Exit 0: no drift, 1: drift,
+    2: no verdict (bad input, too few predictions)."""
+    from datetime import UTC, datetime, timedelta
+
+    from imdb_sentiment.config import load_params, load_settings
+    from imdb_sentiment.monitoring.check import DriftRequest, check_drift
+
+    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
+    try:
+        request = DriftRequest(
+            current, load_params(params_file).drift, model, data, out, text_column, since
+        )
+        result, json_path, html_path = check_drift(request, load_settings())
+    except PipelineError as exc:
+        _fail(str(exc), code=2)
+    for s in result.signals:
+        mark = "DRIFT" if s.drift else "ok"
+        typer.echo(f"{s.signal:15} {s.method:10} {s.statistic:8.4f} (> {s.threshold:g}) {mark}")
+    typer.echo(f"report: {html_path} and {json_path}")
+    raise typer.Exit(code=1 if result.drift else 0)
 
 
 @app.command()

@@ -107,6 +107,38 @@ class PromoteParams(_Strict):
     min_accuracy: float = Field(0.85, ge=0.0, le=1.0)
 
 
+class DistributionTest(_Strict):
+    """How one continuous signal is compared: Population Stability Index over the reference's
+    quantile bins, or the two-sample Kolmogorov-Smirnov statistic; drift above `threshold`."""
+
+    method: Literal["psi", "ks"] = "psi"
+    threshold: float = Field(0.2, gt=0.0)
+
+
+class ShareTest(_Strict):
+    """How the predicted positive share is compared: absolute difference of the two shares, or
+    PSI over the two classes; drift above `threshold`."""
+
+    method: Literal["difference", "psi"] = "difference"
+    threshold: float = Field(0.1, gt=0.0)
+
+
+class DriftParams(_Strict):
+    """`imdb-sentiment drift`: a window of predictions against a reference split."""
+
+    # The held-out split: the registered model is refit on all of train, so its confidence and
+    # unknown-token share there are in-sample (optimistic); see params.yaml for the figures.
+    reference: Literal["train", "test"] = "test"
+    reference_rows: int = Field(20_000, ge=100)  # sampled from the split (scoring cost)
+    min_rows: int = Field(500, ge=10)  # fewer rows in the window: no verdict (exit 2)
+    bins: int = Field(10, ge=2, le=100)
+    seed: int = 42
+    text_chars: DistributionTest = DistributionTest()
+    unknown_share: DistributionTest = DistributionTest()
+    confidence: DistributionTest = DistributionTest()
+    positive_share: ShareTest = ShareTest()
+
+
 class Params(_Strict):
     """Everything in params.yaml."""
 
@@ -117,6 +149,7 @@ class Params(_Strict):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
+    drift: DriftParams = DriftParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -194,8 +227,24 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
     explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
+    # Logs: JSON lines (one object per line, with the request id) or plain text for a terminal.
+    log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
+    access_log: bool = Field(True, validation_alias="ACCESS_LOG")
+    # Prediction log (monitoring.records): a sampled record per prediction, written off the
+    # request path. The review's text only if allowed (privacy by default).
+    prediction_log_rate: float = Field(0.01, ge=0.0, le=1.0, validation_alias="PREDICTION_LOG_RATE")
+    prediction_log_text: bool = Field(False, validation_alias="PREDICTION_LOG_TEXT")
+    # Unset: records go to stdout among the other JSON lines. Set: rotated JSONL files there,
+    # one per process (predictions-<pid>.jsonl).
+    prediction_log_dir: str | None = Field(None, validation_alias="PREDICTION_LOG_DIR")
+    prediction_log_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
+    )
+    prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
 
-    @field_validator("model_version", "model_baked_dir", "model_uri", mode="before")
+    @field_validator(
+        "model_version", "model_baked_dir", "model_uri", "prediction_log_dir", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -7,6 +7,7 @@
 - `http/`     the Flask app: JSON API, web page, docs, operational endpoints. Imports `model`
               and `scoring`; nothing below imports it.
 
-`metrics.py` (Prometheus) is shared by `model` and `http`; `gunicorn.conf.py` is configuration.
+Shared by `model` and `http`: `metrics.py` (Prometheus), `logs.py` (JSON log lines with the
+request id), `predictions.py` (the sampled prediction log). `gunicorn.conf.py` is configuration.
 Dependencies point downwards only: `http` → `model` → `scoring` (a test fails on a cycle).
 """

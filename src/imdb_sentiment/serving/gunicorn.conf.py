@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 from imdb_sentiment.config import load_settings
+from imdb_sentiment.serving.logs import logging_config
 from imdb_sentiment.serving.model.supervisor import Supervisor
 
 _settings = load_settings()
@@ -25,7 +26,9 @@ timeout = _settings.timeout
 graceful_timeout = _settings.timeout
 keepalive = 5
 wsgi_app = "imdb_sentiment.serving.http.wsgi:app"
-accesslog = None
+# One JSON object per line from master, workers and the access log (serving.logs); the access
+# line carries the request id from the response's X-Request-ID header.
+logconfig_dict = logging_config(_settings.log_format, _settings.access_log)
 errorlog = "-"
 loglevel = "info"
 # Worker heartbeat files in RAM, not on a possibly read-only or slow disk.
@@ -64,6 +67,15 @@ def when_ready(server: object) -> None:
 def on_exit(server: object) -> None:
     for supervisor in _supervisor:
         supervisor.stop()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    # In the worker, after its last request: write out the queued prediction records.
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        from imdb_sentiment.serving.http.context import ServiceContext
+
+        ServiceContext.of(app).predictions.close()
 
 
 def child_exit(server: object, worker: object) -> None:

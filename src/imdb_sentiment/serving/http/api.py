@@ -28,7 +28,7 @@ def predict_json() -> ResponseReturnValue:
     texts, explain, single = ctx.schemas.predict_request(body)
     model = require_model(ctx.store)
     top_k = ctx.settings.explain_top_k if explain else 0
-    results = predict(model, texts, ctx.metrics, top_k)
+    results = predict(ctx, model, texts, top_k)
     if single:
         return jsonify(results[0].as_json(model, explain))
     return jsonify({"predictions": [r.as_json(model, explain) for r in results]})
@@ -53,7 +53,7 @@ def invocations() -> ResponseReturnValue:
     else:
         texts = ctx.schemas.invocation_texts(parse_json(raw))
     model = require_model(ctx.store)
-    results = predict(model, texts, ctx.metrics)
+    results = predict(ctx, model, texts)
     # Same shape as `mlflow models serve` for this model (predict_proba): [[P(neg), P(pos)], …]
     return jsonify(
         {"predictions": [[1.0 - r.score.probability, r.score.probability] for r in results]}

@@ -20,8 +20,10 @@ from imdb_sentiment.serving.http import api, docs, ops, web
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError, error_body
 from imdb_sentiment.serving.http.schemas import Schemas
+from imdb_sentiment.serving.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
+from imdb_sentiment.serving.predictions import PredictionLog
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -47,7 +49,8 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     disable_created_metrics()  # *_created series only add noise for these dashboards
     metrics = Metrics()
     store = ModelStore(settings, metrics)
-    ServiceContext(settings, metrics, store, Schemas.build(settings)).install(app)
+    predictions = PredictionLog(settings)
+    ServiceContext(settings, metrics, store, Schemas.build(settings), predictions).install(app)
     for blueprint in (web.bp, api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)
@@ -76,8 +79,16 @@ def _endpoint() -> str:
 
 def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
     @app.before_request
-    def _start_timer() -> None:
+    def _start_request() -> None:
         g.started = time.perf_counter()
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id_token = REQUEST_ID.set(g.request_id)  # for every log line of this request
+
+    @app.teardown_request
+    def _end_request(_: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            REQUEST_ID.reset(token)
 
     @app.after_request
     def _finish(response: Response) -> Response:
@@ -87,6 +98,8 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
         if request.endpoint in UNTIMED or "started" not in g:
             return response
         endpoint = _endpoint()

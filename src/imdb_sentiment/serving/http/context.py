@@ -1,5 +1,6 @@
-"""The service's resources for one app (settings, metrics, model store, request schemas) and the
-typed accessor request handlers use to reach them, as Flask's flaskr does with `get_db`."""
+"""The service's resources for one app (settings, metrics, model store, request schemas,
+prediction log) and the typed accessor request handlers use to reach them, as Flask's flaskr
+does with `get_db`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from imdb_sentiment.config import Settings
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
+from imdb_sentiment.serving.predictions import PredictionLog
 
 EXTENSION = "imdb_sentiment"
 
@@ -22,11 +24,16 @@ class ServiceContext:
     metrics: Metrics
     store: ModelStore
     schemas: Schemas
+    predictions: PredictionLog
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
+    @staticmethod
+    def of(app: Flask) -> ServiceContext:
+        return cast(ServiceContext, app.extensions[EXTENSION])
+
 
 def service() -> ServiceContext:
     """This request's app's resources."""
-    return cast(ServiceContext, current_app.extensions[EXTENSION])
+    return ServiceContext.of(current_app)

@@ -1,4 +1,5 @@
-"""Scoring requests against the current model, with the per-prediction metrics."""
+"""Scoring requests against the current model, with the per-prediction metrics and the sampled
+prediction log."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 from flask import g
 
+from imdb_sentiment.monitoring.records import PredictionRecord, now
+from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError
-from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
 from imdb_sentiment.serving.scoring.scorer import Score, label_of
 
@@ -38,6 +40,19 @@ class Prediction:
         zero-width characters, another script), the probability is only the model's prior."""
         tokens = self.score.tokens
         return {"tokens": tokens, "known_tokens": round(tokens * (1.0 - self.score.unknown_share))}
+
+    def record(self, model: LoadedModel, request_id: str | None) -> PredictionRecord:
+        return PredictionRecord(
+            time=now(),
+            request_id=request_id,
+            model_version=model.version,
+            probability=round(self.score.probability, 6),
+            label=self.label,
+            unknown_share=round(self.score.unknown_share, 4),
+            tokens=self.score.tokens,
+            text_chars=len(self.text),
+            text=self.text,
+        )
 
     def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -70,7 +85,7 @@ def require_model(store: ModelStore) -> LoadedModel:
 
 
 def predict(
-    model: LoadedModel, texts: list[str], metrics: Metrics, explain: int = 0
+    ctx: ServiceContext, model: LoadedModel, texts: list[str], explain: int = 0
 ) -> list[Prediction]:
     scorer = model.scorer
     g.batch = len(texts) > 1  # the request's latency is recorded apart from single reviews
@@ -78,6 +93,7 @@ def predict(
         scores = [scorer.score(text, explain=explain) for text in texts]
     else:
         scores = scorer.score_batch(texts)  # vectorised over the batch
+    metrics, log = ctx.metrics, ctx.predictions
     results = []
     for text, score in zip(texts, scores, strict=True):
         prediction = Prediction(text, score)
@@ -85,6 +101,8 @@ def predict(
         metrics.confidence.observe(prediction.confidence)
         metrics.input_length.observe(len(text))
         metrics.unknown_share.observe(prediction.score.unknown_share)
+        if log.sampled():
+            log.record(prediction.record(model, g.get("request_id")))
         results.append(prediction)
     return results
 

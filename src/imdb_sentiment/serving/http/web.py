@@ -49,7 +49,7 @@ def predict_form() -> ResponseReturnValue:
         text = ctx.schemas.check_text(text)
         model = require_model(ctx.store)
         with Timer() as timer:
-            (result,) = predict(model, [text], ctx.metrics, ctx.settings.explain_top_k)
+            (result,) = predict(ctx, model, [text], ctx.settings.explain_top_k)
     except ApiError as error:
         ctx.metrics.errors.labels(endpoint="/predict", reason=error.code).inc()
         # Give the text back to edit, unless it is the problem: then a short excerpt only.

@@ -1,13 +1,16 @@
-"""WSGI entry point for gunicorn: `imdb_sentiment.serving.http.wsgi:app` (built in each worker)."""
+"""WSGI entry point for gunicorn: `imdb_sentiment.serving.http.wsgi:app` (built in each worker).
+
+gunicorn has already configured logging (`logconfig_dict` in gunicorn.conf.py); other WSGI
+servers get the same JSON lines from `serving.logs.configure`.
+"""
 
 import logging
 
+from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.serving.logs import configure
 
-# gunicorn configures only its own loggers; let the app's warnings (cache fallback, failed
-# reloads) reach the same stream.
-logging.basicConfig(
-    level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-)
+if not logging.getLogger().handlers:
+    configure(load_settings().log_format)
 
 app = create_app()

@@ -24,7 +24,7 @@ from imdb_sentiment.atomic import atomic_dir
 from imdb_sentiment.config import Settings, load_settings
 from imdb_sentiment.serving.model.cache import ModelCache, Pointer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("imdb_sentiment.serving.model.sync")  # also when run as __main__
 
 
 @dataclass(frozen=True)
@@ -172,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sync the served model from the registry.")
     parser.add_argument("--watch", action="store_true", help="keep polling (MODEL_RELOAD_INTERVAL)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] sync: %(message)s"
-    )
     settings = load_settings()
+    from imdb_sentiment.serving import logs
+
+    logs.configure(settings.log_format)  # the same JSON lines as gunicorn and the workers
     quiet_http_defaults()
     from imdb_sentiment.tracking import configure
 

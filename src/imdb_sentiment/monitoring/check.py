@@ -1,0 +1,78 @@
+"""`imdb-sentiment drift` as a function: resolve the model, build the reference and current
+signals, compare, write the report.
+
+Imports: `batch.model` (the same model resolution as batch scoring), `monitoring.*`, `config`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from imdb_sentiment.batch.model import resolve_model
+from imdb_sentiment.config import DriftParams, Settings
+from imdb_sentiment.errors import DataError
+from imdb_sentiment.monitoring.drift import (
+    DriftResult,
+    compare,
+    is_prediction_log,
+    log_files,
+    read_prediction_log,
+    read_reviews,
+    score_texts,
+)
+from imdb_sentiment.monitoring.report import write_report
+from imdb_sentiment.serving.scoring.scorer import FastScorer
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    current: list[Path]
+    params: DriftParams
+    model_uri: str
+    data_dir: Path  # where {train,test}.parquet are (the reference split)
+    out_dir: Path
+    text_column: str = "text"
+    since: datetime | None = None
+
+
+def check_drift(request: DriftRequest, settings: Settings) -> tuple[DriftResult, Path, Path]:
+    resolved = resolve_model(request.model_uri, settings)
+    scorer = FastScorer.load(resolved.scorer_dir)
+    p = request.params
+    split = request.data_dir / f"{p.reference}.parquet"
+    texts = read_reviews(split, "text")
+    if len(texts) > p.reference_rows:
+        texts = random.Random(p.seed).sample(texts, p.reference_rows)
+    reference = score_texts(scorer, texts)
+    current, context = _current(request, scorer)
+    context |= {"model": resolved.describe(), "reference": f"{split} ({p.reference} split)"}
+    result = compare(reference, current, p)
+    json_path, html_path = write_report(result, reference, current, request.out_dir, context)
+    return result, json_path, html_path
+
+
+def _current(request: DriftRequest, scorer: FastScorer) -> tuple[pd.DataFrame, dict[str, str]]:
+    frames, context = [], {}
+    logs = [f for path in request.current if is_prediction_log(path) for f in log_files(path)]
+    if logs:
+        frame, malformed = read_prediction_log(logs, request.since)
+        versions = sorted({str(v) for v in frame["model_version"].dropna()})
+        context["prediction log"] = f"{len(logs)} file(s), {len(frame)} records"
+        context["logged model versions"] = ", ".join(versions) or "none"
+        if malformed:
+            context["malformed records skipped"] = str(malformed)
+        frames.append(frame.drop(columns="model_version"))
+    for path in request.current:
+        if not path.exists():
+            raise DataError(f"no such file or directory: {path}")
+        if not is_prediction_log(path):
+            frames.append(score_texts(scorer, read_reviews(path, request.text_column)))
+            context[f"reviews {path.name}"] = "scored with the model"
+    if request.since is not None:
+        context["since"] = request.since.isoformat()
+    return pd.concat(frames, ignore_index=True), context

@@ -1,0 +1,54 @@
+"""The prediction record: what the service logs about a sampled prediction, and what
+`imdb-sentiment drift` reads back. One definition for both sides.
+
+Standard library only: service workers build these on every sampled prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT = "prediction"
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    time: str  # ISO 8601, UTC
+    request_id: str | None
+    model_version: str | None
+    probability: float  # P(positive)
+    label: str
+    unknown_share: float  # share of the review's tokens the model has never seen
+    tokens: int
+    text_chars: int
+    text: str | None = None  # only when PREDICTION_LOG_TEXT allows it
+
+    def as_json(self) -> dict[str, Any]:
+        body = {"event": EVENT, **asdict(self)}
+        if self.text is None:
+            del body["text"]
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> PredictionRecord:
+        """A record from a parsed log line; KeyError/TypeError/ValueError when it is not one."""
+        return cls(
+            time=str(body["time"]),
+            request_id=body.get("request_id"),
+            model_version=body.get("model_version"),
+            probability=float(body["probability"]),
+            label=str(body["label"]),
+            unknown_share=float(body["unknown_share"]),
+            tokens=int(body["tokens"]),
+            text_chars=int(body["text_chars"]),
+            text=body.get("text"),
+        )
+
+
+FIELDS = tuple(f.name for f in fields(PredictionRecord))
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
