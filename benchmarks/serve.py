@@ -191,6 +191,12 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="alternate service/bare N times; print medians"
     )
+    parser.add_argument(
+        "--prediction-log-rate",
+        type=float,
+        default=None,
+        help="the service's PREDICTION_LOG_RATE (default: its setting's default)",
+    )
     args = parser.parse_args()
     if shutil.which("hey") is None:
         print("error: `hey` is not installed (apt-get install hey)", file=sys.stderr)
@@ -205,6 +211,10 @@ def main() -> int:
     median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
     batch = texts.sample(256, random_state=0).tolist()
     env = {"BARE_MODEL_URI": "models:/imdb-sentiment@production"}
+    if args.prediction_log_rate is not None:
+        env["PREDICTION_LOG_RATE"] = str(args.prediction_log_rate)
+    rate = args.prediction_log_rate
+    served = load_settings() if rate is None else load_settings(prediction_log_rate=rate)
 
     services, bares = [], []
     for _ in range(args.rounds):  # interleaved, so a noisy minute hits both sides
@@ -218,6 +228,11 @@ def main() -> int:
     print(
         f"scenario:       gunicorn 2 workers, {args.clients} clients, {args.seconds} s, "
         f"median test review ({len(median)} chars); {args.rounds} round(s), medians"
+    )
+    print(
+        f"service logs:   {served.log_format}, access log {served.access_log}, "
+        f"prediction log rate {served.prediction_log_rate:g} "
+        f"({served.prediction_log_dir or 'stdout'})"
     )
     for name, runs in (("service", services), ("bare sklearn", bares)):
         rss = [mb for r in runs for mb in r["rss"]]  # type: ignore[attr-defined]

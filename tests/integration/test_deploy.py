@@ -244,10 +244,11 @@ def test_workflow_stages_permissions_and_pins() -> None:
     assert list(jobs) == ["test", "release", "image", "deploy", "rollback"]
     assert jobs["release"]["needs"] == "test" and jobs["image"]["needs"] == "release"
     assert jobs["deploy"]["needs"] == ["release", "image"]
-    for job in jobs.values():
-        for step in job["steps"]:
-            if "uses" in step:
-                assert re.search(r"@[0-9a-f]{40}$", step["uses"]), step["uses"]
+    for path in sorted((ROOT / ".github/workflows").glob("*.yaml")):  # every workflow
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):  # a reusable-workflow call has none
+                if "uses" in step:
+                    assert re.search(r"@[0-9a-f]{40}$", step["uses"]), (path.name, step["uses"])
     text = (ROOT / ".github/workflows/ci.yaml").read_text()
     assert "rollout undo" in text and "rollout status" in text
     assert "configure-aws-credentials" in text and "id-token: write" in text
