@@ -241,6 +241,10 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
     )
     prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
+    # Labelled feedback (POST /api/v1/feedback): every prediction is remembered here for
+    # FEEDBACK_WINDOW_HOURS so that its true label can be sent later. Empty: feedback off.
+    feedback_db: str = Field(".cache/feedback.db", validation_alias="FEEDBACK_DB")
+    feedback_window_hours: float = Field(168.0, gt=0.0, validation_alias="FEEDBACK_WINDOW_HOURS")
 
     @field_validator(
         "model_version", "model_baked_dir", "model_uri", "prediction_log_dir", mode="before"

@@ -104,6 +104,7 @@ def log_and_register(
         )
         client = MlflowClient()
         _log_scorer(client, info.model_id, model)
+        _log_quality(client, info.model_id, metrics)
         # Registered only once complete: a version never exists without its compiled scorer.
         version = str(mlflow.register_model(info.model_uri, model_name).version)
     client.set_model_version_tag(model_name, version, ACCURACY_TAG, str(metrics["test_accuracy"]))
@@ -126,6 +127,19 @@ def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline) -> None:
             log.info("no compiled scorer shipped with this model: %s", exc)
             return
         client.log_model_artifacts(model_id, tmp, artifact_path=SCORER_DIR)
+
+
+def _log_quality(client: MlflowClient, model_id: str, metrics: dict[str, float]) -> None:
+    """The test-split metrics travel with the model (artifact folder `quality/`): the service
+    exports them for the version it serves, baked images included, with no registry call."""
+    import json
+
+    from imdb_sentiment.serving.model.cache import QUALITY_DIR, QUALITY_FILE, QUALITY_METRICS
+
+    quality = {m: metrics[f"test_{m}"] for m in QUALITY_METRICS if f"test_{m}" in metrics}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / QUALITY_FILE).write_text(json.dumps(quality))
+        client.log_model_artifacts(model_id, tmp, artifact_path=QUALITY_DIR)
 
 
 def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:

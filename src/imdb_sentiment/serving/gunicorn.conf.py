@@ -70,12 +70,13 @@ def on_exit(server: object) -> None:
 
 
 def worker_exit(server: object, worker: object) -> None:
-    # In the worker, after its last request: write out the queued prediction records.
+    # In the worker, after its last request: write out the queued prediction records and
+    # remembered predictions.
     app = getattr(worker, "wsgi", None)
     if app is not None:
         from imdb_sentiment.serving.http.context import ServiceContext
 
-        ServiceContext.of(app).predictions.close()
+        ServiceContext.of(app).close()
 
 
 def child_exit(server: object, worker: object) -> None:

@@ -73,6 +73,23 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        # The served version's test-split quality, as registered (quality/metrics.json of the
+        # model): accuracy, f1, roc_auc, ece. Old versions drop to 0 on a swap, like model_info.
+        self.evaluated = Gauge(
+            "model_evaluated_quality",
+            "Test-split quality of the model version, as evaluated by the pipeline",
+            ["name", "version", "metric"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        # Labelled feedback by outcome (tp, tn, fp, fn; positive = the positive class): live
+        # accuracy, precision and recall over a window are recording rules (alerts.yml).
+        self.feedback = Counter(
+            "model_feedback",
+            "Predictions labelled through /api/v1/feedback, by outcome",
+            ["name", "version", "outcome"],
+            registry=r,
+        )
         self.confidence = Histogram(
             "model_prediction_confidence",
             "Probability of the predicted class",

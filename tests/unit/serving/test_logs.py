@@ -29,7 +29,7 @@ from imdb_sentiment.serving.logs import (
     logging_config,
     request_id_from,
 )
-from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.serving.predictions import PredictionLog, _RecordFormatter
 
 PREDICT = "/api/v1/predict"
 
@@ -176,6 +176,10 @@ def test_rate_zero_never_samples() -> None:
 
 class SlowFile(logging.FileHandler):
     """A disk that lags behind the requests: records are still queued when the worker exits."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.setFormatter(_RecordFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         time.sleep(0.002)

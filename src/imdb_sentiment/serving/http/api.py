@@ -1,5 +1,6 @@
-"""JSON endpoints: /api/v1/predict, and MLflow's scoring protocol (/invocations, /ping,
-/health) so that any client written for `mlflow models serve` works unchanged.
+"""JSON endpoints: /api/v1/predict, /api/v1/feedback, and MLflow's scoring protocol
+(/invocations, /ping, /health) so that any client written for `mlflow models serve` works
+unchanged.
 
 Request bodies are validated by `serving.http.schemas`, the same definitions the OpenAPI document is
 written from. On /invocations, input errors are 400 as on MLflow's server (422 elsewhere).
@@ -7,14 +8,19 @@ written from. On /invocations, input errors are 400 as on MLflow's server (422 e
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from imdb_sentiment.serving.feedback import DuplicateFeedbackError, UnknownPredictionError
 from imdb_sentiment.serving.http.context import service
 from imdb_sentiment.serving.http.errors import ApiError, decode_utf8, parse_json, read_body
-from imdb_sentiment.serving.http.predict import predict, require_model
+from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
 
 bp = Blueprint("api", __name__)
+log = logging.getLogger(__name__)
 
 INVOCATION_TYPES = ("application/json", "text/csv")
 
@@ -68,3 +74,47 @@ def ping() -> ResponseReturnValue:
     if service().store.current is None:
         return jsonify({"status": "not ready"}), 503
     return "\n", 200, {"Content-Type": "application/json"}
+
+
+@bp.post("/api/v1/feedback")
+def feedback() -> ResponseReturnValue:
+    """Record the true label of a prediction; 201 with what the model had said."""
+    ctx = service()
+    if ctx.feedback is None:
+        raise ApiError(404, "feedback_disabled", "feedback is off on this server (FEEDBACK_DB)")
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    body = parse_json(read_body(request, ctx.settings.max_body_bytes))
+    request_id, item, text, label = ctx.schemas.feedback_request(body)
+    try:
+        if text is not None:  # scored now, by the current model, and stored with its label
+            model = require_model(ctx.store)
+            scored = Prediction(text, model.scorer.score(text))
+            labelled = ctx.feedback.label(
+                scored.remembered(model, g.request_id, 0), label, by_text=True
+            )
+        else:
+            assert request_id is not None
+            labelled = ctx.feedback.label(ctx.feedback.lookup(request_id, item), label)
+    except UnknownPredictionError:
+        raise ApiError(
+            404, "unknown_prediction", f"no prediction with request_id {request_id!r}, item {item}"
+        ) from None
+    except DuplicateFeedbackError:
+        what = "this text" if text is not None else f"request_id {request_id!r}, item {item}"
+        raise ApiError(409, "duplicate_feedback", f"{what} already has a label") from None
+    except sqlite3.Error as exc:
+        log.warning("feedback store unavailable: %s", exc)
+        raise ApiError(503, "feedback_unavailable", "feedback cannot be stored right now") from None
+    p = labelled.prediction
+    version = p.model_version or "unknown"
+    ctx.metrics.feedback.labels(ctx.settings.model_name, version, labelled.outcome).inc()
+    ack = {
+        "request_id": p.request_id,
+        "item": p.item,
+        "label": labelled.actual,
+        "predicted": p.label,
+        "correct": labelled.correct,
+        "model": {"name": ctx.settings.model_name, "version": version},
+    }
+    return jsonify(ack), 201

@@ -16,6 +16,7 @@ from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
+from imdb_sentiment.serving.feedback import FeedbackStore
 from imdb_sentiment.serving.http import api, docs, ops, web
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError, error_body
@@ -50,7 +51,16 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     metrics = Metrics()
     store = ModelStore(settings, metrics)
     predictions = PredictionLog(settings)
-    ServiceContext(settings, metrics, store, Schemas.build(settings), predictions).install(app)
+    feedback = (
+        FeedbackStore(
+            settings.feedback_db, settings.prediction_log_text, settings.feedback_window_hours
+        )
+        if settings.feedback_db
+        else None
+    )
+    ServiceContext(
+        settings, metrics, store, Schemas.build(settings), predictions, feedback
+    ).install(app)
     for blueprint in (web.bp, api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)

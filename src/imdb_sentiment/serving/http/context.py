@@ -10,6 +10,7 @@ from typing import cast
 from flask import Flask, current_app
 
 from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.feedback import FeedbackStore
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
@@ -25,6 +26,13 @@ class ServiceContext:
     store: ModelStore
     schemas: Schemas
     predictions: PredictionLog
+    feedback: FeedbackStore | None  # None: FEEDBACK_DB is empty
+
+    def close(self) -> None:
+        """Write out what the background writers hold (a worker's last act)."""
+        self.predictions.close()
+        if self.feedback is not None:
+            self.feedback.close()
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

@@ -25,6 +25,8 @@ _ERROR = _ref("Error")
 def _error_responses(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed JSON, invalid UTF-8, too deeply nested (on /invocations: any bad input)",
+        404: "No prediction with this request_id (and item), or feedback is off",
+        409: "This prediction (or text) already has a label",
         413: "Body, text or batch too large",
         415: "Body is not application/json",
         422: "Invalid field",
@@ -40,9 +42,11 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _models(schemas: Schemas) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(predict body, invocations body, component schemas) from the pydantic models."""
-    requests = [schemas.single, schemas.batch, *schemas.invocation.values()]
+def _models(
+    schemas: Schemas,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(predict, invocations and feedback bodies, component schemas) from the pydantic models."""
+    requests = [schemas.single, schemas.batch, *schemas.feedback, *schemas.invocation.values()]
     refs, defs = models_json_schema(
         [*((m, "validation") for m in requests), *((m, "serialization") for m in RESPONSES)],
         ref_template="#/components/schemas/{model}",
@@ -50,11 +54,12 @@ def _models(schemas: Schemas) -> tuple[dict[str, Any], dict[str, Any], dict[str,
     ref = {model: refs[(model, "validation")] for model in requests}
     predict = {"oneOf": [ref[schemas.single], ref[schemas.batch]]}
     invocation = {"oneOf": [ref[m] for m in schemas.invocation.values()]}
-    return predict, invocation, defs.get("$defs", {})
+    feedback = {"oneOf": [ref[m] for m in schemas.feedback]}
+    return predict, invocation, feedback, defs.get("$defs", {})
 
 
 def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
-    predict_body, invocation_body, components = _models(schemas)
+    predict_body, invocation_body, feedback_body, components = _models(schemas)
     errors = _error_responses(400, 413, 415, 422, 503)
     invocation_errors = _error_responses(400, 413, 415, 503)
     return {
@@ -71,6 +76,16 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
                             "content": _json({"oneOf": [_ref("Prediction"), _ref("Predictions")]}),
                         },
                         **errors,
+                    },
+                }
+            },
+            "/api/v1/feedback": {
+                "post": {
+                    "summary": "The true label of an earlier prediction (by request_id) or a text",
+                    "requestBody": {"required": True, "content": _json(feedback_body)},
+                    "responses": {
+                        "201": {"description": "Recorded", "content": _json(_ref("FeedbackAck"))},
+                        **_error_responses(400, 404, 409, 413, 415, 422, 503),
                     },
                 }
             },

@@ -10,6 +10,7 @@ from typing import Any
 from flask import g
 
 from imdb_sentiment.monitoring.records import PredictionRecord, now
+from imdb_sentiment.serving.feedback import Label, Remembered
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
@@ -54,6 +55,10 @@ class Prediction:
             text=self.text,
         )
 
+    def remembered(self, model: LoadedModel, request_id: str, item: int) -> Remembered:
+        label: Label = "positive" if self.positive else "negative"
+        return Remembered(request_id, item, model.version, self.score.probability, label, self.text)
+
     def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "label": self.label,
@@ -93,16 +98,19 @@ def predict(
         scores = [scorer.score(text, explain=explain) for text in texts]
     else:
         scores = scorer.score_batch(texts)  # vectorised over the batch
-    metrics, log = ctx.metrics, ctx.predictions
+    metrics, log, feedback = ctx.metrics, ctx.predictions, ctx.feedback
+    request_id = g.get("request_id")
     results = []
-    for text, score in zip(texts, scores, strict=True):
+    for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
         prediction = Prediction(text, score)
         metrics.predictions.labels(prediction=prediction.label).inc()
         metrics.confidence.observe(prediction.confidence)
         metrics.input_length.observe(len(text))
         metrics.unknown_share.observe(prediction.score.unknown_share)
         if log.sampled():
-            log.record(prediction.record(model, g.get("request_id")))
+            log.record(prediction.record(model, request_id))
+        if feedback is not None and request_id is not None:  # queued, written by a thread
+            feedback.remember(prediction.remembered(model, request_id, item))
         results.append(prediction)
     return results
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.feedback import Label
 from imdb_sentiment.serving.http.errors import ApiError
 
 # A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
@@ -84,7 +85,18 @@ class Error(_Strict):
     message: str = Field(description="MLflow's field (= detail)")
 
 
-RESPONSES: tuple[type[BaseModel], ...] = (Prediction, Predictions, Invocation, Error)
+class FeedbackAck(_Strict):
+    """A recorded label: what the model had predicted and whether it was right."""
+
+    request_id: str
+    item: int = Field(ge=0)
+    label: Literal["positive", "negative"] = Field(description="the true label, as sent")
+    predicted: Literal["positive", "negative"]
+    correct: bool
+    model: ModelRef
+
+
+RESPONSES: tuple[type[BaseModel], ...] = (Prediction, Predictions, Invocation, Error, FeedbackAck)
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ class Schemas:
 
     single: type[BaseModel]
     batch: type[BaseModel]
+    feedback: tuple[type[BaseModel], type[BaseModel]]  # by request id, by text
     invocation: dict[str, type[BaseModel]]
     texts: TypeAdapter[list[str]]
     text: TypeAdapter[str]
@@ -116,6 +129,20 @@ class Schemas:
 
             texts: texts
             explain: bool = False
+
+        class FeedbackById(_Strict):
+            """The true label of an earlier prediction: its `request_id` (the X-Request-ID
+            header of the prediction's response) and, for a batch, its `item`."""
+
+            request_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+            item: int = Field(0, ge=0, lt=settings.max_batch_size)
+            label: Literal["positive", "negative"]
+
+        class FeedbackByText(_Strict):
+            """The true label of a text, which the current model then scores."""
+
+            text: text
+            label: Literal["positive", "negative"]
 
         # MLflow's scoring protocol (`mlflow models serve`): one of four shapes, plus optional
         # `params` (accepted and ignored: this model takes none). Every cell is a review: the
@@ -151,6 +178,7 @@ class Schemas:
         return cls(
             single=PredictText,
             batch=PredictTexts,
+            feedback=(FeedbackById, FeedbackByText),
             invocation={
                 "dataframe_split": SplitPayload,
                 "dataframe_records": RecordsPayload,
@@ -173,6 +201,20 @@ class Schemas:
         if "text" in body:
             return [parsed.text], parsed.explain, True  # type: ignore[attr-defined]
         return list(parsed.texts), parsed.explain, False  # type: ignore[attr-defined]
+
+    # --- /api/v1/feedback --------------------------------------------------------------------
+    def feedback_request(self, body: Any) -> tuple[str | None, int, str | None, Label]:
+        """(request_id, item, text, label) of a /api/v1/feedback body."""
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_type", "body must be a JSON object")
+        if ("request_id" in body) == ("text" in body):
+            raise ApiError(422, "missing_reference", "send exactly one of 'request_id' or 'text'")
+        by_id, by_text = self.feedback
+        if "text" in body:
+            parsed: Any = validate(by_text, body)
+            return None, 0, parsed.text, parsed.label
+        parsed = validate(by_id, body)
+        return parsed.request_id, parsed.item, None, parsed.label
 
     def check_text(self, value: Any, field: str = "text") -> str:
         try:

@@ -1,10 +1,11 @@
-"""The web page: a form, examples, and the result with the words that decided it."""
+"""The web page: a form, examples, the result with the words that decided it, and a \"was
+this right?\" control that posts the true label to /api/v1/feedback."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, g, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment.serving.http.context import service
@@ -63,4 +64,6 @@ def predict_form() -> ResponseReturnValue:
         latency_ms=timer.seconds * 1000,
         cost_usd=cost,
         segments=segments(text, result.score.contributions, model.scorer.clean),
+        request_id=g.request_id,
+        feedback_url=url_for("api.feedback") if ctx.feedback is not None else None,
     )

@@ -6,6 +6,7 @@ Layout under `MODEL_CACHE_DIR/<model name>/`:
 
     v<N>/            the registered MLflow model, as downloaded (MLmodel, model.skops, …)
     v<N>/scorer/     the same model compiled for serving (serving.scoring.scorer.FastScorer.save)
+    v<N>/quality/    its test-split metrics as evaluated by the pipeline (registry._log_quality)
     current.json     the pointer: which version to serve, whether it came from the registry or
                      the cache (registry unreachable), and why nothing is served if so
 
@@ -21,6 +22,11 @@ from typing import Literal
 
 from imdb_sentiment.atomic import atomic_path
 from imdb_sentiment.serving.scoring.scorer import META_FILE, SCORER_DIR, FastScorer
+
+QUALITY_DIR = "quality"
+QUALITY_FILE = "metrics.json"
+# What the dashboard shows of a version's evaluation (test split).
+QUALITY_METRICS = ("accuracy", "f1", "roc_auc", "ece")
 
 # registry: the alias's version, fetched; cache: the registry was unreachable, the last cached
 # version is served; image: the pinned version baked into the image; injected: handed in (tests).
@@ -47,6 +53,15 @@ class ModelCache:
 
     def scorer_dir(self, version: str) -> Path:
         return self.version_dir(version) / SCORER_DIR
+
+    def quality(self, version: str) -> dict[str, float]:
+        """The version's evaluated test metrics; empty for versions registered without them."""
+        path = self.version_dir(version) / QUALITY_DIR / QUALITY_FILE
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: float(v) for k, v in raw.items() if k in QUALITY_METRICS}
 
     def read_pointer(self) -> Pointer | None:
         try:

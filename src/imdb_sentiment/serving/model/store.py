@@ -161,7 +161,15 @@ class ModelStore:
         self._current = loaded  # the atomic swap
         if old is not None and old.version != loaded.version:
             self.metrics.model_info.labels(name=old.name, version=old.version).set(0)
+            for metric in self.cache.quality(old.version):
+                self.metrics.evaluated.labels(old.name, old.version, metric).set(0)
         self.metrics.model_info.labels(name=loaded.name, version=loaded.version).set(1)
+        for metric, value in self.cache.quality(loaded.version).items():
+            self.metrics.evaluated.labels(loaded.name, loaded.version, metric).set(value)
+        # Every outcome exists from the start at 0: increase() over a window then counts the
+        # first labels too (a series born at 1 would show no increase).
+        for outcome in ("tp", "tn", "fp", "fn"):
+            self.metrics.feedback.labels(loaded.name, loaded.version, outcome)
         self.reason = ""
         # The model's objects live as long as the process: move them out of the cyclic GC's
         # reach, whose full passes over them were a visible share of p99 latency.
