@@ -326,6 +326,25 @@ def fetch_model(
     typer.echo(f"cached {pointer.name} version {pointer.version} in {cache.dir}")
 
 
+feedback_app = typer.Typer(help="Labelled feedback from the service (POST /api/v1/feedback).")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+@clean_errors
+def feedback_export(
+    out: Path = typer.Argument(..., help="Parquet file to write (dataset schema + provenance)."),
+    db: Path | None = typer.Option(None, help="Feedback database (default: $FEEDBACK_DB)."),
+) -> None:
+    """Write every labelled prediction as a dataset row: label, text where it was kept."""
+    from imdb_sentiment.config import load_settings
+    from imdb_sentiment.monitoring.labels import export_labels
+
+    frame = export_labels(db or Path(load_settings().feedback_db), out)
+    with_text = int(frame["text"].notna().sum())
+    typer.echo(f"wrote {len(frame)} labelled rows ({with_text} with text) to {out}")
+
+
 @app.command()
 def drift(
     current: list[Path] = typer.Argument(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.conftest import require_tool
 from tests.project import ROOT
@@ -89,6 +91,19 @@ def test_type_submit_and_see_highlighted_result(browser, service_url: str) -> No
     WebDriverWait(browser, 15).until(ec.text_to_be_present_in_element((By.ID, "label"), "Negative"))
     assert browser.find_elements(By.CSS_SELECTOR, "#highlighted mark.neg")
     browser.save_screenshot(str(SCREENSHOTS / "negative.png"))
+
+    # "Was this right?" - No: the true label (the other one) is posted and counted once.
+    browser.find_element(By.CSS_SELECTOR, "button.feedback-answer[data-correct='false']").click()
+    WebDriverWait(browser, 15).until(
+        ec.text_to_be_present_in_element((By.ID, "feedback-status"), "Thanks, recorded.")
+    )
+    assert all(
+        not b.is_enabled() for b in browser.find_elements(By.CSS_SELECTOR, "button.feedback-answer")
+    )
+    browser.save_screenshot(str(SCREENSHOTS / "feedback.png"))
+    counted = requests.get(service_url + "/metrics", timeout=5).text
+    # predicted negative, truly positive: one false negative
+    assert re.search(r'model_feedback_total\{[^}]*outcome="fn"[^}]*\} 1\.0', counted), counted
     no_console_errors(browser)
 
 

@@ -197,10 +197,17 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
         30,
         "both targets up",
     )
-    # Normal traffic plus a flood of client errors, spread over several scrapes.
+    # Normal traffic, labelled feedback on 7 of every 10 predictions right and 3 wrong, plus a
+    # flood of client errors, spread over several scrapes.
     for _ in range(8):
         for i in range(10):
-            requests.post(f"{app}/api/v1/predict", json={"text": f"wonderful film {i}"}, timeout=5)
+            done = requests.post(
+                f"{app}/api/v1/predict", json={"text": f"wonderful film {i}"}, timeout=5
+            )
+            predicted = done.json()["label"]
+            truth = predicted if i < 7 else ("negative" if predicted == "positive" else "positive")
+            answer = {"request_id": done.headers["X-Request-ID"], "label": truth}
+            assert requests.post(f"{app}/api/v1/feedback", json=answer, timeout=5).ok
             requests.post(f"{app}/api/v1/predict", json={"texts": ["awful", "boring"]}, timeout=5)
         requests.post(f"{app}/predict", data={"text": "great"}, timeout=5)
         for _ in range(30):
@@ -224,6 +231,12 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
         if not query(prom, concrete):
             empty.append(expr)
     assert not empty, f"dashboard queries without data: {empty}"
+    # Live accuracy is exactly the share of right labels sent; the evaluated one is the
+    # registered version's test accuracy (publish() registers 0.9).
+    (live,) = query(prom, 'imdb:live_accuracy:ratio1d{namespace="local"}')
+    assert float(live["value"][1]) == pytest.approx(0.7, abs=1e-9)
+    (evaluated,) = query(prom, 'imdb:evaluated_quality{namespace="local", metric="accuracy"}')
+    assert float(evaluated["value"][1]) == pytest.approx(0.9)
 
     # 4xx are the client's problem: well past the (test) `for:`, nothing is pending or sent.
     time.sleep(6)

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -154,3 +155,27 @@ def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -
     page = client.post("/predict", data={"text": "What a great film!"}).get_data(as_text=True)
     assert 'id="feedback"' in page and 'data-url="/api/v1/feedback"' in page
     ServiceContext.of(app).close()
+
+
+def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
+    client: FlaskClient, app: Flask, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from imdb_sentiment.cli import app as cli
+
+    rid, (label,) = predict(client, ["Private words."])
+    client.post(FEEDBACK, json={"request_id": rid, "label": other(label)})
+    ServiceContext.of(app).close()
+    out = tmp_path / "labels.parquet"
+    runner = CliRunner()
+    db = str(tmp_path / "feedback.db")
+    done = runner.invoke(cli, ["feedback", "export", str(out), "--db", db])
+    assert done.exit_code == 0 and "wrote 1 labelled rows (0 with text)" in done.output
+    frame = pd.read_parquet(out)
+    assert frame["text"].isna().all()  # not kept: PREDICTION_LOG_TEXT is off
+    assert frame["label"].tolist() == [1 if other(label) == "positive" else 0]
+    target = str(tmp_path / "x.parquet")
+    missing = runner.invoke(cli, ["feedback", "export", target, "--db", "nope.db"])
+    assert missing.exit_code == 1 and "no feedback database" in missing.output
+    assert not (tmp_path / "x.parquet").exists()

@@ -15,7 +15,7 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from imdb_sentiment.config import Settings
@@ -40,6 +40,7 @@ class LoadedModel:
     run_id: str | None
     source: Source
     loaded_at: float
+    quality: dict[str, float] = field(default_factory=dict)  # evaluated test metrics
 
 
 def _warm(scorer: FastScorer) -> FastScorer:
@@ -82,13 +83,19 @@ class ModelStore:
             self._sync = RegistrySync(self.settings, self.cache)
         return self._sync
 
-    def inject(self, pipeline: Pipeline, version: str = "injected") -> None:
+    def inject(
+        self,
+        pipeline: Pipeline,
+        version: str = "injected",
+        quality: dict[str, float] | None = None,
+    ) -> None:
         """Serve a model handed in directly (tests, embedding); no registry, no polling."""
         from imdb_sentiment.serving.scoring.compile import compile_pipeline
 
         scorer = _warm(compile_pipeline(pipeline))
         name = self.settings.model_name
-        self._swap(LoadedModel(scorer, name, version, None, "injected", time.time()))
+        loaded = LoadedModel(scorer, name, version, None, "injected", time.time(), quality or {})
+        self._swap(loaded)
 
     # --- lifecycle ----------------------------------------------------------------------
     def load_initial(self) -> None:
@@ -152,8 +159,15 @@ class ModelStore:
         scorer = _warm(self.cache.load_scorer(pointer.version))
         if pointer.source == "cache":
             log.warning("serving cached model version %s: %s", pointer.version, pointer.reason)
+        quality = self.cache.quality(pointer.version)
         return LoadedModel(
-            scorer, pointer.name, pointer.version, pointer.run_id, pointer.source, time.time()
+            scorer,
+            pointer.name,
+            pointer.version,
+            pointer.run_id,
+            pointer.source,
+            time.time(),
+            quality,
         )
 
     def _swap(self, loaded: LoadedModel) -> None:
@@ -161,10 +175,10 @@ class ModelStore:
         self._current = loaded  # the atomic swap
         if old is not None and old.version != loaded.version:
             self.metrics.model_info.labels(name=old.name, version=old.version).set(0)
-            for metric in self.cache.quality(old.version):
+            for metric in old.quality:
                 self.metrics.evaluated.labels(old.name, old.version, metric).set(0)
         self.metrics.model_info.labels(name=loaded.name, version=loaded.version).set(1)
-        for metric, value in self.cache.quality(loaded.version).items():
+        for metric, value in loaded.quality.items():
             self.metrics.evaluated.labels(loaded.name, loaded.version, metric).set(value)
         # Every outcome exists from the start at 0: increase() over a window then counts the
         # first labels too (a series born at 1 would show no increase).
