@@ -15,7 +15,6 @@ Imports: the standard library, `config`, `serving.background`.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sqlite3
 import threading
@@ -86,27 +85,35 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-class _SqliteSink(logging.Handler):
-    """The writer thread's end: inserts each queued prediction (autocommit, WAL: cheap)."""
+class _SqliteSink:
+    """The writer thread's end: everything queued so far in one transaction."""
 
-    PRUNE_EVERY = 10_000
+    PRUNE_EVERY = 100_000
 
     def __init__(self, store: FeedbackStore) -> None:
-        super().__init__()
         self.store = store
         self.written = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        p: Remembered = record.msg  # type: ignore[assignment]
-        row = (p.request_id, p.item, time.time(), p.model_version, p.probability, p.label, p.text)
+    def write(self, items: list[Remembered]) -> None:
+        now = time.time()
+        rows = [
+            (p.request_id, p.item, now, p.model_version, p.probability, p.label, p.text)
+            for p in items
+        ]
+        db = self.store.connect()
+        db.execute("BEGIN")
         try:
-            db = self.store.connect()
-            db.execute("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-            self.written += 1
-            if self.written % self.PRUNE_EVERY == 0:
-                self.store.prune()
-        except sqlite3.Error:
-            self.handleError(record)
+            db.executemany("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        before, self.written = self.written, self.written + len(rows)
+        if before // self.PRUNE_EVERY != self.written // self.PRUNE_EVERY:
+            self.store.prune()
+
+    def close(self) -> None:
+        pass
 
 
 class FeedbackStore:

@@ -25,6 +25,23 @@ class _RecordFormatter(logging.Formatter):
         return json.dumps(record.msg, ensure_ascii=False)  # msg is the record's JSON body
 
 
+class _HandlerSink:
+    """Hands each record to a logging handler: stdout, or rotated files (RotatingFileHandler
+    does the rotation)."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        self.handler = handler
+
+    def write(self, items: list[dict[str, object]]) -> None:
+        for body in items:
+            self.handler.handle(
+                logging.LogRecord("predictions", logging.INFO, "", 0, body, None, None)
+            )
+
+    def close(self) -> None:
+        self.handler.close()
+
+
 class PredictionLog:
     """Samples predictions at `rate` and writes them from a background thread."""
 
@@ -35,7 +52,7 @@ class PredictionLog:
         self._directory = settings.prediction_log_dir
         self._max_bytes = settings.prediction_log_max_bytes
         self._backups = settings.prediction_log_backups
-        self._writer = BackgroundWriter(self._open_handler, "predictions")
+        self._writer = BackgroundWriter(lambda: _HandlerSink(self._open_handler()), "predictions")
 
     @property
     def enabled(self) -> bool:

@@ -55,9 +55,12 @@ class Prediction:
             text=self.text,
         )
 
-    def remembered(self, model: LoadedModel, request_id: str, item: int) -> Remembered:
+    def remembered(
+        self, model: LoadedModel, request_id: str, item: int, keep_text: bool = True
+    ) -> Remembered:
         label: Label = "positive" if self.positive else "negative"
-        return Remembered(request_id, item, model.version, self.score.probability, label, self.text)
+        text = self.text if keep_text else None
+        return Remembered(request_id, item, model.version, self.score.probability, label, text)
 
     def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -110,7 +113,7 @@ def predict(
         if log.sampled():
             log.record(prediction.record(model, request_id))
         if feedback is not None and request_id is not None:  # queued, written by a thread
-            feedback.remember(prediction.remembered(model, request_id, item))
+            feedback.remember(prediction.remembered(model, request_id, item, feedback.keep_text))
         results.append(prediction)
     return results
 
