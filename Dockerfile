@@ -49,7 +49,7 @@ LABEL org.opencontainers.image.title="imdb-sentiment" \
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin app \
-    && mkdir -p /app/model-cache && chown 10001:10001 /app/model-cache
+    && mkdir -p /app/model-cache /app/data && chown 10001:10001 /app/model-cache /app/data
 COPY --from=build /opt/venv /opt/venv
 # Read-only in the image; the service copies it into the writable MODEL_CACHE_DIR at start, so
 # a tmpfs or emptyDir mounted there hides nothing.
@@ -63,6 +63,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_VERSION=${MODEL_VERSION} \
     MODEL_BAKED_DIR=/app/model-baked \
     MODEL_CACHE_DIR=/app/model-cache \
+    FEEDBACK_DB=/app/data/feedback.db \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /app

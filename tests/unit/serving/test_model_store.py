@@ -18,7 +18,12 @@ from tests.unit.serving.test_web_metrics_openapi import samples
 DEAD_REGISTRY = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
-def publish(seed: int, alias: str = "production", clean: CleanOptions | None = None) -> str:
+def publish(
+    seed: int,
+    alias: str = "production",
+    clean: CleanOptions | None = None,
+    metrics: dict[str, float] | None = None,
+) -> str:
     settings = load_settings()
     tracking.configure(settings)
     record = registry.log_and_register(
@@ -26,7 +31,7 @@ def publish(seed: int, alias: str = "production", clean: CleanOptions | None = N
         model_name=settings.model_name,
         experiment="serving",
         params={},
-        metrics={"test_accuracy": 0.9},
+        metrics=metrics or {"test_accuracy": 0.9},
         artifacts=[],
         dataset={},
     )
@@ -89,12 +94,12 @@ def test_without_registry_or_cache_it_runs_but_is_not_ready(
 
 
 def test_hot_reload_swaps_when_the_alias_moves() -> None:
-    first = publish(seed=1)
+    first = publish(seed=1, metrics={"test_accuracy": 0.9, "test_f1": 0.8, "test_ece": 0.02})
     app = create_app(load_settings(reload_interval=0.2))
     store = app.extensions["imdb_sentiment"].store
     client = app.test_client()
     assert store.current.version == first
-    second = publish(seed=2)
+    second = publish(seed=2, metrics={"test_accuracy": 0.93, "test_roc_auc": 0.97})
     deadline = time.monotonic() + 20
     while store.current.version != second and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -104,6 +109,19 @@ def test_hot_reload_swaps_when_the_alias_moves() -> None:
     assert m[("model_reload_total", (("result", "success"),))] == 2
     assert m[("model_info", (("name", "imdb-sentiment"), ("version", second)))] == 1
     assert m[("model_info", (("name", "imdb-sentiment"), ("version", first)))] == 0
+    # The evaluated quality follows the reload: the new version's test metrics, the old at 0.
+    quality = {
+        (dict(labels)["version"], dict(labels)["metric"]): value
+        for (name, labels), value in m.items()
+        if name == "model_evaluated_quality"
+    }
+    assert quality == {
+        (first, "accuracy"): 0,
+        (first, "f1"): 0,
+        (first, "ece"): 0,
+        (second, "accuracy"): 0.93,
+        (second, "roc_auc"): 0.97,
+    }
 
 
 def test_a_failed_load_keeps_the_old_model_and_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
