@@ -48,14 +48,20 @@ def test_every_line_is_json_and_the_request_id_runs_end_to_end(tmp_path: Path) -
         assert len(access) == 1 and access[0]["path"] == PREDICT and access[0]["status"] == 200
 
 
-def test_sample_rate_under_load_and_nothing_lost_on_sigterm(tmp_path: Path) -> None:
+def logged(tmp_path: Path, rate: str) -> tuple[dict[str, str], Path]:
+    """A published model, and the service's environment for a prediction log in files."""
     publish(seed=1)
     records = tmp_path / "predictions"
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "PREDICTION_LOG_RATE": "0.25",
+        "PREDICTION_LOG_RATE": rate,
         "PREDICTION_LOG_DIR": str(records),
     }
+    return env, records
+
+
+def test_sample_rate_under_load_and_nothing_lost_on_sigterm(tmp_path: Path) -> None:
+    env, records = logged(tmp_path, "0.25")
     texts = ["A fine film.", "Awful.", "Great cast, weak plot.", "Loved every minute."]
     # Leaving the block sends SIGTERM straight after the last response: the workers' queues
     # still hold records, and they must all reach the files.
@@ -70,13 +76,7 @@ def test_sample_rate_under_load_and_nothing_lost_on_sigterm(tmp_path: Path) -> N
 
 
 def test_nothing_lost_on_sigterm_at_rate_one(tmp_path: Path) -> None:
-    publish(seed=1)
-    records = tmp_path / "predictions"
-    env = {
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "PREDICTION_LOG_RATE": "1",
-        "PREDICTION_LOG_DIR": str(records),
-    }
+    env, records = logged(tmp_path, "1")
     with running_service(env, tmp_path / "service.log") as url, ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(lambda i: post(url, ["Fine.", "Bad."], f"req-{i}").headers, range(400)))
     written = [json.loads(line) for f in records.glob("*.jsonl*") for line in f.open()]
