@@ -31,6 +31,9 @@ wsgi_app = "imdb_sentiment.serving.http.wsgi:app"
 logconfig_dict = logging_config(_settings.log_format, _settings.access_log)
 errorlog = "-"
 loglevel = "info"
+# gunicorn 26's control socket (~/.gunicorn/gunicorn.ctl): unused here, and a process-control
+# endpoint the container does not need (its home is read-only: it would only warn).
+control_socket_disable = True
 # Worker heartbeat files in RAM, not on a possibly read-only or slow disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
