@@ -41,9 +41,11 @@ CREATE TABLE IF NOT EXISTS feedback (
     PRIMARY KEY (request_id, item)
 );
 """
-# A prediction reaches the database a few milliseconds after its response; feedback that races
-# it (a script posting at once) waits this long before the id is called unknown.
-LOOKUP_PATIENCE_S = 0.5
+# A prediction reaches the database up to the writer's linger (50 ms) plus a transaction after
+# its response; feedback that races it (a script posting at once, to the other worker) waits
+# this long before the id is called unknown. Short on purpose: each unknown id holds a sync
+# worker this long (docs/operations.md: rate-limit the endpoint at the ingress).
+LOOKUP_PATIENCE_S = 0.2
 _SETUP_LOCK = threading.Lock()
 
 
