@@ -231,10 +231,15 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
         if not query(prom, concrete):
             empty.append(expr)
     assert not empty, f"dashboard queries without data: {empty}"
+
     # Live accuracy is exactly the share of right labels sent; the evaluated one is the
     # registered version's test accuracy (publish() registers 0.9).
-    (live,) = query(prom, 'imdb:live_accuracy:ratio1d{namespace="local"}')
-    assert float(live["value"][1]) == pytest.approx(0.7, abs=1e-9)
+    # (Once the last label is scraped and the rules have run again: polled, not slept.)
+    def live_accuracy() -> float:
+        (live,) = query(prom, 'imdb:live_accuracy:ratio1d{namespace="local"}')
+        return float(live["value"][1])
+
+    wait_for(lambda: abs(live_accuracy() - 0.7) < 1e-9, 20, "live accuracy = 56 right of 80")
     (evaluated,) = query(prom, 'imdb:evaluated_quality{namespace="local", metric="accuracy"}')
     assert float(evaluated["value"][1]) == pytest.approx(0.9)
 
