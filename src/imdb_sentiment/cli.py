@@ -408,6 +408,9 @@ def predict(
     master: str | None = typer.Option(
         None, help="Spark master (default: $SPARK_MASTER or local[*])."
     ),
+    partitions: int | None = typer.Option(
+        None, min=1, help="Spark partitions to score in (default: at least one per core)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
     prefix: str = typer.Option("", help="Prefix of the added columns (e.g. pred_)."),
     fail_on_missing_text: bool = typer.Option(
@@ -440,11 +443,15 @@ def predict(
         overwrite,
         fail_on_missing_text,
         prefix,
+        partitions,
     )
     if engine == "spark":
         from imdb_sentiment.batch import spark
 
-        session = spark.session(master or os.environ.get("SPARK_MASTER") or "local[*]")
+        session = spark.session(
+            master or os.environ.get("SPARK_MASTER") or "local[*]",
+            log_level=os.environ.get("SPARK_LOG_LEVEL", "OFF"),
+        )
         summary = spark.run(session, job)
     else:
         summary = _with_progress(job)

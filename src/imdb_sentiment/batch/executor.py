@@ -8,6 +8,9 @@ counted and reported, never silently scored as the model's no-evidence value.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,11 +69,24 @@ def score_chunk(directory: str, texts: list[object]) -> NDArray[np.float64]:
     return probabilities(load_scorer(directory), texts)
 
 
-def score_texts(directory: str, texts: pd.Series) -> pd.DataFrame:
+def score_texts(archive: str, texts: pd.Series) -> pd.DataFrame:
     """Spark's pandas UDF body: `probability` and `label` of an Arrow batch of texts.
-    `directory` names a scorer the driver shipped with `SparkContext.addFile`."""
+    `archive` names the scorer zip the driver shipped with `SparkContext.addFile`."""
     import pandas as pd
-    from pyspark import SparkFiles
 
-    probability = probabilities(load_scorer(SparkFiles.get(directory)), texts.tolist())
+    probability = probabilities(shipped_scorer(archive), texts.tolist())
     return pd.DataFrame({"probability": probability, "label": labels(probability)})
+
+
+def shipped_scorer(archive: str) -> FastScorer:
+    """The scorer in a zip shipped with `addFile`, unpacked and loaded once per process."""
+    scorer = _scorers.get(archive)
+    if scorer is None:
+        from pyspark import SparkFiles
+
+        # Its own directory per process: Python workers of one executor never race.
+        target = Path(tempfile.mkdtemp(prefix=f"scorer-{os.getpid()}-"))
+        with zipfile.ZipFile(SparkFiles.get(archive)) as packed:
+            packed.extractall(target)
+        scorer = _scorers[archive] = FastScorer.load(target)
+    return scorer

@@ -21,6 +21,7 @@ class Job:
     overwrite: bool = False
     fail_on_missing_text: bool = False
     prefix: str = ""  # of the added columns
+    partitions: int | None = None  # Spark only; default: at least the cluster's parallelism
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
-"""The Spark engine: the same scoring as the local engine, on any Spark cluster.
+"""The Spark engine: the same scoring as the local engine, on any Spark master.
 
-The driver resolves the model (MLflow, once) and ships the compiled scorer's folder to the
-executors with `SparkContext.addFile`; executors score Arrow batches in `mapInPandas` with
-`batch.executor.score_frames`, loading the scorer once per Python worker. Input and output are
-any Spark-readable path (local, `s3a://`, `hdfs://`, …); OUTPUT is a directory of part files.
+The driver resolves the model (MLflow, once) and ships two single files, the only form Spark
+distributes on every cluster manager (a directory works in local mode only): the compiled
+scorer as a zip (`SparkContext.addFile`) and, unless spark-submit's `--py-files` already carries
+it, this package's code as a zip (`addPyFile`). Executors score Arrow batches in a pandas UDF with
+`batch.executor.score_texts`, unpacking and loading the scorer once per Python worker. An input
+that arrives in fewer partitions than the cluster has cores (one Parquet row group, one
+multi-line CSV) is repartitioned so that every core works. Input and output are any
+Spark-readable path (local, `s3a://`, `hdfs://`, …); OUTPUT is a directory of part files.
 
 Also the `spark-submit` entry point:
 
@@ -19,11 +23,15 @@ print(m.__file__)'`)
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,24 +51,53 @@ NO_TEXT = "imdb-sentiment: rows without text"  # an executor's failure the drive
 CSV_OPTIONS = {"header": "true", "multiLine": "true", "escape": '"'}
 
 
-def session(master: str | None, app_name: str = "imdb-sentiment-predict") -> SparkSession:
-    """A Spark session; `master` None leaves it to spark-submit or the environment."""
+def session(
+    master: str | None, app_name: str = "imdb-sentiment-predict", log_level: str | None = None
+) -> SparkSession:
+    """A Spark session; `master` None leaves it (and logging) to spark-submit."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise PipelineError("PySpark is not installed: run `make install-spark`") from exc
-    # Executors must run this interpreter (its venv holds numpy, pyarrow and this package).
+    if master:
+        check_master(master)
+    # py4j logs its connections at INFO: noise after the job's own last line.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    # Executors on this machine run this interpreter; elsewhere PYSPARK_PYTHON says which.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).config("spark.ui.enabled", "false")
     if master:
         builder = builder.master(master)
-    return builder.getOrCreate()
+    if log_level:  # the CLI: Spark's log and progress bar only where a person reads them
+        builder = builder.config("spark.log.level", log_level)
+        builder = builder.config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # py4j / JVM start-up errors: one line, not a Java stack
+        where = master or "from spark-submit"
+        raise PipelineError(f"cannot start Spark (master {where}): {first_line(exc)}") from exc
+
+
+def check_master(master: str, timeout: float = 5.0) -> None:
+    """A standalone master that does not answer fails here, in one line, rather than after
+    Spark's own minute of retries."""
+    if not master.startswith("spark://"):
+        return  # local[*], yarn, k8s://, …: Spark reports those itself, and quickly
+    for address in master.removeprefix("spark://").split(","):  # HA: several masters
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return
+        except (OSError, ValueError):
+            continue
+    raise PipelineError(f"cannot reach the Spark master {master}")
 
 
 def run(spark: SparkSession, job: Job) -> Summary:
     from pyspark.sql import functions as sf
 
-    frame = _read(spark, job)
+    frame = _spread(spark, _read(spark, job), job)
+    ship_package(spark)
     shipped = _ship_scorer(spark, job)
     rows, missing = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
     fail, column = job.fail_on_missing_text, job.text_column
@@ -122,13 +159,51 @@ def _arrow_schema(frame: DataFrame):  # type: ignore[no-untyped-def]
     )
 
 
+def _spread(spark: SparkSession, frame: DataFrame, job: Job) -> DataFrame:
+    """At least one busy partition per core of the cluster (or `job.partitions`), whatever the
+    input's layout: one Parquet row group or one multi-line CSV is one task on one core."""
+    wanted = job.partitions or spark.sparkContext.defaultParallelism
+    if job.partitions or _busy_partitions(frame, job.input_format) < wanted:
+        return frame.repartition(wanted)
+    return frame
+
+
+def _busy_partitions(frame: DataFrame, fmt: Format) -> int:
+    """Partitions that hold rows. Spark plans Parquet splits by bytes but gives each row group
+    to one split, so a file pandas wrote (one row group) plans several splits and fills one;
+    counting them reads only the row groups' metadata. Multi-line CSV files are never split, and
+    JSON Lines splits evenly: for those, the plan is the truth."""
+    if fmt != "parquet":
+        return frame.rdd.getNumPartitions()
+    from pyspark.sql import functions as sf
+
+    return frame.select(sf.spark_partition_id()).distinct().count()
+
+
 def _ship_scorer(spark: SparkSession, job: Job) -> str:
-    """Copy the scorer under a name unique to this version, hand it to every executor."""
-    name = f"imdb-sentiment-scorer-v{job.version}-{uuid.uuid4().hex[:8]}"
-    staging = Path(tempfile.mkdtemp(prefix="imdb-sentiment-spark-")) / name
-    shutil.copytree(job.scorer_dir, staging)
-    spark.sparkContext.addFile(str(staging), recursive=True)
+    """The scorer as one zip, named for this version and job, handed to every executor."""
+    name = f"imdb-sentiment-scorer-v{job.version}-{uuid.uuid4().hex[:8]}.zip"
+    archive = Path(tempfile.mkdtemp(prefix="imdb-sentiment-spark-")) / name
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:  # .npz is compressed already
+        for path in sorted(job.scorer_dir.iterdir()):
+            out.write(path, path.name)
+    spark.sparkContext.addFile(str(archive))
     return name
+
+
+def ship_package(spark: SparkSession) -> None:
+    """This package's code for the executors' Python path, unless it is there already
+    (spark-submit --py-files puts the zip the driver imports from on theirs too)."""
+    import imdb_sentiment
+
+    package = Path(imdb_sentiment.__file__).parent
+    if not package.is_dir():  # imported from a zip: --py-files shipped it
+        return
+    archive = Path(tempfile.mkdtemp(prefix="imdb-sentiment-spark-")) / "imdb_sentiment.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        for path in sorted(package.rglob("*.py")):
+            out.write(path, path.relative_to(package.parent))
+    spark.sparkContext.addPyFile(str(archive))
 
 
 def _write(scored: DataFrame, job: Job) -> None:
@@ -137,14 +212,37 @@ def _write(scored: DataFrame, job: Job) -> None:
     )
     try:
         _save(writer, job)
+    except PipelineError:
+        raise
     except Exception as exc:
-        if NO_TEXT in str(exc):
-            raise PipelineError(
-                f"{job.input} has rows without text in column {job.text_column!r}"
-            ) from exc
-        if isinstance(exc, PipelineError):
-            raise
-        raise PipelineError(f"Spark job failed: {first_line(exc)}") from exc
+        raise job_failure(exc, job) from exc
+
+
+_MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+def job_failure(exc: BaseException, job: Job) -> PipelineError:
+    """What went wrong on the executors, in one line (the py4j message holds Java and Python
+    stacks)."""
+    text = str(exc)
+    if NO_TEXT in text:
+        return PipelineError(f"{job.input} has rows without text in column {job.text_column!r}")
+    missing = _MISSING_MODULE.search(text)
+    if missing:
+        return PipelineError(
+            f"Spark executors cannot import {missing[1]!r}: their Python (PYSPARK_PYTHON) needs "
+            "numpy, pandas and pyarrow (docs/batch.md)"
+        )
+    return PipelineError(f"Spark job failed: {_cause(text)}")
+
+
+def _cause(text: str) -> str:
+    """The innermost exception line of a Spark failure, else its first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[A-Za-z_.]*(Error|Exception): ", line):
+            return line
+    return lines[0] if lines else "unknown error"
 
 
 def _save(writer: Any, job: Job) -> None:
@@ -180,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-format")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--prefix", default="")
+    parser.add_argument("--partitions", type=int, default=None)
     args = parser.parse_args(argv)
     try:
         model = resolve_model(args.model, load_settings())
@@ -193,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             model.version,
             args.overwrite,
             prefix=args.prefix,
+            partitions=args.partitions,
         )
         summary = run(session(None), job)
     except PipelineError as exc:
