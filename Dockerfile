@@ -63,7 +63,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_VERSION=${MODEL_VERSION} \
     MODEL_BAKED_DIR=/app/model-baked \
     MODEL_CACHE_DIR=/app/model-cache \
-    FEEDBACK_DB=/app/data/feedback.db \
+    DATABASE_URL=sqlite:////app/data/predictions.db \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /app

@@ -5,12 +5,17 @@ part needs `make install-spark` and Java 17):
 
     IMDB_SOURCE=../shared/data/aclImdb_v1.tar.gz python benchmarks/batch.py [--skip-spark]
 
-Data: the archive's 100,000 reviews (train + test + unsup) as Parquet, and a 1,000,000-row file
-made by repeating them. Prints, for the local CLI on the 1M-row file, wall-clock reviews/s
-(process start and model loading included) and the peak RSS of the whole process tree; for
-Spark `local[2]`, this project's engine and `mlflow.pyfunc.spark_udf` on the same registered
-model, in the same session, on the same 100k-row file, and their ratio.
-Targets (issue 11): local >= 10,000 reviews/s with peak RSS <= 1 GB; Spark >= 5x spark_udf.
+Data: the archive's 100,000 reviews (train + test + unsup) and a 1,000,000-row file made by
+repeating them, both written by `pandas.DataFrame.to_parquet` as users' files are (one row group).
+Prints:
+- the local CLI on the 1M-row file: wall-clock reviews/s (process start and model loading
+  included) and the peak RSS of the whole process tree;
+- a loopback standalone cluster (master + 1 worker with 2 cores, separate JVMs): spark-submit of
+  this engine's entry point and spark-submit of a `mlflow.pyfunc.spark_udf` job on the same 100k
+  file, each timed from spark-submit's start to its output committed, and their ratio;
+- Spark `local[2]` in one warmed-up session: the engine against spark_udf.
+Targets (issue 19): local >= 10,000 reviews/s with peak RSS <= 1 GB; cluster >= 4x spark_udf;
+local[2] 5x is the stretch goal.
 """
 
 from __future__ import annotations
@@ -60,15 +65,16 @@ def archive_reviews(source: Path) -> pa.Table:
 
 
 def make_data(source: Path, workdir: Path, copies: int) -> tuple[Path, Path]:
-    small, large = workdir / "reviews-100k.parquet", workdir / f"reviews-{copies}x.parquet"
+    """As pandas writes them (`to_parquet`: one row group up to ~1M rows)."""
+    small = workdir / "reviews-100k-pandas.parquet"
+    large = workdir / f"reviews-{copies}x-pandas.parquet"
     if not small.exists():
         with atomic_path(small) as tmp:
-            pq.write_table(archive_reviews(source), tmp, row_group_size=10_000)
+            archive_reviews(source).to_pandas().to_parquet(tmp, index=False)
     if not large.exists():
-        table = pq.read_table(small)
-        with atomic_path(large) as tmp, pq.ParquetWriter(tmp, table.schema) as writer:
-            for _ in range(copies):
-                writer.write_table(table, row_group_size=10_000)
+        frame = pd.read_parquet(small)
+        with atomic_path(large) as tmp:
+            pd.concat([frame] * copies, ignore_index=True).to_parquet(tmp, index=False)
     return small, large
 
 
@@ -155,11 +161,66 @@ def run_spark(source: Path, workdir: Path, rows: int) -> tuple[float, float, flo
     return rows / ours, rows / theirs, diff
 
 
+UDF_JOB = """
+import sys
+import mlflow
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("spark-udf-reference").getOrCreate()
+udf = mlflow.pyfunc.spark_udf(spark, sys.argv[3], env_manager="local", result_type="array<double>")
+frame = spark.read.parquet(sys.argv[1])
+frame.withColumn("udf_probability", udf("text")[1]).write.mode("overwrite").parquet(sys.argv[2])
+"""
+
+
+def submit(master: str, args: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one spark-submit, start to output committed."""
+    spark_submit = str(Path(sys.executable).parent / "spark-submit")
+    started = time.perf_counter()
+    result = subprocess.run(
+        [spark_submit, "--master", master, "--conf", "spark.log.level=WARN", *args],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"spark-submit failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def run_cluster(source: Path, workdir: Path, rows: int, rounds: int) -> list[tuple[float, float]]:
+    """(engine s, spark_udf s) per round, interleaved, on one loopback standalone cluster."""
+    from tests.spark_cluster import standalone_cluster
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    package = workdir / "imdb_sentiment.zip"
+    subprocess.run(
+        [sys.executable, "-m", "zipfile", "-c", str(package), str(ROOT / "src/imdb_sentiment")],
+        check=True,
+    )
+    entry = ROOT / "src/imdb_sentiment/batch/spark.py"
+    job = workdir / "spark_udf_job.py"
+    job.write_text(UDF_JOB)
+    times = []
+    with standalone_cluster(workdir / "cluster") as master:
+        for _ in range(rounds):
+            ours = submit(master, ["--py-files", str(package), str(entry), str(source),
+                                   str(workdir / "cluster-engine.parquet"), "--model", MODEL,
+                                   "--overwrite"], env)  # fmt: skip
+            theirs = submit(master, [str(job), str(source), str(workdir / "cluster-udf.parquet"),
+                                     MODEL], env)  # fmt: skip
+            times.append((ours, theirs))
+    out = pq.read_table(workdir / "cluster-engine.parquet", columns=["id"])
+    assert out.num_rows == rows, out.num_rows
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "imdb-batch")
     parser.add_argument("--copies", type=int, default=10, help="large file = 100k x copies")
     parser.add_argument("--skip-spark", action="store_true")
+    parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2, help="cluster rounds (interleaved)")
     args = parser.parse_args()
     source = os.environ.get("IMDB_SOURCE")
     if not source:
@@ -172,15 +233,23 @@ def main() -> int:
     rows = pq.ParquetFile(large).metadata.num_rows
     env = {**os.environ}
     print(f"machine:            {machine()}")
-    seconds, peak_gb, said = run_local(large, args.workdir / "local-out.parquet", env)
-    print(
-        f"local CLI, {rows:,} rows: {rows / seconds:,.0f} reviews/s ({seconds:.1f} s wall, "
-        f"start-up included), peak RSS {peak_gb:.2f} GB  (targets >= 10,000/s, <= 1 GB)"
-    )
-    print(f"  {said}")
+    if not args.skip_local:
+        seconds, peak_gb, said = run_local(large, args.workdir / "local-out.parquet", env)
+        print(
+            f"local CLI, {rows:,} rows: {rows / seconds:,.0f} reviews/s ({seconds:.1f} s wall, "
+            f"start-up included), peak RSS {peak_gb:.2f} GB  (targets >= 10,000/s, <= 1 GB)"
+        )
+        print(f"  {said}")
     if args.skip_spark:
         return 0
     small_rows = pq.ParquetFile(small).metadata.num_rows
+    for i, (ours_s, udf_s) in enumerate(run_cluster(small, args.workdir, small_rows, args.rounds)):
+        print(
+            f"standalone cluster (1 worker, 2 cores), {small_rows:,} rows, spark-submit end to "
+            f"end, round {i + 1}: engine {ours_s:.1f} s ({small_rows / ours_s:,.0f} reviews/s), "
+            f"spark_udf {udf_s:.1f} s ({small_rows / udf_s:,.0f} reviews/s), "
+            f"ratio {udf_s / ours_s:.1f}x (target >= 4x)"
+        )
     ours, theirs, diff = run_spark(small, args.workdir, small_rows)
     print(
         f"Spark local[2], {small_rows:,} rows: engine {ours:,.0f} reviews/s, "

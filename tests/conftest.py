@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sklearn.pipeline import Pipeline
 
 from tests.helpers import review_files, tiny_model, write_archive
+from tests.postgres import PostgresServer, pg_bin
 
 # The real archive, when the caller (CI, a developer) points IMDB_SOURCE at it. Captured once:
 # each test then runs with IMDB_SOURCE unset so params parsing is not affected by it.
@@ -72,3 +74,32 @@ def full_pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     run(["dvc", "repro"], project, env)
     run(["imdb-sentiment", "promote"], project, env)
     return project, env
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (Debian's postgresql; CI installs it)."""
+    bindir = pg_bin()
+    if bindir is None:
+        if IN_CI:
+            pytest.fail("PostgreSQL (initdb) is required in CI but is not installed")
+        pytest.skip("PostgreSQL not installed")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty prediction store, migrated to the newest schema, on each dialect."""
+    from imdb_sentiment.store.database import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    upgrade(url)
+    return url

@@ -23,10 +23,14 @@ def free_port() -> int:
 
 @contextmanager
 def running_service(
-    env: dict[str, str], log: Path, ready_timeout: float = 90, ready_path: str = "/readyz"
+    env: dict[str, str],
+    log: Path,
+    ready_timeout: float = 90,
+    ready_path: str = "/readyz",
+    cwd: Path | None = None,
 ) -> Iterator[str]:
     """The service on a free port; yields its URL once `ready_path` answers 200 (use /healthz
-    for a service that is up but has no model)."""
+    for a service that is up but has no model). `cwd`: the instance's own working directory."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -38,7 +42,11 @@ def running_service(
     }
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(bin_dir() / "imdb-sentiment"), "serve"], env=full_env, stdout=out, stderr=out
+            [str(bin_dir() / "imdb-sentiment"), "serve"],
+            env=full_env,
+            stdout=out,
+            stderr=out,
+            cwd=cwd,
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -334,23 +334,68 @@ app.add_typer(feedback_app, name="feedback")
 @clean_errors
 def feedback_export(
     out: Path = typer.Argument(..., help="Parquet file to write (dataset schema + provenance)."),
-    db: Path | None = typer.Option(None, help="Feedback database (default: $FEEDBACK_DB)."),
+    since: str | None = typer.Option(None, help="Labels given since: ISO 8601 time or 24h/7d ago."),
+    until: str | None = typer.Option(
+        None, help="Labels given before: ISO 8601 time or 24h/7d ago."
+    ),
+    model_version: str | None = typer.Option(None, help="Only predictions of this model version."),
 ) -> None:
-    """Write every labelled prediction as a dataset row: label, text where it was kept."""
+    """Write every labelled prediction of the store ($DATABASE_URL) as a dataset row."""
     from imdb_sentiment.config import load_settings
     from imdb_sentiment.monitoring.labels import export_labels
 
-    frame = export_labels(db or Path(load_settings().feedback_db), out)
+    frame = export_labels(
+        load_settings().database_url, out, _when(since), _when(until), model_version
+    )
     with_text = int(frame["text"].notna().sum())
     typer.echo(f"wrote {len(frame)} labelled rows ({with_text} with text) to {out}")
 
 
+def _when(value: str | None) -> float | None:
+    """UNIX seconds of an ISO 8601 time (UTC unless it says) or of a span ago: 90m, 24h, 7d."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    span = re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", value.strip())
+    if span:
+        seconds = float(span[1]) * {"m": 60, "h": 3600, "d": 86400}[span[2]]
+        return time.time() - seconds
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise PipelineError(
+            f"not a time: {value!r} (ISO 8601, or a span ago: 90m, 24h, 7d)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+db_app = typer.Typer(help="The prediction store ($DATABASE_URL): schema migrations.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@clean_errors
+def db_upgrade() -> None:
+    """Create or upgrade the prediction store's schema (Alembic) to the newest revision."""
+    from imdb_sentiment.config import load_settings
+    from imdb_sentiment.store.database import upgrade
+
+    url = load_settings().database_url
+    if not url:
+        raise PipelineError("DATABASE_URL is empty: no prediction store to migrate")
+    typer.echo(f"prediction store at revision {upgrade(url)}")
+
+
 @app.command()
 def drift(
-    current: list[Path] = typer.Argument(
-        ...,
-        help="Prediction logs (JSONL files or directories, e.g. `kubectl logs` output) and/or "
-        "files of reviews (CSV, Parquet, JSON Lines) to compare with the reference split.",
+    current: list[Path] | None = typer.Argument(
+        None,
+        help="Prediction logs (JSONL files or directories) and/or files of reviews (CSV, "
+        "Parquet, JSON Lines) to compare with the reference split. None: the prediction "
+        "store's records ($DATABASE_URL).",
     ),
     params_file: Path = PARAMS,
     model: str = typer.Option(
@@ -360,6 +405,9 @@ def drift(
     since_hours: float | None = typer.Option(
         None, min=0.0, help="Only prediction records from the last N hours."
     ),
+    since: str | None = typer.Option(None, help="Records since: ISO 8601 time or 24h/7d ago."),
+    until: str | None = typer.Option(None, help="Records before: ISO 8601 time or 24h/7d ago."),
+    model_version: str | None = typer.Option(None, help="Only this model version's records."),
     data: Path = typer.Option(RAW, help="Folder with the reference split's parquet."),
     out: Path = typer.Option(Path("reports/drift"), help="Folder for drift.json and drift.html."),
 ) -> None:
@@ -370,12 +418,24 @@ def drift(
     from imdb_sentiment.config import load_params, load_settings
     from imdb_sentiment.monitoring.check import DriftRequest, check_drift
 
-    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
     try:
+        start, end = _when(since), _when(until)
+        if since_hours is not None:
+            start = (datetime.now(UTC) - timedelta(hours=since_hours)).timestamp()
+        settings = load_settings()
         request = DriftRequest(
-            current, load_params(params_file).drift, model, data, out, text_column, since
+            current or [],
+            load_params(params_file).drift,
+            model,
+            data,
+            out,
+            text_column,
+            since=None if start is None else datetime.fromtimestamp(start, UTC),
+            until=None if end is None else datetime.fromtimestamp(end, UTC),
+            model_version=model_version,
+            store_url=settings.database_url,
         )
-        result, json_path, html_path = check_drift(request, load_settings())
+        result, json_path, html_path = check_drift(request, settings)
     except PipelineError as exc:
         _fail(str(exc), code=2)
     for s in result.signals:
@@ -430,7 +490,18 @@ def predict(
     if engine not in ("local", "spark"):
         raise PipelineError(f"unknown engine {engine!r}: use local or spark")
     in_fmt, out_fmt = detect_format(input_path, input_format), detect_format(output, output_format)
-    resolved = resolve_model(model, load_settings())
+    settings = load_settings()
+    session = None
+    if engine == "spark":
+        from imdb_sentiment.batch import spark
+
+        session, resolved = spark.session_and(
+            lambda: resolve_model(model, settings),
+            master or os.environ.get("SPARK_MASTER") or "local[*]",
+            log_level=os.environ.get("SPARK_LOG_LEVEL", "OFF"),
+        )
+    else:
+        resolved = resolve_model(model, settings)
     job = Job(
         input_path,
         output,
@@ -445,16 +516,7 @@ def predict(
         prefix,
         partitions,
     )
-    if engine == "spark":
-        from imdb_sentiment.batch import spark
-
-        session = spark.session(
-            master or os.environ.get("SPARK_MASTER") or "local[*]",
-            log_level=os.environ.get("SPARK_LOG_LEVEL", "OFF"),
-        )
-        summary = spark.run(session, job)
-    else:
-        summary = _with_progress(job)
+    summary = spark.run(session, job) if session is not None else _with_progress(job)
     typer.echo(f"scored {summary.rows:,} reviews with {resolved.describe()} into {output}")
     if summary.missing_text:
         typer.echo(

@@ -241,10 +241,18 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
     )
     prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
-    # Labelled feedback (POST /api/v1/feedback): every prediction is remembered here for
-    # FEEDBACK_WINDOW_HOURS so that its true label can be sent later. Empty: feedback off.
-    feedback_db: str = Field(".cache/feedback.db", validation_alias="FEEDBACK_DB")
-    feedback_window_hours: float = Field(168.0, gt=0.0, validation_alias="FEEDBACK_WINDOW_HOURS")
+    # The prediction store (store/): every prediction record and every label, in one database
+    # all replicas share (SQLAlchemy URL; production: postgresql+psycopg://…). Empty: no store,
+    # feedback off. Unlabelled predictions are deleted after PREDICTION_RETENTION_HOURS.
+    database_url: str = Field("sqlite:///.cache/predictions.db", validation_alias="DATABASE_URL")
+    prediction_retention_hours: float = Field(
+        168.0, gt=0.0, validation_alias="PREDICTION_RETENTION_HOURS"
+    )
+    # Records waiting for the writer, per process; past it they are dropped and counted.
+    prediction_queue_max: int = Field(10_000, ge=1, validation_alias="PREDICTION_QUEUE_MAX")
+    # auto: the gunicorn master upgrades the schema at start (under a lock on PostgreSQL);
+    # off: only `imdb-sentiment db upgrade` does (e.g. a migration job before the rollout).
+    database_migrate: Literal["auto", "off"] = Field("auto", validation_alias="DATABASE_MIGRATE")
 
     @field_validator(
         "model_version", "model_baked_dir", "model_uri", "prediction_log_dir", mode="before"

@@ -56,9 +56,21 @@ def test_dockerfile_shape() -> None:
 
 def test_compose_stack_wires_every_service() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert set(compose["services"]) == {"mlflow", "app", "prometheus", "alertmanager", "grafana"}
+    assert set(compose["services"]) == {
+        "mlflow", "postgres", "app", "prometheus", "alertmanager", "grafana"
+    }  # fmt: skip
     app = compose["services"]["app"]
     assert app["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # The app's prediction store is the postgres service, with that service's own credentials.
+    from sqlalchemy.engine import make_url
+
+    store = make_url(app["environment"]["DATABASE_URL"])
+    pg = compose["services"]["postgres"]["environment"]
+    assert (store.drivername, store.host, store.port) == ("postgresql+psycopg", "postgres", 5432)
+    assert (store.username, store.password, store.database) == (
+        pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]
+    )  # fmt: skip
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
     # MLflow >= 3.5 rejects unknown Host headers: the name the app uses must be allowed.
     command = compose["services"]["mlflow"]["command"].split()
     allowed = command[command.index("--allowed-hosts") + 1].split(",")

@@ -96,6 +96,13 @@ def prod_pod_env() -> dict[str, str]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
     assert refs == [config["metadata"]["name"]]
+    # The shared prediction store's URL is a Secret's, never the ConfigMap's or the image's.
+    database = next(e for e in container["env"] if e["name"] == "DATABASE_URL")
+    assert database["valueFrom"]["secretKeyRef"] == {
+        "name": "imdb-sentiment-database",
+        "key": "DATABASE_URL",
+    }
+    assert "DATABASE_URL" not in config["data"]
     return {str(k): str(v) for k, v in config["data"].items()}
 
 
@@ -166,9 +173,11 @@ def bake(version: str, env: dict[str, str], root: Path) -> Path:
 def pod_env(version: str, baked: Path, root: Path, registry: str) -> dict[str, str]:
     """The container's environment: image ENV, then the pod's ConfigMap and Secret."""
     image = dockerfile_env("runtime", {"MODEL_NAME": "imdb-sentiment", "MODEL_VERSION": version})
-    env = {**image, **prod_pod_env(), "MLFLOW_TRACKING_URI": registry}
-    env.pop("PATH", None)
     pod = root / f"pod-v{version}-{time.monotonic_ns()}"
+    # The Secrets' values: the registry, and the shared store (a file standing in for RDS).
+    secrets = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": f"sqlite:///{root}/store.db"}
+    env = {**image, **prod_pod_env(), **secrets}
+    env.pop("PATH", None)
     for key, value in env.items():
         if value.startswith(("/app/", "/var/", "/tmp/")):
             env[key] = str(pod / value.lstrip("/"))

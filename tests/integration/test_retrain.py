@@ -1,5 +1,6 @@
-"""The retraining loop: retrain.yaml's drift step, run here as written (the pods' logs replaced
-by a prediction log the service wrote), and the release path it calls in ci.yaml."""
+"""The retraining loop: retrain.yaml's drift step, run here as written on a prediction store the
+service wrote (DATABASE_URL as the workflow's secret gives it), and the release path it calls in
+ci.yaml."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import yaml
 from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.store.database import upgrade
 from tests.helpers import review_text
 from tests.integration.test_deploy import actionlint
 from tests.project import ROOT, bin_dir
@@ -42,8 +44,8 @@ def reviews(n: int, seed: int) -> list[str]:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """What the drift job's checkout holds by the check: params.yaml, the reference split, a
-    venv, and logs/predictions.jsonl (here written by the service itself)."""
+    """What the drift job's checkout holds by the check: params.yaml, the reference split and a
+    venv; the prediction store is written by the service itself (`log_predictions`)."""
     publish(seed=1)
     work = tmp_path / "work"
     (work / "data" / "raw").mkdir(parents=True)
@@ -53,27 +55,28 @@ def workspace(tmp_path: Path) -> Path:
     return work
 
 
+def store_url(work: Path) -> str:
+    return f"sqlite:///{work.parent / 'store' / 'predictions.db'}"
+
+
 def log_predictions(work: Path, texts: list[str]) -> None:
-    logs = work / "logs"
-    settings = load_settings(prediction_log_rate=1.0, prediction_log_dir=str(logs))
-    app = create_app(settings)  # serves the registered production model
+    url = store_url(work)
+    upgrade(url)
+    app = create_app(load_settings(database_url=url))  # serves the registered production model
     client = app.test_client()
     for start in range(0, len(texts), 4):
         assert (
             client.post("/api/v1/predict", json={"texts": texts[start : start + 4]}).status_code
             == 200
         )
-    ServiceContext.of(app).predictions.close()
-    # kubectl logs: every pod's lines in one file, records among the other JSON lines.
-    combined = "".join(f.read_text() for f in sorted(logs.glob("*.jsonl")))
-    noise = json.dumps({"event": "access", "status": 200}) + "\n"
-    (logs / "predictions.jsonl").write_text(noise + combined + noise)
+    ServiceContext.of(app).close()
 
 
 def run_check(work: Path) -> tuple[int, dict[str, str]]:
     output = work / "github_output"
     output.write_text("")
-    env = {"PATH": "/usr/bin:/bin", "SINCE_HOURS": "168", "GITHUB_OUTPUT": str(output)}
+    env = {"PATH": "/usr/bin:/bin", "SINCE_HOURS": "168", "GITHUB_OUTPUT": str(output),
+           "DATABASE_URL": store_url(work)}  # fmt: skip
     env |= {k: v for k, v in os.environ.items() if k.startswith(("MLFLOW", "MODEL"))}
     done = subprocess.run(
         ["bash", "-e", "-c", drift_step()], cwd=work, env=env, capture_output=True, text=True
@@ -94,7 +97,7 @@ def test_drifted_predictions_trigger_the_release_path(workspace: Path) -> None:
     code, outputs = run_check(workspace)
     assert code == 0 and outputs == {"drifted": "true"}
     summary = json.loads((workspace / "reports/drift/drift.json").read_text())
-    assert summary["drift"] and summary["context"]["logged model versions"] == "1"
+    assert summary["drift"] and summary["context"]["stored model versions"] == "1"
 
 
 def test_no_verdict_fails_the_job_and_releases_nothing(workspace: Path) -> None:

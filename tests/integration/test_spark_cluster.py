@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import pytest
 
 from tests.integration.test_batch_engines import MODEL, require_pyspark
 from tests.project import ROOT, bin_dir, run
+from tests.spark_cluster import free_port, standalone_cluster
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 DOC = ROOT / "docs/batch.md"
@@ -36,75 +35,12 @@ def doc_block(marker: str) -> str:
     return found[0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise AssertionError(f"{text!r} not in {log}:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """spark://127.0.0.1:<port>: one master, one worker with 2 cores, separate JVMs."""
     require_pyspark()
-    import pyspark
-
-    home = Path(pyspark.__file__).parent
-    base = tmp_path_factory.mktemp("spark-cluster")
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(home),
-        "PYSPARK_PYTHON": sys.executable,
-        "SPARK_LOCAL_IP": "127.0.0.1",
-    }
-    port = free_port()
-    url = f"spark://127.0.0.1:{port}"
-    spark_class = str(home / "bin/spark-class")
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [spark_class, *args], env=env, cwd=base, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        procs.append(proc)
-        return proc
-
-    try:
-        master = start(
-            ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-             "--webui-port", "0"],
-            base / "master.log",
-        )  # fmt: skip
-        _wait_for(base / "master.log", "I have been elected leader", master)
-        worker = start(
-            ["org.apache.spark.deploy.worker.Worker", "--cores", "2", "--memory", "4g",
-             "--webui-port", "0", "--work-dir", str(base / "executors"), url],
-            base / "worker.log",
-        )  # fmt: skip
-        _wait_for(base / "worker.log", "Successfully registered with master", worker)
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster")) as url:
         yield url
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +108,7 @@ def test_both_documented_routes_on_a_standalone_cluster(
     submit_out = tmp_path / "submit-out.parquet"
     result = run(["bash", "-c", doc_block("spark-submit --master")], project,
                  route_env(env, cluster, source, submit_out))  # fmt: skip
-    assert "scored 25000 reviews" in result.stdout
+    assert "scored 25,000 reviews" in result.stdout
     assert len(list(submit_out.glob("part-*.parquet"))) >= 2
     assert_equal(scored(submit_out), test, expected)
 

@@ -32,8 +32,9 @@ import sys
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd  # at module level: pandas_udf resolves the UDF's type hints from here
 
@@ -45,6 +46,7 @@ from imdb_sentiment.errors import PipelineError, first_line
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+T = TypeVar("T")
 SPARK_FORMAT = {"csv": "csv", "parquet": "parquet", "jsonl": "json"}
 # CSV as pyarrow and most tools write it: a header, RFC 4180 quotes, reviews spanning lines.
 NO_TEXT = "imdb-sentiment: rows without text"  # an executor's failure the driver recognises
@@ -76,6 +78,23 @@ def session(
     except Exception as exc:  # py4j / JVM start-up errors: one line, not a Java stack
         where = master or "from spark-submit"
         raise PipelineError(f"cannot start Spark (master {where}): {first_line(exc)}") from exc
+
+
+def session_and(
+    resolve: Callable[[], T], master: str | None, log_level: str | None = None
+) -> tuple[SparkSession, T]:
+    """A session, and `resolve()` run meanwhile: the JVM's start-up and the model's resolution
+    in the registry (MLflow's import, the download) are each seconds, and independent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="resolve-model") as pool:
+        resolving = pool.submit(resolve)
+        try:
+            spark = session(master, log_level=log_level)
+        except BaseException:
+            resolving.result()  # a model error is the one to report, if there is one
+            raise
+        return spark, resolving.result()
 
 
 def check_master(master: str, timeout: float = 5.0) -> None:
@@ -163,21 +182,44 @@ def _spread(spark: SparkSession, frame: DataFrame, job: Job) -> DataFrame:
     """At least one busy partition per core of the cluster (or `job.partitions`), whatever the
     input's layout: one Parquet row group or one multi-line CSV is one task on one core."""
     wanted = job.partitions or spark.sparkContext.defaultParallelism
-    if job.partitions or _busy_partitions(frame, job.input_format) < wanted:
+    if job.partitions or _busy_partitions(frame, job.input_format, wanted) < wanted:
         return frame.repartition(wanted)
     return frame
 
 
-def _busy_partitions(frame: DataFrame, fmt: Format) -> int:
-    """Partitions that hold rows. Spark plans Parquet splits by bytes but gives each row group
-    to one split, so a file pandas wrote (one row group) plans several splits and fills one;
-    counting them reads only the row groups' metadata. Multi-line CSV files are never split, and
-    JSON Lines splits evenly: for those, the plan is the truth."""
+def _busy_partitions(frame: DataFrame, fmt: Format, enough: int) -> int:
+    """Partitions that can hold rows, counted up to `enough`. Spark plans Parquet splits by
+    bytes but gives each row group to one split, so a file pandas wrote (one row group) plans
+    several splits and fills one: the row groups are the truth, read from the files' footers.
+    Multi-line CSV files are never split, and JSON Lines splits evenly: the plan is the truth."""
     if fmt != "parquet":
         return frame.rdd.getNumPartitions()
-    from pyspark.sql import functions as sf
+    try:
+        return _row_groups(frame, enough)
+    except Exception:  # no JVM gateway (Spark Connect): ask the cluster instead
+        from pyspark.sql import functions as sf
 
-    return frame.select(sf.spark_partition_id()).distinct().count()
+        return frame.select(sf.spark_partition_id()).distinct().count()
+
+
+def _row_groups(frame: DataFrame, enough: int) -> int:
+    """Row groups of the input's Parquet files, from their footers through Hadoop's file system
+    on the driver (local, s3a://, hdfs://, …): no Spark job."""
+    spark = frame.sparkSession
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    parquet = jvm.org.apache.parquet.hadoop  # type: ignore[union-attr]
+    total = 0
+    for name in frame.inputFiles():
+        path = jvm.org.apache.hadoop.fs.Path(name)  # type: ignore[union-attr]
+        reader = parquet.ParquetFileReader.open(parquet.util.HadoopInputFile.fromPath(path, conf))
+        try:
+            total += reader.getRowGroups().size()
+        finally:
+            reader.close()
+        if total >= enough:
+            break
+    return total
 
 
 def _ship_scorer(spark: SparkSession, job: Job) -> str:
@@ -281,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        model = resolve_model(args.model, load_settings())
+        settings = load_settings()
+        spark, model = session_and(lambda: resolve_model(args.model, settings), None)
         job = Job(
             args.input,
             args.output,
@@ -290,15 +333,15 @@ def main(argv: list[str] | None = None) -> int:
             args.text_column,
             model.scorer_dir,
             model.version,
-            args.overwrite,
+            overwrite=args.overwrite,
             prefix=args.prefix,
             partitions=args.partitions,
         )
-        summary = run(session(None), job)
+        summary = run(spark, job)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"scored {summary.rows} reviews with {model.describe()} into {args.output}")
+    print(f"scored {summary.rows:,} reviews with {model.describe()} into {args.output}")
     return 0
 
 

@@ -23,10 +23,12 @@ from imdb_sentiment.monitoring.drift import (
     log_files,
     read_prediction_log,
     read_reviews,
+    records_frame,
     score_texts,
 )
 from imdb_sentiment.monitoring.report import write_report
 from imdb_sentiment.serving.scoring.scorer import FastScorer
+from imdb_sentiment.store.database import open_store
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class DriftRequest:
     out_dir: Path
     text_column: str = "text"
     since: datetime | None = None
+    until: datetime | None = None
+    model_version: str | None = None  # only this version's records (the store)
+    store_url: str | None = None  # no CURRENT files: the prediction store's records
 
 
 def check_drift(request: DriftRequest, settings: Settings) -> tuple[DriftResult, Path, Path]:
@@ -56,7 +61,27 @@ def check_drift(request: DriftRequest, settings: Settings) -> tuple[DriftResult,
     return result, json_path, html_path
 
 
+def _from_store(request: DriftRequest) -> tuple[pd.DataFrame, dict[str, str]]:
+    assert request.store_url is not None
+    since = request.since.timestamp() if request.since else None
+    until = request.until.timestamp() if request.until else None
+    records = list(open_store(request.store_url).records(since, until, request.model_version))
+    frame = records_frame(records)
+    versions = sorted({str(v) for v in frame["model_version"].dropna()})
+    context = {
+        "prediction store": f"{len(frame)} records",
+        "stored model versions": ", ".join(versions) or "none",
+    }
+    if request.since is not None:
+        context["since"] = request.since.isoformat()
+    if request.until is not None:
+        context["until"] = request.until.isoformat()
+    return frame.drop(columns="model_version"), context
+
+
 def _current(request: DriftRequest, scorer: FastScorer) -> tuple[pd.DataFrame, dict[str, str]]:
+    if not request.current:
+        return _from_store(request)
     frames, context = [], {}
     logs = [f for path in request.current if is_prediction_log(path) for f in log_files(path)]
     if logs:

@@ -78,13 +78,20 @@ def read_prediction_log(
                     malformed += 1
     if since is not None:
         records = [r for r in records if datetime.fromisoformat(r.time) >= since]
+    return records_frame(records), malformed
+
+
+def records_frame(records: list[PredictionRecord]) -> pd.DataFrame:
+    """The signals of prediction records, with their `model_version`. Records stored before
+    the store kept the signals (tokens < 0) carry none and are left out."""
+    records = [r for r in records if r.tokens >= 0]
     frame = signals(
         [r.probability for r in records],
         [r.unknown_share for r in records],
         [r.text_chars for r in records],
     )
     frame["model_version"] = [r.model_version for r in records]
-    return frame, malformed
+    return frame
 
 
 def log_files(path: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Feedback as data: the labelled predictions of the feedback store as a Parquet file in the
+"""Feedback as data: the labelled predictions of the prediction store as a Parquet file in the
 dataset's schema (`data/validate.SCHEMA`: id, rating, label, movie, text), for review and,
 through the route in docs/model.md, retraining.
 
@@ -6,7 +6,7 @@ Columns the feedback cannot know are null: `rating` (the star rating), `movie`, 
 where neither the prediction log nor the request kept it (PREDICTION_LOG_TEXT). Provenance
 follows in `feedback_*` columns. Written atomically: a failed export leaves no file.
 
-Imports: pandas, pyarrow, `atomic`, `errors`, `serving.feedback`.
+Imports: pandas, pyarrow, `atomic`, `errors`, `store`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,21 @@ from pathlib import Path
 import pandas as pd
 
 from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.errors import DataError
-from imdb_sentiment.serving.feedback import FeedbackStore
+from imdb_sentiment.store.database import PredictionStore, open_store
 
 LABELS = {"negative": 0, "positive": 1}
 
 
-def labelled_frame(store: FeedbackStore) -> pd.DataFrame:
-    rows = list(store.labelled())
+def labelled_frame(
+    store: PredictionStore,
+    since: float | None = None,
+    until: float | None = None,
+    version: str | None = None,
+) -> pd.DataFrame:
+    rows = [
+        (p.request_id, p.item, p.model_version, p.label, actual, p.text, at)
+        for p, actual, at in store.labelled(since, until, version)
+    ]
     frame = pd.DataFrame(
         rows,
         columns=["request_id", "item", "model_version", "predicted", "actual", "text", "at"],
@@ -47,10 +54,15 @@ def labelled_frame(store: FeedbackStore) -> pd.DataFrame:
     )
 
 
-def export_labels(db: Path, out: Path) -> pd.DataFrame:
-    if not db.exists():
-        raise DataError(f"no feedback database at {db} (FEEDBACK_DB)")
-    frame = labelled_frame(FeedbackStore(str(db), keep_text=True))
+def export_labels(
+    url: str,
+    out: Path,
+    since: float | None = None,
+    until: float | None = None,
+    version: str | None = None,
+) -> pd.DataFrame:
+    """Labels given in [since, until) (UNIX seconds), optionally of one model version."""
+    frame = labelled_frame(open_store(url), since, until, version)
     with atomic_path(out) as tmp:
         frame.to_parquet(tmp, index=False)
     return frame

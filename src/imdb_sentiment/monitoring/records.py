@@ -1,5 +1,6 @@
-"""The prediction record: what the service logs about a sampled prediction, and what
-`imdb-sentiment drift` reads back. One definition for both sides.
+"""The prediction record: what the service keeps about a prediction (in the prediction store,
+and sampled in the JSONL prediction log), and what `imdb-sentiment drift` and the feedback path
+read back. One definition for every side.
 
 Standard library only: service workers build these on every sampled prediction.
 """
@@ -18,12 +19,13 @@ class PredictionRecord:
     time: str  # ISO 8601, UTC
     request_id: str | None
     model_version: str | None
-    probability: float  # P(positive)
+    probability: float  # P(positive), whichever label was predicted
     label: str
     unknown_share: float  # share of the review's tokens the model has never seen
     tokens: int
     text_chars: int
     text: str | None = None  # only when PREDICTION_LOG_TEXT allows it
+    item: int = 0  # index in a batch request
 
     def as_json(self) -> dict[str, Any]:
         body = {"event": EVENT, **asdict(self)}
@@ -44,6 +46,7 @@ class PredictionRecord:
             tokens=int(body["tokens"]),
             text_chars=int(body["text_chars"]),
             text=body.get("text"),
+            item=int(body.get("item", 0)),
         )
 
 

@@ -90,6 +90,14 @@ class Metrics:
             ["name", "version", "outcome"],
             registry=r,
         )
+        # Prediction records the store could not take (queue full, database down): counted, so
+        # that a gap in the store is visible (alert PredictionRecordsDropped).
+        self.records_dropped = Counter(
+            "prediction_records_dropped",
+            "Prediction records not stored, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.confidence = Histogram(
             "model_prediction_confidence",
             "Probability of the predicted class",
@@ -114,6 +122,8 @@ class Metrics:
 
         for result in ("success", "failure"):  # export zeros: alerts need the series to exist
             self.reloads.labels(result=result)
+        for reason in ("queue_full", "store_unavailable"):
+            self.records_dropped.labels(reason=reason)
 
     def render(self) -> tuple[bytes, str]:
         """Exposition text: this process's registry, or all workers' in multiprocess mode."""

@@ -1,8 +1,8 @@
 """The prediction log: a sampled `PredictionRecord` per prediction, written off the request path
-(`serving.background`) to stdout among the service's other JSON lines, or to rotated JSONL files,
+(`background`) to stdout among the service's other JSON lines, or to rotated JSONL files,
 one per process so that workers never interleave. Nothing queued is lost on a graceful shutdown.
 
-Imports: the standard library, `config`, `monitoring.records`, `serving.background`.
+Imports: the standard library, `background`, `config`, `monitoring.records`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
+from imdb_sentiment.background import BackgroundWriter
 from imdb_sentiment.config import Settings
 from imdb_sentiment.monitoring.records import PredictionRecord
-from imdb_sentiment.serving.background import BackgroundWriter
 
 
 class _RecordFormatter(logging.Formatter):

@@ -1,7 +1,10 @@
-"""POST /api/v1/feedback: labels recorded once, bad feedback a 4xx JSON, metrics by outcome."""
+"""POST /api/v1/feedback and the prediction store behind it, on SQLite and on a real PostgreSQL
+server (the `database_url` fixture runs each test on both): labels recorded once, bad feedback a
+4xx JSON, metrics by outcome, retention, the bounded writer, the schema's migrations."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -11,11 +14,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
+from sqlalchemy import func, insert, inspect, select
 
 from imdb_sentiment.config import load_settings
-from imdb_sentiment.serving.feedback import FeedbackStore, Remembered
+from imdb_sentiment.monitoring.records import PredictionRecord, now
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.store.database import PredictionStore, upgrade
+from imdb_sentiment.store.tables import feedback, metadata, predictions
 from tests.unit.serving.test_web_metrics_openapi import samples
 
 FEEDBACK = "/api/v1/feedback"
@@ -23,9 +29,15 @@ PREDICT = "/api/v1/predict"
 
 
 @pytest.fixture
-def app(small_model: Pipeline, tmp_path: Path) -> Flask:
-    settings = load_settings(feedback_db=str(tmp_path / "feedback.db"), max_batch_size=8)
+def app(small_model: Pipeline, database_url: str) -> Flask:
+    settings = load_settings(database_url=database_url, max_batch_size=8)
     return create_app(settings, model=small_model)
+
+
+def record(
+    request_id: str, text: str | None = None, created: str | None = None
+) -> PredictionRecord:
+    return PredictionRecord(created or now(), request_id, "1", 0.9, "positive", 0.1, 5, 20, text)
 
 
 @pytest.fixture
@@ -104,29 +116,29 @@ def test_bad_feedback_is_a_4xx_json(
 
 
 def test_feedback_off_is_a_404(small_model: Pipeline) -> None:
-    app = create_app(load_settings(feedback_db=""), model=small_model)
+    app = create_app(load_settings(database_url=""), model=small_model)
     response = app.test_client().post(FEEDBACK, json={"request_id": "x", "label": "positive"})
     assert response.status_code == 404 and response.get_json()["error"] == "feedback_disabled"
 
 
-def test_texts_are_kept_only_where_the_prediction_log_may_keep_them(tmp_path: Path) -> None:
-    private = FeedbackStore(str(tmp_path / "a.db"), keep_text=False)
-    private.remember(Remembered("r", 0, "1", 0.9, "positive", "secret text"))
+def test_texts_are_kept_only_where_the_prediction_log_may_keep_them(database_url: str) -> None:
+    private = PredictionStore(database_url, keep_text=False)
+    private.remember(record("r1", "secret text"))
     private.close()
-    assert private.lookup("r", 0).text is None
-    kept = FeedbackStore(str(tmp_path / "b.db"), keep_text=True)
-    kept.remember(Remembered("r", 0, "1", 0.9, "positive", "kept text"))
+    assert private.lookup("r1", 0).text is None
+    kept = PredictionStore(database_url, keep_text=True)
+    kept.remember(record("r2", "kept text"))
     kept.close()
-    assert kept.lookup("r", 0).text == "kept text"
+    assert kept.lookup("r2", 0).text == "kept text"
 
 
-def test_several_writers_share_the_database(tmp_path: Path) -> None:
-    """Workers are processes with their own connections; threads stand in for them here."""
-    stores = [FeedbackStore(str(tmp_path / "f.db"), keep_text=False) for _ in range(4)]
+def test_several_writers_share_the_database(database_url: str) -> None:
+    """Workers and replicas are processes with their own connections; threads stand in here."""
+    stores = [PredictionStore(database_url) for _ in range(4)]
 
     def write(i: int) -> None:
         for j in range(200):
-            stores[i].remember(Remembered(f"w{i}-{j}", 0, "1", 0.7, "positive"))
+            stores[i].remember(record(f"w{i}-{j}"))
         stores[i].close()
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
@@ -134,21 +146,92 @@ def test_several_writers_share_the_database(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    count = stores[0].connect().execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    assert count == 800
+    with stores[0].engine.connect() as db:
+        assert db.execute(select(func.count()).select_from(predictions)).scalar() == 800
 
 
-def test_old_unlabelled_predictions_are_pruned(tmp_path: Path) -> None:
-    store = FeedbackStore(str(tmp_path / "f.db"), keep_text=False, window_hours=1.0)
-    db = store.connect()
+def test_old_unlabelled_predictions_are_pruned(database_url: str) -> None:
+    store = PredictionStore(database_url, retention_hours=1.0)
     old = time.time() - 7200
-    for rid in ("old", "old-labelled"):
-        db.execute(
-            "INSERT INTO predictions VALUES (?, 0, ?, '1', 0.8, 'positive', NULL)", (rid, old)
-        )
-    db.execute("INSERT INTO feedback VALUES ('old-labelled', 0, ?, 'negative', NULL)", (old,))
+    with store.engine.begin() as db:
+        for rid in ("old", "old-labelled", "new"):
+            created = old if rid.startswith("old") else time.time()
+            db.execute(insert(predictions).values(
+                request_id=rid, item=0, created=created, model_version="1", probability=0.8,
+                label="positive"))  # fmt: skip
+        db.execute(insert(feedback).values(request_id="old-labelled", item=0, created=old,
+                                           actual="negative"))  # fmt: skip
     assert store.prune() == 1
-    assert [row[0] for row in store.labelled()] == ["old-labelled"]
+    assert [p.request_id for p, _, _ in store.labelled()] == ["old-labelled"]
+    assert {r.request_id for r in store.records()} == {"old-labelled", "new"}
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(database_url: str) -> None:
+    dropped: list[tuple[int, str]] = []
+    store = PredictionStore(database_url, queue_max=5, on_drop=lambda n, r: dropped.append((n, r)))
+    store._writer._linger = 0.5  # the writer sleeps: the queue fills behind it
+    for i in range(50):
+        store.remember(record(f"q{i}"))
+    store.close()
+    lost = sum(n for n, reason in dropped if reason == "queue_full")
+    assert lost > 0
+    assert len(list(store.records())) == 50 - lost
+
+
+def test_an_unreachable_database_drops_and_counts(tmp_path: Path) -> None:
+    dropped: list[tuple[int, str]] = []
+    url = f"sqlite:///{tmp_path / 'no-schema.db'}"  # no tables: every insert fails
+    store = PredictionStore(url, on_drop=lambda n, r: dropped.append((n, r)))
+    for i in range(3):
+        store.remember(record(f"u{i}"))
+    store.close()
+    assert sum(n for n, r in dropped if r == "store_unavailable") == 3
+
+
+def test_migrations_create_exactly_the_declared_schema(database_url: str) -> None:
+    store = PredictionStore(database_url)
+    with store.engine.connect() as db:
+        found = inspect(db)
+        for table in metadata.sorted_tables:
+            columns = {c["name"] for c in found.get_columns(table.name)}
+            assert columns == {c.name for c in table.columns}, table.name
+            indexes = {i["name"] for i in found.get_indexes(table.name)}
+            assert {i.name for i in table.indexes} <= indexes, table.name
+
+
+def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A FEEDBACK_DB file of the previous release (no Alembic table) becomes the store."""
+    path = tmp_path / "feedback.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE predictions (request_id TEXT NOT NULL, item INTEGER NOT NULL,
+            created REAL NOT NULL, model_version TEXT, probability REAL NOT NULL,
+            label TEXT NOT NULL, text TEXT, PRIMARY KEY (request_id, item));
+        CREATE INDEX predictions_created ON predictions (created);
+        CREATE TABLE feedback (request_id TEXT NOT NULL, item INTEGER NOT NULL,
+            created REAL NOT NULL, actual TEXT NOT NULL, text_sha256 TEXT UNIQUE,
+            PRIMARY KEY (request_id, item));
+        INSERT INTO predictions VALUES ('old', 0, 1700000000.5, '3', 0.25, 'negative', NULL);
+        INSERT INTO feedback VALUES ('old', 0, 1700000100.0, 'positive', NULL);
+        """
+    )
+    old.close()
+    url = f"sqlite:///{path}"
+    assert upgrade(url) == "0002"
+    store = PredictionStore(url)
+    [(prediction, actual, at)] = list(store.labelled())
+    assert (prediction.request_id, prediction.model_version, prediction.label) == (
+        "old",
+        "3",
+        "negative",
+    )
+    assert actual == "positive" and at == 1700000100.0
+    assert prediction.tokens == -1  # recorded before the store kept drift's signals
+    store.remember(record("new"))
+    store.close()
+    assert store.lookup("new", 0).tokens == 5
+    assert upgrade(url) == "0002"  # idempotent
 
 
 def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -> None:
@@ -158,7 +241,11 @@ def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -
 
 
 def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
-    client: FlaskClient, app: Flask, tmp_path: Path
+    client: FlaskClient,
+    app: Flask,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from typer.testing import CliRunner
 
@@ -169,13 +256,17 @@ def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
     ServiceContext.of(app).close()
     out = tmp_path / "labels.parquet"
     runner = CliRunner()
-    db = str(tmp_path / "feedback.db")
-    done = runner.invoke(cli, ["feedback", "export", str(out), "--db", db])
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    done = runner.invoke(cli, ["feedback", "export", str(out)])
     assert done.exit_code == 0 and "wrote 1 labelled rows (0 with text)" in done.output
     frame = pd.read_parquet(out)
     assert frame["text"].isna().all()  # not kept: PREDICTION_LOG_TEXT is off
     assert frame["label"].tolist() == [1 if other(label) == "positive" else 0]
+    later = runner.invoke(cli, ["feedback", "export", str(out), "--since", "1h", "--until",
+                                "2100-01-01T00:00:00", "--model-version", "nope"])  # fmt: skip
+    assert later.exit_code == 0 and "wrote 0 labelled rows" in later.output
     target = str(tmp_path / "x.parquet")
-    missing = runner.invoke(cli, ["feedback", "export", target, "--db", "nope.db"])
-    assert missing.exit_code == 1 and "no feedback database" in missing.output
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'nope.db'}")
+    missing = runner.invoke(cli, ["feedback", "export", target])
+    assert missing.exit_code == 1 and "no prediction store at" in missing.output
     assert not (tmp_path / "x.parquet").exists()

@@ -9,15 +9,18 @@ written from. On /invocations, input errors are 400 as on MLflow's server (422 e
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.serving.feedback import DuplicateFeedbackError, UnknownPredictionError
 from imdb_sentiment.serving.http.context import service
 from imdb_sentiment.serving.http.errors import ApiError, decode_utf8, parse_json, read_body
 from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
+from imdb_sentiment.store.database import (
+    DuplicateFeedbackError,
+    StoreUnavailableError,
+    UnknownPredictionError,
+)
 
 bp = Blueprint("api", __name__)
 log = logging.getLogger(__name__)
@@ -80,8 +83,8 @@ def ping() -> ResponseReturnValue:
 def feedback() -> ResponseReturnValue:
     """Record the true label of a prediction; 201 with what the model had said."""
     ctx = service()
-    if ctx.feedback is None:
-        raise ApiError(404, "feedback_disabled", "feedback is off on this server (FEEDBACK_DB)")
+    if ctx.records is None:
+        raise ApiError(404, "feedback_disabled", "feedback is off on this server (DATABASE_URL)")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
@@ -90,12 +93,10 @@ def feedback() -> ResponseReturnValue:
         if text is not None:  # scored now, by the current model, and stored with its label
             model = require_model(ctx.store)
             scored = Prediction(text, model.scorer.score(text))
-            labelled = ctx.feedback.label(
-                scored.remembered(model, g.request_id, 0), label, by_text=True
-            )
+            labelled = ctx.records.label(scored.record(model, g.request_id), label, by_text=True)
         else:
             assert request_id is not None
-            labelled = ctx.feedback.label(ctx.feedback.lookup(request_id, item), label)
+            labelled = ctx.records.label(ctx.records.lookup(request_id, item), label)
     except UnknownPredictionError:
         raise ApiError(
             404, "unknown_prediction", f"no prediction with request_id {request_id!r}, item {item}"
@@ -103,7 +104,7 @@ def feedback() -> ResponseReturnValue:
     except DuplicateFeedbackError:
         what = "this text" if text is not None else f"request_id {request_id!r}, item {item}"
         raise ApiError(409, "duplicate_feedback", f"{what} already has a label") from None
-    except sqlite3.Error as exc:
+    except StoreUnavailableError as exc:
         log.warning("feedback store unavailable: %s", exc)
         raise ApiError(503, "feedback_unavailable", "feedback cannot be stored right now") from None
     p = labelled.prediction

@@ -16,7 +16,6 @@ from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
-from imdb_sentiment.serving.feedback import FeedbackStore
 from imdb_sentiment.serving.http import api, docs, ops, web
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError, error_body
@@ -25,6 +24,7 @@ from imdb_sentiment.serving.logs import REQUEST_ID, REQUEST_ID_HEADER, request_i
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.store.database import PredictionStore
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -51,16 +51,10 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     metrics = Metrics()
     store = ModelStore(settings, metrics)
     predictions = PredictionLog(settings)
-    feedback = (
-        FeedbackStore(
-            settings.feedback_db, settings.prediction_log_text, settings.feedback_window_hours
-        )
-        if settings.feedback_db
-        else None
+    records = _prediction_store(settings, metrics)
+    ServiceContext(settings, metrics, store, Schemas.build(settings), predictions, records).install(
+        app
     )
-    ServiceContext(
-        settings, metrics, store, Schemas.build(settings), predictions, feedback
-    ).install(app)
     for blueprint in (web.bp, api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)
@@ -69,6 +63,29 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     else:
         _start_model(settings, store)
     return app
+
+
+def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore | None:
+    if not settings.database_url:
+        return None
+
+    last_warned = [0.0]
+
+    def dropped(count: int, reason: str) -> None:
+        metrics.records_dropped.labels(reason=reason).inc(count)
+        if reason == "queue_full" and time.monotonic() - last_warned[0] > 10:  # one line per 10 s
+            last_warned[0] = time.monotonic()
+            log.warning("prediction store queue full: records dropped (counted in "
+                        "prediction_records_dropped_total)")  # fmt: skip
+
+    # Texts are kept where the prediction log may keep them: one privacy switch.
+    return PredictionStore(
+        settings.database_url,
+        keep_text=settings.prediction_log_text,
+        retention_hours=settings.prediction_retention_hours,
+        queue_max=settings.prediction_queue_max,
+        on_drop=dropped,
+    )
 
 
 def _start_model(settings: Settings, store: ModelStore) -> None:

@@ -10,11 +10,11 @@ from typing import cast
 from flask import Flask, current_app
 
 from imdb_sentiment.config import Settings
-from imdb_sentiment.serving.feedback import FeedbackStore
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.store.database import PredictionStore
 
 EXTENSION = "imdb_sentiment"
 
@@ -26,13 +26,13 @@ class ServiceContext:
     store: ModelStore
     schemas: Schemas
     predictions: PredictionLog
-    feedback: FeedbackStore | None  # None: FEEDBACK_DB is empty
+    records: PredictionStore | None  # None: DATABASE_URL is empty (no store, no feedback)
 
     def close(self) -> None:
         """Write out what the background writers hold (a worker's last act)."""
         self.predictions.close()
-        if self.feedback is not None:
-            self.feedback.close()
+        if self.records is not None:
+            self.records.close()
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

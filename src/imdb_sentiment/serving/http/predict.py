@@ -10,7 +10,6 @@ from typing import Any
 from flask import g
 
 from imdb_sentiment.monitoring.records import PredictionRecord, now
-from imdb_sentiment.serving.feedback import Label, Remembered
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
@@ -42,7 +41,8 @@ class Prediction:
         tokens = self.score.tokens
         return {"tokens": tokens, "known_tokens": round(tokens * (1.0 - self.score.unknown_share))}
 
-    def record(self, model: LoadedModel, request_id: str | None) -> PredictionRecord:
+    def record(self, model: LoadedModel, request_id: str | None, item: int = 0) -> PredictionRecord:
+        """What the store and the prediction log keep (each drops the text unless allowed)."""
         return PredictionRecord(
             time=now(),
             request_id=request_id,
@@ -53,14 +53,8 @@ class Prediction:
             tokens=self.score.tokens,
             text_chars=len(self.text),
             text=self.text,
+            item=item,
         )
-
-    def remembered(
-        self, model: LoadedModel, request_id: str, item: int, keep_text: bool = True
-    ) -> Remembered:
-        label: Label = "positive" if self.positive else "negative"
-        text = self.text if keep_text else None
-        return Remembered(request_id, item, model.version, self.score.probability, label, text)
 
     def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -101,7 +95,7 @@ def predict(
         scores = [scorer.score(text, explain=explain) for text in texts]
     else:
         scores = scorer.score_batch(texts)  # vectorised over the batch
-    metrics, log, feedback = ctx.metrics, ctx.predictions, ctx.feedback
+    metrics, log, records = ctx.metrics, ctx.predictions, ctx.records
     request_id = g.get("request_id")
     results = []
     for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
@@ -110,10 +104,13 @@ def predict(
         metrics.confidence.observe(prediction.confidence)
         metrics.input_length.observe(len(text))
         metrics.unknown_share.observe(prediction.score.unknown_share)
-        if log.sampled():
-            log.record(prediction.record(model, request_id))
-        if feedback is not None and request_id is not None:  # queued, written by a thread
-            feedback.remember(prediction.remembered(model, request_id, item, feedback.keep_text))
+        sampled = log.sampled()
+        if sampled or records is not None:
+            record = prediction.record(model, request_id, item)
+            if sampled:
+                log.record(record)
+            if records is not None and request_id is not None:  # queued, written by a thread
+                records.remember(record)
         results.append(prediction)
     return results
 

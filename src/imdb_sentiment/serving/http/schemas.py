@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from imdb_sentiment.config import Settings
-from imdb_sentiment.serving.feedback import Label
 from imdb_sentiment.serving.http.errors import ApiError
+from imdb_sentiment.store.database import Label
 
 # A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
 # `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,

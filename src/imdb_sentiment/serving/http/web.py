@@ -65,5 +65,5 @@ def predict_form() -> ResponseReturnValue:
         cost_usd=cost,
         segments=segments(text, result.score.contributions, model.scorer.clean),
         request_id=g.request_id,
-        feedback_url=url_for("api.feedback") if ctx.feedback is not None else None,
+        feedback_url=url_for("api.feedback") if ctx.records is not None else None,
     )

@@ -1,7 +1,10 @@
 """Writing off the request path: a request puts an item on an in-memory queue (a few
 microseconds); a thread of the same process takes everything queued within a short linger and
-hands it to a sink in one call (one SQLite transaction, one burst of log lines), so the cost
-per item stays small under load. Used by the prediction log and the feedback store.
+hands it to a sink in one call (one database transaction, one burst of log lines), so the cost
+per item stays small under load. Used by the prediction log and the prediction store.
+
+The queue can be bounded: past `max_queue` items waiting, `put` drops the item and reports it
+to `on_drop` (a slow sink must cost memory only up to a limit, and what is lost is counted).
 
 Started lazily in the process that writes (gunicorn forks workers after the app may exist, and a
 thread does not survive a fork); `close` drains the queue and is idempotent. gunicorn calls it
@@ -33,9 +36,18 @@ class Sink(Protocol):
 
 
 class BackgroundWriter:
-    def __init__(self, open_sink: Callable[[], Sink], name: str, linger: float = 0.05) -> None:
+    def __init__(
+        self,
+        open_sink: Callable[[], Sink],
+        name: str,
+        linger: float = 0.05,
+        max_queue: int | None = None,
+        on_drop: Callable[[int, str], None] | None = None,
+    ) -> None:
         self._open_sink = open_sink
         self._name = name
+        self._max_queue = max_queue
+        self._on_drop = on_drop
         # After the first item, wait this long for more: under load one write carries many
         # items (benchmarks/serve.py: a SQLite transaction per request cost ~17 % of
         # single-review throughput; batched, ~3 %). The sleep releases the GIL.
@@ -45,11 +57,16 @@ class BackgroundWriter:
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def put(self, item: Any) -> None:
-        """Queue one item for the sink; never blocks on I/O."""
+    def put(self, item: Any) -> bool:
+        """Queue one item for the sink; never blocks on I/O. False: dropped (queue full)."""
         if self._thread is None or self._pid != os.getpid():
             self._start()
+        if self._max_queue is not None and self._queue.qsize() >= self._max_queue:
+            if self._on_drop is not None:
+                self._on_drop(1, "queue_full")
+            return False
         self._queue.put(item)
+        return True
 
     def _start(self) -> None:
         with self._lock:

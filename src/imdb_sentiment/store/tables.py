@@ -1,0 +1,36 @@
+"""The store's schema. Times are UNIX seconds in double precision (one type on every dialect);
+probabilities are P(positive). A migration creates exactly these (tests compare)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+DOUBLE = Float(precision=53)  # DOUBLE PRECISION on PostgreSQL; REAL (8 bytes) on SQLite
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("item", Integer, primary_key=True),
+    Column("created", DOUBLE, nullable=False),
+    Column("model_version", String(32)),
+    Column("probability", DOUBLE, nullable=False),
+    Column("label", String(8), nullable=False),
+    Column("text", Text),
+    Column("unknown_share", DOUBLE),
+    Column("tokens", Integer),
+    Column("text_chars", Integer),
+    Index("predictions_created", "created"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("item", Integer, primary_key=True),
+    Column("created", DOUBLE, nullable=False),
+    Column("actual", String(8), nullable=False),
+    Column("text_sha256", String(64), unique=True),
+    Index("feedback_created", "created"),
+)
