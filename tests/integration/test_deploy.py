@@ -140,7 +140,11 @@ def test_deployment_is_production_grade(overlay: str) -> None:
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     container = pod["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Liveness that traffic cannot starve: no HTTP request waiting behind busy sync workers.
+    assert "httpGet" not in container["livenessProbe"]
+    assert container["livenessProbe"]["tcpSocket"]["port"] == "http"
+    ready = container["readinessProbe"]
+    assert ready["periodSeconds"] * ready["failureThreshold"] >= 30  # >= gunicorn's TIMEOUT
     assert "startupProbe" in container
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -158,11 +162,12 @@ def test_deployment_is_production_grade(overlay: str) -> None:
     # Traffic enters through a TLS Ingress that buffers slow clients, not a bare LoadBalancer.
     service = docs["Service"]["spec"]
     assert service["ports"][0]["port"] == 5005 and service["type"] == "ClusterIP"
-    ingress = docs["Ingress"]
-    assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
-    assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == docs["Service"]["metadata"]["name"]
+    ingresses = [d for d in render(overlay) if d["kind"] == "Ingress"]
+    for ingress in ingresses:
+        assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+        assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
+        for path in ingress["spec"]["rules"][0]["http"]["paths"]:
+            assert path["backend"]["service"]["name"] == docs["Service"]["metadata"]["name"]
 
 
 def test_monitoring_component_for_the_prometheus_operator(tmp_path: Path) -> None:
@@ -547,3 +552,72 @@ def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:
         *(metric_names(r["expr"]) for g in rules["groups"] for r in g["rules"])
     )
     assert rule_metrics <= exported | recorded, rule_metrics - exported - recorded
+
+
+# Routes the world may reach; everything else the app serves stays inside the cluster.
+PUBLIC = {"/", "/predict", "/static/<path:filename>", "/api/v1/predict", "/api/v1/feedback",
+          "/invocations", "/docs", "/docs/<path:name>", "/openapi.json"}  # fmt: skip
+
+
+def _published(path: dict[str, Any], route: str) -> bool:
+    concrete = re.sub(r"<[^>]+>", "x", route)
+    if path["pathType"] == "Exact":
+        return bool(concrete == path["path"])
+    prefix = path["path"].rstrip("/")
+    return concrete == prefix or concrete.startswith(prefix + "/") or prefix == ""
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingress_publishes_only_the_public_routes_and_limits_feedback(
+    overlay: str, small_model: Any
+) -> None:
+    from imdb_sentiment.config import load_settings
+    from imdb_sentiment.serving.http.app import create_app
+
+    app = create_app(load_settings(database_url=""), model=small_model)
+    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    assert routes >= PUBLIC
+    ingresses = [d for d in render(overlay) if d["kind"] == "Ingress"]
+    for route in routes:
+        publishing = [
+            ing for ing in ingresses
+            if any(_published(p, route) for p in ing["spec"]["rules"][0]["http"]["paths"])
+        ]  # fmt: skip
+        assert bool(publishing) == (route in PUBLIC), route
+        if route == "/api/v1/feedback":
+            assert len(publishing) == 1
+            annotations = publishing[0]["metadata"]["annotations"]
+            assert int(annotations["nginx.ingress.kubernetes.io/limit-rps"]) > 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_admits_only_the_ingress_controller_and_monitoring(overlay: str) -> None:
+    [policy] = [d for d in render(overlay) if d["kind"] == "NetworkPolicy"]
+    allowed = set()
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from"), "a rule without `from` admits every source"
+        for peer in rule["from"]:
+            assert set(peer) <= {"namespaceSelector", "podSelector"}
+            allowed.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+    assert allowed == {"ingress-nginx", "monitoring"}
+
+
+def test_a_rollout_at_the_largest_scale_fits_its_timeout() -> None:
+    """Waves of maxSurge pods, each within the startup probe's budget, inside the deploy job's
+    `rollout status --timeout` and the Deployment's progress deadline."""
+    import math
+
+    docs = {d["kind"]: d for d in render("prod")}
+    spec = docs["Deployment"]["spec"]
+    replicas = docs["HorizontalPodAutoscaler"]["spec"]["maxReplicas"]
+    surge = spec["strategy"]["rollingUpdate"]["maxSurge"]
+    per_wave = (
+        math.ceil(replicas * int(surge[:-1]) / 100) if str(surge).endswith("%") else int(surge)
+    )
+    startup = spec["template"]["spec"]["containers"][0]["startupProbe"]
+    wave_s = startup["periodSeconds"] * startup["failureThreshold"]
+    needed = math.ceil(replicas / per_wave) * wave_s
+    workflow = (ROOT / ".github/workflows/ci.yaml").read_text()
+    timeouts = {int(t) for t in re.findall(r"rollout status [^\n]*--timeout=(\d+)s", workflow)}
+    assert timeouts and min(timeouts) >= needed, (timeouts, needed)
+    assert spec["progressDeadlineSeconds"] >= needed
