@@ -140,6 +140,7 @@ def hey(url: str, body: dict[str, object], seconds: int, clients: int) -> dict[s
         "p50_ms": grab(r"50%+ in ([\d.]+) secs") * 1000,
         "p99_ms": grab(r"99%+ in ([\d.]+) secs") * 1000,
         "non_2xx": sum(int(n) for c, n in codes.items() if not c.startswith("2")),
+        "ok": sum(int(n) for c, n in codes.items() if c.startswith("2")),
     }
 
 

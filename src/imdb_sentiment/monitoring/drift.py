@@ -77,7 +77,7 @@ def read_prediction_log(
                 except (ValueError, KeyError, TypeError):
                     malformed += 1
     if since is not None:
-        records = [r for r in records if datetime.fromisoformat(r.time) >= since]
+        records = [r for r in records if r.time >= since.timestamp()]
     return records_frame(records), malformed
 
 

@@ -16,7 +16,7 @@ EVENT = "prediction"
 
 @dataclass(frozen=True)
 class PredictionRecord:
-    time: str  # ISO 8601, UTC
+    time: float  # UNIX seconds; ISO 8601 (UTC) in the JSON line
     request_id: str | None
     model_version: str | None
     probability: float  # P(positive), whichever label was predicted
@@ -28,7 +28,7 @@ class PredictionRecord:
     item: int = 0  # index in a batch request
 
     def as_json(self) -> dict[str, Any]:
-        body = {"event": EVENT, **asdict(self)}
+        body = {"event": EVENT, **asdict(self), "time": iso(self.time)}
         if self.text is None:
             del body["text"]
         return body
@@ -37,7 +37,7 @@ class PredictionRecord:
     def from_json(cls, body: dict[str, Any]) -> PredictionRecord:
         """A record from a parsed log line; KeyError/TypeError/ValueError when it is not one."""
         return cls(
-            time=str(body["time"]),
+            time=datetime.fromisoformat(str(body["time"])).timestamp(),
             request_id=body.get("request_id"),
             model_version=body.get("model_version"),
             probability=float(body["probability"]),
@@ -53,5 +53,5 @@ class PredictionRecord:
 FIELDS = tuple(f.name for f in fields(PredictionRecord))
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

@@ -19,8 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,10 +154,6 @@ def _reason(exc: BaseException) -> str:
     return lines[0] if lines else type(original).__name__
 
 
-def _epoch(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
-
-
 class PredictionStore:
     def __init__(
         self,
@@ -189,8 +184,8 @@ class PredictionStore:
 
     # --- the prediction path: queue only ------------------------------------------------------
     def remember(self, record: PredictionRecord) -> None:
-        if not self.keep_text and record.text is not None:
-            record = replace(record, text=None)
+        """Queue a record; its text must already be None unless texts are kept."""
+        assert record.text is None or self.keep_text, "texts are not kept on this server"
         self._writer.put(record)
 
     def close(self) -> None:
@@ -252,15 +247,15 @@ class PredictionStore:
                 raise UnknownPredictionError(request_id)
             time.sleep(0.02)
 
-    def label(self, record: PredictionRecord, actual: Label, by_text: bool = False) -> Labelled:
-        """Record the true label of a prediction, once. With `by_text`, the prediction was made
-        for this feedback request and is stored with it (a text is labelled once)."""
-        digest = text_digest(record.text) if by_text and record.text is not None else None
+    def label(self, record: PredictionRecord, actual: Label, text: str | None = None) -> Labelled:
+        """Record the true label of a prediction, once. With `text`, the prediction was made for
+        this feedback request and is stored with it; the text is labelled once (by its digest,
+        whether or not the text itself is kept)."""
+        digest = text_digest(text) if text is not None else None
         try:
             with self.engine.begin() as db:
-                if by_text:
-                    kept = record if self.keep_text else replace(record, text=None)
-                    db.execute(predictions.insert(), [_row(kept)])
+                if text is not None:
+                    db.execute(predictions.insert(), [_row(record)])
                 db.execute(
                     feedback.insert(),
                     [{"request_id": record.request_id, "item": record.item,
@@ -330,7 +325,7 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
     return {
         "request_id": r.request_id,
         "item": r.item,
-        "created": _epoch(r.time),
+        "created": r.time,
         "model_version": r.model_version,
         "probability": r.probability,
         "label": r.label,
@@ -342,10 +337,8 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
 
 
 def _record(row: Any) -> PredictionRecord:
-    from datetime import UTC
-
     return PredictionRecord(
-        time=datetime.fromtimestamp(row["created"], UTC).isoformat(timespec="milliseconds"),
+        time=float(row["created"]),
         request_id=row["request_id"],
         item=int(row["item"]),
         model_version=row["model_version"],

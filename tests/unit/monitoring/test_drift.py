@@ -62,13 +62,16 @@ def test_each_signal_uses_its_own_method_and_threshold() -> None:
     assert by_signal["positive_share"].method == "difference"
 
 
+T0 = 1795780800.0  # 2026-11-27T10:00:00Z
+
+
 def test_too_few_predictions_is_no_verdict() -> None:
     with pytest.raises(DataError, match="min_rows"):
         compare(frame(1000, 0), frame(10, 1), DriftParams(min_rows=100))
 
 
 def test_the_log_reader_skips_other_lines_and_counts_broken_records(tmp_path: Path) -> None:
-    good = PredictionRecord("2026-11-27T10:00:00+00:00", "r1", "3", 0.8, "positive", 0.1, 9, 40)
+    good = PredictionRecord(T0, "r1", "3", 0.8, "positive", 0.1, 9, 40)
     lines = [
         "plain text from some tool",
         json.dumps({"event": "access", "status": 200}),
@@ -144,9 +147,7 @@ def test_a_prediction_log_is_read_without_rescoring(project: Path) -> None:
     rng = random.Random(1)
     lines = [
         json.dumps(
-            PredictionRecord(
-                "2026-11-27T10:00:00+00:00", f"r{i}", "1", rng.random(), "positive", 0.9, 5, 20
-            ).as_json()
+            PredictionRecord(T0, f"r{i}", "1", rng.random(), "positive", 0.9, 5, 20).as_json()
         )
         for i in range(300)
     ]

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sqlalchemy import func, insert, inspect, select
 
 from imdb_sentiment.config import load_settings
-from imdb_sentiment.monitoring.records import PredictionRecord, now
+from imdb_sentiment.monitoring.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.store.database import PredictionStore, upgrade
@@ -35,9 +35,11 @@ def app(small_model: Pipeline, database_url: str) -> Flask:
 
 
 def record(
-    request_id: str, text: str | None = None, created: str | None = None
+    request_id: str, text: str | None = None, created: float | None = None
 ) -> PredictionRecord:
-    return PredictionRecord(created or now(), request_id, "1", 0.9, "positive", 0.1, 5, 20, text)
+    return PredictionRecord(
+        created or time.time(), request_id, "1", 0.9, "positive", 0.1, 5, 20, text
+    )
 
 
 @pytest.fixture
@@ -121,15 +123,24 @@ def test_feedback_off_is_a_404(small_model: Pipeline) -> None:
     assert response.status_code == 404 and response.get_json()["error"] == "feedback_disabled"
 
 
-def test_texts_are_kept_only_where_the_prediction_log_may_keep_them(database_url: str) -> None:
-    private = PredictionStore(database_url, keep_text=False)
-    private.remember(record("r1", "secret text"))
-    private.close()
-    assert private.lookup("r1", 0).text is None
-    kept = PredictionStore(database_url, keep_text=True)
-    kept.remember(record("r2", "kept text"))
-    kept.close()
-    assert kept.lookup("r2", 0).text == "kept text"
+@pytest.mark.parametrize("keep", [False, True])
+def test_texts_are_kept_only_where_the_prediction_log_may_keep_them(
+    small_model: Pipeline, database_url: str, keep: bool
+) -> None:
+    app = create_app(
+        load_settings(database_url=database_url, prediction_log_text=keep), model=small_model
+    )
+    client = app.test_client()
+    rid, _ = predict(client, ["Private words about a film."])
+    by_text = client.post(FEEDBACK, json={"text": "Labelled by its text.", "label": "positive"})
+    ServiceContext.of(app).close()
+    store = PredictionStore(database_url)
+    stored = {r.request_id: r.text for r in store.records()}
+    assert stored[rid] == ("Private words about a film." if keep else None)
+    assert stored[by_text.get_json()["request_id"]] == ("Labelled by its text." if keep else None)
+    # Labelled once by its digest, whether or not the text itself is kept.
+    again = client.post(FEEDBACK, json={"text": "Labelled by its text.", "label": "negative"})
+    assert again.status_code == 409
 
 
 def test_several_writers_share_the_database(database_url: str) -> None:

@@ -159,7 +159,7 @@ def test_the_sample_rate_holds_and_close_drains_everything(tmp_path: Path) -> No
         if log.sampled():
             drawn += 1
             log.record(
-                PredictionRecord("t", str(i), "1", 0.9, "positive", 0.0, 3, 10, text="secret")
+                PredictionRecord(0.0, str(i), "1", 0.9, "positive", 0.0, 3, 10, text="secret")
             )
     log.close()
     log.close()  # idempotent

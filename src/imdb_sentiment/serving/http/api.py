@@ -93,7 +93,8 @@ def feedback() -> ResponseReturnValue:
         if text is not None:  # scored now, by the current model, and stored with its label
             model = require_model(ctx.store)
             scored = Prediction(text, model.scorer.score(text))
-            labelled = ctx.records.label(scored.record(model, g.request_id), label, by_text=True)
+            record = scored.record(model, g.request_id, keep_text=ctx.records.keep_text)
+            labelled = ctx.records.label(record, label, text=text)
         else:
             assert request_id is not None
             labelled = ctx.records.label(ctx.records.lookup(request_id, item), label)

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import g
 
-from imdb_sentiment.monitoring.records import PredictionRecord, now
+from imdb_sentiment.monitoring.records import PredictionRecord
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
@@ -41,10 +41,12 @@ class Prediction:
         tokens = self.score.tokens
         return {"tokens": tokens, "known_tokens": round(tokens * (1.0 - self.score.unknown_share))}
 
-    def record(self, model: LoadedModel, request_id: str | None, item: int = 0) -> PredictionRecord:
-        """What the store and the prediction log keep (each drops the text unless allowed)."""
+    def record(
+        self, model: LoadedModel, request_id: str | None, item: int = 0, keep_text: bool = False
+    ) -> PredictionRecord:
+        """What the store and the prediction log keep; the text only where texts are kept."""
         return PredictionRecord(
-            time=now(),
+            time=time.time(),
             request_id=request_id,
             model_version=model.version,
             probability=round(self.score.probability, 6),
@@ -52,7 +54,7 @@ class Prediction:
             unknown_share=round(self.score.unknown_share, 4),
             tokens=self.score.tokens,
             text_chars=len(self.text),
-            text=self.text,
+            text=self.text if keep_text else None,
             item=item,
         )
 
@@ -96,6 +98,7 @@ def predict(
     else:
         scores = scorer.score_batch(texts)  # vectorised over the batch
     metrics, log, records = ctx.metrics, ctx.predictions, ctx.records
+    keep_text = ctx.settings.prediction_log_text  # one privacy switch: the store and the log
     request_id = g.get("request_id")
     results = []
     for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
@@ -106,7 +109,7 @@ def predict(
         metrics.unknown_share.observe(prediction.score.unknown_share)
         sampled = log.sampled()
         if sampled or records is not None:
-            record = prediction.record(model, request_id, item)
+            record = prediction.record(model, request_id, item, keep_text)
             if sampled:
                 log.record(record)
             if records is not None and request_id is not None:  # queued, written by a thread
