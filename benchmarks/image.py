@@ -55,15 +55,18 @@ def main() -> int:
     for command in build_pip_commands():
         subprocess.run([*command, "-q"], cwd=context, env=env, check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    imported = json.loads(
+    imported = json.loads(  # the last line: building the app (wsgi) logs JSON lines before it
         subprocess.run(
             ["python", "-c", PROBE],
-            env=env,
+            # As gunicorn.conf.py runs workers: the sync is a separate process (sidecar).
+            env={**env, "MODEL_SYNC": "sidecar", "MODEL_CACHE_DIR": str(args.workdir / "cache")},
             cwd=args.workdir,
             capture_output=True,
             text=True,
             check=True,
-        ).stdout
+        )
+        .stdout.strip()
+        .splitlines()[-1]
     )
     listed = json.loads(
         subprocess.run(
