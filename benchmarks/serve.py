@@ -1,13 +1,17 @@
-"""Serving benchmark: the service vs a bare Flask + scikit-learn app, same model, same load.
+"""Serving benchmark: the service against the stack's ceiling and a bare Flask + scikit-learn
+app, same load.
 
 Usage (after `make pipeline promote`, so the local registry has a production model and
-data/raw/test.parquet exists):  python benchmarks/serve.py [--seconds 20] [--clients 8]
+data/raw/test.parquet exists):  python benchmarks/serve.py [--seconds 20] [--clients 8] [--rounds 3]
 
-Both apps run under gunicorn with 2 workers on loopback; `hey` sends the median-length test
-review from 8 concurrent clients for 20 s. Then the batch endpoint is loaded with 256-review
-batches from as many clients. Prints throughput, latency percentiles, the ratio and RSS per
-worker; with --rounds N, service and bare runs alternate N times and medians are printed (this
-host's throughput drifts by tens of percent from minute to minute).
+All three run under gunicorn with 2 workers on loopback; `hey` sends the median-length test
+review from 8 concurrent clients for 20 s. The ceiling (`benchmarks/ceiling_app.py`) is the same
+Flask on the same gunicorn answering a constant body after parsing the request: what the stack
+itself costs. Then the service's batch endpoint is loaded with 256-review batches. Prints
+throughput, p50/p99, the ratios (per round and median) and RSS per worker; runs alternate
+service, ceiling and bare within each round (this host drifts by tens of percent from minute to
+minute). The service runs with its defaults: JSON access log, 1 % prediction log, the prediction
+store (SQLite; `--database-url` for another).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     if kind == "service":
         cmd = [str(BIN / "imdb-sentiment"), "serve"]
     else:
+        app = "benchmarks.bare_app:app" if kind == "bare" else "benchmarks.ceiling_app:app"
         cmd = [
             str(BIN / "gunicorn"),
             "--workers",
@@ -78,7 +83,7 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
             f"127.0.0.1:{port}",
             "--chdir",
             str(ROOT),
-            "benchmarks.bare_app:app",
+            app,
         ]
     log = open(Path(tempfile.gettempdir()) / f"bench-{kind}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=full, stdout=log, stderr=log)
@@ -86,8 +91,10 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     wait_ready(url, proc, "/readyz" if kind == "service" else "/api/v1/predict")
     if kind == "service":
         wait_all_workers(url, workers=2)
-    else:
+    elif kind == "bare":
         time.sleep(15)  # the bare app has no readiness signal: give both workers time to load
+    else:
+        time.sleep(2)
     return proc, url
 
 
@@ -174,8 +181,10 @@ def run_service(
     return {"single": single, "batch": batched, "rss": workers, "sync_rss": sync}
 
 
-def run_bare(median: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, object]:
-    proc, url = start("bare", env)
+def run_bare(
+    median: str, env: dict[str, str], args: argparse.Namespace, kind: str = "bare"
+) -> dict[str, object]:
+    proc, url = start(kind, env)
     try:
         hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
         single = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
@@ -192,6 +201,8 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="alternate service/bare N times; print medians"
     )
+    parser.add_argument("--skip-bare", action="store_true", help="ceiling only as the reference")
+    parser.add_argument("--database-url", default=None, help="the service's DATABASE_URL")
     parser.add_argument(
         "--prediction-log-rate",
         type=float,
@@ -214,13 +225,20 @@ def main() -> int:
     env = {"BARE_MODEL_URI": "models:/imdb-sentiment@production"}
     if args.prediction_log_rate is not None:
         env["PREDICTION_LOG_RATE"] = str(args.prediction_log_rate)
+    if args.database_url is not None:
+        env["DATABASE_URL"] = args.database_url
     rate = args.prediction_log_rate
-    served = load_settings() if rate is None else load_settings(prediction_log_rate=rate)
+    overrides: dict[str, object] = {} if rate is None else {"prediction_log_rate": rate}
+    if args.database_url is not None:
+        overrides["database_url"] = args.database_url
+    served = load_settings(**overrides)
 
-    services, bares = [], []
-    for _ in range(args.rounds):  # interleaved, so a noisy minute hits both sides
+    services, ceilings, bares = [], [], []
+    for _ in range(args.rounds):  # interleaved, so a noisy minute hits every side
         services.append(run_service(median, batch, env, args))
-        bares.append(run_bare(median, env, args))
+        ceilings.append(run_bare(median, env, args, kind="ceiling"))
+        if not args.skip_bare:
+            bares.append(run_bare(median, env, args))
 
     def med(runs: list[dict[str, object]], part: str, key: str) -> float:
         return statistics.median(float(r[part][key]) for r in runs)  # type: ignore[index]
@@ -235,7 +253,11 @@ def main() -> int:
         f"prediction log rate {served.prediction_log_rate:g} "
         f"({served.prediction_log_dir or 'stdout'})"
     )
-    for name, runs in (("service", services), ("bare sklearn", bares)):
+    print(f"service store:  {served.database_url or 'off'}")
+    sides = [("service", services), ("ceiling", ceilings)] + (
+        [("bare sklearn", bares)] if bares else []
+    )
+    for name, runs in sides:
         rss = [mb for r in runs for mb in r["rss"]]  # type: ignore[attr-defined]
         print(
             f"{name:14s}  {med(runs, 'single', 'rps'):8.0f} req/s  "
@@ -244,14 +266,24 @@ def main() -> int:
             f"non-2xx {sum(r['single']['non_2xx'] for r in runs)}  "  # type: ignore[index]
             f"RSS/worker max {max(rss):.0f} MB"
         )
-    per_round = [
-        float(s["single"]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
-        for s, b in zip(services, bares, strict=True)
-    ]
+
+    def ratios(reference: list[dict[str, object]]) -> list[float]:
+        return [
+            float(s["single"]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
+            for s, b in zip(services, reference, strict=True)
+        ]
+
+    of_ceiling = ratios(ceilings)
     print(
-        f"ratio:          {statistics.median(per_round):.2f}x bare throughput (target >= 1.5x; "
-        f"per round: {', '.join(f'{r:.2f}' for r in per_round)})"
+        f"of the ceiling: {statistics.median(of_ceiling):.0%} of its throughput (target >= 70 %; "
+        f"per round: {', '.join(f'{r:.0%}' for r in of_ceiling)})"
     )
+    if bares:
+        per_round = ratios(bares)
+        print(
+            f"ratio:          {statistics.median(per_round):.2f}x bare throughput (target >= "
+            f"1.5x; per round: {', '.join(f'{r:.2f}' for r in per_round)})"
+        )
     sync_rss = [mb for r in services for mb in r["sync_rss"]]  # type: ignore[attr-defined]
     if sync_rss:
         print(f"sync process:   RSS {max(sync_rss):.0f} MB (one per server, not per worker)")

@@ -372,6 +372,21 @@ def _when(value: str | None) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+token_app = typer.Typer(help="Bearer tokens for the service's write endpoints (API_TOKENS_FILE).")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("new")
+def token_new() -> None:
+    """Print a new token (give it to the client) and its SHA-256 digest (add it to the file
+    API_TOKENS_FILE names, e.g. the Secret mounted there): the service never holds the token."""
+    from imdb_sentiment.serving.http.auth import new_token
+
+    token, digest = new_token()
+    typer.echo(f"token:  {token}")
+    typer.echo(f"digest: {digest}")
+
+
 db_app = typer.Typer(help="The prediction store ($DATABASE_URL): schema migrations.")
 app.add_typer(db_app, name="db")
 

@@ -254,8 +254,21 @@ class Settings(BaseSettings):
     # off: only `imdb-sentiment db upgrade` does (e.g. a migration job before the rollout).
     database_migrate: Literal["auto", "off"] = Field("auto", validation_alias="DATABASE_MIGRATE")
 
+    # Bearer tokens (serving.http.auth): a file of SHA-256 digests, one per line (a mounted
+    # Secret). Set: POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction
+    # route too. Unset: no credentials (make run, compose).
+    api_tokens_file: str | None = Field(None, validation_alias="API_TOKENS_FILE")
+    api_tokens_for: Literal["feedback", "all"] = Field(
+        "feedback", validation_alias="API_TOKENS_FOR"
+    )
+
     @field_validator(
-        "model_version", "model_baked_dir", "model_uri", "prediction_log_dir", mode="before"
+        "model_version",
+        "model_baked_dir",
+        "model_uri",
+        "prediction_log_dir",
+        "api_tokens_file",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:

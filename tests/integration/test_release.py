@@ -31,6 +31,7 @@ import pytest
 import requests
 import yaml
 
+from imdb_sentiment.serving.http.auth import digest
 from tests.conftest import IN_CI
 from tests.helpers import review_files, write_archive
 from tests.integration.test_deploy import render
@@ -181,6 +182,10 @@ def pod_env(version: str, baked: Path, root: Path, registry: str) -> dict[str, s
     for key, value in env.items():
         if value.startswith(("/app/", "/var/", "/tmp/")):
             env[key] = str(pod / value.lstrip("/"))
+    # The mounted Secret of token digests (prod asks a token for feedback).
+    tokens = Path(env["API_TOKENS_FILE"])
+    tokens.parent.mkdir(parents=True, exist_ok=True)
+    tokens.write_text(f"{digest('release-rehearsal-token')}\n")
     # The image's /app/model-baked is the model stage's /model-cache.
     baked_in_image = image["MODEL_BAKED_DIR"]
     env["MODEL_BAKED_DIR"] = str(baked)

@@ -79,6 +79,11 @@ def test_every_secret_an_overlay_needs_is_created_in_its_namespace(overlay: str)
         for e in container.get("env", [])
         if "secretKeyRef" in e.get("valueFrom", {})
     }
+    needed |= {
+        v["secret"]["secretName"]
+        for v in deployment["spec"]["template"]["spec"]["volumes"]
+        if "secret" in v
+    }
     deploy = jobs()["deploy"]
     body = script(deploy)
     namespaces = re.search(r'for ns in ((?:"[^"]+" ?)+); do', body)

@@ -31,6 +31,7 @@ INVOCATION_TYPES = ("application/json", "text/csv")
 @bp.post("/api/v1/predict")
 def predict_json() -> ResponseReturnValue:
     ctx = service()
+    ctx.authorize(request.headers.get("Authorization"), "predict")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
@@ -46,6 +47,7 @@ def predict_json() -> ResponseReturnValue:
 @bp.post("/invocations")
 def invocations() -> ResponseReturnValue:
     ctx = service()
+    ctx.authorize(request.headers.get("Authorization"), "predict")
     g.mlflow_protocol = True  # errors as MLflow's scoring server reports them (app.py)
     if request.mimetype not in INVOCATION_TYPES:
         raise ApiError(
@@ -83,6 +85,7 @@ def ping() -> ResponseReturnValue:
 def feedback() -> ResponseReturnValue:
     """Record the true label of a prediction; 201 with what the model had said."""
     ctx = service()
+    ctx.authorize(request.headers.get("Authorization"), "feedback")
     if ctx.records is None:
         raise ApiError(404, "feedback_disabled", "feedback is off on this server (DATABASE_URL)")
     if request.mimetype != "application/json":

@@ -16,7 +16,9 @@ from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
+from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.serving.http import api, docs, ops, web
+from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError, error_body
 from imdb_sentiment.serving.http.schemas import Schemas
@@ -52,9 +54,10 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     store = ModelStore(settings, metrics)
     predictions = PredictionLog(settings)
     records = _prediction_store(settings, metrics)
-    ServiceContext(settings, metrics, store, Schemas.build(settings), predictions, records).install(
-        app
-    )
+    schemas = Schemas.build(settings)
+    ServiceContext(
+        settings, metrics, store, schemas, predictions, records, _tokens(settings)
+    ).install(app)
     for blueprint in (web.bp, api.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)
@@ -63,6 +66,15 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     else:
         _start_model(settings, store)
     return app
+
+
+def _tokens(settings: Settings) -> TokenCheck | None:
+    if settings.api_tokens_file is None:
+        return None
+    try:
+        return TokenCheck(settings.api_tokens_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"API_TOKENS_FILE: {exc}") from exc
 
 
 def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore | None:
@@ -145,7 +157,7 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
         metrics.errors.labels(endpoint=_endpoint(), reason=error.code).inc()
         # MLflow's scoring server answers 400 to any input it cannot use.
         status = 400 if g.get("mlflow_protocol") and error.status == 422 else error.status
-        return jsonify(error_body(status, error.code, error.detail)), status
+        return jsonify(error_body(status, error.code, error.detail)), status, error.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:

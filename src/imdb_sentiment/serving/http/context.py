@@ -10,6 +10,7 @@ from typing import cast
 from flask import Flask, current_app
 
 from imdb_sentiment.config import Settings
+from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
@@ -27,6 +28,14 @@ class ServiceContext:
     schemas: Schemas
     predictions: PredictionLog
     records: PredictionStore | None  # None: DATABASE_URL is empty (no store, no feedback)
+    tokens: TokenCheck | None = None  # None: API_TOKENS_FILE unset (no credentials asked)
+
+    def authorize(self, authorization: str | None, route: str) -> None:
+        """A 401 unless the request may use `route` ("feedback" or "predict")."""
+        if self.tokens is None:
+            return
+        if route == "feedback" or self.settings.api_tokens_for == "all":
+            self.tokens.require(authorization)
 
     def close(self) -> None:
         """Write out what the background writers hold (a worker's last act)."""

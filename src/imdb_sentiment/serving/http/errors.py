@@ -17,11 +17,14 @@ from flask import Request
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         return error_body(self.status, self.code, self.detail)

@@ -47,6 +47,7 @@ def predict_form() -> ResponseReturnValue:
     ctx = service()
     text = request.form.get("text")
     try:
+        ctx.authorize(request.headers.get("Authorization"), "predict")
         text = ctx.schemas.check_text(text)
         model = require_model(ctx.store)
         with Timer() as timer:
@@ -65,5 +66,8 @@ def predict_form() -> ResponseReturnValue:
         cost_usd=cost,
         segments=segments(text, result.score.contributions, model.scorer.clean),
         request_id=g.request_id,
-        feedback_url=url_for("api.feedback") if ctx.records is not None else None,
+        # A browser holds no API token: where feedback needs one, the page does not offer it.
+        feedback_url=url_for("api.feedback")
+        if ctx.records is not None and ctx.tokens is None
+        else None,
     )

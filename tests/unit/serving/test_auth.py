@@ -1,0 +1,89 @@
+"""Bearer tokens on the write endpoint (and on every prediction route with API_TOKENS_FOR=all):
+digests in a file, 401 + WWW-Authenticate when missing or wrong, tokens never logged."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sklearn.pipeline import Pipeline
+from typer.testing import CliRunner
+
+from imdb_sentiment.cli import app as cli
+from imdb_sentiment.config import load_settings
+from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.serving.http.auth import digest, new_token
+
+FEEDBACK, PREDICT = "/api/v1/feedback", "/api/v1/predict"
+
+
+def tokens_file(tmp_path: Path, *tokens: str) -> Path:
+    path = tmp_path / "api-tokens"
+    path.write_text("# reviewers\n" + "".join(f"{digest(t)}\n" for t in tokens) + "\n")
+    return path
+
+
+def client(small_model: Pipeline, database_url: str, path: Path, scope: str = "feedback"):
+    settings = load_settings(
+        database_url=database_url, api_tokens_file=str(path), api_tokens_for=scope
+    )
+    return create_app(settings, model=small_model).test_client()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_feedback_needs_a_known_token(
+    small_model: Pipeline, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, other = new_token()[0], new_token()[0]
+    c = client(small_model, database_url, tokens_file(tmp_path, good, other))
+    body = {"text": "A fine film.", "label": "positive"}
+    caplog.set_level(logging.DEBUG)
+    for headers in ({}, bearer("wrong"), {"Authorization": f"Basic {good}"}, bearer("")):
+        refused = c.post(FEEDBACK, json=body, headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+        assert refused.get_json()["error"] == "unauthorized"
+    assert c.post(FEEDBACK, json=body, headers=bearer(good)).status_code == 201
+    second = {"text": "Another film.", "label": "negative"}
+    assert c.post(FEEDBACK, json=second, headers=bearer(other)).status_code == 201
+    # Predictions stay open unless API_TOKENS_FOR=all.
+    assert c.post(PREDICT, json={"text": "Fine."}).status_code == 200
+    assert good not in caplog.text and other not in caplog.text
+    page = c.post("/predict", data={"text": "Fine."}).get_data(as_text=True)
+    assert 'id="feedback"' not in page  # a browser holds no token: no control it cannot use
+
+
+def test_all_routes_need_a_token_with_api_tokens_for_all(
+    small_model: Pipeline, database_url: str, tmp_path: Path
+) -> None:
+    good = new_token()[0]
+    c = client(small_model, database_url, tokens_file(tmp_path, good), scope="all")
+    for path, body in ((PREDICT, {"text": "Fine."}), ("/invocations", {"inputs": ["Fine."]})):
+        assert c.post(path, json=body).status_code == 401
+        assert c.post(path, json=body, headers=bearer(good)).status_code == 200
+    assert c.post("/predict", data={"text": "Fine."}).status_code == 401
+    assert c.get("/healthz").status_code == 200  # probes never need a token
+
+
+def test_a_bad_tokens_file_stops_the_app_with_one_clear_line(
+    small_model: Pipeline, tmp_path: Path
+) -> None:
+    path = tmp_path / "api-tokens"
+    path.write_text("not-a-digest-but-maybe-a-token\n")
+    with pytest.raises(ConfigError, match="line 1 is not a SHA-256 hex digest") as raised:
+        create_app(load_settings(api_tokens_file=str(path)), model=small_model)
+    assert "not-a-digest" not in str(raised.value)  # a pasted token is never echoed
+    with pytest.raises(ConfigError, match="API_TOKENS_FILE"):
+        create_app(load_settings(api_tokens_file=str(tmp_path / "missing")), model=small_model)
+
+
+def test_token_new_prints_a_token_and_its_digest() -> None:
+    done = CliRunner().invoke(cli, ["token", "new"])
+    assert done.exit_code == 0
+    lines = dict(line.split(":", 1) for line in done.output.strip().splitlines())
+    assert digest(lines["token"].strip()) == lines["digest"].strip()
