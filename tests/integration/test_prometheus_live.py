@@ -31,16 +31,18 @@ DEAD_REGISTRY = "http://127.0.0.1:9"
 
 
 def prometheus_config(tmp_path: Path, targets: dict[str, str], alertmanager: str) -> Path:
-    """The shipped config and rules on a fast clock; `targets`: namespace label → host:port."""
+    """The shipped config and rules on a fast clock; `targets`: namespace label → host:port.
+    The scrape job is compose's static one (no cluster here to discover pods in)."""
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
-    local = [j for j in config["scrape_configs"] if "static_configs" in j]
+    compose = yaml.safe_load((MONITORING / "prometheus.compose.yml").read_text())
+    local = [j for j in compose["scrape_configs"] if "static_configs" in j]
     template = local[0]["static_configs"][0]
     local[0]["static_configs"] = [
         {**template, "targets": [target], "labels": {**template["labels"], "namespace": ns}}
         for ns, target in targets.items()
     ]
-    config["scrape_configs"] = local  # no cluster here to discover pods in
+    config["scrape_configs"] = local
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
     for group in rules["groups"]:
@@ -191,7 +193,7 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
     app, broken, prom, receiver = stack["app"], stack["broken"], stack["prom"], stack["receiver"]
     wait_for(
         lambda: (
-            len([r for r in query(prom, 'up{job="imdb-sentiment-local"}') if r["value"][1] == "1"])
+            len([r for r in query(prom, 'up{job="imdb-sentiment"}') if r["value"][1] == "1"])
             == 2
         ),
         30,
@@ -226,7 +228,7 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
             expr.replace("$__rate_interval", "1m")
             .replace("$__range", "5m")
             .replace("$namespace", "local")
-            .replace("$job", "imdb-sentiment-local")
+            .replace("$job", "imdb-sentiment")
         )
         if not query(prom, concrete):
             empty.append(expr)
