@@ -193,8 +193,7 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
     app, broken, prom, receiver = stack["app"], stack["broken"], stack["prom"], stack["receiver"]
     wait_for(
         lambda: (
-            len([r for r in query(prom, 'up{job="imdb-sentiment"}') if r["value"][1] == "1"])
-            == 2
+            len([r for r in query(prom, 'up{job="imdb-sentiment"}') if r["value"][1] == "1"]) == 2
         ),
         30,
         "both targets up",

@@ -281,3 +281,13 @@ def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
     missing = runner.invoke(cli, ["feedback", "export", target])
     assert missing.exit_code == 1 and "no prediction store at" in missing.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_an_integral_number_is_an_item_as_json_schema_says(client: FlaskClient) -> None:
+    """schemathesis found `"item": 194.0` (an integer to JSON Schema) rejected."""
+    rid, labels = predict(client, ["Good.", "Bad."])
+    ok = client.post(FEEDBACK, json={"request_id": rid, "item": 1.0, "label": labels[1]})
+    assert ok.status_code == 201 and ok.get_json()["item"] == 1
+    for item in (0.5, "1", True):
+        refused = client.post(FEEDBACK, json={"request_id": rid, "item": item, "label": "positive"})
+        assert refused.status_code == 422, item

@@ -15,7 +15,15 @@ import io
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from imdb_sentiment.config import Settings
 from imdb_sentiment.serving.http.errors import ApiError
@@ -28,6 +36,14 @@ from imdb_sentiment.store.database import Label
 NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 Params = dict[str, Any] | None
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 194.0 as an integer (a number with no fraction): so does the API.
+    Strings and fractional numbers still fail the strict check that follows."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class _Strict(BaseModel):
@@ -135,7 +151,9 @@ class Schemas:
             header of the prediction's response) and, for a batch, its `item`."""
 
             request_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-            item: int = Field(0, ge=0, lt=settings.max_batch_size)
+            item: Annotated[int, BeforeValidator(_integral)] = Field(
+                0, ge=0, lt=settings.max_batch_size
+            )
             label: Literal["positive", "negative"]
 
         class FeedbackByText(_Strict):
