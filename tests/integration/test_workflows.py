@@ -5,7 +5,10 @@ created in its namespace, and zizmor (GitHub Actions security lint) clean."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +106,65 @@ def test_zizmor_finds_nothing() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
+
+
+def run_step(step: dict[str, Any], work: Path, env: dict[str, str]) -> dict[str, str]:
+    """One workflow step's `run`, as GitHub runs it (bash -eo pipefail), with kubectl and
+    kustomize stubbed (tests/integration/stubs); returns what it wrote to GITHUB_OUTPUT."""
+    output = work / "github_output"
+    output.write_text("")
+    stubs = Path(__file__).with_name("stubs")
+    full = {
+        **os.environ, **env, "GITHUB_OUTPUT": str(output),
+        "PATH": f"{stubs}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "STUB_STATE": str(work / "state.json"), "STUB_LOG": str(work / "calls.log"),
+    }  # fmt: skip
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        cwd=work, env=full, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+def step(job: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in job["steps"] if s.get("name", "").startswith(name))
+
+
+def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
+    tmp_path: Path,
+) -> None:
+    ci = jobs()
+    namespace = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())["env"]["NAMESPACE"]
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    (tmp_path / "Makefile").write_text("install:\n\t@true\n")
+    venv = tmp_path / ".venv/bin"
+    venv.mkdir(parents=True)
+    (venv / "imdb-sentiment").write_text(
+        f'#!/bin/sh\necho "imdb-sentiment $*" >> {tmp_path}/calls.log\n'
+    )
+    (venv / "imdb-sentiment").chmod(0o755)
+    record = step(ci["deploy"], "Record the release")
+    base = {"NAMESPACE": namespace}
+    for image, version in (
+        ("ecr/imdb-sentiment@sha256:aaa", "3"),
+        ("ecr/imdb-sentiment@sha256:bbb", "4"),
+    ):
+        run_step(record, tmp_path, {**base, "IMAGE": image, "VERSION": version})
+    # Release 5 fails its rollout: deploy stops before recording (the undo is Kubernetes').
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state[f"{namespace}/imdb-sentiment-releases"] == {
+        "current": "ecr/imdb-sentiment@sha256:bbb 4", "previous": "ecr/imdb-sentiment@sha256:aaa 3"
+    }  # fmt: skip
+    target = run_step(step(ci["rollback"], "Redeploy the last release"), tmp_path, base)
+    assert target == {"version": "3"}
+    run_step(step(ci["rollback"], "Production alias"), tmp_path, {**base, "VERSION": "3"})
+    calls = (tmp_path / "calls.log").read_text()
+    assert "kustomize edit set image imdb-sentiment=ecr/imdb-sentiment@sha256:aaa" in calls
+    assert "kustomize edit add annotation --force imdb-sentiment.io/model-version:3" in calls
+    assert "imdb-sentiment promote --version 3 --force" in calls
+    assert "rollout undo" not in calls
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state[f"{namespace}/imdb-sentiment-releases"] == {
+        "current": "ecr/imdb-sentiment@sha256:aaa 3", "previous": ""
+    }  # fmt: skip
