@@ -271,9 +271,11 @@ class PredictionStore:
     def records(
         self, since: float | None = None, until: float | None = None, version: str | None = None
     ) -> Iterator[PredictionRecord]:
+        """Oldest first, streamed from a server-side cursor: a week of records does not have
+        to fit in memory at once."""
         query = _window(select(predictions), predictions.c, since, until, version)
         try:
-            with self.engine.connect() as db:
+            with self.engine.connect().execution_options(yield_per=10_000) as db:
                 for row in db.execute(query.order_by(predictions.c.created)).mappings():
                     yield _record(row)
         except SQLAlchemyError as exc:

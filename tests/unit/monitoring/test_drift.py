@@ -166,3 +166,12 @@ def test_no_verdict_exits_2_with_one_line(project: Path) -> None:
     code, output = drift(project, project / "missing.csv")
     assert code == 2 and "missing.csv" in output
     assert not (project / "report").exists()  # no report from a run without a verdict
+
+
+def test_the_store_window_is_sampled_uniformly_and_bounded() -> None:
+    from imdb_sentiment.monitoring.check import _sample
+
+    kept, seen = _sample(iter(range(100_000)), 1_000, seed=3)
+    assert seen == 100_000 and len(kept) == 1_000 and len(set(kept)) == 1_000
+    assert 40_000 < sum(kept) / len(kept) < 60_000  # not the first 1,000 of the stream
+    assert _sample(iter(range(10)), 1_000, seed=3) == (list(range(10)), 10)
