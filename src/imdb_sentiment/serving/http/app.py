@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from imdb_sentiment.config import Settings, load_settings
 from imdb_sentiment.errors import ConfigError
-from imdb_sentiment.serving.http import api, docs, ops, web
+from imdb_sentiment.serving.http import api, docs, oip, ops, web
 from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError, error_body
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     ServiceContext(
         settings, metrics, store, schemas, predictions, records, _tokens(settings)
     ).install(app)
-    for blueprint in (web.bp, api.bp, ops.bp, docs.bp):
+    for blueprint in (web.bp, api.bp, oip.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)
     if model is not None:
@@ -157,6 +157,8 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
         metrics.errors.labels(endpoint=_endpoint(), reason=error.code).inc()
         # MLflow's scoring server answers 400 to any input it cannot use.
         status = 400 if g.get("mlflow_protocol") and error.status == 422 else error.status
+        if g.get("oip"):  # the Open Inference Protocol's error shape
+            return jsonify({"error": error.detail}), status, error.headers
         return jsonify(error_body(status, error.code, error.detail)), status, error.headers
 
     @app.errorhandler(HTTPException)

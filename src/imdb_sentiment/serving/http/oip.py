@@ -1,0 +1,158 @@
+"""The Open Inference Protocol (OIP, "V2"), REST: what KServe, Triton, MLServer and Seldon
+clients speak, beside this service's own API — same model, same scorer, same metrics and logs.
+
+    GET  /v2/health/live, /v2/health/ready, /v2
+    GET  /v2/models/{name}[/versions/{version}][/ready]
+    POST /v2/models/{name}[/versions/{version}]/infer
+
+One input tensor of texts (`BYTES`, shape `[n]` or `[n, 1]`); outputs `probability` (`FP64`,
+P(positive)) and `label` (`BYTES`), and `predict_proba` (`FP64`, `[n, 2]`) when asked for by
+name in `outputs`. Errors are `{"error": "<message>"}` with a 4xx (the protocol's shape); an
+unknown model or version is a 404. Payload parsing is pure functions (`infer_texts`,
+`wanted_outputs`), tested on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from imdb_sentiment import __version__
+from imdb_sentiment.serving.http.context import ServiceContext, service
+from imdb_sentiment.serving.http.errors import ApiError, parse_json, read_body
+from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
+from imdb_sentiment.serving.model.store import LoadedModel
+
+bp = Blueprint("oip", __name__, url_prefix="/v2")
+INPUT = "text"
+OUTPUTS = ("probability", "label", "predict_proba")
+DEFAULT_OUTPUTS = ("probability", "label")
+
+
+def infer_texts(body: Any) -> list[Any]:
+    """The texts of an OIP inference request: its one BYTES input tensor, flattened."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "the request must be a JSON object")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise ApiError(400, "invalid_request", "send exactly one input tensor in 'inputs'")
+    tensor = inputs[0]
+    if tensor.get("datatype") != "BYTES":
+        raise ApiError(400, "invalid_request", "the input tensor's datatype must be BYTES")
+    shape, data = tensor.get("shape"), tensor.get("data")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ApiError(400, "invalid_request", "the input tensor's shape must be [n] or [n, 1]")
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise ApiError(400, "invalid_request", "the input tensor's shape must be [n] or [n, 1]")
+    if isinstance(data, list) and len(shape) == 2 and all(isinstance(r, list) for r in data):
+        data = [item for row in data for item in row]  # row-major nested form
+    if not isinstance(data, list) or len(data) != shape[0]:
+        raise ApiError(400, "invalid_request", "the input tensor's data must hold n texts")
+    return data
+
+
+def wanted_outputs(body: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the output tensors asked for (default: probability and label)."""
+    asked = body.get("outputs")
+    if asked is None:
+        return DEFAULT_OUTPUTS
+    if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
+        raise ApiError(400, "invalid_request", "'outputs' must be a list of {\"name\": …}")
+    names = tuple(str(o.get("name")) for o in asked)
+    unknown = [n for n in names if n not in OUTPUTS]
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown output {unknown[0]!r}: use {OUTPUTS}")
+    return names
+
+
+def output_tensors(predictions: list[Prediction], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    n = len(predictions)
+    p = [r.score.probability for r in predictions]
+    tensors = {
+        "probability": {"shape": [n], "datatype": "FP64", "data": p},
+        "label": {"shape": [n], "datatype": "BYTES", "data": [r.label for r in predictions]},
+        "predict_proba": {
+            "shape": [n, 2],
+            "datatype": "FP64",
+            "data": [x for q in p for x in (1.0 - q, q)],
+        },
+    }
+    return [{"name": name, **tensors[name]} for name in names]
+
+
+def _model(ctx: ServiceContext, name: str, version: str | None) -> LoadedModel:
+    """The served model if `name` (and `version`) name it, else a 404."""
+    g.oip = True  # errors in the protocol's shape (app.py)
+    if name != ctx.settings.model_name:
+        raise ApiError(404, "unknown_model", f"no model named {name!r}")
+    model = require_model(ctx.store)
+    if version is not None and version != model.version:
+        raise ApiError(404, "unknown_version", f"model {name!r} has no version {version!r}")
+    return model
+
+
+@bp.get("/health/live")
+def live() -> ResponseReturnValue:
+    return jsonify({"live": True})
+
+
+@bp.get("/health/ready")
+def ready() -> ResponseReturnValue:
+    is_ready = service().store.current is not None
+    return jsonify({"ready": is_ready}), 200 if is_ready else 503
+
+
+@bp.get("")
+def server_metadata() -> ResponseReturnValue:
+    return jsonify({"name": "imdb-sentiment", "version": __version__, "extensions": []})
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+def model_metadata(name: str, version: str | None = None) -> ResponseReturnValue:
+    model = _model(service(), name, version)
+    return jsonify(
+        {
+            "name": name,
+            "versions": [model.version],
+            "platform": "imdb-sentiment-compiled-scorer",
+            "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
+            "outputs": [
+                {"name": "probability", "datatype": "FP64", "shape": [-1]},
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]},
+            ],
+        }
+    )
+
+
+@bp.get("/models/<name>/ready")
+@bp.get("/models/<name>/versions/<version>/ready")
+def model_ready(name: str, version: str | None = None) -> ResponseReturnValue:
+    _model(service(), name, version)
+    return jsonify({"name": name, "ready": True})
+
+
+@bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
+def infer(name: str, version: str | None = None) -> ResponseReturnValue:
+    ctx = service()
+    g.oip = True
+    ctx.authorize(request.headers.get("Authorization"), "predict")
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    body = parse_json(read_body(request, ctx.settings.max_body_bytes))
+    texts = ctx.schemas.check_texts(infer_texts(body))
+    names = wanted_outputs(body)
+    model = _model(ctx, name, version)
+    results = predict(ctx, model, texts)
+    answer: dict[str, Any] = {
+        "model_name": name,
+        "model_version": model.version,
+        "outputs": output_tensors(results, names),
+    }
+    if "id" in body:
+        answer["id"] = body["id"]
+    return jsonify(answer)
