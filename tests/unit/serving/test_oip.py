@@ -57,7 +57,7 @@ def test_infer_equals_the_json_api(client: FlaskClient) -> None:
     assert outputs["label"]["datatype"] == "BYTES"
     api = client.post("/api/v1/predict", json={"texts": TEXTS}).get_json()["predictions"]
     for i, p in enumerate(api):
-        assert abs(outputs["probability"]["data"][i] - p["scores"]["positive"]) <= 1e-6
+        assert abs(outputs["probability"]["data"][i] - p["scores"]["positive"]) <= 1e-12
         assert outputs["label"]["data"][i] == p["label"]
     # [n, 1] and the nested row-major form; predict_proba only when asked for by name.
     nested = tensor([[t] for t in TEXTS], shape=[2, 1])
@@ -66,7 +66,7 @@ def test_infer_equals_the_json_api(client: FlaskClient) -> None:
     [only] = proba.get_json()["outputs"]
     assert only["name"] == "predict_proba" and only["shape"] == [2, 2]
     assert abs(only["data"][1] - outputs["probability"]["data"][0]) <= 1e-12
-    assert abs(only["data"][0] + only["data"][1] - 1.0) <= 1e-12
+    assert abs(only["data"][0] + only["data"][1] - 1.0) <= 2e-6  # each rounded to 6 places
 
 
 @pytest.mark.parametrize(

@@ -69,17 +69,22 @@ def wanted_outputs(body: dict[str, Any]) -> tuple[str, ...]:
 
 def output_tensors(predictions: list[Prediction], names: tuple[str, ...]) -> list[dict[str, Any]]:
     n = len(predictions)
-    p = [r.score.probability for r in predictions]
+    # Rounded as /api/v1/predict rounds its scores: both protocols give the same numbers.
+    p = [round(r.score.probability, 6) for r in predictions]
     tensors = {
         "probability": {"shape": [n], "datatype": "FP64", "data": p},
         "label": {"shape": [n], "datatype": "BYTES", "data": [r.label for r in predictions]},
         "predict_proba": {
             "shape": [n, 2],
             "datatype": "FP64",
-            "data": [x for q in p for x in (1.0 - q, q)],
+            "data": [x for r in predictions for x in _pair(r.score.probability)],
         },
     }
     return [{"name": name, **tensors[name]} for name in names]
+
+
+def _pair(positive: float) -> tuple[float, float]:
+    return round(1.0 - positive, 6), round(positive, 6)
 
 
 def _model(ctx: ServiceContext, name: str, version: str | None) -> LoadedModel:
@@ -141,8 +146,11 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     ctx = service()
     g.oip = True
     ctx.authorize(request.headers.get("Authorization"), "predict")
-    if request.mimetype != "application/json":
+    # OIP clients (tritonclient among them) may send no content type: the body is JSON anyway.
+    if request.mimetype not in ("", "application/json", "application/octet-stream"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    if "Inference-Header-Content-Length" in request.headers:
+        raise ApiError(400, "binary_data", "binary tensor data is not supported: send JSON data")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
     texts = ctx.schemas.check_texts(infer_texts(body))
     names = wanted_outputs(body)
