@@ -197,15 +197,19 @@ class PredictionStore:
         try:
             with self.engine.begin() as db:
                 db.execute(self._insert_ignoring_duplicates(), rows)
-            if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-                self._last_prune = time.monotonic()
-                self.prune()
         except (SQLAlchemyError, OSError) as exc:
             # Dropped and counted; the next batch tries again (pool_pre_ping reconnects).
             log.warning(
                 "prediction store unavailable: %d record(s) dropped (%s)", len(rows), _reason(exc)
             )
             self._on_drop(len(rows), "store_unavailable")
+            return
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            self._last_prune = time.monotonic()
+            try:
+                self.prune()
+            except (SQLAlchemyError, OSError) as exc:  # retried at the next interval
+                log.warning("prediction store: retention delete failed (%s)", _reason(exc))
 
     def _insert_ignoring_duplicates(self) -> Any:
         if self.engine.dialect.name == "postgresql":
