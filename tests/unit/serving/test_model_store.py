@@ -166,7 +166,9 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
         "heavy = [m for m in ('sklearn', 'mlflow', 'scipy', 'pandas') if m in sys.modules]\n"
         "print(json.dumps({'version': body['model']['version'], 'heavy': heavy}))\n"
     )
-    env = {**os.environ, "MODEL_SYNC": "sidecar", "MODEL_RELOAD_INTERVAL": "0"}
+    # No prediction log: its 1 % sample would print a record after the probe's own line.
+    env = {**os.environ, "MODEL_SYNC": "sidecar", "MODEL_RELOAD_INTERVAL": "0",
+           "PREDICTION_LOG_RATE": "0"}  # fmt: skip
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
