@@ -96,3 +96,39 @@ def test_payload_parsing_is_pure() -> None:
     assert wanted_outputs({}) == ("probability", "label")
     with pytest.raises(ApiError):
         infer_texts({"inputs": [{"datatype": "BYTES", "shape": [-1], "data": TEXTS}]})
+
+
+def test_responses_are_what_the_openapi_document_says(client: FlaskClient) -> None:
+    import jsonschema
+
+    spec = client.get("/openapi.json").get_json()
+    paths = spec["paths"]
+
+    def check(path: str, method: str, response: Any) -> None:
+        answer = paths[path][method]["responses"][str(response.status_code)]
+        schema = answer["content"]["application/json"]["schema"]
+        jsonschema.validate(response.get_json(), {**schema, "components": spec["components"]})
+
+    check("/v2/health/live", "get", client.get("/v2/health/live"))
+    check("/v2/health/ready", "get", client.get("/v2/health/ready"))
+    check("/v2", "get", client.get("/v2"))
+    check("/v2/models/{name}", "get", client.get("/v2/models/imdb-sentiment"))
+    check("/v2/models/{name}/ready", "get", client.get("/v2/models/imdb-sentiment/ready"))
+    body = {
+        **tensor(TEXTS),
+        "id": "x",
+        "outputs": [{"name": n} for n in ("label", "predict_proba")],
+    }
+    check(
+        "/v2/models/{name}/infer", "post", client.post("/v2/models/imdb-sentiment/infer", json=body)
+    )
+    check(
+        "/v2/models/{name}/infer", "post", client.post("/v2/models/imdb-sentiment/infer", json={})
+    )
+    check("/v2/models/{name}", "get", client.get("/v2/models/other"))
+    infer_body = paths["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]
+    ref = infer_body["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    request_schema = {**spec["components"]["schemas"][ref], "components": spec["components"]}
+    jsonschema.validate(body, request_schema)  # the document describes what clients send
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(tensor(TEXTS, datatype="FP32"), request_schema)

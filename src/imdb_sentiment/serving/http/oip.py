@@ -8,7 +8,8 @@ clients speak, beside this service's own API — same model, same scorer, same m
 One input tensor of texts (`BYTES`, shape `[n]` or `[n, 1]`); outputs `probability` (`FP64`,
 P(positive)) and `label` (`BYTES`), and `predict_proba` (`FP64`, `[n, 2]`) when asked for by
 name in `outputs`. Errors are `{"error": "<message>"}` with a 4xx (the protocol's shape); an
-unknown model or version is a 404. Payload parsing is pure functions (`infer_texts`,
+unknown model or version is a 404. The request's schema is `Schemas.oip_infer` (it validates
+requests and writes the OpenAPI document); what it cannot say is pure functions (`infer_texts`,
 `wanted_outputs`), tested on their own.
 """
 
@@ -27,44 +28,29 @@ from imdb_sentiment.serving.model.store import LoadedModel
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
 INPUT = "text"
-OUTPUTS = ("probability", "label", "predict_proba")
 DEFAULT_OUTPUTS = ("probability", "label")
 
 
-def infer_texts(body: Any) -> list[Any]:
-    """The texts of an OIP inference request: its one BYTES input tensor, flattened."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_request", "the request must be a JSON object")
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise ApiError(400, "invalid_request", "send exactly one input tensor in 'inputs'")
-    tensor = inputs[0]
-    if tensor.get("datatype") != "BYTES":
-        raise ApiError(400, "invalid_request", "the input tensor's datatype must be BYTES")
-    shape, data = tensor.get("shape"), tensor.get("data")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise ApiError(400, "invalid_request", "the input tensor's shape must be [n] or [n, 1]")
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise ApiError(400, "invalid_request", "the input tensor's shape must be [n] or [n, 1]")
-    if isinstance(data, list) and len(shape) == 2 and all(isinstance(r, list) for r in data):
-        data = [item for row in data for item in row]  # row-major nested form
-    if not isinstance(data, list) or len(data) != shape[0]:
-        raise ApiError(400, "invalid_request", "the input tensor's data must hold n texts")
-    return data
+def infer_texts(body: dict[str, Any]) -> list[Any]:
+    """The texts of a well-formed OIP inference request (`Schemas.check_oip_infer`): its one
+    BYTES tensor, flattened, after what JSON Schema cannot say — that the shape counts them."""
+    tensor = body["inputs"][0]
+    shape, data = tensor["shape"], tensor["data"]
+    nested = bool(data) and isinstance(data[0], list)
+    if len(shape) == 2 and shape[1] != 1:
+        raise ApiError(400, "invalid_shape", "the input tensor's shape must be [n] or [n, 1]")
+    if nested and len(shape) != 2:
+        raise ApiError(400, "invalid_shape", "nested data needs the shape [n, 1]")
+    if len(data) != shape[0]:
+        said = f"the shape says {shape[0]} texts, the data holds {len(data)}"
+        raise ApiError(400, "invalid_shape", said)
+    return [row[0] for row in data] if nested else list(data)
 
 
 def wanted_outputs(body: dict[str, Any]) -> tuple[str, ...]:
     """Names of the output tensors asked for (default: probability and label)."""
     asked = body.get("outputs")
-    if asked is None:
-        return DEFAULT_OUTPUTS
-    if not isinstance(asked, list) or not all(isinstance(o, dict) for o in asked):
-        raise ApiError(400, "invalid_request", "'outputs' must be a list of {\"name\": …}")
-    names = tuple(str(o.get("name")) for o in asked)
-    unknown = [n for n in names if n not in OUTPUTS]
-    if unknown:
-        raise ApiError(400, "invalid_request", f"unknown output {unknown[0]!r}: use {OUTPUTS}")
-    return names
+    return DEFAULT_OUTPUTS if asked is None else tuple(o["name"] for o in asked)
 
 
 def output_tensors(predictions: list[Prediction], names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -152,8 +138,8 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     if "Inference-Header-Content-Length" in request.headers:
         raise ApiError(400, "binary_data", "binary tensor data is not supported: send JSON data")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
-    texts = ctx.schemas.check_texts(infer_texts(body))
-    names = wanted_outputs(body)
+    ctx.schemas.check_oip_infer(body)
+    texts, names = infer_texts(body), wanted_outputs(body)
     model = _model(ctx, name, version)
     results = predict(ctx, model, texts)
     answer: dict[str, Any] = {

@@ -1,4 +1,6 @@
-"""The OpenAPI 3 document for the JSON API (served at /openapi.json and checked by tests).
+"""The OpenAPI 3 document of every route the app serves (at /openapi.json; a test holds it to
+the app's route table): the JSON API, MLflow's scoring protocol, the Open Inference Protocol, the
+web page and the operational routes.
 
 Request bodies are not written here: they are the JSON Schema of the pydantic models in
 `serving.http.schemas`, which also validate every request.
@@ -25,6 +27,7 @@ _ERROR = _ref("Error")
 def _error_responses(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed JSON, invalid UTF-8, too deeply nested (on /invocations: any bad input)",
+        401: "API_TOKENS_FILE is set and the bearer token is missing or wrong",
         404: "No prediction with this request_id (and item), or feedback is off",
         409: "This prediction (or text) already has a label",
         413: "Body, text or batch too large",
@@ -42,11 +45,125 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _models(
-    schemas: Schemas,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(predict, invocations and feedback bodies, component schemas) from the pydantic models."""
-    requests = [schemas.single, schemas.batch, *schemas.feedback, *schemas.invocation.values()]
+def _html(summary: str, *codes: int) -> dict[str, Any]:
+    html = {"text/html": {"schema": {"type": "string"}}}
+    answers = {str(c): {"description": "The page", "content": html} for c in (200, *codes)}
+    return {"summary": summary, "responses": answers}
+
+
+# Optional: the service asks for a token only when API_TOKENS_FILE is set (see API_TOKENS_FOR).
+_BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+
+
+def _oip_errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed request: not the protocol's shape, or shape and data disagree",
+        401: "API_TOKENS_FOR=all and the bearer token is missing or wrong",
+        404: "No model of this name (or version)",
+        413: "Body, text or batch too large",
+        415: "Body is not JSON",
+        422: "A text with no character",
+        503: "No model loaded",
+    }
+    error = _json(_ref("OipError"))
+    return {str(c): {"description": text[c], "content": error} for c in codes}
+
+
+def _oip_model_paths(model_name: str, infer_body: dict[str, Any]) -> dict[str, Any]:
+    """/v2/models/{name}[/versions/{version}][/ready|/infer]: the same three routes with and
+    without a version."""
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": [model_name]}}  # fmt: skip
+    version = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths: dict[str, Any] = {}
+    for prefix, params in (
+        ("/v2/models/{name}", [name]),
+        ("/v2/models/{name}/versions/{version}", [name, version]),
+    ):
+        paths[prefix] = {"get": {
+            "summary": "OIP model metadata",
+            "parameters": params,
+            "responses": {"200": {"description": "Metadata",
+                                  "content": _json(_ref("OipModelMetadata"))},
+                          **_oip_errors(404, 503)},
+        }}  # fmt: skip
+        paths[f"{prefix}/ready"] = {"get": {
+            "summary": "OIP model readiness",
+            "parameters": params,
+            "responses": {"200": {"description": "Ready", "content": _json(_ref("OipModelReady"))},
+                          **_oip_errors(404, 503)},
+        }}  # fmt: skip
+        paths[f"{prefix}/infer"] = {"post": {
+            "summary": "OIP inference: one BYTES tensor of texts ([n] or [n, 1]); outputs "
+            "probability (P(positive)), label, and predict_proba when asked for",
+            "parameters": params,
+            "security": _BEARER,
+            "requestBody": {"required": True, "content": _json(infer_body)},
+            "responses": {"200": {"description": "Output tensors",
+                                  "content": _json(_ref("OipInferResponse"))},
+                          **_oip_errors(400, 401, 404, 413, 415, 422, 503)},
+        }}  # fmt: skip
+    return paths
+
+
+def _oip_paths(model_name: str, infer_body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "/v2/health/live": {"get": {
+            "summary": "OIP server liveness",
+            "responses": {"200": {"description": "Live", "content": _json(_ref("OipLive"))}},
+        }},
+        "/v2/health/ready": {"get": {
+            "summary": "OIP server readiness (a model is loaded)",
+            "responses": {"200": {"description": "Ready", "content": _json(_ref("OipReady"))},
+                          "503": {"description": "Not ready", "content": _json(_ref("OipReady"))}},
+        }},
+        "/v2": {"get": {
+            "summary": "OIP server metadata",
+            "responses": {"200": {"description": "Metadata",
+                                  "content": _json(_ref("OipServerMetadata"))}},
+        }},
+        **_oip_model_paths(model_name, infer_body),
+    }  # fmt: skip
+
+
+def _web_paths(schemas: Schemas) -> dict[str, Any]:
+    text = schemas.text.json_schema()  # the form's text is checked as the API's texts are
+    form = {
+        "application/x-www-form-urlencoded": {
+            "schema": {"type": "object", "properties": {"text": text}, "required": ["text"]}
+        }
+    }
+    asset = {
+        "200": {"description": "The file", "content": {"*/*": {"schema": {"type": "string"}}}},
+        "404": {"description": "No such file", "content": _json(_ERROR)},
+    }
+    filename = {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/": {"get": _html("The web page: a form and examples")},
+        "/predict": {"post": {
+            **_html("The web page's form: the page with the result, or with the problem",
+                    400, 401, 413, 415, 422, 503),
+            "requestBody": {"required": True, "content": form},
+        }},
+        "/static/{filename}": {"get": {"summary": "The page's assets", "parameters": [filename],
+                                       "responses": asset}},
+        "/docs": {"get": _html("This document, rendered")},
+        "/docs/{name}": {"get": {"summary": "The rendered document's assets",
+                                 "parameters": [name], "responses": asset}},
+        "/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": _json({"type": "object"})}}}},
+    }  # fmt: skip
+
+
+def _models(schemas: Schemas) -> tuple[dict[str, Any], ...]:
+    """(predict, invocations, feedback and OIP inference bodies, component schemas) from the
+    pydantic models."""
+    requests = [
+        schemas.single, schemas.batch, *schemas.feedback, *schemas.invocation.values(),
+        schemas.oip_infer,
+    ]  # fmt: skip
     refs, defs = models_json_schema(
         [*((m, "validation") for m in requests), *((m, "serialization") for m in RESPONSES)],
         ref_template="#/components/schemas/{model}",
@@ -55,13 +172,13 @@ def _models(
     predict = {"oneOf": [ref[schemas.single], ref[schemas.batch]]}
     invocation = {"oneOf": [ref[m] for m in schemas.invocation.values()]}
     feedback = {"oneOf": [ref[m] for m in schemas.feedback]}
-    return predict, invocation, feedback, defs.get("$defs", {})
+    return predict, invocation, feedback, ref[schemas.oip_infer], defs.get("$defs", {})
 
 
 def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
-    predict_body, invocation_body, feedback_body, components = _models(schemas)
-    errors = _error_responses(400, 413, 415, 422, 503)
-    invocation_errors = _error_responses(400, 413, 415, 503)
+    predict_body, invocation_body, feedback_body, infer_body, components = _models(schemas)
+    errors = _error_responses(400, 401, 413, 415, 422, 503)
+    invocation_errors = _error_responses(400, 401, 413, 415, 503)
     return {
         "openapi": "3.1.0",
         "info": {"title": "IMDB sentiment API", "version": __version__},
@@ -69,6 +186,7 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
             "/api/v1/predict": {
                 "post": {
                     "summary": "Sentiment of one review ('text') or a batch ('texts')",
+                    "security": _BEARER,
                     "requestBody": {"required": True, "content": _json(predict_body)},
                     "responses": {
                         "200": {
@@ -82,10 +200,11 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
             "/api/v1/feedback": {
                 "post": {
                     "summary": "The true label of an earlier prediction (by request_id) or a text",
+                    "security": _BEARER,
                     "requestBody": {"required": True, "content": _json(feedback_body)},
                     "responses": {
                         "201": {"description": "Recorded", "content": _json(_ref("FeedbackAck"))},
-                        **_error_responses(400, 404, 409, 413, 415, 422, 503),
+                        **_error_responses(400, 401, 404, 409, 413, 415, 422, 503),
                     },
                 }
             },
@@ -93,12 +212,17 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
                 "post": {
                     "summary": "MLflow scoring protocol: dataframe_split, dataframe_records, "
                     "inputs or instances",
-                    # text/csv is accepted too (a header row, then one review per row: column
-                    # `text`, else the first), as by MLflow's server; JSON Schema cannot say
-                    # which strings are such CSV, so it is described, not schema'd.
-                    "description": "Also accepts `Content-Type: text/csv`: a header row, then "
-                    "one review per row (column `text`, else the first column).",
-                    "requestBody": {"required": True, "content": _json(invocation_body)},
+                    "description": "`text/csv`: a header row, then one review per row (the "
+                    "column `text`, else the first column), as `mlflow models serve` reads it.",
+                    "security": _BEARER,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            **_json(invocation_body),
+                            # JSON Schema cannot say which strings are such CSV: a string.
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
                     "responses": {
                         "200": {
                             "description": "[[P(negative), P(positive)], ...]",
@@ -148,6 +272,19 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
                     },
                 }
             },
+            **_oip_paths(settings.model_name, infer_body),
+            **_web_paths(schemas),
         },
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token whose SHA-256 digest is in API_TOKENS_FILE "
+                    "(`imdb-sentiment token new`); asked for only when that is set: on "
+                    "/api/v1/feedback, and on the prediction routes too with API_TOKENS_FOR=all.",
+                }
+            },
+        },
     }

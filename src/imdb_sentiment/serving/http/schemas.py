@@ -112,7 +112,75 @@ class FeedbackAck(_Strict):
     model: ModelRef
 
 
-RESPONSES: tuple[type[BaseModel], ...] = (Prediction, Predictions, Invocation, Error, FeedbackAck)
+# --- the Open Inference Protocol's REST responses (serving.http.oip) --------------------------
+OipOutputName = Literal["probability", "label", "predict_proba"]
+
+
+class OipLive(_Strict):
+    live: bool
+
+
+class OipReady(_Strict):
+    ready: bool
+
+
+class OipServerMetadata(_Strict):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class OipTensorMetadata(_Strict):
+    name: str
+    datatype: str
+    shape: list[int] = Field(description="-1: any size")
+
+
+class OipModelMetadata(_Strict):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[OipTensorMetadata]
+    outputs: list[OipTensorMetadata]
+
+
+class OipModelReady(_Strict):
+    name: str
+    ready: bool
+
+
+class OipOutputTensor(_Strict):
+    name: OipOutputName
+    shape: list[int]
+    datatype: Literal["FP64", "BYTES"]
+    data: list[float] | list[str] = Field(description="row-major, flattened")
+
+
+class OipInferResponse(_Strict):
+    model_name: str
+    model_version: str
+    id: str | None = Field(None, description="the request's id, when it had one")
+    outputs: list[OipOutputTensor]
+
+
+class OipError(_Strict):
+    error: str
+
+
+RESPONSES: tuple[type[BaseModel], ...] = (
+    Prediction,
+    Predictions,
+    Invocation,
+    Error,
+    FeedbackAck,
+    OipLive,
+    OipReady,
+    OipServerMetadata,
+    OipModelMetadata,
+    OipModelReady,
+    OipInferResponse,
+    OipError,
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +191,7 @@ class Schemas:
     batch: type[BaseModel]
     feedback: tuple[type[BaseModel], type[BaseModel]]  # by request id, by text
     invocation: dict[str, type[BaseModel]]
+    oip_infer: type[BaseModel]
     texts: TypeAdapter[list[str]]
     text: TypeAdapter[str]
 
@@ -193,6 +262,28 @@ class Schemas:
             instances: values
             params: Params = None
 
+        # The Open Inference Protocol's inference request, as this model takes it: one BYTES
+        # tensor of texts, flat or nested row-major ([n] or [n, 1]). That shape[0] counts the
+        # texts is checked after (`oip.infer_texts`): JSON Schema cannot relate two fields.
+        nested = Annotated[list[text], Field(min_length=1, max_length=1)]
+
+        class OipInputTensor(_Strict):
+            name: str
+            shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
+            datatype: Literal["BYTES"]
+            data: texts | Annotated[list[nested], Field(min_length=1, max_length=batch)]
+            parameters: Params = None
+
+        class OipRequestedOutput(_Strict):
+            name: OipOutputName
+            parameters: Params = None
+
+        class OipInferRequest(_Strict):
+            id: str | None = None
+            parameters: Params = None
+            inputs: Annotated[list[OipInputTensor], Field(min_length=1, max_length=1)]
+            outputs: Annotated[list[OipRequestedOutput], Field(min_length=1)] | None = None
+
         return cls(
             single=PredictText,
             batch=PredictTexts,
@@ -203,6 +294,7 @@ class Schemas:
                 "inputs": InputsPayload,
                 "instances": InstancesPayload,
             },
+            oip_infer=OipInferRequest,
             texts=TypeAdapter(texts),
             text=TypeAdapter(text),
         )
@@ -233,6 +325,18 @@ class Schemas:
             return None, 0, parsed.text, parsed.label
         parsed = validate(by_id, body)
         return parsed.request_id, parsed.item, None, parsed.label
+
+    # --- /v2/models/{name}/infer (the Open Inference Protocol) --------------------------------
+    def check_oip_infer(self, body: Any) -> None:
+        """A well-formed OIP inference request, else the protocol's 400 (413 when too large,
+        422 for a text without characters, as on the other routes)."""
+        try:
+            self.oip_infer.model_validate(body)
+        except ValidationError as exc:
+            error = _api_error(exc)
+            if error.status == 422 and error.code != "empty_text":
+                raise ApiError(400, error.code, error.detail) from exc
+            raise error from exc
 
     def check_text(self, value: Any, field: str = "text") -> str:
         try:
