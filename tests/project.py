@@ -12,7 +12,9 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ["dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".dvc/config"]
+COPIED = [
+    "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".dvc/config", "data/extra/README.md"
+]  # fmt: skip
 
 
 def bin_dir() -> Path:

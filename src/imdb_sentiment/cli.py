@@ -75,26 +75,27 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
 @app.command()
 @clean_errors
 def ingest(
-    params_file: Path = PARAMS, out: Path = typer.Option(RAW, help="Output folder.")
+    params_file: Path = PARAMS,
+    out: Path = typer.Option(RAW, help="Output folder."),
+    report: Path = typer.Option(Path("reports/ingest.json"), help="Provenance report."),
 ) -> None:
-    """Fetch the dataset, verify it and write data/raw/{train,test}.parquet."""
+    """Read the labelled reviews (the IMDB archive, or a CSV/Parquet/JSON Lines table) and
+    data.extra_train; write data/raw/{train,test}.parquet and reports/ingest.json."""
     from imdb_sentiment.config import load_params
-    from imdb_sentiment.data.archive import iter_reviews
-    from imdb_sentiment.data.ingest import ingest as run_ingest
-    from imdb_sentiment.data.ingest import write_frames
-    from imdb_sentiment.data.source import resolve_source
+    from imdb_sentiment.data.ingest import load_sources, write_frames
+    from imdb_sentiment.io import write_json
 
     p = load_params(params_file).data
-    source = resolve_source(p.source, Path(p.cache_dir), p.sha256)
-    train, test = run_ingest(
-        iter_reviews(source, show_progress=sys.stderr.isatty()),
-        expected_per_label=p.expected_per_label,
-        split=p.split,
-        test_size=p.test_size,
-        seed=p.seed,
-    )
+    report.unlink(missing_ok=True)  # a failed run must not leave the last run's provenance
+    train, test, provenance = load_sources(p, show_progress=sys.stderr.isatty())
     write_frames({"train": train, "test": test}, out)
-    typer.echo(f"ingested {len(train)} train and {len(test)} test reviews into {out}")
+    write_json(report, provenance)
+    extra = sum(source.get("used", 0) for source in provenance["sources"][1:])
+    repeated = provenance["sources"][0].get("dropped", {}).get("repeated", 0)
+    typer.echo(
+        f"ingested {len(train)} train ({extra} from extra_train) and {len(test)} test reviews "
+        f"into {out}" + (f"; {repeated} repeated reviews dropped" if repeated else "")
+    )
 
 
 @app.command()

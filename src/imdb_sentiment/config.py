@@ -27,16 +27,78 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Where extra training sources live: the ingest stage depends on this directory, so `dvc add`
+# of a file in it (or a change to one) reruns the pipeline from ingest.
+EXTRA_DIR = "data/extra"
+
+
+class DataColumns(_Strict):
+    """Column names of a tabular source (CSV, Parquet, JSON Lines)."""
+
+    text: str = "review"
+    label: str = "sentiment"
+    group: str | None = None  # e.g. a movie or product id: `split: group`, grouped validation
+
+
+class DataLabels(_Strict):
+    """Which label values mean what (compared as text, case-insensitively)."""
+
+    positive: tuple[str, ...] = ("positive", "pos", "1")
+    negative: tuple[str, ...] = ("negative", "neg", "0")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> DataLabels:
+        both = {v.lower() for v in self.positive} & {v.lower() for v in self.negative}
+        if both:
+            raise ValueError(f"labels both positive and negative: {sorted(both)}")
+        if not self.positive or not self.negative:
+            raise ValueError("each of positive and negative needs at least one value")
+        return self
+
+
 class DataParams(_Strict):
-    """Where the reviews come from and how they are split."""
+    """Where the reviews come from, how they are read and split, what is added to training."""
 
     source: str = OFFICIAL_URL
+    # auto: from the source's name (.csv, .parquet, .jsonl, optionally .gz); anything else is
+    # the IMDB archive (.tar.gz or an extracted aclImdb/ directory).
+    format: Literal["auto", "imdb", "csv", "parquet", "jsonl"] = "auto"
+    columns: DataColumns = DataColumns()
+    labels: DataLabels = DataLabels()
     sha256: str | None = None
     cache_dir: str = ".cache/imdb"
-    split: Literal["official", "random"] = "official"
+    # official: the archive's own train/test; random: stratified, seeded, test_size;
+    # group: no value of columns.group on both sides.
+    split: Literal["official", "random", "group"] = "official"
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 42
-    expected_per_label: int | None = Field(12_500, ge=1)
+    expected_per_label: int | None = Field(12_500, ge=1)  # the archive's count check
+    # Labelled files appended to the training split only (e.g. reviewed feedback exports),
+    # under data/extra/ so DVC sees them change; see docs/model.md "Feedback as data".
+    extra_train: tuple[str, ...] = ()
+
+    @field_validator("extra_train")
+    @classmethod
+    def _under_extra_dir(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
+        for path in paths:
+            parts = Path(path).parts
+            if (
+                "://" in path
+                or Path(path).is_absolute()
+                or ".." in parts
+                or (Path(*parts[:2]).as_posix() != EXTRA_DIR)
+            ):
+                raise ValueError(
+                    f"{path}: extra training files live under {EXTRA_DIR}/ (`dvc add` them "
+                    "there), so `dvc repro` sees when they change"
+                )
+        return paths
+
+    @model_validator(mode="after")
+    def _group_split_needs_a_group(self) -> DataParams:
+        if self.split == "group" and self.columns.group is None:
+            raise ValueError("split: group needs columns.group (the grouping column)")
+        return self
 
 
 class ValidateParams(_Strict):

@@ -156,7 +156,8 @@ def short_text_set(
 ) -> pd.DataFrame:
     """Short inputs like people type into the page: the closing sentence (usually the verdict)
     of each test review with an extreme rating (1-2 or 9-10 stars), labelled by its review."""
-    extreme = frame[(frame.rating <= 2) | (frame.rating >= 9)]
+    # A table has no star ratings (null): then there is no such set.
+    extreme = frame[((frame.rating <= 2) | (frame.rating >= 9)).fillna(False).astype(bool)]
     rows = []
     for text, label in zip(extreme.text, extreme.label, strict=True):
         sentences = [s.strip() for s in _SENTENCE_END.split(_TAGS.sub(" ", text)) if s.strip()]

@@ -251,15 +251,24 @@ def register_model(
         params=params.model_dump(by_alias=True, mode="json"),
         metrics=metrics,
         artifacts=artifacts,
-        dataset=_dataset_info(params),
+        dataset=_dataset_info(params, reports / "ingest.json"),
     )
     write_json(out, {"run_id": record.run_id, "version": record.version, "uri": record.model_uri})
     return record
 
 
-def _dataset_info(params: Params) -> dict[str, Any]:
-    return {
-        "source": params.data.source,
-        "split": params.data.split,
-        "sha256": params.data.sha256 or "unchecked",
-    }
+def _dataset_info(params: Params, provenance: Path) -> dict[str, Any]:
+    """The run's `data.*` tags: each source's URI, checksum and row counts, and the rows of
+    extra training sources dropped and why (from the ingest stage's report)."""
+    from imdb_sentiment.io import read_json
+
+    info: dict[str, Any] = {"split": params.data.split}
+    if not provenance.exists():  # a model trained before provenance was recorded
+        return {**info, "source": params.data.source, "sha256": params.data.sha256 or "unchecked"}
+    report = read_json(provenance)
+    main, *extras = report["sources"]
+    info.update(source=main["uri"], sha256=main["sha256"], rows=main["rows"],
+                train_rows=report["train"], test_rows=report["test"])  # fmt: skip
+    for i, extra in enumerate(extras):
+        info[f"extra_train.{i}"] = {k: v for k, v in extra.items() if k != "role"}
+    return info

@@ -12,7 +12,8 @@ from imdb_sentiment.errors import DataError
 SCHEMA = pa.DataFrameSchema(
     {
         "id": pa.Column("int64", pa.Check.ge(0)),
-        "rating": pa.Column("int64", pa.Check.in_range(1, 10)),
+        # The archive's star rating; unknown (null) for tables and extra training rows.
+        "rating": pa.Column("Int64", pa.Check.in_range(1, 10), nullable=True),
         "label": pa.Column("int64", pa.Check.isin([0, 1])),
         "movie": pa.Column("string"),
         "text": pa.Column(
