@@ -79,6 +79,29 @@ def test_ingest_reads_the_dataset_from_s3(tmp_path: Path, s3_env: dict[str, str]
         resolve_source("s3://datasets/imdb/missing.tar.gz", tmp_path / "cache")
 
 
+def test_a_labelled_table_is_ingested_from_s3(tmp_path: Path, s3_env: dict[str, str]) -> None:
+    """A team's own CSV in a bucket: the same loader as a local file, format from the key."""
+    import pandas as pd
+
+    from imdb_sentiment.config import DataParams
+    from imdb_sentiment.data.ingest import load_sources
+
+    texts = [f"Review {i}: {'great' if i % 2 else 'awful'} film number {i}." for i in range(20)]
+    labels = ["pos" if i % 2 else "neg" for i in range(20)]
+    csv = tmp_path / "reviews.csv.gz"
+    pd.DataFrame({"review": texts, "sentiment": labels}).to_csv(csv, index=False)
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
+    s3.create_bucket(Bucket="team-data")
+    s3.upload_file(str(csv), "team-data", "labelled/reviews.csv.gz")
+
+    p = DataParams(source="s3://team-data/labelled/reviews.csv.gz", split="random",
+                   cache_dir=str(tmp_path / "cache"), expected_per_label=None)  # fmt: skip
+    train, test, provenance = load_sources(p)
+    assert sorted([*train.text, *test.text]) == sorted(texts)
+    assert provenance["sources"][0]["format"] == "csv"
+    assert provenance["sources"][0]["uri"] == p.source
+
+
 def test_dvc_push_and_pull_through_an_s3_remote(tmp_path: Path, s3_env: dict[str, str]) -> None:
     boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="dvc-store")
     project = make_project(tmp_path / "project")
