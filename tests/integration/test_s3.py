@@ -106,7 +106,7 @@ def test_dvc_push_and_pull_through_an_s3_remote(tmp_path: Path, s3_env: dict[str
     boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"]).create_bucket(Bucket="dvc-store")
     project = make_project(tmp_path / "project")
     data = project / "data" / "sample.txt"
-    data.parent.mkdir(parents=True)
+    data.parent.mkdir(parents=True, exist_ok=True)
     data.write_text("tracked by dvc\n")
     env = {**s3_env, "HOME": str(tmp_path)}
     run(["dvc", "add", "data/sample.txt"], project, env)

@@ -132,3 +132,10 @@ def test_responses_are_what_the_openapi_document_says(client: FlaskClient) -> No
     jsonschema.validate(body, request_schema)  # the document describes what clients send
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(tensor(TEXTS, datatype="FP32"), request_schema)
+
+
+def test_fields_beyond_the_specification_are_ignored(client: FlaskClient) -> None:
+    """The kserve SDK's REST client sends `model_name` in the body; OIP servers ignore extras."""
+    body = {**tensor(TEXTS), "model_name": "imdb-sentiment", "id": "k"}
+    response = client.post("/v2/models/imdb-sentiment/infer", json=body)
+    assert response.status_code == 200 and response.get_json()["id"] == "k"

@@ -278,7 +278,11 @@ class Schemas:
             name: OipOutputName
             parameters: Params = None
 
-        class OipInferRequest(_Strict):
+        class OipInferRequest(BaseModel):
+            # Fields beyond the specification's are ignored, as OIP servers do: the kserve SDK
+            # sends `model_name`, other clients more.
+            model_config = ConfigDict(extra="ignore", strict=True)
+
             id: str | None = None
             parameters: Params = None
             inputs: Annotated[list[OipInputTensor], Field(min_length=1, max_length=1)]
