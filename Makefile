@@ -70,10 +70,11 @@ run: pipeline promote ## Pipeline, promotion, then serve the production model on
 serve: install ## Serve the production model with gunicorn
 	imdb-sentiment serve
 
-test: install-dev ## Lint, type-check and run the whole test suite
+test: install-dev ## Lint, type-check, check the layers and run the whole test suite
 	ruff check src tests benchmarks
 	ruff format --check src tests benchmarks
 	mypy
+	lint-imports  # the architecture's contracts (pyproject.toml, docs/architecture.md)
 	pytest
 
 lint: install-dev ## ruff (lint + format check)

@@ -28,7 +28,7 @@ def main() -> None:
     import mlflow.sklearn
 
     from imdb_sentiment.monitoring.drift import psi, score_texts
-    from imdb_sentiment.serving.scoring.compile import compile_pipeline
+    from imdb_sentiment.runtime.compile import compile_pipeline
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     scorer = compile_pipeline(mlflow.sklearn.load_model(args.model_uri))

@@ -39,7 +39,7 @@ def main() -> None:
     import imdb_sentiment
 
     try:
-        from imdb_sentiment.serving.scoring.compile import compile_pipeline
+        from imdb_sentiment.runtime.compile import compile_pipeline
     except ImportError:  # a checkout from before serving/ had layers, for A/B runs
         from imdb_sentiment.serving.compile import compile_pipeline  # type: ignore[no-redef]
 

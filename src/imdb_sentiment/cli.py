@@ -304,10 +304,10 @@ def fetch_model(
     ),
 ) -> None:
     """Download a registered model into the local model cache (e.g. to bake it into an image)."""
-    from imdb_sentiment.batch.model import parse_model_uri
     from imdb_sentiment.config import load_settings
-    from imdb_sentiment.serving.model.cache import ModelCache
-    from imdb_sentiment.serving.model.sync import RegistrySync
+    from imdb_sentiment.runtime.cache import ModelCache
+    from imdb_sentiment.runtime.resolve import parse_model_uri
+    from imdb_sentiment.runtime.sync import RegistrySync
     from imdb_sentiment.tracking import configure
 
     overrides: dict[str, str | None] = {}
@@ -500,8 +500,8 @@ def predict(
 
     from imdb_sentiment.batch.files import detect_format
     from imdb_sentiment.batch.job import Job
-    from imdb_sentiment.batch.model import resolve_model
     from imdb_sentiment.config import load_settings
+    from imdb_sentiment.runtime.resolve import resolve_model
 
     if engine not in ("local", "spark"):
         raise PipelineError(f"unknown engine {engine!r}: use local or spark")

@@ -292,7 +292,7 @@ class Settings(BaseSettings):
     # Logs: JSON lines (one object per line, with the request id) or plain text for a terminal.
     log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
     access_log: bool = Field(True, validation_alias="ACCESS_LOG")
-    # Prediction log (monitoring.records): a sampled record per prediction, written off the
+    # Prediction log (runtime.records): a sampled record per prediction, written off the
     # request path. The review's text only if allowed (privacy by default).
     prediction_log_rate: float = Field(0.01, ge=0.0, le=1.0, validation_alias="PREDICTION_LOG_RATE")
     prediction_log_text: bool = Field(False, validation_alias="PREDICTION_LOG_TEXT")

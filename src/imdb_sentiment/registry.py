@@ -117,8 +117,8 @@ def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline) -> None:
     """Add the compiled scorer to the logged model (artifact folder `scorer/`), so the service,
     `imdb-sentiment predict` and Spark executors load numpy arrays and never recompile.
     Configurations the compiler cannot save (character n-grams) are left without one."""
-    from imdb_sentiment.serving.scoring.compile import compile_pipeline
-    from imdb_sentiment.serving.scoring.scorer import SCORER_DIR
+    from imdb_sentiment.runtime.compile import compile_pipeline
+    from imdb_sentiment.runtime.scorer import SCORER_DIR
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -134,7 +134,7 @@ def _log_quality(client: MlflowClient, model_id: str, metrics: dict[str, float])
     exports them for the version it serves, baked images included, with no registry call."""
     import json
 
-    from imdb_sentiment.serving.model.cache import QUALITY_DIR, QUALITY_FILE, QUALITY_METRICS
+    from imdb_sentiment.runtime.cache import QUALITY_DIR, QUALITY_FILE, QUALITY_METRICS
 
     quality = {m: metrics[f"test_{m}"] for m in QUALITY_METRICS if f"test_{m}" in metrics}
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment.serving.scoring.compile import compile_pipeline
-from imdb_sentiment.serving.scoring.scorer import FastScorer
+from imdb_sentiment.runtime.compile import compile_pipeline
+from imdb_sentiment.runtime.scorer import FastScorer
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 

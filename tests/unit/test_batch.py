@@ -16,10 +16,10 @@ from typer.testing import CliRunner, Result
 from imdb_sentiment import registry, tracking
 from imdb_sentiment.batch import executor, local
 from imdb_sentiment.batch.files import Reader
-from imdb_sentiment.batch.model import parse_model_uri, resolve_model
 from imdb_sentiment.cli import app
 from imdb_sentiment.config import load_settings
 from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.runtime.resolve import parse_model_uri, resolve_model
 from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts
 
 runner = CliRunner()
@@ -261,7 +261,7 @@ def test_executor_imports_neither_sklearn_nor_mlflow(tmp_path: Path) -> None:
     default cleaning; a model that removes stop words reads scikit-learn's stop-word list)."""
     import subprocess
 
-    from imdb_sentiment.serving.scoring.compile import compile_pipeline
+    from imdb_sentiment.runtime.compile import compile_pipeline
 
     compile_pipeline(tiny_model(clean=PUNCTUATION_TOKENS)).save(tmp_path / "scorer")
     code = (

@@ -1,5 +1,5 @@
 """What runs where the reviews are: a process-pool worker of the local engine, or a Spark
-executor's Python worker. Imports only numpy and `serving.scoring.scorer` (pandas too on
+executor's Python worker. Imports only numpy and `runtime.scorer` (pandas too on
 Spark), never scikit-learn or MLflow, and loads a scorer's arrays once per process.
 
 Rows without text (null, empty or whitespace only) get a null probability and label: they are
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.serving.scoring.scorer import POSITIVE_FROM, FastScorer
+from imdb_sentiment.runtime.scorer import POSITIVE_FROM, FastScorer
 
 if TYPE_CHECKING:  # pandas only where Spark calls in: pool workers stay smaller without it
     import pandas as pd

@@ -308,8 +308,8 @@ def _save(writer: Any, job: Job) -> None:
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `INPUT OUTPUT [--model URI] …` (see module docstring)."""
     from imdb_sentiment.batch.files import detect_format
-    from imdb_sentiment.batch.model import resolve_model
     from imdb_sentiment.config import load_settings
+    from imdb_sentiment.runtime.resolve import resolve_model
 
     parser = argparse.ArgumentParser(description="Score a review file on Spark.")
     parser.add_argument("input")

@@ -1,7 +1,7 @@
-"""Watching the model in production: the prediction record (`records`, one schema written by
-the service and read by `imdb-sentiment drift`), the drift signals and statistics (`drift`) and
-the drift report (`report`).
+"""Watching the model in production: the drift signals and statistics (`drift`), the drift
+report (`report`), the drift check as a job (`check`) and labelled feedback as data (`labels`).
 
-`records` imports the standard library only (service workers import it); `drift` imports numpy,
-pandas and scipy; `report` matplotlib. Nothing here imports Flask or the service.
+Reads the prediction store (`store`) and the model runtime (`runtime`: the prediction record,
+the scorer, model resolution). `drift` imports numpy, pandas and scipy; `report` matplotlib.
+Never `serving` or `batch` (import-linter contracts).
 """

@@ -1,7 +1,7 @@
 """`imdb-sentiment drift` as a function: resolve the model, build the reference and current
 signals, compare, write the report.
 
-Imports: `batch.model` (the same model resolution as batch scoring), `monitoring.*`, `config`.
+Imports: `runtime.resolve` (the same model resolution as batch scoring), `monitoring.*`, `config`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import TypeVar
 
 import pandas as pd
 
-from imdb_sentiment.batch.model import resolve_model
 from imdb_sentiment.config import DriftParams, Settings
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.monitoring.drift import (
@@ -29,7 +28,8 @@ from imdb_sentiment.monitoring.drift import (
     score_texts,
 )
 from imdb_sentiment.monitoring.report import write_report
-from imdb_sentiment.serving.scoring.scorer import FastScorer
+from imdb_sentiment.runtime.resolve import resolve_model
+from imdb_sentiment.runtime.scorer import FastScorer
 from imdb_sentiment.store.database import open_store
 
 T = TypeVar("T")

@@ -6,8 +6,8 @@ seen), `confidence` (max(p, 1 - p)) and `positive` (the predicted label) — the
 the service exports to Prometheus, so a dashboard alarm and this report agree.
 
 Pure functions over DataFrames, plus the readers that build them: from the prediction log
-(`monitoring.records`), or from reviews scored with the compiled scorer.
-Imports: numpy, pandas, scipy, `config`, `errors`, `monitoring.records`, `serving.scoring`.
+(`runtime.records`), or from reviews scored with the compiled scorer.
+Imports: numpy, pandas, scipy, `config`, `errors`, `runtime.records`, `runtime`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from scipy.stats import ks_2samp
 
 from imdb_sentiment.config import DistributionTest, DriftParams, ShareTest
 from imdb_sentiment.errors import DataError
-from imdb_sentiment.monitoring.records import EVENT, PredictionRecord
-from imdb_sentiment.serving.scoring.scorer import FastScorer
+from imdb_sentiment.runtime.records import EVENT, PredictionRecord
+from imdb_sentiment.runtime.scorer import FastScorer
 
 SIGNALS = ("text_chars", "unknown_share", "confidence", "positive_share")
 COLUMNS = ("text_chars", "unknown_share", "confidence", "positive")

@@ -2,7 +2,7 @@
 (`background`) to stdout among the service's other JSON lines, or to rotated JSONL files,
 one per process so that workers never interleave. Nothing queued is lost on a graceful shutdown.
 
-Imports: the standard library, `background`, `config`, `monitoring.records`.
+Imports: the standard library, `background`, `config`, `runtime.records`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imdb_sentiment.background import BackgroundWriter
 from imdb_sentiment.config import Settings
-from imdb_sentiment.monitoring.records import PredictionRecord
+from imdb_sentiment.runtime.records import PredictionRecord
 
 
 class _RecordFormatter(logging.Formatter):

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from imdb_sentiment.background import BackgroundWriter
 from imdb_sentiment.errors import PipelineError
-from imdb_sentiment.monitoring.records import PredictionRecord
+from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.store.tables import feedback, predictions
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from imdb_sentiment.cli import app
 from imdb_sentiment.config import DistributionTest, DriftParams
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.monitoring.drift import compare, psi, read_prediction_log, signals
-from imdb_sentiment.monitoring.records import PredictionRecord
+from imdb_sentiment.runtime.records import PredictionRecord
 from tests.helpers import review_text
 from tests.unit.serving.test_model_store import publish
 

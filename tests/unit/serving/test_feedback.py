@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sqlalchemy import func, insert, inspect, select
 
 from imdb_sentiment.config import load_settings
-from imdb_sentiment.monitoring.records import PredictionRecord
+from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.store.database import PredictionStore, upgrade

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import serving
 from imdb_sentiment.config import load_settings
-from imdb_sentiment.monitoring.records import PredictionRecord
+from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.logs import (

@@ -151,8 +151,8 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
     import subprocess
     import sys
 
-    from imdb_sentiment.serving.model.cache import ModelCache
-    from imdb_sentiment.serving.model.sync import RegistrySync
+    from imdb_sentiment.runtime.cache import ModelCache
+    from imdb_sentiment.runtime.sync import RegistrySync
 
     default_clean = load_params(Path(__file__).parents[3] / "params.yaml").clean
     version = publish(seed=1, clean=default_clean)
@@ -176,8 +176,8 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
 
 
 def test_a_sidecar_worker_follows_the_pointer_when_it_moves() -> None:
-    from imdb_sentiment.serving.model.cache import ModelCache
-    from imdb_sentiment.serving.model.sync import RegistrySync
+    from imdb_sentiment.runtime.cache import ModelCache
+    from imdb_sentiment.runtime.sync import RegistrySync
 
     first = publish(seed=1)
     current = load_settings()

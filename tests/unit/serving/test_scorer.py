@@ -12,8 +12,8 @@ from sklearn.pipeline import Pipeline
 from imdb_sentiment.classifier import NBLogisticRegression
 from imdb_sentiment.config import FeatureParams
 from imdb_sentiment.features import build_featurizer
-from imdb_sentiment.serving.scoring.compile import compile_pipeline
-from imdb_sentiment.serving.scoring.scorer import FastScorer
+from imdb_sentiment.runtime.compile import compile_pipeline
+from imdb_sentiment.runtime.scorer import FastScorer
 from imdb_sentiment.text import CleanOptions
 from tests.helpers import PUNCTUATION_TOKENS, SEED_CLEANING, tiny_texts
 
@@ -161,8 +161,8 @@ def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
 
 
 def test_highlights_cover_ratings_as_one_piece() -> None:
-    from imdb_sentiment.serving.scoring.highlight import segments
-    from imdb_sentiment.serving.scoring.scorer import Contribution
+    from imdb_sentiment.runtime.highlight import segments
+    from imdb_sentiment.runtime.scorer import Contribution
 
     def clean(piece: str) -> str:
         return piece.lower()

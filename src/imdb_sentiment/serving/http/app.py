@@ -102,7 +102,7 @@ def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore |
 
 def _start_model(settings: Settings, store: ModelStore) -> None:
     if settings.model_sync == "inline":  # this process talks to the registry itself
-        from imdb_sentiment.serving.model.sync import quiet_http_defaults
+        from imdb_sentiment.runtime.sync import quiet_http_defaults
         from imdb_sentiment.tracking import configure
 
         quiet_http_defaults()

@@ -9,11 +9,11 @@ from typing import Any
 
 from flask import g
 
-from imdb_sentiment.monitoring.records import PredictionRecord
+from imdb_sentiment.runtime.records import PredictionRecord
+from imdb_sentiment.runtime.scorer import Score, label_of
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
-from imdb_sentiment.serving.scoring.scorer import Score, label_of
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, g, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from imdb_sentiment.runtime.highlight import segments
 from imdb_sentiment.serving.http.context import service
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.http.predict import Timer, predict, require_model
-from imdb_sentiment.serving.scoring.highlight import segments
 
 bp = Blueprint("web", __name__)
 

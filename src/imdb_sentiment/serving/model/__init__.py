@@ -1,9 +1,8 @@
-"""Model delivery: which model version is served and how it reaches the workers.
+"""Model delivery to the service's workers: which version is served and how it reaches them.
 
-`sync` follows the registry alias (or a pinned version / baked copy) and fills the local model
-`cache`; `store` serves the cache's current version and hot-swaps it; `supervisor` keeps the
-sync process alive under gunicorn's master.
+`sync` is the gunicorn sidecar that runs `runtime.sync.RegistrySync` (the registry alias, a
+pinned version or the image's baked copy, into `runtime.cache`); `store` serves the cache's
+current version and hot-swaps it; `supervisor` keeps the sidecar alive under gunicorn's master.
 
-May import `serving.scoring`, `serving.metrics`, `config`, `atomic` and (lazily, in `sync` only)
-MLflow. Never Flask or `serving.http`.
+May import `runtime`, `serving.metrics`, `serving.logs`, `config`. Never Flask or `serving.http`.
 """

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from imdb_sentiment.config import Settings
+from imdb_sentiment.runtime.cache import ModelCache, Pointer, Source
+from imdb_sentiment.runtime.scorer import FastScorer
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model.cache import ModelCache, Pointer, Source
-from imdb_sentiment.serving.scoring.scorer import FastScorer
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from imdb_sentiment.serving.model.sync import RegistrySync
+    from imdb_sentiment.runtime.sync import RegistrySync
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ModelStore:
     def sync(self) -> RegistrySync:
         """The in-process registry sync (`inline` mode), created on first use."""
         if self._sync is None:
-            from imdb_sentiment.serving.model.sync import RegistrySync
+            from imdb_sentiment.runtime.sync import RegistrySync
 
             self._sync = RegistrySync(self.settings, self.cache)
         return self._sync
@@ -90,7 +90,7 @@ class ModelStore:
         quality: dict[str, float] | None = None,
     ) -> None:
         """Serve a model handed in directly (tests, embedding); no registry, no polling."""
-        from imdb_sentiment.serving.scoring.compile import compile_pipeline
+        from imdb_sentiment.runtime.compile import compile_pipeline
 
         scorer = _warm(compile_pipeline(pipeline))
         name = self.settings.model_name

@@ -1,171 +1,20 @@
-"""Registry sync: follow `models:/<name>@<alias>`, download each new version into the model
-cache, compile it for serving, then move the cache's pointer.
-
-Under gunicorn this runs as its own process (`python -m imdb_sentiment.serving.model.sync`, started
-by gunicorn.conf.py), so MLflow and scikit-learn are loaded once per pod instead of once per
-worker; workers only follow the pointer. Without gunicorn (`MODEL_SYNC=inline`: tests, a bare
-`create_app`) the model store calls `sync()` in-process.
-"""
+"""The sync sidecar: under gunicorn, `python -m imdb_sentiment.serving.model.sync --watch` (started
+by gunicorn.conf.py) follows the registry with `runtime.sync.RegistrySync`, so MLflow and
+scikit-learn are loaded once per pod instead of once per worker; workers only follow the cache's
+pointer."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import shutil
 import signal
-import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
 
-from imdb_sentiment.atomic import atomic_dir
-from imdb_sentiment.config import Settings, load_settings
-from imdb_sentiment.serving.model.cache import ModelCache, Pointer
+from imdb_sentiment.config import load_settings
+from imdb_sentiment.runtime.cache import ModelCache
+from imdb_sentiment.runtime.sync import RegistrySync, quiet_http_defaults
 
 log = logging.getLogger("imdb_sentiment.serving.model.sync")  # also when run as __main__
-
-
-@dataclass(frozen=True)
-class RegistryVersion:
-    version: str
-    run_id: str | None
-
-
-def quiet_http_defaults() -> None:
-    """A dead tracking server must not stall startup for minutes of HTTP retries."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-class RegistrySync:
-    def __init__(self, settings: Settings, cache: ModelCache) -> None:
-        self.settings = settings
-        self.cache = cache
-
-    def alias_version(self) -> RegistryVersion:
-        from mlflow import MlflowClient
-
-        uri = self.settings.mlflow_tracking_uri
-        found = MlflowClient(uri, uri).get_model_version_by_alias(
-            self.settings.model_name, self.settings.model_alias
-        )
-        return RegistryVersion(str(found.version), found.run_id)
-
-    def download(self, version: RegistryVersion) -> Path:
-        """Copy the model version into the cache (once); return its directory."""
-        import mlflow
-
-        target = self.cache.version_dir(version.version)
-        if (target / "MLmodel").exists():
-            return target
-        self.cache.dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.cache.dir, prefix=".download-"))
-        try:
-            uri = f"models:/{self.settings.model_name}/{version.version}"
-            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))
-            if not target.exists():
-                os.replace(local, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
-
-    def save_scorer(self, version: RegistryVersion) -> None:
-        """Save the serving form next to the download (once). Models the compiler cannot save
-        are left as they are: workers then compile them in-process."""
-        target = self.cache.scorer_dir(version.version)
-        if (target / "scorer.json").exists():
-            return
-        scorer = self.cache.compile_model(version.version)
-        try:
-            with atomic_dir(target) as staging:
-                scorer.save(staging)
-        except TypeError as exc:  # not savable: fine, see the docstring
-            log.info("serving version %s uncompiled: %s", version.version, exc)
-
-    def sync(self) -> Pointer:
-        """One round. Registry reachable: make sure the alias's version is cached, point at it.
-        Unreachable: keep the cached version (marked as such) and re-raise.
-        With a pinned MODEL_VERSION, that version and no other (see `sync_pinned`)."""
-        if self.settings.model_version is not None:
-            return self.sync_pinned(self.settings.model_version)
-        name = self.settings.model_name
-        try:
-            wanted = self.alias_version()
-        except Exception as exc:  # registry failures come in many types; all mean "use cache"
-            self._fall_back(f"registry unavailable: {exc}")
-            raise
-        current = self.cache.read_pointer()
-        pointer = Pointer(name, wanted.version, wanted.run_id, "registry")
-        if current == pointer:
-            return current
-        self.download(wanted)
-        self.save_scorer(wanted)
-        self.cache.write_pointer(pointer)
-        return pointer
-
-    def sync_pinned(self, version: str) -> Pointer:
-        """Serve exactly `version`: from the cache, else the image's baked copy, else the
-        registry. Never another version: a release is one model and one image."""
-        current = self.cache.read_pointer()
-        if current is not None and current.version == version:
-            return current
-        pointer = self.seed_from_image(version)
-        if pointer is None:
-            wanted = RegistryVersion(version, None)
-            try:
-                self.download(wanted)
-            except Exception:
-                reason = (
-                    f"pinned version {version} is neither baked nor cached, "
-                    "and the registry is unavailable"
-                )
-                self.cache.write_pointer(
-                    Pointer(self.settings.model_name, None, None, "cache", reason)
-                )
-                raise
-            self.save_scorer(wanted)
-            pointer = Pointer(self.settings.model_name, version, None, "registry")
-        self.cache.write_pointer(pointer)
-        return pointer
-
-    def seed_from_image(self, version: str) -> Pointer | None:
-        """Copy the version baked into the image (MODEL_BAKED_DIR) into the writable cache."""
-        if self.settings.model_baked_dir is None:
-            return None
-        baked = ModelCache(self.settings.model_baked_dir, self.settings.model_name)
-        source = baked.version_dir(version)
-        if not source.is_dir():
-            return None
-        target = self.cache.version_dir(version)
-        if not target.exists():
-            with atomic_dir(target) as staging:
-                shutil.copytree(source, staging, dirs_exist_ok=True)
-        self.save_scorer(RegistryVersion(version, None))  # no-op when the scorer was baked too
-        baked_pointer = baked.read_pointer()
-        run_id = (
-            baked_pointer.run_id if baked_pointer and baked_pointer.version == version else None
-        )
-        return Pointer(self.settings.model_name, version, run_id, "image")
-
-    def _fall_back(self, reason: str) -> None:
-        current = self.cache.read_pointer()
-        if current is not None and current.version is not None:
-            if current.source != "cache":
-                self.cache.write_pointer(replace(current, source="cache", reason=reason))
-            return
-        reason = f"{reason}; no cached model in {self.cache.dir}"
-        self.cache.write_pointer(Pointer(self.settings.model_name, None, None, "cache", reason))
-
-    def watch(self, interval: float, stop: threading.Event, on_failure: Callable[[], None]) -> None:
-        while not stop.wait(interval):
-            try:
-                self.sync()
-            except Exception as exc:  # keep the cached model; log, count, try again
-                log.warning("registry sync failed: %s", exc)
-                on_failure()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from imdb_sentiment.config import MODEL_URI, Settings
 from imdb_sentiment.errors import PipelineError, first_line
-from imdb_sentiment.serving.model.cache import ModelCache
-from imdb_sentiment.serving.scoring.scorer import META_FILE
+from imdb_sentiment.runtime.cache import ModelCache
+from imdb_sentiment.runtime.scorer import META_FILE
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ModelRef:
 class ResolvedModel:
     ref: ModelRef
     version: str
-    scorer_dir: Path  # a saved FastScorer (serving.scoring.scorer)
+    scorer_dir: Path  # a saved FastScorer (runtime.scorer)
 
     def describe(self) -> str:
         return f"{self.ref.name} version {self.version} ({self.ref.uri})"
@@ -49,7 +49,7 @@ def parse_model_uri(uri: str) -> ModelRef:
 
 def resolve_model(uri: str, settings: Settings) -> ResolvedModel:
     """Resolve the alias (once), download the version and its compiled scorer into the cache."""
-    from imdb_sentiment.serving.model.sync import RegistrySync, RegistryVersion, quiet_http_defaults
+    from imdb_sentiment.runtime.sync import RegistrySync, RegistryVersion, quiet_http_defaults
     from imdb_sentiment.tracking import configure
 
     ref = parse_model_uri(uri)

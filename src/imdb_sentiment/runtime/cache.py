@@ -5,7 +5,7 @@ cannot be saved (character n-grams) and by the registry sync.
 Layout under `MODEL_CACHE_DIR/<model name>/`:
 
     v<N>/            the registered MLflow model, as downloaded (MLmodel, model.skops, …)
-    v<N>/scorer/     the same model compiled for serving (serving.scoring.scorer.FastScorer.save)
+    v<N>/scorer/     the same model compiled for serving (runtime.scorer.FastScorer.save)
     v<N>/quality/    its test-split metrics as evaluated by the pipeline (registry._log_quality)
     current.json     the pointer: which version to serve, whether it came from the registry or
                      the cache (registry unreachable), and why nothing is served if so
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.serving.scoring.scorer import META_FILE, SCORER_DIR, FastScorer
+from imdb_sentiment.runtime.scorer import META_FILE, SCORER_DIR, FastScorer
 
 QUALITY_DIR = "quality"
 QUALITY_FILE = "metrics.json"
@@ -93,6 +93,6 @@ class ModelCache:
         """Compile the downloaded MLflow model of `version` (needs MLflow and scikit-learn)."""
         import mlflow.sklearn
 
-        from imdb_sentiment.serving.scoring.compile import compile_pipeline
+        from imdb_sentiment.runtime.compile import compile_pipeline
 
         return compile_pipeline(mlflow.sklearn.load_model(str(self.version_dir(version))))

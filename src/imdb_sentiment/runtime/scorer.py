@@ -14,7 +14,7 @@ to one int64 key, and a review's n-grams are found with one vectorised `searchso
 
 This module needs only numpy and `imdb_sentiment.text`: a compiled scorer is saved next to the
 cached model (`save`/`load`), so serving workers never import scikit-learn or MLflow.
-Compiling from a pipeline lives in `serving.scoring.compile`.
+Compiling from a pipeline lives in `runtime.compile`.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ class Linear:
 
 
 class FastScorer:
-    """Cleaning options + vectorizer blocks + linear classifier; see `serving.scoring.compile`."""
+    """Cleaning options + vectorizer blocks + linear classifier; see `runtime.compile`."""
 
     def __init__(self, options: CleanOptions, blocks: list[Block], linear: Linear) -> None:
         self.options = options

@@ -12,7 +12,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression
 from imdb_sentiment.features import TextCleaner
-from imdb_sentiment.serving.scoring.scorer import (
+from imdb_sentiment.runtime.scorer import (
     Block,
     FastScorer,
     Linear,

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from imdb_sentiment.serving.scoring.scorer import Contribution
+from imdb_sentiment.runtime.scorer import Contribution
 
 # Words, and ratings such as "8/10" whole: models that keep digits learn them as one token.
 _PIECES = re.compile(r"(\d+/\d+|\w[\w'\u2019-]*)", re.UNICODE)
