@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
 
+from imdb_sentiment.config import DEFAULT_MODEL_URI
 from imdb_sentiment.errors import PipelineError
 
 if TYPE_CHECKING:  # nothing heavy at import: each command imports what it uses
@@ -414,9 +415,7 @@ def drift(
         "store's records ($DATABASE_URL).",
     ),
     params_file: Path = PARAMS,
-    model: str = typer.Option(
-        "models:/imdb-sentiment@production", help="The model whose signals are compared."
-    ),
+    model: str = typer.Option(DEFAULT_MODEL_URI, help="The model whose signals are compared."),
     text_column: str = typer.Option("text", help="Column holding the text, in review files."),
     since_hours: float | None = typer.Option(
         None, min=0.0, help="Only prediction records from the last N hours."
@@ -467,7 +466,7 @@ def predict(
     input_path: str = typer.Argument(..., metavar="INPUT", help="CSV, Parquet or JSON Lines file."),
     output: str = typer.Argument(..., metavar="OUTPUT", help="File (local) or folder (Spark)."),
     model: str = typer.Option(
-        "models:/imdb-sentiment@production",
+        DEFAULT_MODEL_URI,
         help="models:/<name>@<alias> or models:/<name>/<version>; resolved once, recorded.",
     ),
     text_column: str = typer.Option("text", help="Column holding the review text."),

@@ -19,6 +19,9 @@ from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.text import CleanOptions
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+# The registered model and the alias production follows: their one definition.
+MODEL_NAME, PRODUCTION_ALIAS = "imdb-sentiment", "production"
+DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{PRODUCTION_ALIAS}"
 # models:/<name>@<alias> or models:/<name>/<version>: the one parser of model URIs.
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
@@ -253,8 +256,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", validation_alias="MLFLOW_TRACKING_URI")
-    model_name: str = Field("imdb-sentiment", validation_alias="MODEL_NAME")
-    model_alias: str = Field("production", validation_alias="MODEL_ALIAS")
+    model_name: str = Field(MODEL_NAME, validation_alias="MODEL_NAME")
+    model_alias: str = Field(PRODUCTION_ALIAS, validation_alias="MODEL_ALIAS")
     # A release pins the exact version its image bakes: served as is, the alias not followed.
     # Unset (or empty): follow MODEL_ALIAS (local, compose, dev).
     model_version: str | None = Field(None, pattern=r"^\d*$", validation_alias="MODEL_VERSION")

@@ -14,14 +14,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.config import Params, Settings
+from imdb_sentiment.config import PRODUCTION_ALIAS, Params, Settings
 from imdb_sentiment.errors import GateError, PipelineError
 from imdb_sentiment.tracking import flatten, git_commit
 
 log = logging.getLogger(__name__)
 
 STAGING = "staging"
-PRODUCTION = "production"
+PRODUCTION = PRODUCTION_ALIAS
 PREVIOUS_TAG = "previous_production_version"
 ACCURACY_TAG = "test_accuracy"
 # skops refuses to load types it does not know; ours are listed so loading stays safe.

@@ -41,6 +41,7 @@ import pandas as pd  # at module level: pandas_udf resolves the UDF's type hints
 from imdb_sentiment.batch.executor import score_texts
 from imdb_sentiment.batch.files import Format, added, check_schema
 from imdb_sentiment.batch.job import Job, Summary
+from imdb_sentiment.config import DEFAULT_MODEL_URI
 from imdb_sentiment.errors import PipelineError, first_line
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score a review file on Spark.")
     parser.add_argument("input")
     parser.add_argument("output")
-    parser.add_argument("--model", default="models:/imdb-sentiment@production")
+    parser.add_argument("--model", default=DEFAULT_MODEL_URI)
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--format")
     parser.add_argument("--output-format")

@@ -27,7 +27,7 @@ from scipy.stats import ks_2samp
 from imdb_sentiment.config import DistributionTest, DriftParams, ShareTest
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.runtime.records import EVENT, PredictionRecord
-from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.runtime.scorer import POSITIVE_FROM, FastScorer
 
 SIGNALS = ("text_chars", "unknown_share", "confidence", "positive_share")
 COLUMNS = ("text_chars", "unknown_share", "confidence", "positive")
@@ -43,7 +43,7 @@ def signals(
             "text_chars": np.asarray(text_chars, dtype=np.float64),
             "unknown_share": np.asarray(unknown_share, dtype=np.float64),
             "confidence": np.maximum(p, 1.0 - p),
-            "positive": (p >= 0.5).astype(np.float64),
+            "positive": (p >= POSITIVE_FROM).astype(np.float64),
         }
     )
 
