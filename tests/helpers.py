@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.classifier import NBLogisticRegression
@@ -88,3 +89,14 @@ def tiny_model(nb: bool = True, seed: int = 1, clean: CleanOptions | None = None
     x = featurizer.fit_transform(texts)
     clf = NBLogisticRegression(C=10.0, nb=nb, nb_normalize=nb).fit(x, np.array(labels))
     return Pipeline([*featurizer.steps, ("clf", clf)])
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """`frame` as the file its suffix names: .csv, .parquet, else JSON Lines."""
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    return path

@@ -20,7 +20,7 @@ from imdb_sentiment.cli import app
 from imdb_sentiment.config import load_settings
 from imdb_sentiment.errors import PipelineError
 from imdb_sentiment.runtime.resolve import parse_model_uri, resolve_model
-from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts
+from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts, write_table
 
 runner = CliRunner()
 NAME = "imdb-sentiment"
@@ -47,16 +47,6 @@ def reviews() -> pd.DataFrame:
     return pd.DataFrame({"id": range(len(texts)), "text": texts, "stars": labels})
 
 
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True)
-    return path
-
-
 def read(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
@@ -75,7 +65,7 @@ def test_scores_every_format_and_passes_columns_through(
     tmp_path: Path, reviews: pd.DataFrame, suffix: str, workers: str
 ) -> None:
     version = publish()
-    source = write(reviews, tmp_path / f"in{suffix}")
+    source = write_table(reviews, tmp_path / f"in{suffix}")
     out = tmp_path / f"out{suffix}"
     result = predict(str(source), str(out), "--workers", workers)
     assert result.exit_code == 0, result.output
@@ -93,7 +83,7 @@ def test_scores_every_format_and_passes_columns_through(
 def test_model_version_uri_and_format_overrides(tmp_path: Path, reviews: pd.DataFrame) -> None:
     first = publish(seed=1)
     publish(seed=2)  # production now points at the second version
-    source = write(reviews, tmp_path / "reviews.data")
+    source = write_table(reviews, tmp_path / "reviews.data")
     out = tmp_path / "scored.out"
     args = ["--model", f"models:/{NAME}/{first}", "--format", "csv", "--output-format", "parquet"]
     reviews.to_csv(source, index=False)
@@ -126,7 +116,7 @@ def test_rows_without_text_get_null_scores_and_are_counted(tmp_path: Path) -> No
 
 def test_prefix_names_the_added_columns(tmp_path: Path, reviews: pd.DataFrame) -> None:
     publish()
-    source = write(reviews.rename(columns={"stars": "label"}), tmp_path / "in.parquet")
+    source = write_table(reviews.rename(columns={"stars": "label"}), tmp_path / "in.parquet")
     clash = predict(str(source), str(tmp_path / "out.parquet"))
     assert clash.exit_code == 1 and "already has column(s) label" in clash.output
     result = predict(str(source), str(tmp_path / "out.parquet"), "--prefix", "pred_")
@@ -183,7 +173,7 @@ def test_non_string_text_column_and_unknown_extension(tmp_path: Path) -> None:
 
 def test_existing_output_needs_overwrite(tmp_path: Path, reviews: pd.DataFrame) -> None:
     publish()
-    source = write(reviews, tmp_path / "in.parquet")
+    source = write_table(reviews, tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     out.write_text("keep me")
     refused = predict(str(source), str(out))
@@ -198,7 +188,7 @@ def test_failure_midway_leaves_no_output(
 ) -> None:
     publish()
     big = pd.concat([reviews] * 100, ignore_index=True)  # 5,000 rows: several chunks
-    source = write(big, tmp_path / "in.parquet")
+    source = write_table(big, tmp_path / "in.parquet")
     calls = {"n": 0}
     real = executor.score_chunk
 
@@ -216,7 +206,7 @@ def test_failure_midway_leaves_no_output(
 
 
 def test_unknown_model_and_bad_uri_are_one_line(tmp_path: Path, reviews: pd.DataFrame) -> None:
-    source = write(reviews, tmp_path / "in.parquet")
+    source = write_table(reviews, tmp_path / "in.parquet")
     bad = predict(str(source), str(tmp_path / "o.parquet"), "--model", "imdb-sentiment")
     assert bad.exit_code == 1 and "--model must be" in bad.output
     missing = predict(str(source), str(tmp_path / "o.parquet"), "--model", "models:/nope@prod")
@@ -245,7 +235,7 @@ def test_registered_versions_ship_their_compiled_scorer() -> None:
 def test_memory_stays_flat_chunks_are_bounded(tmp_path: Path, reviews: pd.DataFrame) -> None:
     """The reader yields bounded chunks whatever the file size (CSV blocks are re-cut)."""
     big = pd.concat([reviews] * 200, ignore_index=True)  # 10,000 rows
-    source = write(big, tmp_path / "in.csv")
+    source = write_table(big, tmp_path / "in.csv")
     reader = Reader(source, "csv", "text")
     sizes = [b.num_rows for b in local._chunks(None, iter(()))]
     assert sizes == []
@@ -278,7 +268,7 @@ def test_executor_imports_neither_sklearn_nor_mlflow(tmp_path: Path) -> None:
 def test_output_schema_is_stable_across_chunks(tmp_path: Path, reviews: pd.DataFrame) -> None:
     publish()
     big = pd.concat([reviews] * 100, ignore_index=True)
-    source = write(big, tmp_path / "in.parquet")
+    source = write_table(big, tmp_path / "in.parquet")
     out = tmp_path / "out.parquet"
     assert predict(str(source), str(out), "--workers", "2").exit_code == 0
     schema = pq.read_schema(out)

@@ -17,6 +17,7 @@ from imdb_sentiment.cli import app
 from imdb_sentiment.config import ConfigError, DataParams, parse_params
 from imdb_sentiment.data.ingest import add_extra_train, load_sources
 from imdb_sentiment.data.tabular import detect_format
+from tests.helpers import write_table
 
 runner = CliRunner()
 WORDS = ["superb", "dreadful", "moving", "boring", "clever", "clumsy", "warm", "cold"]
@@ -31,16 +32,6 @@ def table(rows: int = 40, labels: tuple[str, str] = ("positive", "negative")) ->
             "product": [f"p{i % 4}" for i in range(rows)],
         }
     )
-
-
-def write(frame: pd.DataFrame, path: Path) -> Path:
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True)
-    return path
 
 
 def params(path: Path | str, **data: Any) -> Path:
@@ -70,7 +61,7 @@ def nothing_written() -> bool:
 def test_each_table_format_is_ingested_with_mapped_columns_and_labels(
     tmp_path: Path, name: str
 ) -> None:
-    source = write(table(labels=("Pos", "NEG")), tmp_path / name)
+    source = write_table(table(labels=("Pos", "NEG")), tmp_path / name)
     code, output = ingest(path=source, labels={"positive": ["pos"], "negative": ["neg"]})
     assert code == 0, output
     train = pd.read_parquet("data/raw/train.parquet")
@@ -91,7 +82,7 @@ def test_each_table_format_is_ingested_with_mapped_columns_and_labels(
 def test_repeated_reviews_are_dropped_before_the_split_and_counted(tmp_path: Path) -> None:
     frame = table()
     copies = frame.iloc[:3].assign(review=lambda f: f.review.str.upper() + "  ")
-    source = write(pd.concat([frame, copies]), tmp_path / "reviews.csv")
+    source = write_table(pd.concat([frame, copies]), tmp_path / "reviews.csv")
     code, output = ingest(path=source)
     assert code == 0 and "3 repeated reviews dropped" in output, output
     report = json.loads(Path("reports/ingest.json").read_text())["sources"][0]
@@ -101,12 +92,12 @@ def test_repeated_reviews_are_dropped_before_the_split_and_counted(tmp_path: Pat
 
 def test_label_values_from_parquet_numbers(tmp_path: Path) -> None:
     frame = table().assign(sentiment=[1.0 if i % 2 == 0 else 0.0 for i in range(40)])
-    code, output = ingest(path=write(frame, tmp_path / "numbers.parquet"))
+    code, output = ingest(path=write_table(frame, tmp_path / "numbers.parquet"))
     assert code == 0, output  # 1.0 is the label "1"
 
 
 def test_the_group_split_keeps_each_group_on_one_side(tmp_path: Path) -> None:
-    source = write(table(), tmp_path / "reviews.csv")
+    source = write_table(table(), tmp_path / "reviews.csv")
     code, output = ingest(path=source, split="group", columns={"text": "review",
                           "label": "sentiment", "group": "product"})  # fmt: skip
     assert code == 0, output
@@ -137,7 +128,7 @@ def test_bad_tables_are_one_line_and_write_nothing(
     mixed = (
         "review" in frame and frame.review.map(type).nunique() > 1 and frame.review.notna().all()
     )
-    source = write(frame, tmp_path / ("bad.jsonl" if mixed else "bad.parquet"))
+    source = write_table(frame, tmp_path / ("bad.jsonl" if mixed else "bad.parquet"))
     line = one_line_error(*ingest(path=source))
     assert expected in line and source.name in line, line
     assert nothing_written()
@@ -152,7 +143,7 @@ def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_a_table_cannot_use_the_archives_official_split(tmp_path: Path) -> None:
-    line = one_line_error(*ingest(path=write(table(), tmp_path / "r.csv"), split="official"))
+    line = one_line_error(*ingest(path=write_table(table(), tmp_path / "r.csv"), split="official"))
     assert "data.split: official is the IMDB archive's own split" in line
     assert nothing_written()
 
@@ -165,7 +156,7 @@ def test_extra_training_files_must_live_under_data_extra() -> None:
 
 
 def test_extra_rows_join_training_only_and_drop_what_would_leak(tmp_path: Path) -> None:
-    source = write(table(), tmp_path / "reviews.csv")
+    source = write_table(table(), tmp_path / "reviews.csv")
     code, output = ingest(path=source)
     assert code == 0, output
     test = pd.read_parquet("data/raw/test.parquet")
@@ -189,7 +180,7 @@ def test_extra_rows_join_training_only_and_drop_what_would_leak(tmp_path: Path) 
         }
     )
     Path("data/extra").mkdir(parents=True)
-    write(extra, Path("data/extra/feedback.parquet"))
+    write_table(extra, Path("data/extra/feedback.parquet"))
     code, output = ingest(path=source, extra_train=["data/extra/feedback.parquet"])
     assert code == 0, output
     assert "(2 from extra_train)" in output
@@ -216,7 +207,7 @@ def test_add_extra_train_is_pure() -> None:
 
 
 def test_the_loader_names_a_missing_extra_file(tmp_path: Path) -> None:
-    source = write(table(), tmp_path / "reviews.csv")
+    source = write_table(table(), tmp_path / "reviews.csv")
     p = DataParams(source=str(source), split="random", extra_train=("data/extra/gone.csv",))
     with pytest.raises(Exception, match=r"data/extra/gone.csv not found"):
         load_sources(p)
