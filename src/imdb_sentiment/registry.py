@@ -14,9 +14,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.config import PRODUCTION_ALIAS, Params, Settings
+from imdb_sentiment.config import PRODUCTION_ALIAS, Params, Settings, flatten
 from imdb_sentiment.errors import GateError, PipelineError
-from imdb_sentiment.tracking import flatten, git_commit
+from imdb_sentiment.tracking import git_commit
 
 log = logging.getLogger(__name__)
 

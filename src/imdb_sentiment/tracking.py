@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import mlflow
 
-from imdb_sentiment.config import MODEL_SECTIONS, Params, Settings
+from imdb_sentiment.config import MODEL_SECTIONS, Params, Settings, flatten
 
 if TYPE_CHECKING:
     from imdb_sentiment.selection import CVResult
@@ -36,16 +36,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def flatten(prefix: str, value: Any) -> dict[str, Any]:
-    """{"a": {"b": 1}} → {"a.b": 1}, for MLflow params."""
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(flatten(f"{prefix}.{key}" if prefix else str(key), inner))
-        return flat
-    return {prefix: value}
 
 
 def log_selection(result: CVResult, params: Params) -> str:
