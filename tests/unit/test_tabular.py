@@ -202,8 +202,8 @@ def test_add_extra_train_is_pure() -> None:
     )
     test = train.assign(text=["Bad film."])
     extra = train.assign(text=["bad   FILM."], movie=[""])
-    combined, dropped = add_extra_train(train, test, extra, "extra:x")
-    assert combined.equals(train) and dropped == {"in_test": 1, "in_train": 0, "repeated": 0}
+    combined, dropped = add_extra_train(train, test, {"x": extra})
+    assert combined.equals(train) and dropped == {"x": {"in_test": 1, "in_train": 0, "repeated": 0}}
 
 
 def test_the_loader_names_a_missing_extra_file(tmp_path: Path) -> None:

@@ -148,26 +148,32 @@ def drop_repeated(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def add_extra_train(
-    train: pd.DataFrame, test: pd.DataFrame, extra: pd.DataFrame, group: str
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """`train` with the rows of `extra` that may train a model (docs/model.md, "Feedback as
-    data"), all in one group of their own, and how many were dropped and why: a text (as
-    `clean_text` normalises it) of the test split would be tested on what trained it; one
-    already in train, or twice in `extra`, would only weigh it twice."""
+    train: pd.DataFrame, test: pd.DataFrame, extras: Mapping[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """`train` with the rows of each extra frame that may train a model (docs/model.md,
+    "Feedback as data"), each frame one group of its own (`extra:<name>`), and per frame how
+    many were dropped and why: a text (as `clean_text` normalises it) of the test split would be
+    tested on what trained it; one already in train (or an earlier frame), or twice in a frame,
+    would only weigh it twice. The splits are normalised once, whatever the number of frames."""
     test_keys = set(test.text.map(clean_text))
     train_keys = set(train.text.map(clean_text))
-    cleaned = extra.text.map(clean_text)
-    in_test = cleaned.isin(test_keys).to_numpy()
-    in_train = cleaned.isin(train_keys).to_numpy() & ~in_test
-    repeated = cleaned.duplicated().to_numpy() & ~in_test & ~in_train
-    kept = extra[~(in_test | in_train | repeated)].assign(movie=group)
-    dropped = {
-        "in_test": int(in_test.sum()),
-        "in_train": int(in_train.sum()),
-        "repeated": int(repeated.sum()),
-    }
-    combined = pd.concat([train, kept[COLUMNS].astype(train.dtypes.to_dict())], ignore_index=True)
-    return combined, dropped
+    parts, dropped = [train], {}
+    for name, extra in extras.items():
+        cleaned = extra.text.map(clean_text)
+        in_test = cleaned.isin(test_keys).to_numpy()
+        in_train = cleaned.isin(train_keys).to_numpy() & ~in_test
+        repeated = cleaned.duplicated().to_numpy() & ~in_test & ~in_train
+        keep = ~(in_test | in_train | repeated)
+        parts.append(
+            extra[keep].assign(movie=f"extra:{name}")[COLUMNS].astype(train.dtypes.to_dict())
+        )
+        train_keys.update(cleaned[keep])
+        dropped[name] = {
+            "in_test": int(in_test.sum()),
+            "in_train": int(in_train.sum()),
+            "repeated": int(repeated.sum()),
+        }
+    return pd.concat(parts, ignore_index=True), dropped
 
 
 def load_sources(
@@ -193,13 +199,13 @@ def load_sources(
             "rows": len(train) + len(test), "train": len(train), "test": len(test)}  # fmt: skip
     if fmt != "imdb":
         main.update(rows=len(train) + len(test) + repeated, dropped={"repeated": repeated})
+    read = {name: _extra_source(name, p) for name in p.extra_train}
+    frames = {name: frame for name, (frame, _) in read.items()}
+    train, dropped = add_extra_train(train, test, frames)
     sources = [main]
-    for extra_path in p.extra_train:
-        extra, record = _extra_source(extra_path, p)
-        before = len(train)
-        train, dropped = add_extra_train(train, test, extra, group=f"extra:{extra_path}")
-        record.update(used=len(train) - before, dropped=dropped)
-        sources.append(record)
+    for name, (frame, record) in read.items():
+        used = len(frame) - sum(dropped[name].values())
+        sources.append({**record, "used": used, "dropped": dropped[name]})
     return train, test, {"sources": sources, "train": len(train), "test": len(test)}
 
 

@@ -24,21 +24,39 @@ def _ref(name: str) -> dict[str, str]:
 _ERROR = _ref("Error")
 
 
-def _error_responses(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed JSON, invalid UTF-8, too deeply nested (on /invocations: any bad input)",
-        401: "API_TOKENS_FILE is set and the bearer token is missing or wrong",
-        404: "No prediction with this request_id (and item), or feedback is off",
-        409: "This prediction (or text) already has a label",
-        413: "Body, text or batch too large",
-        415: "Body is not application/json",
-        422: "Invalid field",
-        503: "No model loaded",
-    }
+_API_ERRORS = {
+    400: "Malformed JSON, invalid UTF-8, too deeply nested (on /invocations: any bad input)",
+    401: "API_TOKENS_FILE is set and the bearer token is missing or wrong",
+    404: "No prediction with this request_id (and item), or feedback is off",
+    409: "This prediction (or text) already has a label",
+    413: "Body, text or batch too large",
+    415: "Body is not application/json",
+    422: "Invalid field",
+    503: "No model loaded",
+}
+_OIP_ERRORS = {
+    400: "Malformed request: not the protocol's shape, or shape and data disagree",
+    401: "API_TOKENS_FOR=all and the bearer token is missing or wrong",
+    404: "No model of this name (or version)",
+    413: "Body, text or batch too large",
+    415: "Body is not JSON",
+    422: "A text with no character",
+    503: "No model loaded",
+}
+
+
+def _errors(
+    texts: dict[int, str], schema: dict[str, Any], codes: tuple[int, ...]
+) -> dict[str, Any]:
+    """The error answers `codes`, each described by `texts`, with its body's schema."""
     return {
-        str(c): {"description": text[c], "content": {"application/json": {"schema": _ERROR}}}
+        str(c): {"description": texts[c], "content": {"application/json": {"schema": schema}}}
         for c in codes
     }
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    return _errors(_API_ERRORS, _ERROR, codes)
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -56,17 +74,7 @@ _BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 
 
 def _oip_errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed request: not the protocol's shape, or shape and data disagree",
-        401: "API_TOKENS_FOR=all and the bearer token is missing or wrong",
-        404: "No model of this name (or version)",
-        413: "Body, text or batch too large",
-        415: "Body is not JSON",
-        422: "A text with no character",
-        503: "No model loaded",
-    }
-    error = _json(_ref("OipError"))
-    return {str(c): {"description": text[c], "content": error} for c in codes}
+    return _errors(_OIP_ERRORS, _ref("OipError"), codes)
 
 
 def _oip_model_paths(model_name: str, infer_body: dict[str, Any]) -> dict[str, Any]:
