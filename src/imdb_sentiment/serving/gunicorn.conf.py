@@ -29,6 +29,8 @@ wsgi_app = "imdb_sentiment.serving.http.wsgi:app"
 # One JSON object per line from master, workers and the access log (serving.logs); the access
 # line carries the request id from the response's X-Request-ID header.
 logconfig_dict = logging_config(_settings.log_format, _settings.access_log)
+if _settings.log_format == "json":  # text keeps gunicorn's own access line (CLF)
+    logger_class = "imdb_sentiment.serving.logs.JsonAccessLogger"
 errorlog = "-"
 loglevel = "info"
 # gunicorn 26's control socket (~/.gunicorn/gunicorn.ctl): unused here, and a process-control

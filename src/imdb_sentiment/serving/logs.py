@@ -6,17 +6,20 @@ The request id lives in a context variable that the HTTP layer sets per request
 share one configuration (`logging_config`). JSON comes from python-json-logger; gunicorn's
 access records are turned into fields (method, path, status, duration) instead of a CLF string.
 
-Imports: the standard library and python-json-logger only.
+Imports: the standard library, python-json-logger and gunicorn's logger (for its access path).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
-import uuid
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gunicorn.glogging import Logger as GunicornLogger
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
@@ -27,6 +30,10 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 ACCESS_LOGGER = "gunicorn.access"
+# The access record's message, from the atoms `JsonAccessLogger` computes.
+ACCESS_MESSAGE = "%(m)s %(U)s %(s)s"
+_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower()
+_REQUEST_ID_ATOM = f"{{{_REQUEST_ID_NAME}}}o"
 
 
 def request_id_from(header: str | None) -> str:
@@ -34,7 +41,27 @@ def request_id_from(header: str | None) -> str:
     it is echoed in a response header and written to every log line)."""
     if header is not None and _VALID_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return _ids.next()
+
+
+class _RequestIds:
+    """Fresh request ids: 32 hex digits, a random per-process prefix and a counter. As unique as
+    uuid4 across processes (64 random bits each, drawn again after a fork) at a fraction of its
+    cost: uuid4 reads the OS's random source on every request."""
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._prefix = ""
+        self._count = 0
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix, self._count = os.getpid(), os.urandom(8).hex(), 0
+        self._count += 1
+        return f"{self._prefix}{self._count:016x}"
+
+
+_ids = _RequestIds()
 
 
 class RequestIdFilter(logging.Filter):
@@ -55,6 +82,11 @@ class ServiceJsonFormatter(JsonFormatter):
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",
         )
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == ACCESS_LOGGER and isinstance(record.args, dict) and not record.exc_info:
+            return access_line(record)
+        return super().format(record)
 
     def add_fields(
         self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
@@ -88,8 +120,54 @@ def access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": round(int(duration) / 1000, 3) if str(duration).isdigit() else None,
         "remote": atom("h"),
         "user_agent": atom("a"),
-        "request_id": atom(f"{{{REQUEST_ID_HEADER.lower()}}}o"),
+        "request_id": atom(_REQUEST_ID_ATOM),
     }
+
+
+def access_line(record: logging.LogRecord) -> str:
+    """The JSON line `ServiceJsonFormatter` writes for a gunicorn access record, built directly:
+    the generic path costs ~12 µs a request (tests/unit/serving/test_logs.py holds the two
+    lines equal)."""
+    assert isinstance(record.args, dict)
+    fields = access_fields(record.args)
+    body: dict[str, Any] = {
+        "level": record.levelname,
+        "logger": record.name,
+        "process": record.process,
+        "message": fields.pop("message"),
+        "request_id": fields.pop("request_id"),
+        "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        **fields,
+    }
+    return json.dumps({k: v for k, v in body.items() if v is not None})
+
+
+class JsonAccessLogger(GunicornLogger):
+    """gunicorn's logger with a lean access path for the JSON format: only the atoms
+    `access_fields` reads. gunicorn's own `atoms` copies every request header, response header
+    and environ entry on every request (~9 µs), and its CLF message is rewritten anyway."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if not self.access_log_enabled:
+            return
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        request_id = next(
+            (value for name, value in resp.headers if name.lower() == _REQUEST_ID_NAME), None
+        )
+        atoms = {
+            "m": environ.get("REQUEST_METHOD"),
+            "U": environ.get("PATH_INFO"),
+            "q": environ.get("QUERY_STRING"),
+            "s": status,
+            "B": getattr(resp, "sent", None),
+            "D": request_time.seconds * 1_000_000 + request_time.microseconds,
+            "h": environ.get("REMOTE_ADDR"),
+            "a": environ.get("HTTP_USER_AGENT"),
+            _REQUEST_ID_ATOM: request_id,
+        }
+        self.access_log.info(ACCESS_MESSAGE, atoms)
 
 
 def logging_config(fmt: LogFormat = "json", access_log: bool = True) -> dict[str, Any]:

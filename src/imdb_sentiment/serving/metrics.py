@@ -8,6 +8,7 @@ Without it (tests, `flask run`), each app has its own in-memory registry.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -128,6 +129,40 @@ class Metrics:
             self.reloads.labels(result=result)
         for reason in ("queue_full", "store_unavailable"):
             self.records_dropped.labels(reason=reason)
+        # Labelled children by label values: `labels()` takes a lock and builds a key on every
+        # call, and these are observed on every request.
+        self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._by_prediction: dict[str, Any] = {}
+
+    def observe_request(
+        self, method: str, endpoint: str, status: str, shape: str, seconds: float, cost: float
+    ) -> None:
+        """One finished request: its count, latency, and compute cost."""
+        key = (method, endpoint, status, shape)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(method=method, endpoint=endpoint, status=status),
+                self.latency.labels(endpoint=endpoint, shape=shape),
+                self.cost_per_request.labels(endpoint=endpoint),
+            )
+        count, latency, cost_gauge = children
+        count.inc()
+        latency.observe(seconds)
+        cost_gauge.set(cost)
+        self.total_cost.inc(cost)
+
+    def observe_prediction(
+        self, label: str, confidence: float, chars: int, unknown_share: float
+    ) -> None:
+        """One scored review."""
+        child = self._by_prediction.get(label)
+        if child is None:
+            child = self._by_prediction[label] = self.predictions.labels(prediction=label)
+        child.inc()
+        self.confidence.observe(confidence)
+        self.input_length.observe(chars)
+        self.unknown_share.observe(unknown_share)
 
     def render(self) -> tuple[bytes, str]:
         """Exposition text: this process's registry, or all workers' in multiprocess mode."""

@@ -6,9 +6,11 @@ import io
 import json
 import logging
 import logging.config
+import os
 import runpy
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +25,7 @@ from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.logs import (
     REQUEST_ID,
+    JsonAccessLogger,
     RequestIdFilter,
     ServiceJsonFormatter,
     access_fields,
@@ -204,3 +207,60 @@ def test_gunicorn_worker_exit_hook_writes_out_the_queue(
         client.post(PREDICT, json={"texts": ["Good.", "Bad.", "Fine."]})
     config["worker_exit"](object(), SimpleNamespace(wsgi=app))
     assert len(records(tmp_path)) == 60
+
+
+ATOMS = {"m": "POST", "U": "/api/v1/predict", "q": "", "s": "200", "B": 181, "D": 2625,
+         "h": "10.0.0.1", "a": "curl/8 é", "{x-request-id}o": "abc"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [ATOMS, {**ATOMS, "q": "a=1", "B": None, "a": None, "{x-request-id}o": None}, {"m": "GET"}],
+)
+def test_the_direct_access_line_is_the_generic_formatters_line(atoms: dict[str, object]) -> None:
+    record = logging.LogRecord("gunicorn.access", logging.INFO, "", 0, "%(m)s", (atoms,), None)
+    RequestIdFilter().filter(record)
+    formatter = ServiceJsonFormatter()
+    direct = formatter.format(record)
+    generic = super(ServiceJsonFormatter, formatter).format(record)
+    assert direct == generic
+    assert json.loads(direct)["event"] == "access"
+
+
+def test_gunicorn_writes_the_json_access_line_through_the_lean_logger(
+    restore_logging: None,
+) -> None:
+    from gunicorn.config import Config
+
+    config = Config()
+    config.set("logconfig_dict", logging_config("json"))
+    logger = JsonAccessLogger(config)
+    stream = io.StringIO()
+    logging.getLogger("gunicorn.access").handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    response = SimpleNamespace(
+        status="201 CREATED", sent=57, headers=[("Content-Type", "x"), ("X-Request-ID", "r-9")]
+    )
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/feedback", "QUERY_STRING": "",
+               "REMOTE_ADDR": "10.1.2.3", "HTTP_USER_AGENT": "kube-probe/1.30"}  # fmt: skip
+    logger.access(response, None, environ, timedelta(seconds=1, microseconds=2500))
+    line = json.loads(stream.getvalue())
+    assert line["message"] == "POST /api/v1/feedback 201" and line["status"] == 201
+    assert line["request_id"] == "r-9" and line["duration_ms"] == 1002.5 and line["bytes"] == 57
+    assert line["remote"] == "10.1.2.3" and line["user_agent"] == "kube-probe/1.30"
+    assert "query" not in line and line["logger"] == "gunicorn.access"
+
+
+def test_fresh_request_ids_are_distinct_and_change_prefix_after_a_fork() -> None:
+    first, second = request_id_from(None), request_id_from(None)
+    assert first != second and first[:16] == second[:16] and len(first) == 32
+    int(first, 16)  # hex, as uuid4().hex was
+    read, write = os.pipe()
+    pid = os.fork()  # as gunicorn forks its workers
+    if pid == 0:
+        os.write(write, request_id_from(None).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert len(child) == 32 and child[:16] != first[:16]

@@ -117,11 +117,17 @@ def _endpoint() -> str:
 
 
 def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
+    # Each hook resolves Flask's `request` and `g` proxies once: every attribute read through a
+    # proxy looks up the context again, and these hooks run on every request.
+    cost_per_second = settings.instance_cost_per_hour / 3600
+    request_id_key = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+
     @app.before_request
     def _start_request() -> None:
-        g.started = time.perf_counter()
-        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        g.request_id_token = REQUEST_ID.set(g.request_id)  # for every log line of this request
+        state = g._get_current_object()
+        state.started = time.perf_counter()
+        state.request_id = request_id_from(request.environ.get(request_id_key))
+        state.request_id_token = REQUEST_ID.set(state.request_id)  # for every log line of it
 
     @app.teardown_request
     def _end_request(_: BaseException | None) -> None:
@@ -131,25 +137,29 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers["Content-Security-Policy"] = (
-            DOCS_CSP if request.blueprint == "docs" else CSP
-        )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if "request_id" in g:
-            response.headers[REQUEST_ID_HEADER] = g.request_id
-        if request.endpoint in UNTIMED or "started" not in g:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        state = g._get_current_object()
+        headers = response.headers
+        headers["Content-Security-Policy"] = DOCS_CSP if req.blueprint == "docs" else CSP
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "no-referrer"
+        request_id = getattr(state, "request_id", None)
+        if request_id is not None:
+            headers[REQUEST_ID_HEADER] = request_id
+        started = getattr(state, "started", None)
+        if started is None or req.endpoint in UNTIMED:
             return response
-        endpoint = _endpoint()
-        elapsed = time.perf_counter() - g.started
-        cost = elapsed * settings.instance_cost_per_hour / 3600
-        status = str(response.status_code)
-        shape = "batch" if g.get("batch") else "single"
-        metrics.requests.labels(method=request.method, endpoint=endpoint, status=status).inc()
-        metrics.latency.labels(endpoint=endpoint, shape=shape).observe(elapsed)
-        metrics.cost_per_request.labels(endpoint=endpoint).set(cost)
-        metrics.total_cost.inc(cost)
+        rule = req.url_rule
+        elapsed = time.perf_counter() - started
+        metrics.observe_request(
+            req.method,
+            rule.rule if rule is not None else "unmatched",
+            str(response.status_code),
+            "batch" if getattr(state, "batch", False) else "single",
+            elapsed,
+            elapsed * cost_per_second,
+        )
         return response
 
     @app.errorhandler(ApiError)

@@ -103,10 +103,9 @@ def predict(
     results = []
     for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
         prediction = Prediction(text, score)
-        metrics.predictions.labels(prediction=prediction.label).inc()
-        metrics.confidence.observe(prediction.confidence)
-        metrics.input_length.observe(len(text))
-        metrics.unknown_share.observe(prediction.score.unknown_share)
+        metrics.observe_prediction(
+            prediction.label, prediction.confidence, len(text), score.unknown_share
+        )
         sampled = log.sampled()
         if sampled or records is not None:
             record = prediction.record(model, request_id, item, keep_text)
