@@ -148,7 +148,9 @@ class JsonAccessLogger(GunicornLogger):
     and environ entry on every request (~9 µs), and its CLF message is rewritten anyway."""
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        if not self.access_log_enabled:
+        # The logger's level, not gunicorn's `access_log_enabled` (always true with a
+        # logconfig_dict): ACCESS_LOG=false then skips the atoms too.
+        if not self.access_log.isEnabledFor(logging.INFO):
             return
         status = resp.status
         if isinstance(status, str):

@@ -264,3 +264,16 @@ def test_fresh_request_ids_are_distinct_and_change_prefix_after_a_fork() -> None
     os.close(read)
     os.close(write)
     assert len(child) == 32 and child[:16] != first[:16]
+
+
+def test_no_access_line_when_the_access_log_is_off(restore_logging: None) -> None:
+    from gunicorn.config import Config
+
+    config = Config()
+    config.set("logconfig_dict", logging_config("json", access_log=False))
+    logger = JsonAccessLogger(config)
+    stream = io.StringIO()
+    logging.getLogger("gunicorn.access").handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
+    logger.access(response, None, {"REQUEST_METHOD": "GET"}, timedelta(microseconds=5))
+    assert stream.getvalue() == ""
