@@ -214,7 +214,7 @@ def register(
 ) -> None:
     """Log the run to MLflow, register the model and point alias 'staging' at it."""
     from imdb_sentiment.config import load_params, load_settings
-    from imdb_sentiment.registry import register_model
+    from imdb_sentiment.registry.register import register_model
 
     record = register_model(load_params(params_file), load_settings(), model, metrics, out)
     typer.echo(f"registered version {record.version} as 'staging' (run {record.run_id})")
@@ -233,12 +233,13 @@ def promote(
     ),
 ) -> None:
     """Move alias 'production' to the 'staging' version if it passes the quality gate."""
-    from imdb_sentiment import registry, tracking
+    from imdb_sentiment import tracking
     from imdb_sentiment.config import load_params, load_settings
+    from imdb_sentiment.registry import promotion
 
     p, settings = load_params(params_file).promote, load_settings()
     tracking.configure(settings)
-    result = registry.promote(
+    result = promotion.promote(
         settings.model_name,
         tolerance=p.tolerance,
         min_accuracy=p.min_accuracy,
@@ -260,12 +261,13 @@ def promote(
 @clean_errors
 def rollback() -> None:
     """Point 'production' back at the version the last promotion replaced."""
-    from imdb_sentiment import registry, tracking
+    from imdb_sentiment import tracking
     from imdb_sentiment.config import load_settings
+    from imdb_sentiment.registry import promotion
 
     settings = load_settings()
     tracking.configure(settings)
-    old, new = registry.rollback(settings.model_name)
+    old, new = promotion.rollback(settings.model_name)
     typer.echo(f"production rolled back from version {old} to version {new}")
 
 

@@ -13,12 +13,13 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner, Result
 
-from imdb_sentiment import registry, tracking
+from imdb_sentiment import tracking
 from imdb_sentiment.batch import executor, local
 from imdb_sentiment.batch.files import Reader
 from imdb_sentiment.cli import app
 from imdb_sentiment.config import load_settings
 from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.registry import register
 from imdb_sentiment.runtime.resolve import parse_model_uri, resolve_model
 from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts, write_table
 
@@ -28,7 +29,7 @@ NAME = "imdb-sentiment"
 
 def publish(seed: int = 1, alias: str = "production") -> str:
     tracking.configure(load_settings())
-    record = registry.log_and_register(
+    record = register.log_and_register(
         tiny_model(seed=seed),
         model_name=NAME,
         experiment="batch",

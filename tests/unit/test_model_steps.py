@@ -23,7 +23,7 @@ from imdb_sentiment.evaluate import (
     save_plots,
 )
 from imdb_sentiment.features import featurize
-from imdb_sentiment.registry import TRUSTED_TYPES
+from imdb_sentiment.registry.register import TRUSTED_TYPES
 from imdb_sentiment.train import movie_groups, train, validation_split
 from tests.helpers import SEED_CLEANING, tiny_texts
 

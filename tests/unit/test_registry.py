@@ -10,6 +10,8 @@ from sklearn.pipeline import Pipeline
 from imdb_sentiment import registry, tracking
 from imdb_sentiment.config import load_settings
 from imdb_sentiment.errors import GateError, PipelineError
+from imdb_sentiment.registry import promotion
+from imdb_sentiment.registry import register as registration
 
 NAME = "imdb-sentiment-test"
 
@@ -19,8 +21,8 @@ def _configured() -> None:
     tracking.configure(load_settings())
 
 
-def register(model: Pipeline, accuracy: float) -> registry.RunRecord:
-    return registry.log_and_register(
+def register(model: Pipeline, accuracy: float) -> registration.RunRecord:
+    return registration.log_and_register(
         model,
         model_name=NAME,
         experiment="unit",
@@ -52,38 +54,38 @@ def test_registered_model_is_the_whole_pipeline_and_scores_raw_text(small_model:
 
 def test_promotion_gate_force_and_rollback(small_model: Pipeline) -> None:
     first = register(small_model, 0.90)
-    result = registry.promote(NAME, tolerance=0.01)
+    result = promotion.promote(NAME, tolerance=0.01)
     assert (result.version, result.previous) == (first.version, None)
 
     second = register(small_model, 0.85)  # worse than production by more than the tolerance
     with pytest.raises(GateError, match="worse than production"):
-        registry.promote(NAME, tolerance=0.01)
+        promotion.promote(NAME, tolerance=0.01)
     client = MlflowClient()
     assert str(client.get_model_version_by_alias(NAME, "production").version) == first.version
 
-    forced = registry.promote(NAME, tolerance=0.01, force=True)
+    forced = promotion.promote(NAME, tolerance=0.01, force=True)
     assert (forced.version, forced.previous) == (second.version, first.version)
     assert client.get_registered_model(NAME).tags[registry.PREVIOUS_TAG] == first.version
 
-    assert registry.rollback(NAME) == (second.version, first.version)
+    assert promotion.rollback(NAME) == (second.version, first.version)
     assert str(client.get_model_version_by_alias(NAME, "production").version) == first.version
 
 
 def test_within_tolerance_promotes(small_model: Pipeline) -> None:
     register(small_model, 0.90)
-    registry.promote(NAME, tolerance=0.01)
+    promotion.promote(NAME, tolerance=0.01)
     third = register(small_model, 0.895)
-    assert registry.promote(NAME, tolerance=0.01).version == third.version
+    assert promotion.promote(NAME, tolerance=0.01).version == third.version
 
 
 def test_min_accuracy_gate(small_model: Pipeline) -> None:
     register(small_model, 0.6)
     with pytest.raises(GateError, match="below the minimum"):
-        registry.promote(NAME, tolerance=0.01, min_accuracy=0.8)
+        promotion.promote(NAME, tolerance=0.01, min_accuracy=0.8)
 
 
 def test_nothing_to_promote_or_roll_back() -> None:
     with pytest.raises(PipelineError, match="no 'staging' version"):
-        registry.promote(NAME, tolerance=0.01)
+        promotion.promote(NAME, tolerance=0.01)
     with pytest.raises(PipelineError, match="no registered model"):
-        registry.rollback(NAME)
+        promotion.rollback(NAME)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from imdb_sentiment import registry, tracking
+from imdb_sentiment import tracking
 from imdb_sentiment.config import Settings, load_params, load_settings
+from imdb_sentiment.registry import register
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.text import CleanOptions
 from tests.helpers import tiny_model
@@ -26,7 +27,7 @@ def publish(
 ) -> str:
     settings = load_settings()
     tracking.configure(settings)
-    record = registry.log_and_register(
+    record = register.log_and_register(
         tiny_model(seed=seed, clean=clean),
         model_name=settings.model_name,
         experiment="serving",

@@ -1,4 +1,6 @@
-"""Registry: log a run with everything, register the model, and move aliases behind a gate."""
+"""The register stage: log a run with params, metrics, reports, data provenance and the model
+(the whole pipeline with its signature, the compiled scorer, the test metrics), register it as a
+new version and point `staging` at it."""
 
 from __future__ import annotations
 
@@ -10,20 +12,15 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.config import PRODUCTION_ALIAS, Params, Settings, flatten
-from imdb_sentiment.errors import GateError, PipelineError
+from imdb_sentiment.config import Params, Settings, flatten
+from imdb_sentiment.registry import ACCURACY_TAG, STAGING
 from imdb_sentiment.tracking import git_commit
 
 log = logging.getLogger(__name__)
 
-STAGING = "staging"
-PRODUCTION = PRODUCTION_ALIAS
-PREVIOUS_TAG = "previous_production_version"
-ACCURACY_TAG = "test_accuracy"
 # skops refuses to load types it does not know; ours are listed so loading stays safe.
 TRUSTED_TYPES = [
     "imdb_sentiment.features.TextCleaner",
@@ -65,7 +62,8 @@ def model_requirements() -> list[str]:
 
 
 def package_dir() -> str:
-    return str(Path(__file__).resolve().parent)
+    """The `imdb_sentiment` package, shipped with the model (`code_paths`)."""
+    return str(Path(__file__).resolve().parents[1])
 
 
 def log_and_register(
@@ -140,92 +138,6 @@ def _log_quality(client: MlflowClient, model_id: str, metrics: dict[str, float])
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / QUALITY_FILE).write_text(json.dumps(quality))
         client.log_model_artifacts(model_id, tmp, artifact_path=QUALITY_DIR)
-
-
-def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
-def _accuracy(version: Any) -> float:
-    value = (version.tags or {}).get(ACCURACY_TAG)
-    if value is None:
-        raise PipelineError(f"model version {version.version} has no {ACCURACY_TAG} tag")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class Promotion:
-    version: str
-    previous: str | None
-    candidate_accuracy: float
-    production_accuracy: float | None
-
-
-def promote(
-    name: str,
-    *,
-    tolerance: float,
-    min_accuracy: float = 0.0,
-    force: bool = False,
-    version: str | None = None,
-    check_only: bool = False,
-) -> Promotion:
-    """Move `production` to the `staging` version (or `version`) if it passes the quality gate.
-    `check_only`: apply the gate, move nothing (a release checks before it builds the image and
-    moves the alias only once the image serving that version has rolled out)."""
-    client = MlflowClient()
-    candidate = _version_by_alias(client, name, STAGING) if version is None else None
-    if version is not None:
-        try:
-            candidate = client.get_model_version(name, version)
-        except MlflowException as exc:
-            raise PipelineError(f"model '{name}' has no version {version}") from exc
-    if candidate is None:
-        raise PipelineError(f"no '{STAGING}' version of model '{name}' to promote")
-    current = _version_by_alias(client, name, PRODUCTION)
-    cand_acc = _accuracy(candidate)
-    prod_acc = _accuracy(current) if current is not None else None
-    cand_version = str(candidate.version)
-    if current is not None and str(current.version) == cand_version:
-        return Promotion(cand_version, None, cand_acc, prod_acc)
-    if not force:
-        if cand_acc < min_accuracy:
-            raise GateError(
-                f"refused: version {candidate.version} accuracy {cand_acc:.4f} is below the "
-                f"minimum {min_accuracy:.4f} (use --force to override)"
-            )
-        if current is not None and prod_acc is not None and cand_acc < prod_acc - tolerance:
-            raise GateError(
-                f"refused: version {candidate.version} accuracy {cand_acc:.4f} is worse than "
-                f"production version {current.version} ({prod_acc:.4f}) by more than "
-                f"{tolerance} (use --force to override)"
-            )
-    previous = str(current.version) if current is not None else None
-    if check_only:
-        return Promotion(cand_version, previous, cand_acc, prod_acc)
-    if previous is not None:
-        client.set_registered_model_tag(name, PREVIOUS_TAG, previous)
-    client.set_registered_model_alias(name, PRODUCTION, cand_version)
-    return Promotion(cand_version, previous, cand_acc, prod_acc)
-
-
-def rollback(name: str) -> tuple[str, str]:
-    """Point `production` back at the version it replaced; returns (from, to)."""
-    client = MlflowClient()
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        raise PipelineError(f"no registered model named '{name}'") from exc
-    previous = (model.tags or {}).get(PREVIOUS_TAG)
-    current = _version_by_alias(client, name, PRODUCTION)
-    if not previous or current is None:
-        raise PipelineError(f"nothing to roll back to: '{name}' has no previous production version")
-    client.set_registered_model_alias(name, PRODUCTION, previous)
-    client.set_registered_model_tag(name, PREVIOUS_TAG, str(current.version))
-    return str(current.version), previous
 
 
 def register_model(
