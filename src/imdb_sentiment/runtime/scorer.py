@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
@@ -169,9 +169,30 @@ class WordBlock(Block):
         is_unigram = keys < self.base
         self.unigram_column[keys[is_unigram]] = np.flatnonzero(is_unigram)
         self.unigram = self.unigram_column >= 0
-        order = np.argsort(keys, kind="stable")
-        self.sorted_keys = keys[order]
-        self.sorted_columns = order.astype(np.intp)
+        # In key order (as `FastScorer` renumbers its blocks), a key's position is its column.
+        self.sorted_columns: NDArray[np.intp] | None = None
+        self.sorted_keys = keys
+        if not self.in_key_order:
+            order = np.argsort(keys, kind="stable")
+            self.sorted_keys = keys[order]
+            self.sorted_columns = order.astype(np.intp)
+
+    @property
+    def in_key_order(self) -> bool:
+        return bool(np.all(self.keys[1:] > self.keys[:-1]))
+
+    def in_order(self, order: NDArray[np.intp]) -> WordBlock:
+        """This block with its columns renumbered: new column i is old column order[i]."""
+        w = self.weighting
+        idf = w.idf[order] if w.idf is not None else None
+        return WordBlock(
+            self.tokens,
+            self.keys[order],
+            (self.low, self.high),
+            self.offset,
+            replace(w, idf=idf),
+            self.whitespace,
+        )
 
     def term(self, local: int) -> str:
         key = int(self.keys[local])
@@ -232,7 +253,8 @@ class WordBlock(Block):
             position = np.searchsorted(self.sorted_keys, wanted)
             position[position == len(self.sorted_keys)] = 0
             hit = self.sorted_keys[position] == wanted
-            columns.append(self.sorted_columns[position[hit]])
+            found = position[hit]
+            columns.append(found if self.sorted_columns is None else self.sorted_columns[found])
             if order is not None:
                 docs.append(np.concatenate(key_docs)[order][hit])
         empty = np.empty(0, np.intp)
@@ -266,6 +288,7 @@ class FastScorer:
     """Cleaning options + vectorizer blocks + linear classifier; see `runtime.compile`."""
 
     def __init__(self, options: CleanOptions, blocks: list[Block], linear: Linear) -> None:
+        blocks, linear = _in_key_order(blocks, linear)
         self.options = options
         self.plain = plain_words(options)
         self.blocks = blocks
@@ -413,6 +436,30 @@ class FastScorer:
                 meta["positive_is_one"],
             )
         return cls(CleanOptions(**meta["options"]), blocks, linear)
+
+
+def _in_key_order(blocks: list[Block], linear: Linear) -> tuple[list[Block], Linear]:
+    """The same model with each word block's columns numbered in the order of their n-gram keys:
+    a key found by binary search is then its own column (no column table to read, 4.5 MB less
+    per process for the default model), and the per-column weights of a review are read in
+    ascending order. Terms, scores and saved scorers are unaffected (keys travel with columns)."""
+    coef, ratio = linear.coef, linear.ratio
+    ordered: list[Block] = []
+    for block in blocks:
+        if isinstance(block, WordBlock) and block.sorted_columns is not None:
+            order = block.sorted_columns
+            span = slice(block.offset, block.offset + block.size)
+            if coef is linear.coef:  # copy once, never write into the caller's arrays
+                coef = coef.copy()
+                ratio = ratio.copy() if ratio is not None else None
+            coef[span] = linear.coef[span][order]
+            if ratio is not None and linear.ratio is not None:
+                ratio[span] = linear.ratio[span][order]
+            block = block.in_order(order)
+        ordered.append(block)
+    if coef is linear.coef:
+        return blocks, linear
+    return ordered, replace(linear, coef=coef, ratio=ratio)
 
 
 def _sigmoid(x: float) -> float:

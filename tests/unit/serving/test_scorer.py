@@ -110,11 +110,20 @@ def test_saved_scorer_reloads_identically(tmp_path: Path) -> None:
 
 
 def test_explanation_terms_are_the_vocabulary_terms() -> None:
+    """The scorer numbers its columns in n-gram key order: every column's term, coefficient
+    and NB ratio are still the pipeline's for that term."""
     model = build(*CONFIGS["binary-nb"])
     scorer = compile_pipeline(model)
     vocabulary = model.named_steps["tfidf"].vocabulary_
-    for term, column in list(vocabulary.items())[:500]:
-        assert scorer.term(column) == term
+    classifier = model.named_steps["clf"]
+    assert scorer.linear.ratio is not None
+    columns = range(len(vocabulary))
+    terms = [scorer.term(column) for column in columns]
+    assert sorted(terms) == sorted(vocabulary)
+    original = np.array([vocabulary[term] for term in terms])
+    np.testing.assert_array_equal(scorer.linear.coef, classifier.coef_[0][original])
+    np.testing.assert_array_equal(scorer.linear.ratio, classifier.ratio_[original])
+    assert original.tolist() != list(columns)  # renumbered indeed (the vocabulary is unsorted)
 
 
 def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
