@@ -131,8 +131,8 @@ def run_spark(source: Path, workdir: Path, rows: int) -> tuple[float, float, flo
 
     from imdb_sentiment.batch import spark as engine
     from imdb_sentiment.batch.job import Job
-    from imdb_sentiment.config import load_settings
     from imdb_sentiment.runtime.resolve import resolve_model
+    from imdb_sentiment.serving.settings import load_settings
 
     model = resolve_model(MODEL, load_settings())
     session = engine.session("local[2]", "imdb-sentiment-bench")

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from tests.server import free_port  # noqa: E402
 
 from benchmarks.pipeline import machine  # noqa: E402
-from imdb_sentiment.config import load_settings  # noqa: E402
+from imdb_sentiment.serving.settings import load_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -1,7 +1,10 @@
-"""Typed configuration: pipeline parameters (params.yaml) and runtime settings (environment).
+"""Typed pipeline parameters (params.yaml), and the names every layer shares (model name,
+production alias, model URIs).
 
-Both are parsed once, at the edge (CLI command or app factory), into frozen pydantic objects that
-reject unknown keys, so a typo in params.yaml fails loudly instead of being silently ignored.
+Parsed once, at the edge (a CLI command), into frozen pydantic objects that reject unknown keys,
+so a typo in params.yaml fails loudly instead of being silently ignored. Runtime settings (the
+environment) live with the area that reads them: `settings` (registry and model cache, for
+every area) and `serving.settings` (the service).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.text import CleanOptions
@@ -247,130 +249,10 @@ def parse_params(raw: dict[str, Any], origin: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {origin}: {_one_line(exc)}") from exc
+        raise ConfigError(f"invalid {origin}: {one_line(exc)}") from exc
 
 
-class Settings(BaseSettings):
-    """Runtime settings from the environment (never from params.yaml)."""
-
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", validation_alias="MLFLOW_TRACKING_URI")
-    model_name: str = Field(MODEL_NAME, validation_alias="MODEL_NAME")
-    model_alias: str = Field(PRODUCTION_ALIAS, validation_alias="MODEL_ALIAS")
-    # A release pins the exact version its image bakes: served as is, the alias not followed.
-    # Unset (or empty): follow MODEL_ALIAS (local, compose, dev).
-    model_version: str | None = Field(None, pattern=r"^\d*$", validation_alias="MODEL_VERSION")
-    # Read-only model cache baked into the image (fetch-model at build time); copied into the
-    # writable MODEL_CACHE_DIR at start, so a pod needs no registry to serve its version.
-    model_baked_dir: str | None = Field(None, validation_alias="MODEL_BAKED_DIR")
-    # One setting for all three: models:/<name>@<alias> follows an alias, models:/<name>/<n>
-    # pins a version. Overrides MODEL_NAME, MODEL_ALIAS and MODEL_VERSION when set.
-    model_uri: str | None = Field(
-        None,
-        pattern=MODEL_URI.pattern,
-        validation_alias="MODEL_URI",
-    )
-    experiment_name: str = Field("imdb-sentiment", validation_alias="MLFLOW_EXPERIMENT_NAME")
-    model_cache_dir: str = Field(".cache/model", validation_alias="MODEL_CACHE_DIR")
-    host: str = Field("0.0.0.0", validation_alias="HOST")
-    port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
-    workers: int = Field(2, ge=1, le=64, validation_alias="WORKERS")
-    # sync: one request at a time per worker, no keep-alive, so an idle worker takes the next
-    # connection and load spreads evenly (measured: steadier throughput and p99 than gthread,
-    # whose keep-alive connections can all land on one worker). Put a proxy in front for slow
-    # clients, as gunicorn recommends. THREADS applies to gthread only.
-    worker_class: Literal["sync", "gthread"] = Field("sync", validation_alias="WORKER_CLASS")
-    threads: int = Field(4, ge=1, le=64, validation_alias="THREADS")
-    timeout: int = Field(30, ge=1, validation_alias="TIMEOUT")
-    reload_interval: float = Field(30.0, ge=0.0, validation_alias="MODEL_RELOAD_INTERVAL")
-    # inline: each process polls the registry itself. sidecar: one sync process per server
-    # (gunicorn.conf.py starts it) fills MODEL_CACHE_DIR and workers follow the cache.
-    model_sync: Literal["inline", "sidecar"] = Field("inline", validation_alias="MODEL_SYNC")
-    instance_cost_per_hour: float = Field(0.0416, ge=0.0, validation_alias="INSTANCE_COST_PER_HOUR")
-    max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
-    max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
-    explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
-    # Logs: JSON lines (one object per line, with the request id) or plain text for a terminal.
-    log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
-    access_log: bool = Field(True, validation_alias="ACCESS_LOG")
-    # Prediction log (runtime.records): a sampled record per prediction, written off the
-    # request path. The review's text only if allowed (privacy by default).
-    prediction_log_rate: float = Field(0.01, ge=0.0, le=1.0, validation_alias="PREDICTION_LOG_RATE")
-    prediction_log_text: bool = Field(False, validation_alias="PREDICTION_LOG_TEXT")
-    # Unset: records go to stdout among the other JSON lines. Set: rotated JSONL files there,
-    # one per process (predictions-<pid>.jsonl).
-    prediction_log_dir: str | None = Field(None, validation_alias="PREDICTION_LOG_DIR")
-    prediction_log_max_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
-    )
-    prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
-    # The prediction store (store/): every prediction record and every label, in one database
-    # all replicas share (SQLAlchemy URL; production: postgresql+psycopg://…). Empty: no store,
-    # feedback off. Unlabelled predictions are deleted after PREDICTION_RETENTION_HOURS.
-    database_url: str = Field("sqlite:///.cache/predictions.db", validation_alias="DATABASE_URL")
-    prediction_retention_hours: float = Field(
-        168.0, gt=0.0, validation_alias="PREDICTION_RETENTION_HOURS"
-    )
-    # Records waiting for the writer, per process; past it they are dropped and counted.
-    prediction_queue_max: int = Field(10_000, ge=1, validation_alias="PREDICTION_QUEUE_MAX")
-    # auto: the gunicorn master upgrades the schema at start (under a lock on PostgreSQL);
-    # off: only `imdb-sentiment db upgrade` does (e.g. a migration job before the rollout).
-    database_migrate: Literal["auto", "off"] = Field("auto", validation_alias="DATABASE_MIGRATE")
-
-    # Bearer tokens (serving.http.auth): a file of SHA-256 digests, one per line (a mounted
-    # Secret). Set: POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction
-    # route too. Unset: no credentials (make run, compose).
-    api_tokens_file: str | None = Field(None, validation_alias="API_TOKENS_FILE")
-    api_tokens_for: Literal["feedback", "all"] = Field(
-        "feedback", validation_alias="API_TOKENS_FOR"
-    )
-
-    @field_validator(
-        "model_version",
-        "model_baked_dir",
-        "model_uri",
-        "prediction_log_dir",
-        "api_tokens_file",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value or None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_uri(cls, data: Any) -> Any:
-        """MODEL_URI sets name and alias or version (keys arrive by field or env name)."""
-        uri = data.get("MODEL_URI", data.get("model_uri")) if isinstance(data, dict) else None
-        match = MODEL_URI.match(uri) if isinstance(uri, str) else None
-        if match is None:
-            return data  # unset, or the field's pattern rejects it with a clear message
-        replaced = {"MODEL_NAME", "MODEL_ALIAS", "MODEL_VERSION"}
-        data = {k: v for k, v in data.items() if k.upper() not in replaced}
-        data["model_name"] = match["name"]
-        data["model_version"] = match["version"]
-        if match["alias"]:
-            data["model_alias"] = match["alias"]
-        return data
-
-    @model_validator(mode="after")
-    def _text_fits_body(self) -> Settings:
-        if self.max_text_chars > self.max_body_bytes:
-            raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
-        return self
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment, with explicit overrides (tests, CLI flags)."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {_one_line(exc)}") from exc
-
-
-def _one_line(exc: ValidationError) -> str:
+def one_line(exc: ValidationError) -> str:
     """pydantic's multi-line report as `a.b: message; c: message`."""
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import mlflow
 
-from imdb_sentiment.config import MODEL_SECTIONS, Params, Settings, flatten
+from imdb_sentiment.config import MODEL_SECTIONS, Params, flatten
+from imdb_sentiment.settings import ModelSettings
 
 if TYPE_CHECKING:
     from imdb_sentiment.selection import CVResult
@@ -18,7 +19,7 @@ SELECTION_EXPERIMENT = "model-selection"
 log = logging.getLogger(__name__)
 
 
-def configure(settings: Settings) -> None:
+def configure(settings: ModelSettings) -> None:
     """Point MLflow at the configured tracking server (the registry lives there too).
 
     Hosted servers such as DAGsHub read MLFLOW_TRACKING_USERNAME/PASSWORD from the

@@ -529,9 +529,9 @@ def test_every_dashboard_query_is_scoped_by_namespace_and_job() -> None:
 def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from imdb_sentiment.config import load_settings
     from imdb_sentiment.serving.http.app import create_app
     from imdb_sentiment.serving.http.context import ServiceContext
+    from imdb_sentiment.serving.settings import load_settings
 
     app = create_app(load_settings(), model=small_model)
     ServiceContext.of(app).store.inject(small_model, "7", quality={"accuracy": 0.9})
@@ -571,8 +571,8 @@ def _published(path: dict[str, Any], route: str) -> bool:
 def test_ingress_publishes_only_the_public_routes_and_limits_feedback(
     overlay: str, small_model: Any
 ) -> None:
-    from imdb_sentiment.config import load_settings
     from imdb_sentiment.serving.http.app import create_app
+    from imdb_sentiment.serving.settings import load_settings
 
     app = create_app(load_settings(database_url=""), model=small_model)
     routes = {rule.rule for rule in app.url_map.iter_rules()}

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.settings import load_settings
 from imdb_sentiment.store.database import upgrade
 from tests.helpers import review_text
 from tests.integration.test_deploy import actionlint

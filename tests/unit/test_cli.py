@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.main import app
 from tests.helpers import review_files, write_archive
 
 runner = CliRunner()

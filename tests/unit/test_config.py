@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from imdb_sentiment.config import Params, load_params, load_settings, parse_params
+from imdb_sentiment.config import Params, load_params, parse_params
 from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.serving.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +77,7 @@ def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_model_uri_sets_name_and_alias_or_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    from imdb_sentiment.config import load_settings
+    from imdb_sentiment.serving.settings import load_settings
 
     monkeypatch.setenv("MODEL_VERSION", "2")
     monkeypatch.setenv("MODEL_URI", "models:/reviews/7")

@@ -8,10 +8,10 @@ from mlflow import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import registry, tracking
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.errors import GateError, PipelineError
 from imdb_sentiment.registry import promotion
 from imdb_sentiment.registry import register as registration
+from imdb_sentiment.serving.settings import load_settings
 
 NAME = "imdb-sentiment-test"
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.main import app
 from imdb_sentiment.config import Params
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.selection import CVResult, apply_variant, select

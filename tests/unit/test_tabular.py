@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.main import app
 from imdb_sentiment.config import ConfigError, DataParams, parse_params
 from imdb_sentiment.data.ingest import add_extra_train, load_sources
 from imdb_sentiment.data.tabular import detect_format

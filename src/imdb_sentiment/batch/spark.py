@@ -309,8 +309,8 @@ def _save(writer: Any, job: Job) -> None:
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `INPUT OUTPUT [--model URI] …` (see module docstring)."""
     from imdb_sentiment.batch.files import detect_format
-    from imdb_sentiment.config import load_settings
     from imdb_sentiment.runtime.resolve import resolve_model
+    from imdb_sentiment.settings import load_model_settings
 
     parser = argparse.ArgumentParser(description="Score a review file on Spark.")
     parser.add_argument("input")
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_model_settings()
         spark, model = session_and(lambda: resolve_model(args.model, settings), None)
         job = Job(
             args.input,

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pandas as pd
 
-from imdb_sentiment.config import DriftParams, Settings
+from imdb_sentiment.config import DriftParams
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.monitoring.drift import (
     DriftResult,
@@ -30,6 +30,7 @@ from imdb_sentiment.monitoring.drift import (
 from imdb_sentiment.monitoring.report import write_report
 from imdb_sentiment.runtime.resolve import resolve_model
 from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.settings import ModelSettings
 from imdb_sentiment.store.database import open_store
 
 T = TypeVar("T")
@@ -49,7 +50,7 @@ class DriftRequest:
     store_url: str | None = None  # no CURRENT files: the prediction store's records
 
 
-def check_drift(request: DriftRequest, settings: Settings) -> tuple[DriftResult, Path, Path]:
+def check_drift(request: DriftRequest, settings: ModelSettings) -> tuple[DriftResult, Path, Path]:
     resolved = resolve_model(request.model_uri, settings)
     scorer = FastScorer.load(resolved.scorer_dir)
     p = request.params

@@ -15,8 +15,9 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.config import Params, Settings, flatten
+from imdb_sentiment.config import Params, flatten
 from imdb_sentiment.registry import ACCURACY_TAG, STAGING
+from imdb_sentiment.settings import ModelSettings
 from imdb_sentiment.tracking import git_commit
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def _log_quality(client: MlflowClient, model_id: str, metrics: dict[str, float])
 
 
 def register_model(
-    params: Params, settings: Settings, model_path: Path, metrics_path: Path, out: Path
+    params: Params, settings: ModelSettings, model_path: Path, metrics_path: Path, out: Path
 ) -> RunRecord:
     """The register stage: gather the stage outputs, log them to MLflow, write a record."""
     from imdb_sentiment.io import load, read_json, write_json

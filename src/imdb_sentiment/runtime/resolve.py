@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from imdb_sentiment.config import MODEL_URI, Settings
+from imdb_sentiment.config import MODEL_URI
 from imdb_sentiment.errors import PipelineError, first_line
 from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.runtime.scorer import META_FILE
+from imdb_sentiment.settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def parse_model_uri(uri: str) -> ModelRef:
     return ModelRef(match["name"], match["alias"], match["version"])
 
 
-def resolve_model(uri: str, settings: Settings) -> ResolvedModel:
+def resolve_model(uri: str, settings: ModelSettings) -> ResolvedModel:
     """Resolve the alias (once), download the version and its compiled scorer into the cache."""
     from imdb_sentiment.runtime.sync import RegistrySync, RegistryVersion, quiet_http_defaults
     from imdb_sentiment.tracking import configure

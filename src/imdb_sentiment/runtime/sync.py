@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imdb_sentiment.atomic import atomic_dir
-from imdb_sentiment.config import Settings
 from imdb_sentiment.runtime.cache import ModelCache, Pointer
+from imdb_sentiment.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def quiet_http_defaults() -> None:
 
 
 class RegistrySync:
-    def __init__(self, settings: Settings, cache: ModelCache) -> None:
+    def __init__(self, settings: ModelSettings, cache: ModelCache) -> None:
         self.settings = settings
         self.cache = cache
 

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import tempfile
 
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.logs import logging_config
 from imdb_sentiment.serving.model.supervisor import Supervisor
+from imdb_sentiment.serving.settings import load_settings
 
 _settings = load_settings()
 

@@ -16,8 +16,8 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from imdb_sentiment.background import BackgroundWriter
-from imdb_sentiment.config import Settings
 from imdb_sentiment.runtime.records import PredictionRecord
+from imdb_sentiment.serving.settings import Settings
 
 
 class _RecordFormatter(logging.Formatter):

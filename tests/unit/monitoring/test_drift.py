@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app
+from imdb_sentiment.cli.main import app
 from imdb_sentiment.config import DistributionTest, DriftParams
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.monitoring.drift import compare, psi, read_prediction_log, signals

@@ -5,8 +5,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.serving.settings import load_settings
 
 
 @pytest.fixture

@@ -182,8 +182,8 @@ def test_security_headers(client: FlaskClient) -> None:
     ],
 )
 def test_hostile_json_is_a_4xx(small_model: Pipeline, path: str, raw: bytes, code: str) -> None:
-    from imdb_sentiment.config import load_settings
     from imdb_sentiment.serving.http.app import create_app
+    from imdb_sentiment.serving.settings import load_settings
 
     client = create_app(load_settings(max_body_bytes=1 << 20), model=small_model).test_client()
     response = client.post(path, data=raw, headers={"Content-Type": "application/json"})

@@ -10,11 +10,11 @@ import pytest
 from sklearn.pipeline import Pipeline
 from typer.testing import CliRunner
 
-from imdb_sentiment.cli import app as cli
-from imdb_sentiment.config import load_settings
+from imdb_sentiment.cli.main import app as cli
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.auth import digest, new_token
+from imdb_sentiment.serving.settings import load_settings
 
 FEEDBACK, PREDICT = "/api/v1/feedback", "/api/v1/predict"
 

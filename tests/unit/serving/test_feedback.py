@@ -16,10 +16,10 @@ from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 from sqlalchemy import func, insert, inspect, select
 
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.settings import load_settings
 from imdb_sentiment.store.database import PredictionStore, upgrade
 from imdb_sentiment.store.tables import feedback, metadata, predictions
 from tests.unit.serving.test_web_metrics_openapi import samples
@@ -260,7 +260,7 @@ def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
 ) -> None:
     from typer.testing import CliRunner
 
-    from imdb_sentiment.cli import app as cli
+    from imdb_sentiment.cli.main import app as cli
 
     rid, (label,) = predict(client, ["Private words."])
     client.post(FEEDBACK, json={"request_id": rid, "label": other(label)})

@@ -19,7 +19,6 @@ from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import serving
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
@@ -33,6 +32,7 @@ from imdb_sentiment.serving.logs import (
     request_id_from,
 )
 from imdb_sentiment.serving.predictions import PredictionLog, _RecordFormatter
+from imdb_sentiment.serving.settings import load_settings
 
 PREDICT = "/api/v1/predict"
 

@@ -9,9 +9,10 @@ import pytest
 from mlflow import MlflowClient
 
 from imdb_sentiment import tracking
-from imdb_sentiment.config import Settings, load_params, load_settings
+from imdb_sentiment.config import load_params
 from imdb_sentiment.registry import register
 from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.serving.settings import Settings, load_settings
 from imdb_sentiment.text import CleanOptions
 from tests.helpers import tiny_model
 from tests.unit.serving.test_web_metrics_openapi import samples

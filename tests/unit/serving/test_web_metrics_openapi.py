@@ -7,9 +7,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.schemas import NOT_BLANK
+from imdb_sentiment.serving.settings import load_settings
 
 
 def test_page_renders_form_and_examples(client: FlaskClient) -> None:

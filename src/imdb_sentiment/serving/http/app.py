@@ -15,7 +15,6 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
-from imdb_sentiment.config import Settings, load_settings
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.serving.http import api, docs, oip, ops, web
 from imdb_sentiment.serving.http.auth import TokenCheck
@@ -26,6 +25,7 @@ from imdb_sentiment.serving.logs import REQUEST_ID, REQUEST_ID_HEADER, request_i
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.serving.settings import Settings, load_settings
 from imdb_sentiment.store.database import PredictionStore
 
 if TYPE_CHECKING:

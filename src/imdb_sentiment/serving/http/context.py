@@ -9,12 +9,12 @@ from typing import cast
 
 from flask import Flask, current_app
 
-from imdb_sentiment.config import Settings
 from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.serving.settings import Settings
 from imdb_sentiment.store.database import PredictionStore
 
 EXTENSION = "imdb_sentiment"

@@ -13,8 +13,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from imdb_sentiment import __version__
-from imdb_sentiment.config import Settings
 from imdb_sentiment.serving.http.schemas import RESPONSES, Schemas
+from imdb_sentiment.serving.settings import Settings
 
 
 def _ref(name: str) -> dict[str, str]:

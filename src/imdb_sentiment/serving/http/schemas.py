@@ -25,8 +25,8 @@ from pydantic import (
     ValidationError,
 )
 
-from imdb_sentiment.config import Settings
 from imdb_sentiment.serving.http.errors import ApiError
+from imdb_sentiment.serving.settings import Settings
 from imdb_sentiment.store.database import Label
 
 # A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from imdb_sentiment.config import Settings
 from imdb_sentiment.runtime.cache import ModelCache, Pointer, Source
 from imdb_sentiment.runtime.scorer import FastScorer
 from imdb_sentiment.serving.metrics import Metrics
+from imdb_sentiment.serving.settings import Settings
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline

@@ -10,9 +10,9 @@ import logging
 import signal
 import threading
 
-from imdb_sentiment.config import load_settings
 from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.runtime.sync import RegistrySync, quiet_http_defaults
+from imdb_sentiment.serving.settings import load_settings
 
 log = logging.getLogger("imdb_sentiment.serving.model.sync")  # also when run as __main__
 

@@ -1,0 +1,114 @@
+"""Monitoring: drift checks and the labelled feedback export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imdb_sentiment.cli.common import PARAMS, RAW, area, clean_errors, fail
+from imdb_sentiment.config import DEFAULT_MODEL_URI
+from imdb_sentiment.errors import PipelineError
+
+app = area()
+
+
+@app.command()
+def drift(
+    current: list[Path] | None = typer.Argument(
+        None,
+        help="Prediction logs (JSONL files or directories) and/or files of reviews (CSV, "
+        "Parquet, JSON Lines) to compare with the reference split. None: the prediction "
+        "store's records ($DATABASE_URL).",
+    ),
+    params_file: Path = PARAMS,
+    model: str = typer.Option(DEFAULT_MODEL_URI, help="The model whose signals are compared."),
+    text_column: str = typer.Option("text", help="Column holding the text, in review files."),
+    since_hours: float | None = typer.Option(
+        None, min=0.0, help="Only prediction records from the last N hours."
+    ),
+    since: str | None = typer.Option(None, help="Records since: ISO 8601 time or 24h/7d ago."),
+    until: str | None = typer.Option(None, help="Records before: ISO 8601 time or 24h/7d ago."),
+    model_version: str | None = typer.Option(None, help="Only this model version's records."),
+    data: Path = typer.Option(RAW, help="Folder with the reference split's parquet."),
+    out: Path = typer.Option(Path("reports/drift"), help="Folder for drift.json and drift.html."),
+) -> None:
+    """Compare recent predictions with the reference split. Exit 0: no drift, 1: drift,
+    2: no verdict (bad input, too few predictions)."""
+    from datetime import UTC, datetime, timedelta
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.monitoring.check import DriftRequest, check_drift
+    from imdb_sentiment.serving.settings import load_settings
+
+    try:
+        start, end = _when(since), _when(until)
+        if since_hours is not None:
+            start = (datetime.now(UTC) - timedelta(hours=since_hours)).timestamp()
+        settings = load_settings()
+        request = DriftRequest(
+            current or [],
+            load_params(params_file).drift,
+            model,
+            data,
+            out,
+            text_column,
+            since=None if start is None else datetime.fromtimestamp(start, UTC),
+            until=None if end is None else datetime.fromtimestamp(end, UTC),
+            model_version=model_version,
+            store_url=settings.database_url,
+        )
+        result, json_path, html_path = check_drift(request, settings)
+    except PipelineError as exc:
+        fail(str(exc), code=2)
+    for s in result.signals:
+        mark = "DRIFT" if s.drift else "ok"
+        typer.echo(f"{s.signal:15} {s.method:10} {s.statistic:8.4f} (> {s.threshold:g}) {mark}")
+    typer.echo(f"report: {html_path} and {json_path}")
+    raise typer.Exit(code=1 if result.drift else 0)
+
+
+feedback_app = typer.Typer(help="Labelled feedback from the service (POST /api/v1/feedback).")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+@clean_errors
+def feedback_export(
+    out: Path = typer.Argument(..., help="Parquet file to write (dataset schema + provenance)."),
+    since: str | None = typer.Option(None, help="Labels given since: ISO 8601 time or 24h/7d ago."),
+    until: str | None = typer.Option(
+        None, help="Labels given before: ISO 8601 time or 24h/7d ago."
+    ),
+    model_version: str | None = typer.Option(None, help="Only predictions of this model version."),
+) -> None:
+    """Write every labelled prediction of the store ($DATABASE_URL) as a dataset row."""
+    from imdb_sentiment.monitoring.labels import export_labels
+    from imdb_sentiment.serving.settings import load_settings
+
+    frame = export_labels(
+        load_settings().database_url, out, _when(since), _when(until), model_version
+    )
+    with_text = int(frame["text"].notna().sum())
+    typer.echo(f"wrote {len(frame)} labelled rows ({with_text} with text) to {out}")
+
+
+def _when(value: str | None) -> float | None:
+    """UNIX seconds of an ISO 8601 time (UTC unless it says) or of a span ago: 90m, 24h, 7d."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    span = re.fullmatch(r"(\d+(?:\.\d+)?)([mhd])", value.strip())
+    if span:
+        seconds = float(span[1]) * {"m": 60, "h": 3600, "d": 86400}[span[2]]
+        return time.time() - seconds
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise PipelineError(
+            f"not a time: {value!r} (ISO 8601, or a span ago: 90m, 24h, 7d)"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

@@ -1,0 +1,173 @@
+"""The pipeline's stages, one command each, as `dvc.yaml` runs them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from imdb_sentiment.cli.common import (
+    FEATURES,
+    METRICS,
+    MODEL,
+    PARAMS,
+    RAW,
+    area,
+    clean_errors,
+    entry,
+)
+
+app = area()
+
+
+@app.command()
+@clean_errors
+def ingest(
+    params_file: Path = PARAMS,
+    out: Path = typer.Option(RAW, help="Output folder."),
+    report: Path = typer.Option(Path("reports/ingest.json"), help="Provenance report."),
+) -> None:
+    """Read the labelled reviews (the IMDB archive, or a CSV/Parquet/JSON Lines table) and
+    data.extra_train; write data/raw/{train,test}.parquet and reports/ingest.json."""
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.data.ingest import load_sources, write_frames
+    from imdb_sentiment.io import write_json
+
+    p = load_params(params_file).data
+    report.unlink(missing_ok=True)  # a failed run must not leave the last run's provenance
+    train, test, provenance = load_sources(p, show_progress=sys.stderr.isatty())
+    write_frames({"train": train, "test": test}, out)
+    write_json(report, provenance)
+    extra = sum(source.get("used", 0) for source in provenance["sources"][1:])
+    repeated = provenance["sources"][0].get("dropped", {}).get("repeated", 0)
+    typer.echo(
+        f"ingested {len(train)} train ({extra} from extra_train) and {len(test)} test reviews "
+        f"into {out}" + (f"; {repeated} repeated reviews dropped" if repeated else "")
+    )
+
+
+@app.command()
+@clean_errors
+def validate(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with train/test parquet."),
+    report: Path = typer.Option(Path("reports/data_validation.json"), help="Report to write."),
+) -> None:
+    """Check schema, empty texts, duplicates and class balance; write a JSON report."""
+    import pandas as pd
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.data.validate import validate_frames
+    from imdb_sentiment.io import write_json
+
+    p = load_params(params_file).validate_
+    report.unlink(missing_ok=True)  # a failed run must not leave the last passing report
+    result = validate_frames(
+        pd.read_parquet(data / "train.parquet"),
+        pd.read_parquet(data / "test.parquet"),
+        max_duplicate_fraction=p.max_duplicate_fraction,
+        max_class_imbalance=p.max_class_imbalance,
+        min_text_chars=p.min_text_chars,
+    )
+    write_json(report, result)
+    typer.echo(f"data validation passed; report in {report}")
+
+
+@app.command()
+@clean_errors
+def featurize(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with train/test parquet."),
+    out: Path = typer.Option(FEATURES, help="Output folder."),
+) -> None:
+    """Clean texts and fit TF-IDF n-grams on train; write sparse matrices and the featurizer."""
+    import pandas as pd
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.features import featurize as run_featurize
+    from imdb_sentiment.io import dump, save_sparse
+
+    p = load_params(params_file)
+    train = pd.read_parquet(data / "train.parquet")
+    test = pd.read_parquet(data / "test.parquet")
+    featurizer, x_train, x_test = run_featurize(train.text, test.text, p.clean, p.features)
+    save_sparse(x_train, out / "train.npz")
+    save_sparse(x_test, out / "test.npz")
+    dump(featurizer, out / "featurizer.joblib")
+    typer.echo(f"featurized: {x_train.shape[1]} features, {x_train.nnz} train non-zeros")
+
+
+@app.command()
+@clean_errors
+def train(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with train parquet (labels)."),
+    features: Path = typer.Option(FEATURES, help="Featurize stage output."),
+    model: Path = typer.Option(MODEL, help="Where to write the model pipeline."),
+    report: Path = typer.Option(Path("reports/train.json"), help="Validation report."),
+) -> None:
+    """Fit the classifier (validation carved from train), then refit on all of train."""
+    import pandas as pd
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.io import dump, load, load_sparse, write_json
+    from imdb_sentiment.train import movie_groups
+    from imdb_sentiment.train import train as run_train
+
+    p = load_params(params_file).train
+    frame = pd.read_parquet(data / "train.parquet", columns=["label", "movie"])
+    groups = movie_groups(frame.movie) if p.val_split == "movie" else None
+    pipeline, result = run_train(
+        load(features / "featurizer.joblib"),
+        load_sparse(features / "train.npz"),
+        frame.label.to_numpy(),
+        p,
+        groups,
+    )
+    dump(pipeline, model)
+    write_json(report, result)
+    typer.echo(f"validation accuracy {result['validation']['accuracy']:.4f}; model in {model}")
+
+
+@app.command()
+@clean_errors
+def evaluate(
+    params_file: Path = PARAMS,
+    data: Path = typer.Option(RAW, help="Folder with test parquet."),
+    features: Path = typer.Option(FEATURES, help="Featurize stage output."),
+    model: Path = typer.Option(MODEL, help="Trained model pipeline."),
+    metrics: Path = typer.Option(METRICS, help="Metrics JSON to write."),
+    plots: Path = typer.Option(Path("reports/plots"), help="Folder for plots and plot data."),
+) -> None:
+    """Score the official test split: metrics JSON, PNG plots and DVC plot data."""
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.evaluate import run_evaluation
+    from imdb_sentiment.io import load, load_sparse
+
+    p = load_params(params_file).evaluate
+    result = run_evaluation(
+        load(model), load_sparse(features / "test.npz"), data / "test.parquet", p, metrics, plots
+    )
+    typer.echo(f"test accuracy {result['accuracy']:.4f}, ROC AUC {result['roc_auc']:.4f}")
+
+
+@app.command()
+@clean_errors
+def register(
+    params_file: Path = PARAMS,
+    model: Path = typer.Option(MODEL, help="Trained model pipeline."),
+    metrics: Path = typer.Option(METRICS, help="Evaluation metrics."),
+    out: Path = typer.Option(Path("reports/registration.json"), help="Registration record."),
+) -> None:
+    """Log the run to MLflow, register the model and point alias 'staging' at it."""
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.registry.register import register_model
+    from imdb_sentiment.settings import load_model_settings
+
+    record = register_model(load_params(params_file), load_model_settings(), model, metrics, out)
+    typer.echo(f"registered version {record.version} as 'staging' (run {record.run_id})")
+
+
+if __name__ == "__main__":
+    entry(app, help="The pipeline's stages (dvc.yaml runs these).")()

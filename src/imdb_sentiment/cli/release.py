@@ -1,0 +1,63 @@
+"""Moving the `production` alias: promotion behind the quality gate, and rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from imdb_sentiment.cli.common import PARAMS, area, clean_errors
+
+app = area()
+
+
+@app.command()
+@clean_errors
+def promote(
+    params_file: Path = PARAMS,
+    force: bool = typer.Option(False, "--force", help="Skip the quality gate."),
+    version: str | None = typer.Option(
+        None, "--version", help="Promote this version instead of the 'staging' one."
+    ),
+    check_only: bool = typer.Option(
+        False, "--check-only", help="Apply the gate and print the version; move nothing."
+    ),
+) -> None:
+    """Move alias 'production' to the 'staging' version if it passes the quality gate."""
+    from imdb_sentiment import tracking
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.registry import promotion
+    from imdb_sentiment.settings import load_model_settings
+
+    p, settings = load_params(params_file).promote, load_model_settings()
+    tracking.configure(settings)
+    result = promotion.promote(
+        settings.model_name,
+        tolerance=p.tolerance,
+        min_accuracy=p.min_accuracy,
+        force=force,
+        version=version,
+        check_only=check_only,
+    )
+    if check_only:  # machine-readable: the release workflow captures it
+        typer.echo(result.version)
+        return
+    before = f"version {result.previous}" if result.previous else "nothing"
+    typer.echo(
+        f"production is version {result.version} (accuracy {result.candidate_accuracy:.4f}); "
+        f"it replaced {before}"
+    )
+
+
+@app.command()
+@clean_errors
+def rollback() -> None:
+    """Point 'production' back at the version the last promotion replaced."""
+    from imdb_sentiment import tracking
+    from imdb_sentiment.registry import promotion
+    from imdb_sentiment.settings import load_model_settings
+
+    settings = load_model_settings()
+    tracking.configure(settings)
+    old, new = promotion.rollback(settings.model_name)
+    typer.echo(f"production rolled back from version {old} to version {new}")
