@@ -27,7 +27,7 @@ runner = CliRunner()
 NAME = "imdb-sentiment"
 
 
-def publish(seed: int = 1, alias: str = "production") -> str:
+def publish(seed: int = 1, alias: str = "production", threshold: float = 0.5) -> str:
     tracking.configure(load_settings())
     record = register.log_and_register(
         tiny_model(seed=seed),
@@ -37,6 +37,7 @@ def publish(seed: int = 1, alias: str = "production") -> str:
         metrics={"test_accuracy": 0.9},
         artifacts=[],
         dataset={},
+        threshold=threshold,
     )
     MlflowClient().set_registered_model_alias(NAME, alias, record.version)
     return record.version
@@ -275,3 +276,18 @@ def test_output_schema_is_stable_across_chunks(tmp_path: Path, reviews: pd.DataF
     schema = pq.read_schema(out)
     assert schema.field("probability").type == pa.float64()
     assert pq.ParquetFile(out).metadata.num_rows == len(big)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_labels_at_the_threshold_the_model_was_registered_with(
+    tmp_path: Path, reviews: pd.DataFrame, workers: str
+) -> None:
+    publish(threshold=0.965)
+    source = write_table(reviews, tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    result = predict(str(source), str(out), "--workers", workers)
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(out)
+    expected = np.where(scored.probability >= 0.965, "positive", "negative")
+    assert (scored.label == expected).all()
+    assert ((scored.probability >= 0.5) & (scored.probability < 0.965)).any()  # 0.5 differs

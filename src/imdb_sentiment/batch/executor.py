@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.runtime.scorer import POSITIVE_FROM, FastScorer
+from imdb_sentiment.runtime.scorer import FastScorer
 
 if TYPE_CHECKING:  # pandas only where Spark calls in: pool workers stay smaller without it
     import pandas as pd
@@ -58,8 +58,9 @@ def probabilities(scorer: FastScorer, texts: Sequence[object]) -> NDArray[np.flo
     return out
 
 
-def labels(probability: NDArray[np.float64]) -> NDArray[np.object_]:
-    out = np.where(probability >= POSITIVE_FROM, "positive", "negative").astype(object)
+def labels(probability: NDArray[np.float64], threshold: float) -> NDArray[np.object_]:
+    """The label of each P(positive) at the model's threshold; None where there is no text."""
+    out = np.where(probability >= threshold, "positive", "negative").astype(object)
     out[np.isnan(probability)] = None
     return out
 
@@ -74,8 +75,11 @@ def score_texts(archive: str, texts: pd.Series) -> pd.DataFrame:
     `archive` names the scorer zip the driver shipped with `SparkContext.addFile`."""
     import pandas as pd
 
-    probability = probabilities(shipped_scorer(archive), texts.tolist())
-    return pd.DataFrame({"probability": probability, "label": labels(probability)})
+    scorer = shipped_scorer(archive)
+    probability = probabilities(scorer, texts.tolist())
+    return pd.DataFrame(
+        {"probability": probability, "label": labels(probability, scorer.threshold)}
+    )
 
 
 def shipped_scorer(archive: str) -> FastScorer:

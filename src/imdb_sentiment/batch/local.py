@@ -23,6 +23,7 @@ from imdb_sentiment.batch import executor
 from imdb_sentiment.batch.files import Reader, output_schema, writer
 from imdb_sentiment.batch.job import Job, Summary
 from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.runtime.scorer import read_threshold
 
 # Rows per pool task: big enough that pickling and scheduling stay a small share of the work.
 TASK_ROWS = 2048
@@ -38,6 +39,7 @@ def run(job: Job, progress: Progress | None = None) -> Summary:
     assert reader.schema is not None
     schema = output_schema(reader.schema, job.prefix)
     rows = missing = 0
+    threshold = read_threshold(Path(job.scorer_dir))  # labels as the model gives them
     with ExitStack() as stack:
         out = stack.enter_context(
             writer(Path(job.output), job.output_format, schema, job.overwrite)
@@ -51,7 +53,7 @@ def run(job: Job, progress: Progress | None = None) -> Summary:
                     f"row {rows + int(np.flatnonzero(np.isnan(probability))[0]) + 1} of "
                     f"{job.input} has no text in column {job.text_column!r}"
                 )
-            out.write(_with_scores(batch, probability, job.version, schema))
+            out.write(_with_scores(batch, probability, job.version, schema, threshold))
             rows += batch.num_rows
             missing += bad
             if progress is not None:
@@ -111,10 +113,14 @@ class _NoPool:
 
 
 def _with_scores(
-    batch: pa.RecordBatch, probability: NDArray[np.float64], version: str, schema: pa.Schema
+    batch: pa.RecordBatch,
+    probability: NDArray[np.float64],
+    version: str,
+    schema: pa.Schema,
+    threshold: float,
 ) -> pa.RecordBatch:
     missing = np.isnan(probability)
-    label = pa.array(executor.labels(probability), type=pa.string())
+    label = pa.array(executor.labels(probability, threshold), type=pa.string())
     return pa.RecordBatch.from_arrays(
         [
             *batch.columns,

@@ -13,7 +13,7 @@ Imports: numpy, pandas, scipy, `config`, `errors`, `runtime.records`, `runtime`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from scipy.stats import ks_2samp
 from imdb_sentiment.config import DistributionTest, DriftParams, ShareTest
 from imdb_sentiment.errors import DataError
 from imdb_sentiment.runtime.records import EVENT, PredictionRecord
-from imdb_sentiment.runtime.scorer import POSITIVE_FROM, FastScorer
+from imdb_sentiment.runtime.scorer import FastScorer
 
 SIGNALS = ("text_chars", "unknown_share", "confidence", "positive_share")
 COLUMNS = ("text_chars", "unknown_share", "confidence", "positive")
@@ -35,15 +35,18 @@ EPSILON = 1e-4  # empty bins: PSI is undefined at 0
 
 
 def signals(
-    probability: ArrayLike, unknown_share: ArrayLike, text_chars: ArrayLike
+    probability: ArrayLike, labels: Sequence[str], unknown_share: ArrayLike, text_chars: ArrayLike
 ) -> pd.DataFrame:
+    """The drift signals of predictions: P(positive) and the label the model gave (at its own
+    threshold), so confidence is the probability of the label given, as the API reports it."""
     p = np.asarray(probability, dtype=np.float64)
+    positive = np.asarray([label == "positive" for label in labels], dtype=bool)
     return pd.DataFrame(
         {
             "text_chars": np.asarray(text_chars, dtype=np.float64),
             "unknown_share": np.asarray(unknown_share, dtype=np.float64),
-            "confidence": np.maximum(p, 1.0 - p),
-            "positive": (p >= POSITIVE_FROM).astype(np.float64),
+            "confidence": np.where(positive, p, 1.0 - p),
+            "positive": positive.astype(np.float64),
         }
     )
 
@@ -54,7 +57,10 @@ def score_texts(scorer: FastScorer, texts: list[str], batch: int = 1024) -> pd.D
         s for i in range(0, len(texts), batch) for s in scorer.score_batch(texts[i : i + batch])
     ]
     return signals(
-        [s.probability for s in scores], [s.unknown_share for s in scores], [len(t) for t in texts]
+        [s.probability for s in scores],
+        [s.label for s in scores],
+        [s.unknown_share for s in scores],
+        [len(t) for t in texts],
     )
 
 
@@ -87,6 +93,7 @@ def records_frame(records: list[PredictionRecord]) -> pd.DataFrame:
     records = [r for r in records if r.tokens >= 0]
     frame = signals(
         [r.probability for r in records],
+        [r.label for r in records],
         [r.unknown_share for r in records],
         [r.text_chars for r in records],
     )

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.config import Params, flatten
 from imdb_sentiment.registry import ACCURACY_TAG, STAGING
+from imdb_sentiment.runtime.scorer import DEFAULT_THRESHOLD, THRESHOLD_METADATA
 from imdb_sentiment.settings import ModelSettings
 from imdb_sentiment.tracking import git_commit
 
@@ -76,6 +77,7 @@ def log_and_register(
     metrics: dict[str, float],
     artifacts: list[Path],
     dataset: dict[str, Any],
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> RunRecord:
     """One MLflow run holding params, metrics, plots, data info, commit and the model itself."""
     mlflow.set_experiment(experiment)
@@ -100,9 +102,11 @@ def log_and_register(
             # Ship our package with the model: pyfunc.load_model works without installing it.
             code_paths=[package_dir()],
             pip_requirements=model_requirements(),
+            # The decision threshold travels with the model: every consumer labels with it.
+            metadata={THRESHOLD_METADATA: threshold},
         )
         client = MlflowClient()
-        _log_scorer(client, info.model_id, model)
+        _log_scorer(client, info.model_id, model, threshold)
         _log_quality(client, info.model_id, metrics)
         # Registered only once complete: a version never exists without its compiled scorer.
         version = str(mlflow.register_model(info.model_uri, model_name).version)
@@ -112,7 +116,7 @@ def log_and_register(
     return RunRecord(run.info.run_id, version, f"models:/{model_name}/{version}")
 
 
-def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline) -> None:
+def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline, threshold: float) -> None:
     """Add the compiled scorer to the logged model (artifact folder `scorer/`), so the service,
     `imdb-sentiment predict` and Spark executors load numpy arrays and never recompile.
     Configurations the compiler cannot save (character n-grams) are left without one."""
@@ -121,7 +125,7 @@ def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            compile_pipeline(model).save(Path(tmp))
+            compile_pipeline(model, threshold).save(Path(tmp))
         except TypeError as exc:
             log.info("no compiled scorer shipped with this model: %s", exc)
             return
@@ -165,6 +169,7 @@ def register_model(
         metrics=metrics,
         artifacts=artifacts,
         dataset=_dataset_info(params, reports / "ingest.json"),
+        threshold=params.evaluate.threshold,
     )
     write_json(out, {"run_id": record.run_id, "version": record.version, "uri": record.model_uri})
     return record

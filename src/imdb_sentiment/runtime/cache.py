@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Literal
 
 from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.runtime.scorer import META_FILE, SCORER_DIR, FastScorer
+from imdb_sentiment.runtime.scorer import (
+    DEFAULT_THRESHOLD,
+    META_FILE,
+    SCORER_DIR,
+    THRESHOLD_METADATA,
+    FastScorer,
+)
 
 QUALITY_DIR = "quality"
 QUALITY_FILE = "metrics.json"
@@ -92,7 +98,11 @@ class ModelCache:
     def compile_model(self, version: str) -> FastScorer:
         """Compile the downloaded MLflow model of `version` (needs MLflow and scikit-learn)."""
         import mlflow.sklearn
+        from mlflow.models import Model
 
         from imdb_sentiment.runtime.compile import compile_pipeline
 
-        return compile_pipeline(mlflow.sklearn.load_model(str(self.version_dir(version))))
+        directory = str(self.version_dir(version))
+        metadata = Model.load(directory).metadata or {}
+        threshold = float(metadata.get(THRESHOLD_METADATA, DEFAULT_THRESHOLD))
+        return compile_pipeline(mlflow.sklearn.load_model(directory), threshold)

@@ -13,6 +13,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from imdb_sentiment.classifier import NBLogisticRegression
 from imdb_sentiment.features import TextCleaner
 from imdb_sentiment.runtime.scorer import (
+    DEFAULT_THRESHOLD,
     Block,
     FastScorer,
     Linear,
@@ -27,7 +28,8 @@ _NORMS = {None, "l1", "l2"}
 _MAX_COMPILED_N = 3
 
 
-def compile_pipeline(pipeline: Pipeline) -> FastScorer:
+def compile_pipeline(pipeline: Pipeline, threshold: float = DEFAULT_THRESHOLD) -> FastScorer:
+    """The pipeline's scorer; `threshold`: P(positive) from which it labels positive."""
     cleaner, vectorizer, classifier = (step for _, step in pipeline.steps)
     if not isinstance(cleaner, TextCleaner) or not isinstance(classifier, NBLogisticRegression):
         raise TypeError("FastScorer needs a TextCleaner → TF-IDF → NBLogisticRegression pipeline")
@@ -40,7 +42,7 @@ def compile_pipeline(pipeline: Pipeline) -> FastScorer:
         float(classifier.intercept_[0]),
         int(classifier.classes_[1]) == 1,
     )
-    return FastScorer(cleaner.options, _blocks(vectorizer), linear)
+    return FastScorer(cleaner.options, _blocks(vectorizer), linear, threshold)
 
 
 def _blocks(vectorizer: Any) -> list[Block]:

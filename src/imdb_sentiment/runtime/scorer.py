@@ -45,12 +45,22 @@ META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
 SCORER_DIR = "scorer"
 
 
-POSITIVE_FROM = 0.5  # P(positive) at which a review is labelled positive
+# P(positive) from which a review is labelled positive, for scorers saved without one. A model
+# carries its own: `evaluate.threshold` (params.yaml), put in the scorer by the register stage.
+DEFAULT_THRESHOLD = 0.5
+# The registered MLflow model's own record of it (MLmodel `metadata`), for versions compiled
+# from the pipeline where they are served.
+THRESHOLD_METADATA = "decision_threshold"
 
 
-def label_of(probability: float) -> str:
-    """The label the service and batch scoring give a probability."""
-    return "positive" if probability >= POSITIVE_FROM else "negative"
+def label_at(p_positive: float, threshold: float) -> str:
+    return "positive" if p_positive >= threshold else "negative"
+
+
+def read_threshold(directory: Path) -> float:
+    """A saved scorer's decision threshold, without loading its arrays."""
+    meta = json.loads((directory / META_FILE).read_text())
+    return float(meta.get("threshold", DEFAULT_THRESHOLD))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,7 @@ class Score:
     probability: float  # P(positive)
     unknown_share: float  # share of word tokens outside the vocabulary (a drift signal)
     tokens: int
+    label: str  # at the model's threshold
     contributions: tuple[Contribution, ...] = ()
 
 
@@ -287,8 +298,17 @@ class Linear:
 class FastScorer:
     """Cleaning options + vectorizer blocks + linear classifier; see `runtime.compile`."""
 
-    def __init__(self, options: CleanOptions, blocks: list[Block], linear: Linear) -> None:
+    def __init__(
+        self,
+        options: CleanOptions,
+        blocks: list[Block],
+        linear: Linear,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"decision threshold {threshold} is not between 0 and 1")
         blocks, linear = _in_key_order(blocks, linear)
+        self.threshold = threshold
         self.options = options
         self.plain = plain_words(options)
         self.blocks = blocks
@@ -344,7 +364,11 @@ class FastScorer:
             contributions = tuple(
                 Contribution(self.term(int(index[i])), float(weights[i])) for i in order
             )
-        return Score(probability, unknown, tokens, contributions)
+        return Score(probability, unknown, tokens, self.label(probability), contributions)
+
+    def label(self, p_positive: float) -> str:
+        """The label at this model's decision threshold."""
+        return label_at(p_positive, self.threshold)
 
     def term(self, column: int) -> str:
         for block in self.blocks:
@@ -357,7 +381,7 @@ class FastScorer:
         model has the common shape (see `_score_batch`)."""
         if self._word_block is None:
             return [self.score(text) for text in texts]
-        return _score_batch(self._word_block, self.linear, self.options, texts)
+        return _score_batch(self._word_block, self.linear, self.options, texts, self.threshold)
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""
@@ -398,6 +422,7 @@ class FastScorer:
             "renorm": self.linear.renorm,
             "intercept": self.linear.intercept,
             "positive_is_one": self.linear.positive_is_one,
+            "threshold": self.threshold,
         }
         np.savez(directory / ARRAYS_FILE, allow_pickle=False, **arrays)
         (directory / META_FILE).write_text(json.dumps(meta, indent=1))
@@ -435,7 +460,8 @@ class FastScorer:
                 meta["intercept"],
                 meta["positive_is_one"],
             )
-        return cls(CleanOptions(**meta["options"]), blocks, linear)
+        threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))  # absent before it was kept
+        return cls(CleanOptions(**meta["options"]), blocks, linear, threshold)
 
 
 def _in_key_order(blocks: list[Block], linear: Linear) -> tuple[list[Block], Linear]:
@@ -474,7 +500,11 @@ def _sigmoid(x: float) -> float:
 
 
 def _score_batch(
-    block: WordBlock, linear: Linear, options: CleanOptions, texts: Sequence[str]
+    block: WordBlock,
+    linear: Linear,
+    options: CleanOptions,
+    texts: Sequence[str],
+    threshold: float,
 ) -> list[Score]:
     words = [block.tokens_of(clean_words(text, options)) for text in texts]
     lengths = np.array([len(w) for w in words], dtype=np.intp)
@@ -501,7 +531,7 @@ def _score_batch(
     if not linear.positive_is_one:
         positive = 1.0 - positive
     return [
-        Score(float(p), (n - k) / n if n else 0.0, int(n))
+        Score(float(p), (n - k) / n if n else 0.0, int(n), label_at(float(p), threshold))
         for p, n, k in zip(positive, lengths, known, strict=True)
     ]
 

@@ -31,9 +31,9 @@ PRODUCTS = [
 
 def frame(n: int, seed: int, length: float = 1000.0, unknown: float = 0.02) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return signals(
-        rng.beta(2, 2, n), rng.exponential(unknown, n), rng.lognormal(np.log(length), 0.5, n)
-    )
+    p = rng.beta(2, 2, n)
+    labels = ["positive" if x >= 0.5 else "negative" for x in p]
+    return signals(p, labels, rng.exponential(unknown, n), rng.lognormal(np.log(length), 0.5, n))
 
 
 def test_same_distribution_is_not_drift_and_a_shift_is() -> None:

@@ -11,10 +11,11 @@ from mlflow import MlflowClient
 from imdb_sentiment import tracking
 from imdb_sentiment.config import load_params
 from imdb_sentiment.registry import register
+from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.settings import Settings, load_settings
 from imdb_sentiment.text import CleanOptions
-from tests.helpers import tiny_model
+from tests.helpers import tiny_model, tiny_texts
 from tests.unit.serving.test_web_metrics_openapi import samples
 
 DEAD_REGISTRY = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -25,6 +26,7 @@ def publish(
     alias: str = "production",
     clean: CleanOptions | None = None,
     metrics: dict[str, float] | None = None,
+    threshold: float = 0.5,
 ) -> str:
     settings = load_settings()
     tracking.configure(settings)
@@ -36,6 +38,7 @@ def publish(
         metrics=metrics or {"test_accuracy": 0.9},
         artifacts=[],
         dataset={},
+        threshold=threshold,
     )
     MlflowClient().set_registered_model_alias(settings.model_name, alias, record.version)
     return record.version
@@ -201,3 +204,19 @@ def test_model_uri_pins_a_version_or_follows_an_alias(quick_http: None) -> None:
     assert pinned.get("/version").get_json()["model"]["version"] == first
     following = create_app(settings(model_uri="models:/imdb-sentiment@production")).test_client()
     assert following.get("/version").get_json()["model"]["version"] == second
+
+
+def test_the_service_labels_at_the_registered_threshold_even_when_it_compiles_itself() -> None:
+    version = publish(seed=1, threshold=0.965)
+    client = create_app(settings()).test_client()
+    texts = tiny_texts(n=40, seed=7)[0]
+    bodies = client.post("/api/v1/predict", json={"texts": texts}).get_json()["predictions"]
+    positive = [b["scores"]["positive"] for b in bodies]
+    assert [b["label"] for b in bodies] == [
+        "positive" if p >= 0.965 else "negative" for p in positive
+    ]
+    assert any(0.5 <= p < 0.965 for p in positive)  # at 0.5 some labels would differ
+    # A version served without its shipped scorer is compiled where it is served, from the
+    # MLflow model, whose metadata carries the same threshold.
+    cache = ModelCache(load_settings().model_cache_dir, load_settings().model_name)
+    assert cache.compile_model(version).threshold == 0.965

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from imdb_sentiment.classifier import NBLogisticRegression
 from imdb_sentiment.config import FeatureParams
 from imdb_sentiment.features import build_featurizer
 from imdb_sentiment.runtime.compile import compile_pipeline
-from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.runtime.scorer import FastScorer, read_threshold
 from imdb_sentiment.text import CleanOptions
 from tests.helpers import PUNCTUATION_TOKENS, SEED_CLEANING, tiny_texts
 
@@ -183,3 +184,26 @@ def test_highlights_cover_ratings_as_one_piece() -> None:
         ("9/10", "pos"),
         ("!", ""),
     ]
+
+
+def test_the_decision_threshold_labels_and_survives_saving(tmp_path: Path) -> None:
+    model = build(*CONFIGS["binary-nb"])
+    texts = ["a wonderful moving film", "dull and boring", "fine I guess", "great acting"]
+    at_half = compile_pipeline(model)
+    strict = compile_pipeline(model, threshold=0.9)
+    for text in texts:
+        p = at_half.score(text).probability
+        assert at_half.score(text).label == ("positive" if p >= 0.5 else "negative")
+        assert strict.score(text).label == ("positive" if p >= 0.9 else "negative")
+    batch = strict.score_batch(texts)
+    assert [s.label for s in batch] == [strict.score(t).label for t in texts]
+    assert [s.label for s in at_half.score_batch(texts)] != [s.label for s in batch]
+    strict.save(tmp_path / "scorer")
+    assert FastScorer.load(tmp_path / "scorer").threshold == 0.9
+    assert read_threshold(tmp_path / "scorer") == 0.9
+    meta = json.loads((tmp_path / "scorer" / "scorer.json").read_text())
+    del meta["threshold"]  # a scorer saved before thresholds were kept
+    (tmp_path / "scorer" / "scorer.json").write_text(json.dumps(meta))
+    assert FastScorer.load(tmp_path / "scorer").threshold == 0.5
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        compile_pipeline(model, threshold=1.0)

@@ -10,7 +10,7 @@ from typing import Any
 from flask import g
 
 from imdb_sentiment.runtime.records import PredictionRecord
-from imdb_sentiment.runtime.scorer import Score, label_of
+from imdb_sentiment.runtime.scorer import Score
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
@@ -23,11 +23,11 @@ class Prediction:
 
     @property
     def positive(self) -> bool:
-        return label_of(self.score.probability) == "positive"
+        return self.score.label == "positive"
 
     @property
     def label(self) -> str:
-        return label_of(self.score.probability)
+        return self.score.label
 
     @property
     def confidence(self) -> float:
