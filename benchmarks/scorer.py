@@ -49,7 +49,7 @@ def main() -> None:
     texts = pd.read_parquet("data/raw/test.parquet")["text"].tolist()[: args.reviews]
     singles = texts[: args.reviews // 2]
     expected = pipeline.predict_proba(texts[:500])[:, 1]
-    got = np.array([scorer.score(text).probability for text in texts[:500]])
+    got = np.array([scorer.score(text).p_positive for text in texts[:500]])
 
     single = best_of(args.rounds, lambda: [scorer.score(t, explain=5) for t in singles])
     batches = [texts[i : i + 256] for i in range(0, len(texts), 256)]

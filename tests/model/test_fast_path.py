@@ -29,5 +29,5 @@ def test_fast_scorer_matches_pipeline_on_all_test_reviews(
     reference = model.predict_proba(texts)
     batched = scorer.predict_proba(texts)  # the batch path
     assert np.abs(batched - reference).max() <= 1e-9
-    one_by_one = np.array([scorer.score(text).probability for text in texts])  # single requests
+    one_by_one = np.array([scorer.score(text).p_positive for text in texts])  # single requests
     assert np.abs(one_by_one - reference[:, 1]).max() <= 1e-9

@@ -57,7 +57,7 @@ def score_texts(scorer: FastScorer, texts: list[str], batch: int = 1024) -> pd.D
         s for i in range(0, len(texts), batch) for s in scorer.score_batch(texts[i : i + batch])
     ]
     return signals(
-        [s.probability for s in scores],
+        [s.p_positive for s in scores],
         [s.label for s in scores],
         [s.unknown_share for s in scores],
         [len(t) for t in texts],

@@ -71,7 +71,7 @@ class Contribution:
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    probability: float  # P(positive)
+    p_positive: float  # P(positive); the API's `probability` is P(label), `confidence` in code
     unknown_share: float  # share of word tokens outside the vocabulary (a drift signal)
     tokens: int
     label: str  # at the model's threshold
@@ -355,16 +355,16 @@ class FastScorer:
         index, data, unknown, tokens = self.features(text)
         weights = data * self.linear.coef[index]
         decision = float(weights.sum()) + self.linear.intercept
-        probability = _sigmoid(decision)
+        p_positive = _sigmoid(decision)
         if not self.linear.positive_is_one:
-            probability = 1.0 - probability
+            p_positive = 1.0 - p_positive
         contributions: tuple[Contribution, ...] = ()
         if explain and len(weights):
             order = np.argsort(-np.abs(weights), kind="stable")[:explain]
             contributions = tuple(
                 Contribution(self.term(int(index[i])), float(weights[i])) for i in order
             )
-        return Score(probability, unknown, tokens, self.label(probability), contributions)
+        return Score(p_positive, unknown, tokens, self.label(p_positive), contributions)
 
     def label(self, p_positive: float) -> str:
         """The label at this model's decision threshold."""
@@ -385,7 +385,7 @@ class FastScorer:
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""
-        positive = np.array([s.probability for s in self.score_batch(texts)], dtype=np.float64)
+        positive = np.array([s.p_positive for s in self.score_batch(texts)], dtype=np.float64)
         return np.column_stack([1.0 - positive, positive])
 
     # --- persistence: what the model cache holds for workers --------------------------------

@@ -144,9 +144,9 @@ def test_direct_word_path_equals_the_string_path(name: str) -> None:
     assert scorer._word_block is not None
     texts, _ = tiny_texts(40, seed=13)
     texts += ["a b c d", "x", "I can't, won't; a-b c_d 1 2 3 é ü", 'Wow!! "Best" (8/10).']
-    fast = [scorer.score(text).probability for text in texts]
+    fast = [scorer.score(text).p_positive for text in texts]
     scorer._word_block = None
-    np.testing.assert_array_equal([scorer.score(text).probability for text in texts], fast)
+    np.testing.assert_array_equal([scorer.score(text).p_positive for text in texts], fast)
     np.testing.assert_allclose(fast, model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12)
 
 
@@ -162,10 +162,10 @@ def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
     batch = scorer.score_batch(texts)
     single = [scorer.score(text) for text in texts]
     for b, s in zip(batch, single, strict=True):
-        assert b.probability == pytest.approx(s.probability, abs=1e-12)
+        assert b.p_positive == pytest.approx(s.p_positive, abs=1e-12)
         assert (b.tokens, b.unknown_share) == (s.tokens, pytest.approx(s.unknown_share))
     np.testing.assert_allclose(
-        [b.probability for b in batch], model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12
+        [b.p_positive for b in batch], model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12
     )
     assert scorer.score_batch([]) == []
 
@@ -192,7 +192,7 @@ def test_the_decision_threshold_labels_and_survives_saving(tmp_path: Path) -> No
     at_half = compile_pipeline(model)
     strict = compile_pipeline(model, threshold=0.9)
     for text in texts:
-        p = at_half.score(text).probability
+        p = at_half.score(text).p_positive
         assert at_half.score(text).label == ("positive" if p >= 0.5 else "negative")
         assert strict.score(text).label == ("positive" if p >= 0.9 else "negative")
     batch = strict.score_batch(texts)

@@ -67,7 +67,7 @@ def invocations() -> ResponseReturnValue:
     results = predict(ctx, model, texts)
     # Same shape as `mlflow models serve` for this model (predict_proba): [[P(neg), P(pos)], …]
     return jsonify(
-        {"predictions": [[1.0 - r.score.probability, r.score.probability] for r in results]}
+        {"predictions": [[1.0 - r.score.p_positive, r.score.p_positive] for r in results]}
     )
 
 

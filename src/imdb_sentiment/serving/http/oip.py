@@ -56,14 +56,14 @@ def wanted_outputs(body: dict[str, Any]) -> tuple[str, ...]:
 def output_tensors(predictions: list[Prediction], names: tuple[str, ...]) -> list[dict[str, Any]]:
     n = len(predictions)
     # Rounded as /api/v1/predict rounds its scores: both protocols give the same numbers.
-    p = [round(r.score.probability, 6) for r in predictions]
+    p = [round(r.score.p_positive, 6) for r in predictions]
     tensors = {
         "probability": {"shape": [n], "datatype": "FP64", "data": p},
         "label": {"shape": [n], "datatype": "BYTES", "data": [r.label for r in predictions]},
         "predict_proba": {
             "shape": [n, 2],
             "datatype": "FP64",
-            "data": [x for r in predictions for x in _pair(r.score.probability)],
+            "data": [x for r in predictions for x in _pair(r.score.p_positive)],
         },
     }
     return [{"name": name, **tensors[name]} for name in names]

@@ -31,7 +31,7 @@ class Prediction:
 
     @property
     def confidence(self) -> float:
-        p = self.score.probability
+        p = self.score.p_positive
         return p if self.positive else 1.0 - p
 
     @property
@@ -49,7 +49,7 @@ class Prediction:
             time=time.time(),
             request_id=request_id,
             model_version=model.version,
-            probability=round(self.score.probability, 6),
+            probability=round(self.score.p_positive, 6),
             label=self.label,
             unknown_share=round(self.score.unknown_share, 4),
             tokens=self.score.tokens,
@@ -63,8 +63,8 @@ class Prediction:
             "label": self.label,
             "probability": round(self.confidence, 6),
             "scores": {
-                "positive": round(self.score.probability, 6),
-                "negative": round(1.0 - self.score.probability, 6),
+                "positive": round(self.score.p_positive, 6),
+                "negative": round(1.0 - self.score.p_positive, 6),
             },
             "model": {"name": model.name, "version": model.version},
             "evidence": self.evidence,
