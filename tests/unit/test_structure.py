@@ -6,6 +6,7 @@ the whole `imdb-sentiment` program."""
 from __future__ import annotations
 
 import ast
+import re
 from functools import cache
 from pathlib import Path
 
@@ -270,3 +271,45 @@ def rewrite_dvc_deps() -> None:
 
 if __name__ == "__main__":  # python -m tests.unit.test_structure: fix dvc.yaml after a change
     rewrite_dvc_deps()
+
+
+def declared_imports(path: Path) -> list[str] | None:
+    """The package modules a docstring's "Imports:" paragraph allows (`config`, `runtime.*`),
+    or None without one."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraph = next((p for p in doc.split("\n\n") if p.startswith("Imports:")), None)
+    if paragraph is None:
+        return None
+    allowed = re.split(r"\.\s+(?:Never|Nothing)\b", paragraph)[0]  # not what it forbids
+    return [f"{PACKAGE}.{name.removesuffix('.*')}" for name in re.findall(r"`([\w.*]+)`", allowed)]
+
+
+def test_docstrings_say_what_their_modules_import() -> None:
+    """An "Imports:" sentence in a module's docstring (or its package's, for the package's
+    modules) names every module of ours it imports, lazy imports included."""
+    problems = []
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        if "." in path.stem or "migrations" in path.parts:  # gunicorn.conf.py, Alembic's
+            continue
+        module = module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        rules = [(module, declared_imports(path))]
+        if path.name != "__init__.py":
+            rules.append(
+                (package, declared_imports(SRC / Path(*package.split(".")) / "__init__.py"))
+            )
+        for owner, allowed in rules:
+            if allowed is None or owner == PACKAGE:
+                continue
+            used = {
+                m
+                for m in imports_of(module)
+                if not (m == owner or m.startswith(owner + ".") or module.startswith(m + "."))
+            }
+            used = {m for m in used if not any(u.startswith(m + ".") for u in used)}  # leaves
+            stray = sorted(
+                m for m in used if not any(m == a or m.startswith(a + ".") for a in allowed)
+            )
+            if stray:
+                problems.append(f"{module}: imports {stray}, not in {owner}'s 'Imports:'")
+    assert not problems, "\n".join(problems)

@@ -1,7 +1,8 @@
 """`imdb-sentiment drift` as a function: resolve the model, build the reference and current
 signals, compare, write the report.
 
-Imports: `runtime.resolve` (the same model resolution as batch scoring), `monitoring.*`, `config`.
+Imports: `runtime.resolve` (the same model resolution as batch scoring), `runtime.scorer`,
+`monitoring.*`, `store.database` (the stored records), `config`, `settings`, `errors`.
 """
 
 from __future__ import annotations

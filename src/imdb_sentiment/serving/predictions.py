@@ -2,7 +2,7 @@
 (`background`) to stdout among the service's other JSON lines, or to rotated JSONL files,
 one per process so that workers never interleave. Nothing queued is lost on a graceful shutdown.
 
-Imports: the standard library, `background`, `config`, `runtime.records`.
+Imports: the standard library, `background`, `serving.settings`, `runtime.records`.
 """
 
 from __future__ import annotations
