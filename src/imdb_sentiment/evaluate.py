@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.config import EvaluateParams
 from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.labels import LABELS
 
 
 def expected_calibration_error(
@@ -79,7 +80,7 @@ def curve_data(
 
 
 def _name(label: int) -> str:
-    return "positive" if int(label) == 1 else "negative"
+    return LABELS[int(label)]
 
 
 def _calibration(
@@ -106,7 +107,7 @@ def save_plots(
     predicted = (proba >= threshold).astype(int)
     drawings = {
         "confusion_matrix": lambda ax: ConfusionMatrixDisplay.from_predictions(
-            y_true, predicted, display_labels=["negative", "positive"], ax=ax, colorbar=False
+            y_true, predicted, display_labels=list(LABELS), ax=ax, colorbar=False
         ),
         "roc_curve": lambda ax: RocCurveDisplay.from_predictions(y_true, proba, ax=ax),
         "precision_recall_curve": lambda ax: PrecisionRecallDisplay.from_predictions(

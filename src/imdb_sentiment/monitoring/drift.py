@@ -2,12 +2,14 @@
 test per signal with its threshold from `params.yaml` (`drift:`).
 
 Signals, per review: `text_chars` (input length), `unknown_share` (tokens the model has never
-seen), `confidence` (max(p, 1 - p)) and `positive` (the predicted label) — the same quantities
+seen), `confidence` (the probability of the label given) and `positive` (the label given, at
+the model's threshold) — the same quantities
 the service exports to Prometheus, so a dashboard alarm and this report agree.
 
 Pure functions over DataFrames, plus the readers that build them: from the prediction log
 (`runtime.records`), or from reviews scored with the compiled scorer.
-Imports: numpy, pandas, scipy, `config`, `errors`, `runtime.records`, `runtime`.
+
+Imports: numpy, pandas, scipy, `config`, `errors`, `labels`, `runtime.records`, `runtime`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from scipy.stats import ks_2samp
 
 from imdb_sentiment.config import DistributionTest, DriftParams, ShareTest
 from imdb_sentiment.errors import DataError
+from imdb_sentiment.labels import POSITIVE
 from imdb_sentiment.runtime.records import EVENT, PredictionRecord
 from imdb_sentiment.runtime.scorer import FastScorer
 
@@ -40,7 +43,7 @@ def signals(
     """The drift signals of predictions: P(positive) and the label the model gave (at its own
     threshold), so confidence is the probability of the label given, as the API reports it."""
     p = np.asarray(probability, dtype=np.float64)
-    positive = np.asarray([label == "positive" for label in labels], dtype=bool)
+    positive = np.asarray([label == POSITIVE for label in labels], dtype=bool)
     return pd.DataFrame(
         {
             "text_chars": np.asarray(text_chars, dtype=np.float64),

@@ -6,7 +6,7 @@ Columns the feedback cannot know are null: `rating` (the star rating), `movie`, 
 where neither the prediction log nor the request kept it (PREDICTION_LOG_TEXT). Provenance
 follows in `feedback_*` columns. Written atomically: a failed export leaves no file.
 
-Imports: pandas, pyarrow, `atomic`, `errors`, `store`.
+Imports: pandas, pyarrow, `atomic`, `errors`, `labels`, `store`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from imdb_sentiment.atomic import atomic_path
+from imdb_sentiment.labels import LABELS
 from imdb_sentiment.store.database import PredictionStore, open_store
 
-LABELS = {"negative": 0, "positive": 1}
+LABEL_IDS = {label: i for i, label in enumerate(LABELS)}
 
 
 def labelled_frame(
@@ -40,13 +41,13 @@ def labelled_frame(
         {
             "id": pd.Series(range(len(frame)), dtype="int64"),
             "rating": pd.Series([None] * len(frame), dtype="Int64"),
-            "label": frame["actual"].map(LABELS).astype("int64"),
+            "label": frame["actual"].map(LABEL_IDS).astype("int64"),
             "movie": pd.Series([None] * len(frame), dtype="string"),
             "text": frame["text"].astype("string"),
             "feedback_request_id": frame["request_id"].astype("string"),
             "feedback_item": frame["item"].astype("int64"),
             "feedback_model_version": frame["model_version"].astype("string"),
-            "feedback_predicted": frame["predicted"].map(LABELS).astype("int64"),
+            "feedback_predicted": frame["predicted"].map(LABEL_IDS).astype("int64"),
             "feedback_labelled_at": pd.to_datetime(
                 [datetime.fromtimestamp(t, UTC) for t in frame["at"]], utc=True
             ),

@@ -12,7 +12,8 @@
 - `records`  the prediction record: one schema, written by the service, stored by `store`, read by
              `monitoring`.
 
-Imports: numpy, the standard library, `text`, `config`, `settings`, `errors`, `atomic`,
-`tracking`, and (`compile` only) scikit-learn, `features`, `classifier`. Never an application
-(`serving`, `batch`, `monitoring`) nor `store` (import-linter contracts in pyproject.toml).
+Imports: numpy, the standard library, `text`, `labels`, `config`, `settings`, `errors`,
+`atomic`, `tracking`, and (`compile` only) scikit-learn, `features`, `classifier`. Never an
+application (`serving`, `batch`, `monitoring`) nor `store` (import-linter contracts in
+pyproject.toml).
 """

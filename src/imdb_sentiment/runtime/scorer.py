@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from imdb_sentiment.labels import NEGATIVE, POSITIVE
 from imdb_sentiment.text import (
     CleanOptions,
     clean_text,
@@ -54,7 +55,7 @@ THRESHOLD_METADATA = "decision_threshold"
 
 
 def label_at(p_positive: float, threshold: float) -> str:
-    return "positive" if p_positive >= threshold else "negative"
+    return POSITIVE if p_positive >= threshold else NEGATIVE
 
 
 def read_threshold(directory: Path) -> float:

@@ -7,5 +7,5 @@ production), its schema owned by Alembic migrations (`migrations/`).
              `open_store` / `upgrade` for the CLI.
 
 Imports: SQLAlchemy, Alembic (migrations only), the standard library, `background`, `errors`,
-`runtime.records`. Nothing under `serving` or `batch`.
+`labels`, `runtime.records`. Nothing under `serving` or `batch`.
 """

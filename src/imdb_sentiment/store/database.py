@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, delete, event, exists, select
 from sqlalchemy.engine import make_url
@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from imdb_sentiment.background import BackgroundWriter
 from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.labels import POSITIVE, Label
 from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.store.tables import feedback, predictions
 
 log = logging.getLogger(__name__)
-Label = Literal["positive", "negative"]
 # A prediction reaches the database up to the writer's linger (50 ms) plus a transaction after
 # its response; feedback that races it (a script posting at once, to another replica) waits this
 # long before the id is called unknown. Short on purpose: each wait holds a sync worker.
@@ -67,7 +67,7 @@ class Labelled:
     def outcome(self) -> str:
         """tp / tn / fp / fn, positive being the positive class."""
         hit = "t" if self.correct else "f"
-        return hit + ("p" if self.prediction.label == "positive" else "n")
+        return hit + ("p" if self.prediction.label == POSITIVE else "n")
 
 
 def text_digest(text: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import g
 
+from imdb_sentiment.labels import NEGATIVE, POSITIVE
 from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.runtime.scorer import Score
 from imdb_sentiment.serving.http.context import ServiceContext
@@ -23,7 +24,7 @@ class Prediction:
 
     @property
     def positive(self) -> bool:
-        return self.score.label == "positive"
+        return self.score.label == POSITIVE
 
     @property
     def label(self) -> str:
@@ -63,8 +64,8 @@ class Prediction:
             "label": self.label,
             "probability": round(self.confidence, 6),
             "scores": {
-                "positive": round(self.score.p_positive, 6),
-                "negative": round(1.0 - self.score.p_positive, 6),
+                POSITIVE: round(self.score.p_positive, 6),
+                NEGATIVE: round(1.0 - self.score.p_positive, 6),
             },
             "model": {"name": model.name, "version": model.version},
             "evidence": self.evidence,
@@ -74,7 +75,7 @@ class Prediction:
                 {
                     "term": c.term,
                     "weight": round(c.weight, 6),
-                    "direction": "positive" if c.weight > 0 else "negative",
+                    "direction": POSITIVE if c.weight > 0 else NEGATIVE,
                 }
                 for c in self.score.contributions
             ]

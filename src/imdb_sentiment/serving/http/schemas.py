@@ -25,9 +25,9 @@ from pydantic import (
     ValidationError,
 )
 
+from imdb_sentiment.labels import Label
 from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.settings import Settings
-from imdb_sentiment.store.database import Label
 
 # A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
 # `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,
@@ -72,11 +72,11 @@ class Evidence(_Strict):
 class Contribution(_Strict):
     term: str
     weight: float
-    direction: Literal["positive", "negative"]
+    direction: Label
 
 
 class Prediction(_Strict):
-    label: Literal["positive", "negative"]
+    label: Label
     probability: float = Field(ge=0.5, le=1, description="Probability of the predicted label")
     scores: Scores
     model: ModelRef
@@ -106,8 +106,8 @@ class FeedbackAck(_Strict):
 
     request_id: str
     item: int = Field(ge=0)
-    label: Literal["positive", "negative"] = Field(description="the true label, as sent")
-    predicted: Literal["positive", "negative"]
+    label: Label = Field(description="the true label, as sent")
+    predicted: Label
     correct: bool
     model: ModelRef
 
@@ -223,13 +223,13 @@ class Schemas:
             item: Annotated[int, BeforeValidator(_integral)] = Field(
                 0, ge=0, lt=settings.max_batch_size
             )
-            label: Literal["positive", "negative"]
+            label: Label
 
         class FeedbackByText(_Strict):
             """The true label of a text, which the current model then scores."""
 
             text: text
-            label: Literal["positive", "negative"]
+            label: Label
 
         # MLflow's scoring protocol (`mlflow models serve`): one of four shapes, plus optional
         # `params` (accepted and ignored: this model takes none). Every cell is a review: the
