@@ -39,13 +39,13 @@ def drift(
 
     from imdb_sentiment.config import load_params
     from imdb_sentiment.monitoring.check import DriftRequest, check_drift
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.settings import load_model_settings
+    from imdb_sentiment.store.settings import load_store_settings
 
     try:
         start, end = _when(since), _when(until)
         if since_hours is not None:
             start = (datetime.now(UTC) - timedelta(hours=since_hours)).timestamp()
-        settings = load_settings()
         request = DriftRequest(
             current or [],
             load_params(params_file).drift,
@@ -56,9 +56,9 @@ def drift(
             since=None if start is None else datetime.fromtimestamp(start, UTC),
             until=None if end is None else datetime.fromtimestamp(end, UTC),
             model_version=model_version,
-            store_url=settings.database_url,
+            store_url=load_store_settings().database_url,
         )
-        result, json_path, html_path = check_drift(request, settings)
+        result, json_path, html_path = check_drift(request, load_model_settings())
     except PipelineError as exc:
         fail(str(exc), code=2)
     for s in result.signals:
@@ -84,10 +84,10 @@ def feedback_export(
 ) -> None:
     """Write every labelled prediction of the store ($DATABASE_URL) as a dataset row."""
     from imdb_sentiment.monitoring.labels import export_labels
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.store.settings import load_store_settings
 
     frame = export_labels(
-        load_settings().database_url, out, _when(since), _when(until), model_version
+        load_store_settings().database_url, out, _when(since), _when(until), model_version
     )
     with_text = int(frame["text"].notna().sum())
     typer.echo(f"wrote {len(frame)} labelled rows ({with_text} with text) to {out}")

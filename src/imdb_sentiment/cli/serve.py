@@ -95,10 +95,10 @@ app.add_typer(db_app, name="db")
 @clean_errors
 def db_upgrade() -> None:
     """Create or upgrade the prediction store's schema (Alembic) to the newest revision."""
-    from imdb_sentiment.serving.settings import load_settings
     from imdb_sentiment.store.database import upgrade
+    from imdb_sentiment.store.settings import load_store_settings
 
-    url = load_settings().database_url
+    url = load_store_settings().database_url
     if not url:
         raise PipelineError("DATABASE_URL is empty: no prediction store to migrate")
     typer.echo(f"prediction store at revision {upgrade(url)}")

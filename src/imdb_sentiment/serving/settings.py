@@ -1,7 +1,7 @@
-"""The service's settings: the shared registry and cache settings plus everything the service
-reads from the environment (server, limits, logs, the prediction store, credentials).
+"""The service's settings: the shared registry and cache settings, the prediction store's, and
+everything the service alone reads from the environment (server, limits, logs, credentials).
 
-Imports: `config`, `settings` and `errors` only.
+Imports: `config`, `settings`, `store.settings` and `errors` only.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from imdb_sentiment.config import one_line
 from imdb_sentiment.errors import ConfigError
 from imdb_sentiment.settings import ModelSettings
+from imdb_sentiment.store.settings import StoreSettings
 
 
-class Settings(ModelSettings):
-    """Runtime settings of the service, from the environment (never from params.yaml)."""
+class Settings(ModelSettings, StoreSettings):
+    """Runtime settings of the service, from the environment (never from params.yaml): the
+    registry and cache's, the prediction store's, and its own."""
 
     host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
@@ -51,19 +53,6 @@ class Settings(ModelSettings):
         64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
     )
     prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
-    # The prediction store (store/): every prediction record and every label, in one database
-    # all replicas share (SQLAlchemy URL; production: postgresql+psycopg://…). Empty: no store,
-    # feedback off. Unlabelled predictions are deleted after PREDICTION_RETENTION_HOURS.
-    database_url: str = Field("sqlite:///.cache/predictions.db", validation_alias="DATABASE_URL")
-    prediction_retention_hours: float = Field(
-        168.0, gt=0.0, validation_alias="PREDICTION_RETENTION_HOURS"
-    )
-    # Records waiting for the writer, per process; past it they are dropped and counted.
-    prediction_queue_max: int = Field(10_000, ge=1, validation_alias="PREDICTION_QUEUE_MAX")
-    # auto: the gunicorn master upgrades the schema at start (under a lock on PostgreSQL);
-    # off: only `imdb-sentiment db upgrade` does (e.g. a migration job before the rollout).
-    database_migrate: Literal["auto", "off"] = Field("auto", validation_alias="DATABASE_MIGRATE")
-
     # Bearer tokens (serving.http.auth): a file of SHA-256 digests, one per line (a mounted
     # Secret). Set: POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction
     # route too. Unset: no credentials (make run, compose).
