@@ -6,7 +6,7 @@ Imports: `config` and `errors` only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,9 +62,18 @@ class ModelSettings(BaseSettings):
         return data
 
 
-def load_model_settings(**overrides: Any) -> ModelSettings:
-    """Read the registry and cache settings from the environment, with explicit overrides."""
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_from_env(kind: type[S], **overrides: Any) -> S:
+    """Settings of `kind` from the environment, with explicit overrides (tests, CLI flags); a
+    bad value is one `ConfigError` line, as for params.yaml."""
     try:
-        return ModelSettings(**overrides)
+        return kind(**overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid settings: {one_line(exc)}") from exc
+
+
+def load_model_settings(**overrides: Any) -> ModelSettings:
+    """Read the registry and cache settings from the environment, with explicit overrides."""
+    return load_from_env(ModelSettings, **overrides)

@@ -166,11 +166,12 @@ class WordBlock(Block):
         offset: int,
         weighting: Weighting,
         whitespace: bool = False,
+        token_ids: _TokenIds | None = None,
     ) -> None:
         super().__init__(len(keys), offset, weighting)
         self.whitespace = whitespace  # token pattern: see text.tokenize
         self.tokens = tokens
-        self.token_ids = _TokenIds(tokens)
+        self.token_ids = token_ids if token_ids is not None else _TokenIds(tokens)
         self._token_id = self.token_ids.__getitem__
         self.low, self.high = ngram_range
         self.base = len(tokens) + 1  # the last id is "unknown token"
@@ -204,6 +205,7 @@ class WordBlock(Block):
             self.offset,
             replace(w, idf=idf),
             self.whitespace,
+            self.token_ids,  # same tokens: the token → id table is not built again
         )
 
     def term(self, local: int) -> str:

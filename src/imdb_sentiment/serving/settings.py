@@ -1,18 +1,16 @@
 """The service's settings: the shared registry and cache settings, the prediction store's, and
 everything the service alone reads from the environment (server, limits, logs, credentials).
 
-Imports: `config`, `settings`, `store.settings` and `errors` only.
+Imports: `settings` and `store.settings` only.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from imdb_sentiment.config import one_line
-from imdb_sentiment.errors import ConfigError
-from imdb_sentiment.settings import ModelSettings
+from imdb_sentiment.settings import ModelSettings, load_from_env
 from imdb_sentiment.store.settings import StoreSettings
 
 
@@ -76,7 +74,4 @@ class Settings(ModelSettings, StoreSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment, with explicit overrides (tests, CLI flags)."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {one_line(exc)}") from exc
+    return load_from_env(Settings, **overrides)

@@ -8,6 +8,6 @@ production), its schema owned by Alembic migrations (`migrations/`).
 - `settings` where the store is (DATABASE_URL) and how long it keeps unlabelled predictions.
 
 Imports: SQLAlchemy, Alembic (migrations only), pydantic-settings, the standard library,
-`background`, `config`, `errors`, `labels`, `runtime.records`. Nothing under `serving` or
+`background`, `settings`, `errors`, `labels`, `runtime.records`. Nothing under `serving` or
 `batch`.
 """

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imdb_sentiment.config import one_line
-from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.settings import load_from_env
 
 
 class StoreSettings(BaseSettings):
@@ -33,7 +32,4 @@ class StoreSettings(BaseSettings):
 
 
 def load_store_settings(**overrides: Any) -> StoreSettings:
-    try:
-        return StoreSettings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {one_line(exc)}") from exc
+    return load_from_env(StoreSettings, **overrides)
