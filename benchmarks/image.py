@@ -23,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.test_serving_install import build_pip_commands  # noqa: E402
+from tests.integration.test_serving_install import (  # noqa: E402
+    BUILD_CONTEXT,
+    build_pip_commands,
+)
 
 PROBE = """
 import importlib.metadata as md, json, sys
@@ -47,7 +50,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.mkdtemp(prefix="image-")))
     args = parser.parse_args()
     context, venv = args.workdir / "src", args.workdir / "venv"
-    for name in ("requirements/serve.txt", "pyproject.toml", "README.md", "src"):
+    for name in BUILD_CONTEXT:
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, context / name)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

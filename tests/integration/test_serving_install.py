@@ -1,6 +1,7 @@
-"""The serving image's Python install, run for real: the Dockerfile's own `pip install` lines
-(hash-checked serve.txt, then the package without dependencies) in a fresh venv, then `pip check`
-and the service's entry points. No Docker engine here: the venv stands in for the build stage."""
+"""The serving image's Python install, run for real: the Dockerfile's own `pip` lines (the pinned
+installer, hash-checked serve.txt without resolving, `pip check`, then the package without
+dependencies or build isolation) in a fresh venv, then the service's entry points. No Docker
+engine here: the venv stands in for the build stage."""
 
 from __future__ import annotations
 
@@ -15,21 +16,26 @@ from pathlib import Path
 from tests.integration.test_release import dockerfile_stage
 from tests.project import ROOT
 
+# What the Dockerfile's build stage COPYs before its pip lines, nothing else.
+BUILD_CONTEXT = ("requirements/bootstrap.txt", "requirements/serve.txt", "pyproject.toml",
+                 "README.md", "src")  # fmt: skip
+
 
 def build_pip_commands() -> list[list[str]]:
     commands = []
     for line in re.findall(r"^RUN (.*)$", dockerfile_stage("build"), re.M):
         for part in line.split("&&"):
             words = shlex.split(part)
-            if words[:2] == ["pip", "install"]:
+            if words[:1] == ["pip"]:
                 commands.append(words)
-    assert len(commands) == 2, commands  # serve.txt, then the package itself
+    # bootstrap.txt, serve.txt, pip check, then the package itself
+    assert [c[1] for c in commands] == ["install", "install", "check", "install"], commands
     return commands
 
 
 def test_the_serving_install_is_consistent(tmp_path: Path) -> None:
     context = tmp_path / "src"  # what the Dockerfile COPYs, nothing else
-    for name in ("requirements/serve.txt", "pyproject.toml", "README.md", "src"):
+    for name in BUILD_CONTEXT:
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         copy(ROOT / name, context / name)
@@ -42,7 +48,7 @@ def test_the_serving_install_is_consistent(tmp_path: Path) -> None:
             command, cwd=context, env=env, capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, done.stderr[-3000:]
-    check = subprocess.run(
+    check = subprocess.run(  # the package's own requirements too
         ["pip", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
