@@ -590,16 +590,147 @@ def test_ingress_publishes_only_the_public_routes_and_limits_feedback(
             assert int(annotations["nginx.ingress.kubernetes.io/limit-rps"]) > 0
 
 
+# Pods as the platforms that send us traffic label them, from their published manifests:
+# ingress-nginx's deploy/static/provider/cloud/deploy.yaml (controller-v1.15.1; the Helm chart
+# adds helm.sh/chart and managed-by) and the Prometheus that prometheus-operator (kube-prometheus)
+# runs in `monitoring`. Every namespace carries kubernetes.io/metadata.name (Kubernetes >= 1.22).
+def namespace(name: str, **labels: str) -> dict[str, str]:
+    return {"kubernetes.io/metadata.name": name, **labels}
+
+
+NGINX = {
+    "app.kubernetes.io/instance": "ingress-nginx",
+    "app.kubernetes.io/name": "ingress-nginx",
+    "app.kubernetes.io/part-of": "ingress-nginx",
+    "app.kubernetes.io/version": "1.15.1",
+}
+NGINX_NS = namespace(
+    "ingress-nginx",
+    **{k: NGINX[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/name")},
+)
+CONTROLLER = {**NGINX, "app.kubernetes.io/component": "controller"}
+HELM_CONTROLLER = {
+    **CONTROLLER,
+    "app.kubernetes.io/managed-by": "Helm",
+    "helm.sh/chart": "ingress-nginx-4.15.1",
+}
+ADMISSION = {**NGINX, "app.kubernetes.io/component": "admission-webhook"}
+PROMETHEUS = {
+    "app.kubernetes.io/name": "prometheus",
+    "app.kubernetes.io/instance": "k8s",
+    "app.kubernetes.io/managed-by": "prometheus-operator",
+    "prometheus": "k8s",
+    "operator.prometheus.io/name": "k8s",
+}
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels AND matchExpressions); {} selects everything."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        has, value, values = e["key"] in labels, labels.get(e["key"]), e.get("values", [])
+        ok = {
+            "In": has and value in values,
+            "NotIn": not has or value not in values,
+            "Exists": has,
+            "DoesNotExist": not has,
+        }[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def admits(
+    policy: dict[str, Any],
+    pod: tuple[dict[str, str], dict[str, str]],
+    source: tuple[dict[str, str], dict[str, str]],
+    port: int,
+) -> bool:
+    """Does this NetworkPolicy let `source` (pod labels, namespace labels) open `port` on `pod`,
+    as the NetworkPolicy API defines it? A pod no policy selects is not isolated."""
+    spec, ns = policy["spec"], policy["metadata"]["namespace"]
+    if pod[1]["kubernetes.io/metadata.name"] != ns or not selects(spec["podSelector"], pod[0]):
+        return True
+    assert "Ingress" in spec.get("policyTypes", ["Ingress"])
+    for rule in spec.get("ingress", []):
+        ports = rule.get("ports")
+        if ports and not any(
+            p.get("protocol", "TCP") == "TCP" and p.get("port") in (None, port) for p in ports
+        ):
+            continue
+        for peer in rule.get("from") or [{"namespaceSelector": {}}]:
+            assert "ipBlock" not in peer
+            if "namespaceSelector" in peer:
+                in_namespace = selects(peer["namespaceSelector"], source[1])
+            else:  # podSelector alone: the policy's own namespace
+                in_namespace = source[1]["kubernetes.io/metadata.name"] == ns
+            if in_namespace and selects(peer.get("podSelector"), source[0]):
+                return True
+    return False
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_network_policy_admits_only_the_ingress_controller_and_monitoring(overlay: str) -> None:
-    [policy] = [d for d in render(overlay) if d["kind"] == "NetworkPolicy"]
-    allowed = set()
-    for rule in policy["spec"]["ingress"]:
-        assert rule.get("from"), "a rule without `from` admits every source"
-        for peer in rule["from"]:
-            assert set(peer) <= {"namespaceSelector", "podSelector"}
-            allowed.add(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
-    assert allowed == {"ingress-nginx", "monitoring"}
+def test_network_policy_admits_the_ingress_controller_and_prometheus_as_rendered(
+    overlay: str,
+) -> None:
+    """The rendered policy (kustomize's labels included) against the labels the controller and
+    Prometheus pods really carry: they reach the port the Service sends to; nothing else does."""
+    docs = render(overlay)
+    [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    service = next(d for d in docs if d["kind"] == "Service")
+    ours = namespace(deployment["metadata"]["namespace"])
+    pod = (deployment["spec"]["template"]["metadata"]["labels"], ours)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    port = ports[service["spec"]["ports"][0]["targetPort"]]
+    for source in (
+        (CONTROLLER, NGINX_NS),
+        (HELM_CONTROLLER, NGINX_NS),
+        (PROMETHEUS, namespace("monitoring")),
+    ):
+        assert admits(policy, pod, source, port), source
+    for source in (
+        (ADMISSION, NGINX_NS),
+        (CONTROLLER, namespace("default")),
+        ({"app": "curl"}, ours),
+        (pod[0], namespace("imdb-sentiment-other")),
+    ):
+        assert not admits(policy, pod, source, port), source
+    assert not admits(policy, pod, (CONTROLLER, NGINX_NS), port + 1)
+
+
+def test_the_policy_evaluation_catches_kustomizes_rewrite() -> None:
+    """What kustomize made of a matchLabels peer before: the controller is shut out."""
+    rewritten = {
+        "metadata": {"namespace": "imdb-sentiment"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "api"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                            },
+                            "podSelector": {
+                                "matchLabels": {
+                                    "app.kubernetes.io/name": "imdb-sentiment",
+                                    "app.kubernetes.io/part-of": "imdb-sentiment",
+                                }
+                            },
+                        }
+                    ],
+                    "ports": [{"port": 5005, "protocol": "TCP"}],
+                }
+            ],
+        },
+    }
+    pod = ({"app.kubernetes.io/component": "api"}, namespace("imdb-sentiment"))
+    assert not admits(rewritten, pod, (CONTROLLER, NGINX_NS), 5005)
 
 
 def test_a_rollout_at_the_largest_scale_fits_its_timeout() -> None:
