@@ -30,26 +30,31 @@ pytestmark = pytest.mark.slow
 DEAD_REGISTRY = "http://127.0.0.1:9"
 
 
-def prometheus_config(tmp_path: Path, targets: dict[str, str], alertmanager: str) -> Path:
-    """The shipped config and rules on a fast clock; `targets`: namespace label → host:port.
-    The scrape job is compose's static one (no cluster here to discover pods in)."""
+def prometheus_config(tmp_path: Path, targets: dict[str, list[str]], alertmanager: str) -> Path:
+    """The shipped config and rules on a fast clock; `targets`: namespace label → host:ports.
+    The scrape job is compose's static one (no cluster here to discover pods in), and the
+    Alertmanager the shipped DNS entry names is reached on loopback (no cluster DNS here)."""
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
     compose = yaml.safe_load((MONITORING / "prometheus.compose.yml").read_text())
     local = [j for j in compose["scrape_configs"] if "static_configs" in j]
     template = local[0]["static_configs"][0]
     local[0]["static_configs"] = [
-        {**template, "targets": [target], "labels": {**template["labels"], "namespace": ns}}
-        for ns, target in targets.items()
+        {**template, "targets": hosts, "labels": {**template["labels"], "namespace": ns}}
+        for ns, hosts in targets.items()
     ]
     config["scrape_configs"] = local
-    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
+    (entry,) = config["alerting"]["alertmanagers"]
+    (dns,) = entry.pop("dns_sd_configs")
+    assert dns["port"] == 9093  # Alertmanager's port; here on loopback, on a free one
+    entry["static_configs"] = [{"targets": [alertmanager]}]
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
     for group in rules["groups"]:
         group["interval"] = "1s"
         for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "3s"
+            if "for" in rule:  # a minute becomes a second, at most 3: the order is kept
+                minutes = int(rule["for"][:-1]) * (60 if rule["for"].endswith("h") else 1)
+                rule["for"] = f"{min(3, minutes)}s"
     (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
@@ -145,7 +150,13 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 tmp_path / "alertmanager.log",
             )
         )
-        targets = {"local": app.removeprefix("http://"), "broken": broken.removeprefix("http://")}
+        # "broken" has one pod that errs and one that is down; "gone" has only a pod that is down.
+        dead = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+        targets = {
+            "local": [app.removeprefix("http://")],
+            "broken": [broken.removeprefix("http://"), dead[0]],
+            "gone": [dead[1]],
+        }
         config = prometheus_config(tmp_path, targets, am)
         stack.enter_context(
             process(
@@ -161,7 +172,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         prom = f"http://127.0.0.1:{prom_port}"
         wait_for(lambda: requests.get(f"{prom}/-/ready", timeout=1).status_code == 200, 30)
         wait_for(lambda: requests.get(f"http://{am}/-/ready", timeout=1).status_code == 200, 30)
-        yield {"app": app, "broken": broken, "prom": prom, "receiver": receiver}
+        yield {"app": app, "broken": broken, "prom": prom, "receiver": receiver, "dead": dead}
 
 
 def wait_for(check: Any, seconds: float, what: str = "condition") -> None:
@@ -196,7 +207,7 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
             len([r for r in query(prom, 'up{job="imdb-sentiment"}') if r["value"][1] == "1"]) == 2
         ),
         30,
-        "both targets up",
+        "both live targets up",
     )
     # Normal traffic, labelled feedback on 7 of every 10 predictions right and 3 wrong, plus a
     # flood of client errors, spread over several scrapes.
@@ -259,7 +270,23 @@ def test_dashboard_queries_return_data_4xx_pages_nobody_5xx_pages(
         lambda: [a["state"] for a in error_alerts(prom)] == ["firing"], 40, "HighErrorRate firing"
     )
     assert error_alerts(prom)[0]["labels"]["namespace"] == "broken"
+    # Delivered although one pod of the same deployment is down (TargetDown mutes only alerts
+    # about that pod), and routed to the pager.
     wait_for(lambda: receiver.alerts("HighErrorRate"), 30, "alert delivered to the receiver")
     path, alert = receiver.alerts("HighErrorRate")[0]
     assert path == "/oncall"  # critical routes to the pager
     assert alert["labels"]["namespace"] == "broken" and alert["status"] == "firing"
+    down = [a for _, a in receiver.alerts("TargetDown") if a["labels"]["namespace"] == "broken"]
+    assert [a["labels"]["instance"] for a in down][:1] == [stack["dead"][0]]
+    # A deployment with every pod down pages once: ServiceDown, its TargetDown and NoTraffic
+    # muted.
+    wait_for(lambda: [a for _, a in receiver.alerts("ServiceDown")], 30, "ServiceDown delivered")
+    (path, alert), *_ = receiver.alerts("ServiceDown")
+    assert (path, alert["labels"]["namespace"]) == ("/oncall", "gone")
+    time.sleep(5)  # past the muted alerts' `for` and Alertmanager's group wait
+    muted = [a["labels"]["alertname"] for _, a in receiver.delivered
+             if a["labels"].get("namespace") == "gone"]  # fmt: skip
+    assert set(muted) == {"ServiceDown"}, muted
+    firing = {a["labels"]["alertname"] for a in requests.get(f"{prom}/api/v1/alerts", timeout=5)
+              .json()["data"]["alerts"] if a["labels"].get("namespace") == "gone"}  # fmt: skip
+    assert {"ServiceDown", "TargetDown", "NoTraffic"} <= firing  # fired, and muted
