@@ -57,8 +57,19 @@ def test_dockerfile_shape() -> None:
 def test_compose_stack_wires_every_service() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert set(compose["services"]) == {
-        "mlflow", "postgres", "app", "prometheus", "alertmanager", "grafana"
+        "mlflow", "postgres", "migrate", "app", "prometheus", "alertmanager", "grafana"
     }  # fmt: skip
+    # The schema is the release step's (the migrate service), done before the app starts.
+    migrate = compose["services"]["migrate"]
+    assert migrate["entrypoint"] == ["imdb-sentiment", "db", "upgrade"]
+    assert (
+        migrate["environment"]["DATABASE_URL"]
+        == compose["services"]["app"]["environment"]["DATABASE_URL"]
+    )
+    assert compose["services"]["app"]["environment"]["DATABASE_MIGRATE"] == "off"
+    assert compose["services"]["app"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
     app = compose["services"]["app"]
     assert app["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     # The app's prediction store is the postgres service, with that service's own credentials.
@@ -258,7 +269,7 @@ def test_workflow_stages_permissions_and_pins() -> None:
     assert flow["permissions"] == {"contents": "read"}
     assert "concurrency" in flow
     jobs = flow["jobs"]
-    assert list(jobs) == ["test", "release", "image", "deploy", "rollback"]
+    assert list(jobs) == ["test", "release", "image", "deploy"]  # rollback: rollback.yaml
     assert jobs["release"]["needs"] == "test" and jobs["image"]["needs"] == "release"
     assert jobs["deploy"]["needs"] == ["release", "image"]
     for path in sorted((ROOT / ".github/workflows").glob("*.yaml")):  # every workflow
@@ -395,13 +406,40 @@ def test_every_rule_is_scoped_by_namespace_and_job() -> None:
     assert 'status=~"5.."' in errors and "/readyz" in errors and "/healthz" in errors
 
 
-def test_alertmanager_config_checks() -> None:
+def test_alertmanager_config_checks_and_routes_every_alert_by_severity() -> None:
     amtool = require_tool("amtool")
-    result = run([amtool, "check-config", str(MONITORING / "alertmanager.yml")])
+    config_file = str(MONITORING / "alertmanager.yml")
+    result = run([amtool, "check-config", config_file])
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
     assert {"namespace", "job"} <= set(config["route"]["group_by"])
-    assert any("critical" in str(r["matchers"]) for r in config["route"]["routes"])
+    # Each alert of alerts.yml, with its own labels, reaches the receiver its severity names
+    # (amtool evaluates the routing tree as Alertmanager does).
+    expected = {"critical": "oncall", "warning": "team"}
+    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
+    for rule in (r for g in rules for r in g["rules"] if "alert" in r):
+        labels = [f"alertname={rule['alert']}", "namespace=imdb-sentiment", "job=imdb-sentiment"]
+        labels += [f"{k}={v}" for k, v in rule["labels"].items()]
+        routed = run([amtool, "config", "routes", "test", f"--config.file={config_file}", *labels])
+        assert routed.stdout.strip() == expected[rule["labels"]["severity"]], (
+            rule["alert"],
+            routed,
+        )
+
+
+def test_inhibition_is_per_target_and_per_deployment() -> None:
+    """TargetDown mutes only alerts about its own instance; ServiceDown (every target down)
+    mutes the rest of its deployment. (Delivered for real: test_prometheus_live.py.)"""
+    config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
+    rules = {r["source_matchers"][0]: r for r in config["inhibit_rules"]}
+    assert set(rules['alertname="TargetDown"']["equal"]) == {"namespace", "job", "instance"}
+    assert set(rules['alertname="ServiceDown"']["equal"]) == {"namespace", "job"}
+    groups = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
+    alerts = {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+    assert "by (namespace, job)" in alerts["ServiceDown"]["expr"]  # no instance: whole service
+    for name, rule in alerts.items():  # deployment-wide alerts carry no instance: never muted
+        if name not in ("TargetDown",):  # by one pod
+            assert "instance" not in rule["expr"], name
 
 
 def k8s_sd_supported() -> bool:
@@ -425,8 +463,14 @@ def test_prometheus_configs_check(tmp_path: Path) -> None:
     # Every target carries a namespace: rules and dashboards scope by it.
     compose = yaml.safe_load((MONITORING / "prometheus.compose.yml").read_text())
     assert compose["scrape_configs"][0]["static_configs"][0]["labels"]["namespace"] == "compose"
-    for cfg in (config, compose):  # both deliver alerts somewhere
-        assert cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    # Both deliver alerts to an Alertmanager, never to the Prometheus pod's own localhost.
+    (cluster,) = config["alerting"]["alertmanagers"]
+    (dns,) = cluster["dns_sd_configs"]
+    assert dns["type"] == "A" and dns["port"] == 9093
+    assert all(name.endswith(".svc.cluster.local") for name in dns["names"])
+    assert compose["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"
+    ]
     if k8s_sd_supported():
         checked = MONITORING / "prometheus.yml"
     else:
@@ -643,16 +687,28 @@ def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
 
 
 def admits(
-    policy: dict[str, Any],
+    policies: list[dict[str, Any]],
     pod: tuple[dict[str, str], dict[str, str]],
     source: tuple[dict[str, str], dict[str, str]],
     port: int,
 ) -> bool:
-    """Does this NetworkPolicy let `source` (pod labels, namespace labels) open `port` on `pod`,
-    as the NetworkPolicy API defines it? A pod no policy selects is not isolated."""
-    spec, ns = policy["spec"], policy["metadata"]["namespace"]
-    if pod[1]["kubernetes.io/metadata.name"] != ns or not selects(spec["podSelector"], pod[0]):
+    """Do these NetworkPolicies let `source` (pod labels, namespace labels) open `port` on
+    `pod`, as the NetworkPolicy API defines it? A pod no policy selects is not isolated; one
+    that some select admits what any of them allows."""
+    selecting = [
+        p for p in policies
+        if pod[1]["kubernetes.io/metadata.name"] == p["metadata"]["namespace"]
+        and selects(p["spec"]["podSelector"], pod[0])
+    ]  # fmt: skip
+    if not selecting:
         return True
+    return any(_allows(p, source, port) for p in selecting)
+
+
+def _allows(
+    policy: dict[str, Any], source: tuple[dict[str, str], dict[str, str]], port: int
+) -> bool:
+    spec, ns = policy["spec"], policy["metadata"]["namespace"]
     assert "Ingress" in spec.get("policyTypes", ["Ingress"])
     for rule in spec.get("ingress", []):
         ports = rule.get("ports")
@@ -678,7 +734,7 @@ def test_network_policy_admits_the_ingress_controller_and_prometheus_as_rendered
     """The rendered policy (kustomize's labels included) against the labels the controller and
     Prometheus pods really carry: they reach the port the Service sends to; nothing else does."""
     docs = render(overlay)
-    [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    policy = [d for d in docs if d["kind"] == "NetworkPolicy"]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     service = next(d for d in docs if d["kind"] == "Service")
     ours = namespace(deployment["metadata"]["namespace"])
@@ -700,6 +756,9 @@ def test_network_policy_admits_the_ingress_controller_and_prometheus_as_rendered
     ):
         assert not admits(policy, pod, source, port), source
     assert not admits(policy, pod, (CONTROLLER, NGINX_NS), port + 1)
+    job = next(d for d in docs if d["kind"] == "Job")  # the migration serves nothing
+    migration = (job["spec"]["template"]["metadata"]["labels"], ours)
+    assert not admits(policy, migration, (PROMETHEUS, namespace("monitoring")), port)
 
 
 def test_the_policy_evaluation_catches_kustomizes_rewrite() -> None:
@@ -730,7 +789,7 @@ def test_the_policy_evaluation_catches_kustomizes_rewrite() -> None:
         },
     }
     pod = ({"app.kubernetes.io/component": "api"}, namespace("imdb-sentiment"))
-    assert not admits(rewritten, pod, (CONTROLLER, NGINX_NS), 5005)
+    assert not admits([rewritten], pod, (CONTROLLER, NGINX_NS), 5005)
 
 
 def test_a_rollout_at_the_largest_scale_fits_its_timeout() -> None:
@@ -748,7 +807,7 @@ def test_a_rollout_at_the_largest_scale_fits_its_timeout() -> None:
     startup = spec["template"]["spec"]["containers"][0]["startupProbe"]
     wave_s = startup["periodSeconds"] * startup["failureThreshold"]
     needed = math.ceil(replicas / per_wave) * wave_s
-    workflow = (ROOT / ".github/workflows/ci.yaml").read_text()
+    workflow = "".join(p.read_text() for p in (ROOT / ".github/workflows").glob("*.yaml"))
     timeouts = {int(t) for t in re.findall(r"rollout status [^\n]*--timeout=(\d+)s", workflow)}
     assert timeouts and min(timeouts) >= needed, (timeouts, needed)
     assert spec["progressDeadlineSeconds"] >= needed

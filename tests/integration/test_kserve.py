@@ -1,9 +1,11 @@
 """deploy/kserve: a ServingRuntime for this image and an InferenceService on it, validated
 against KServe's published resource schemas (the kserve SDK's generated models, in the tool venv
-`make install-dev` builds) and consistent with the service and the plain Deployment's settings."""
+`make install-dev` builds), every annotation one KServe's controller reads, scaled the way its
+HPA reconciler builds the HPA, and consistent with (and hardened like) the plain Deployment."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,27 @@ from tests.project import ROOT
 KSERVE = ROOT / "deploy/kserve"
 CHECK = Path(__file__).with_name("kserve_schema.py")
 TOOL_PYTHON = ROOT / ".venv/tools-kserve/bin/python"
-# Paths the Deployment mounts volumes at; the runtime keeps the image's writable defaults.
-IMAGE_DEFAULTS = {"MODEL_CACHE_DIR", "PROMETHEUS_MULTIPROC_DIR"}
+# The public annotation keys KServe's controller reads (pkg/constants/constants.go, each looked up
+# in pkg/**.go outside tests) at kserve/kserve aaac4e2 (v0.20.0-rc0+104, Aug 2026), the source
+# the SDK pinned in requirements/tools-kserve.txt is generated from. Not among them, though
+# still declared as constants: serving.kserve.io/metrics and /targetUtilizationPercentage (unread
+# since v0.15: the HPA takes the predictor's scaleMetric/scaleTarget or autoScaling).
+KSERVE_READS = frozenset({
+    "serving.kserve.io/autoscalerClass", "serving.kserve.io/deploymentMode",
+    "serving.kserve.io/disable-auto-update", "serving.kserve.io/disable-localmodel",
+    "serving.kserve.io/enable-metric-aggregation", "serving.kserve.io/enable-prometheus-scraping",
+    "serving.kserve.io/enable-tag-routing", "serving.kserve.io/gke-accelerator",
+    "serving.kserve.io/nodegroup", "serving.kserve.io/server-type", "serving.kserve.io/stop",
+    "serving.kserve.io/exp-dra-cel-selector", "serving.kserve.io/exp-dra-container-name",
+    "serving.kserve.io/exp-dra-device-class", "serving.kserve.io/exp-dra-device-count",
+    "prometheus.kserve.io/path", "prometheus.kserve.io/port", "storage.kserve.io/readonly",
+    "serving.knative.dev/rollout-duration",
+})  # fmt: skip
+# The values KServe takes for the two we set (constants.go: DeploymentModeType and
+# AutoscalerClassType); RawDeployment is accepted too, a deprecated alias rewritten to Standard.
+DEPLOYMENT_MODES = {"Standard", "Knative", "ModelMesh"}
+AUTOSCALER_CLASSES = {"hpa", "external", "keda", "none"}
+DEFAULT_CPU_UTILIZATION = 80  # constants.DefaultCPUUtilization
 
 
 def manifest(name: str) -> dict[str, Any]:
@@ -109,12 +130,113 @@ def test_the_runtime_has_the_deployments_settings() -> None:
         if line and not line.startswith("#")
     )
     for key, value in config.items():
-        if key in IMAGE_DEFAULTS or key == "PORT":
-            assert key not in env or key == "PORT", key
-            continue
-        assert env.get(key) == value, (key, env.get(key), value)
+        if key != "PORT":
+            assert env.get(key) == value, (key, env.get(key), value)
     secrets = {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
     assert secrets == {"imdb-sentiment-database"}  # the shared prediction store
+    assert env["DATABASE_MIGRATE"] == "off"  # the release step migrates, never these pods
+
+
+def deployment() -> dict[str, Any]:
+    from tests.integration.test_deploy import render
+
+    return next(d for d in render("prod") if d["kind"] == "Deployment")
+
+
+def test_every_annotation_is_one_kserve_reads() -> None:
+    service, runtime = manifest("inferenceservice.yaml"), manifest("servingruntime.yaml")
+    keys = {**service["metadata"].get("annotations", {}), **runtime["spec"].get("annotations", {})}
+    ours = {k for k in keys if "kserve.io/" in k or "knative" in k}
+    assert ours and ours <= KSERVE_READS, ours - KSERVE_READS
+    annotations = service["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/deploymentMode"] in DEPLOYMENT_MODES  # not the alias
+    assert annotations["serving.kserve.io/autoscalerClass"] in AUTOSCALER_CLASSES
+    # ...and the check catches what the files said before.
+    for stale in ("serving.kserve.io/metric", "serving.kserve.io/targetUtilizationPercentage"):
+        assert stale not in KSERVE_READS
+
+
+def kserve_hpa_target(predictor: dict[str, Any]) -> tuple[str, int | None]:
+    """The HPA metric KServe creates for a predictor (hpa_reconciler.go, getHPAMetrics):
+    autoScaling.metrics if given, else scaleMetric (default cpu) at scaleTarget (default 80 %
+    for cpu, none for memory)."""
+    scaling = predictor.get("autoScaling")
+    if scaling is not None:
+        resource = next(m["resource"] for m in scaling["metrics"] if m.get("resource"))
+        utilization = resource.get("target", {}).get("averageUtilization")
+        if resource["name"] == "cpu" and utilization is None:
+            utilization = DEFAULT_CPU_UTILIZATION
+        return resource["name"], utilization
+    metric = predictor.get("scaleMetric", "cpu")
+    target = predictor.get("scaleTarget")
+    if metric == "cpu" and target is None:
+        target = DEFAULT_CPU_UTILIZATION
+    return metric, target
+
+
+def test_kserve_scales_like_the_deployments_hpa() -> None:
+    from tests.integration.test_deploy import render
+
+    hpa = next(d for d in render("prod") if d["kind"] == "HorizontalPodAutoscaler")["spec"]
+    (metric,) = hpa["metrics"]
+    predictor = manifest("inferenceservice.yaml")["spec"]["predictor"]
+    assert kserve_hpa_target(predictor) == (
+        metric["resource"]["name"], metric["resource"]["target"]["averageUtilization"]
+    )  # fmt: skip
+    assert (predictor["minReplicas"], predictor["maxReplicas"]) == (
+        hpa["minReplicas"], hpa["maxReplicas"]
+    )  # fmt: skip
+    # The annotations of before left KServe at its default.
+    assert kserve_hpa_target({}) == ("cpu", DEFAULT_CPU_UTILIZATION)
+
+
+def test_the_runtime_is_hardened_like_the_deployment() -> None:
+    pod = deployment()["spec"]["template"]["spec"]
+    ours = pod["containers"][0]
+    (container,) = manifest("servingruntime.yaml")["spec"]["containers"]
+    predictor = manifest("inferenceservice.yaml")["spec"]["predictor"]
+    assert predictor["securityContext"] == pod["securityContext"]
+    assert container["securityContext"] == {
+        **ours["securityContext"], "seccompProfile": {"type": "RuntimeDefault"}
+    }  # fmt: skip
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    for key in ("automountServiceAccountToken", "terminationGracePeriodSeconds",
+                "serviceAccountName"):  # fmt: skip
+        assert predictor[key] == pod[key], key
+    # Probes: the same budgets; a startup probe before liveness begins.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        theirs, mine = dict(container[probe]), dict(ours[probe])
+        for p in (theirs, mine):
+            for kind in ("httpGet", "tcpSocket"):
+                p.pop(kind, None)
+        assert theirs == mine, probe
+    assert container["startupProbe"]["httpGet"]["path"] == ours["startupProbe"]["httpGet"]["path"]
+    assert container["resources"] == ours["resources"]
+    # Every writable path and the token digests, where the Deployment has them.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {m["name"]: m["mountPath"] for m in ours["volumeMounts"]}
+    volumes = {v["name"]: v for v in manifest("servingruntime.yaml")["spec"]["volumes"]}
+    assert volumes == {v["name"]: v for v in pod["volumes"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["API_TOKENS_FILE"].startswith(mounts["api-tokens"] + "/")
+
+
+def test_the_runtime_image_is_pinned_by_digest(tmp_path: Path) -> None:
+    """No mutable tag is committed; pinned as the release pins it, the runtime runs exactly
+    those bytes (kustomize's image transformer reaches the ServingRuntime's containers)."""
+    kubectl = require_tool("kubectl")
+    kustomization = yaml.safe_load((KSERVE / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert "newTag" not in image and "digest" not in image
+    copy = tmp_path / "kserve"
+    shutil.copytree(KSERVE, copy)
+    digest = "sha256:" + "ab" * 32
+    kustomization["images"] = [{**image, "digest": digest}]  # kustomize edit set image …@sha256
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    built = subprocess.run([kubectl, "kustomize", str(copy)], capture_output=True, text=True,
+                           check=True).stdout  # fmt: skip
+    runtime = next(d for d in yaml.safe_load_all(built) if d["kind"] == "ServingRuntime")
+    assert runtime["spec"]["containers"][0]["image"] == f"{image['newName']}@{digest}"
 
 
 def test_kustomize_builds_the_kserve_directory() -> None:

@@ -82,7 +82,10 @@ def bake_command() -> list[str]:
 
 
 def workflow_run(job: str, needle: str) -> str:
-    jobs = yaml.safe_load((ROOT / ".github/workflows/ci.yaml").read_text())["jobs"]
+    """The line of `job` (in whichever workflow defines it) that runs `needle`."""
+    jobs: dict[str, Any] = {}
+    for path in sorted((ROOT / ".github/workflows").glob("*.yaml")):
+        jobs |= yaml.safe_load(path.read_text())["jobs"]
     for step in jobs[job]["steps"]:
         for line in str(step.get("run", "")).splitlines():
             if needle in line:
@@ -195,6 +198,16 @@ def pod_env(version: str, baked: Path, root: Path, registry: str) -> dict[str, s
     return env
 
 
+def migration_job(root: Path) -> None:
+    """The release's db-upgrade Job (before its rollout): its command, with the same Secret."""
+    job = next(d for d in render("prod") if d["kind"] == "Job")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    secrets = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert secrets == {"DATABASE_URL"}
+    done = run(container["command"], root, {"DATABASE_URL": f"sqlite:///{root}/store.db"})
+    assert "prediction store: schema at revision" in done.stdout
+
+
 def served(url: str) -> dict[str, Any]:
     model = requests.get(f"{url}/version", timeout=5).json()["model"]
     assert requests.post(f"{url}/api/v1/predict", json={"text": "great"}, timeout=5).ok
@@ -235,6 +248,7 @@ def test_release_path_end_to_end(tmp_path: Path) -> None:
 
         first = release(project, env, tmp_path, c=10.0)
         baked_first = bake(first, env, tmp_path)
+        migration_job(tmp_path)
         with running_service(
             pod_env(first, baked_first, tmp_path, registry), tmp_path / "v1.log"
         ) as url:
@@ -247,6 +261,7 @@ def test_release_path_end_to_end(tmp_path: Path) -> None:
         assert second != first
         assert production(env, tmp_path) == first  # the release moved nothing yet
         baked_second = bake(second, env, tmp_path)
+        migration_job(tmp_path)
         second_env = pod_env(second, baked_second, tmp_path, registry)
         with running_service(second_env, tmp_path / "v2.log") as url:
             assert served(url)["version"] == second

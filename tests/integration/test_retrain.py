@@ -121,7 +121,7 @@ def test_the_retrain_job_is_the_release_path_and_only_on_drift() -> None:
     assert "promote --check-only" in json.dumps(ci["jobs"]["release"])
 
 
-@pytest.mark.parametrize("name", ["ci.yaml", "retrain.yaml"])
+@pytest.mark.parametrize("name", ["ci.yaml", "retrain.yaml", "rollback.yaml"])
 def test_workflows_are_actionlint_clean(name: str) -> None:
     result = actionlint(WORKFLOWS / name)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,10 +1,13 @@
-"""The release path's guarantees, read from the workflows themselves: one concurrency group for
-everything that changes production, rollback on main only and to the last release recorded as
-healthy, deploy by digest from an immutable repository, the Secrets every overlay's pods need
-created in its namespace, and zizmor (GitHub Actions security lint) clean."""
+"""The release path's guarantees, read from the workflows themselves and run under GitHub's
+concurrency rules (tests/github_actions.py): a release run is never cancelled once its image is
+pushed, a rollback neither waits for nor is cancelled by anything else; rollback on main only and
+to the last release recorded as healthy, deploy by digest from an immutable repository, the
+migration Job once per release before the rollout, production's Secrets in production's
+namespace only, and zizmor (GitHub Actions security lint) clean."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -17,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.test_deploy import OVERLAYS, render
+from tests.github_actions import World, evaluate
+from tests.integration.test_deploy import render
 from tests.project import ROOT
 
 WORKFLOWS = ROOT / ".github/workflows"
-PRODUCTION_JOBS = ("release", "image", "deploy", "rollback")
 
 
 def jobs(name: str = "ci.yaml") -> dict[str, Any]:
@@ -32,21 +35,193 @@ def script(job: dict[str, Any]) -> str:
     return "\n".join(str(step.get("run", "")) for step in job["steps"])
 
 
-def test_one_concurrency_group_serialises_push_retrain_and_rollback() -> None:
-    ci = jobs()
-    groups = {name: ci[name].get("concurrency") for name in PRODUCTION_JOBS}
-    assert all(g is not None for g in groups.values()), groups
-    assert len({g["group"] for g in groups.values()}) == 1, groups
-    assert "${{" not in groups["deploy"]["group"]  # the same string from any caller or ref
-    assert all(g["cancel-in-progress"] is False for g in groups.values())
-    # retrain.yaml releases only through ci.yaml's jobs, so through the same group.
+# --- concurrency, as GitHub applies it ------------------------------------------------------
+def push(world: World) -> Any:
+    return world.trigger("ci.yaml", "push")
+
+
+def rollback(world: World) -> Any:
+    return world.trigger(rollback_file(), "workflow_dispatch")
+
+
+def rollback_file() -> str:
+    return next(p.name for p in sorted(WORKFLOWS.glob("*.yaml")) if "rollback" in jobs(p.name))
+
+
+def retrain(world: World) -> Any:
+    return world.trigger("retrain.yaml", "schedule")
+
+
+def simulate(world: World, events: list[tuple[float, str]]) -> list[Any]:
+    runs = []
+    for at, kind in events:
+        world.advance(at)
+        start = {
+            "push": push,
+            "rollback": rollback,
+            "retrain": retrain,
+            "schedule": lambda w: w.trigger("ci.yaml", "schedule"),
+            "pr": lambda w: w.trigger("ci.yaml", "pull_request", ref="refs/pull/7/merge"),
+        }[kind]
+        run = start(world)
+        runs.append(run)
+    world.advance(10_000)
+    return runs
+
+
+def rollback_before(world: World, run: Any) -> bool:
+    """Another rollback was dispatched before this one ended (or started)."""
+    end = run.unit.finished if run.unit.finished is not None else float("inf")
+    return any(
+        r is not run and r.workflow == run.workflow and r.arrived <= end
+        and (r.unit.finished is None or r.unit.finished >= run.arrived)
+        for r in world.runs
+    )  # fmt: skip
+
+
+def deploys(world: World) -> list[Any]:
+    return [u for r in world.runs for u in r.jobs if u.name == "deploy" and u.state != "skipped"]
+
+
+def problems(world: World, runs: list[Any]) -> list[str]:
+    """Everything GitHub's rules did to our release path that they must never do."""
+    found = []
+    for run in world.runs:
+        images = [u for u in run.jobs if u.name == "image" and u.state == "done"]
+        for unit in run.jobs:
+            if unit.name == "deploy" and images and unit.state == "cancelled":
+                found.append(f"run {run.number}: deploy cancelled after its image was pushed")
+        # Only another rollback (the same request again) may hold a rollback back or replace
+        # it while it is pending: pushes, retrains and schedules never.
+        if run.workflow == rollback_file() and not rollback_before(world, run):
+            for unit in [run.unit, *run.jobs]:
+                if unit.state == "cancelled":
+                    found.append(f"run {run.number}: rollback cancelled")
+                elif unit.started is not None and unit.started > run.arrived:
+                    found.append(f"run {run.number}: rollback waited {unit.started - run.arrived}")
+    spans = sorted((u.started, u.finished) for u in deploys(world) if u.state == "done")
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if start < end:
+            found.append("two deploys at once")
+    found += [line for line in world.log if "deadlock" in line]
+    return found
+
+
+def test_rollback_neither_waits_for_nor_is_cancelled_by_pushes() -> None:
+    world = World(WORKFLOWS)
+    runs = simulate(world, [(0, "push"), (30, "rollback"), (31, "push"), (32, "push")])
+    assert problems(world, runs) == []
+    assert [u.state for u in runs[1].jobs] == ["done"]
+
+
+def test_a_push_never_cancels_a_deploy_whose_image_is_pushed() -> None:
+    """Pushes in quick succession, a retrain while a release deploys: only runs that have not
+    started are replaced, and the newest push is the one that ends up deployed."""
+    world = World(WORKFLOWS)
+    runs = simulate(world, [(0, "push"), (25, "retrain"), (36, "push"), (38, "push"),
+                            (40, "schedule"), (41, "pr"), (90, "push")])  # fmt: skip
+    assert problems(world, runs) == []
+    done = [u.run.number for u in deploys(world) if u.state == "done"]
+    assert done[-1] == runs[-1].number
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_event_sequences_keep_every_guarantee(seed: int) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    at, events = 0.0, []
+    for _ in range(12):
+        at += rnd.choice([0.5, 1, 3, 8, 15, 30])
+        events.append(
+            (at, rnd.choice(["push", "push", "push", "rollback", "retrain", "schedule", "pr"]))
+        )
+    world = World(WORKFLOWS)
+    runs = simulate(world, events)
+    assert problems(world, runs) == [], events
+    # Liveness: what deployed last came from a run that started after the newest push arrived
+    # (every release run checks out main's head), so the newest push is in production.
+    pushes = [r for r in runs if r.event == "push"]
+    done = [u for u in deploys(world) if u.state == "done"]
+    assert not pushes or (done and done[-1].run.unit.started >= pushes[-1].arrived), events
+
+
+def job_level_groups(flow: dict[str, Any], workflow_group: str) -> dict[str, Any]:
+    """`flow` with one workflow-level group and release, image and deploy in one job group."""
+    changed = yaml.safe_load(yaml.safe_dump(flow))
+    changed["concurrency"] = {
+        "group": workflow_group,
+        "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
+    }
+    for name in ("release", "image", "deploy"):
+        changed["jobs"][name]["concurrency"] = {"group": "imdb-sentiment-production",
+                                                "cancel-in-progress": False}  # fmt: skip
+    return changed
+
+
+def test_the_simulation_catches_the_old_design() -> None:
+    """The design before: pushes and the rollback dispatch in one workflow-level group per ref,
+    job-level groups for release, image, deploy and rollback. The rollback waits for a whole
+    push run, and the next push cancels it."""
+    ci = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())
+    old = job_level_groups(ci, "${{ github.workflow }}-${{ github.ref }}")
+    back = yaml.safe_load((WORKFLOWS / rollback_file()).read_text())["jobs"]["rollback"]
+    old["jobs"]["rollback"] = {**back, "if": "github.event_name == 'workflow_dispatch'",
+                               "concurrency": old["jobs"]["deploy"]["concurrency"]}  # fmt: skip
+    for name in ("test", "release"):  # a dispatch ran only the rollback
+        old["jobs"][name]["if"] = "github.event_name != 'workflow_dispatch'"
+    world = World(WORKFLOWS)
+    world.flows["ci.yaml"] = old
+    push(world)
+    world.advance(30)
+    gone = world.trigger("ci.yaml", "workflow_dispatch")  # the rollback, as dispatched then
+    world.advance(31)
+    push(world)
+    world.advance(10_000)
+    assert gone.unit.state == "cancelled" and gone.jobs == []
+
+
+def test_the_simulation_catches_a_pending_deploy_cancelled_by_a_push() -> None:
+    """Release runs left free to overlap, serialised by job-level groups only: a newer run's
+    release job, queued in the group, replaces an older run's pending deploy after its image
+    was pushed."""
+    ci = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())
+    world = World(WORKFLOWS)
+    world.flows["ci.yaml"] = job_level_groups(ci, "ci-cd-${{ github.run_id }}")
+    runs = simulate(world, [(0, "push"), (1, "push"), (26, "push")])
+    assert any("deploy cancelled after its image was pushed" in p for p in problems(world, runs))
+
+
+def test_the_expression_reader_reads_as_github_does() -> None:
+    context = {"github": {"event_name": "push", "ref": "refs/heads/main", "run_id": "9"},
+               "inputs": {}}  # fmt: skip
+    flow = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())
+    group = flow["concurrency"]["group"]
+    assert evaluate(group, context) == "imdb-sentiment-release"
+    pr = {**context, "github": {**context["github"], "event_name": "pull_request",
+                                "ref": "refs/pull/3/merge"}}  # fmt: skip
+    assert evaluate(group, pr) == "ci-cd-pr-refs/pull/3/merge"
+    assert evaluate(flow["concurrency"]["cancel-in-progress"], pr) is True
+    schedule = {**context, "github": {**context["github"], "event_name": "schedule"}}
+    assert evaluate(group, schedule) == "ci-cd-run-9"
+    called = {**schedule, "inputs": {"retrain": True}}
+    assert evaluate(group, called) == "imdb-sentiment-release"
+    assert evaluate("${{ 'A' == 'a' && format('x{0}y{1}', 1, true) }}", {}) == "x1ytrue"
+
+
+def test_retrain_releases_through_the_release_group_without_deadlock() -> None:
+    world = World(WORKFLOWS)
+    runs = simulate(world, [(0, "retrain")])
+    assert problems(world, runs) == []
+    called = [r for r in world.runs if r.parent is runs[0]]
+    assert [u.state for u in called[0].jobs] == ["done"] * 4
     retrain = jobs("retrain.yaml")["retrain"]
     assert retrain["uses"].endswith(".github/workflows/ci.yaml")
 
 
 def test_rollback_is_main_only_and_returns_to_the_recorded_healthy_release() -> None:
     ci = jobs()
-    rollback, deploy = ci["rollback"], ci["deploy"]
+    rollback, deploy = jobs(rollback_file())["rollback"], ci["deploy"]
     assert "github.ref == 'refs/heads/main'" in rollback["if"]
     body = script(rollback)
     assert "rollout undo" not in body  # "previous revision" may be the failed one
@@ -72,30 +247,56 @@ def test_images_are_deployed_by_digest_from_an_immutable_repository() -> None:
     assert 'kustomize edit set image "imdb-sentiment=$IMAGE"' in script(ci["deploy"])
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_secret_an_overlay_needs_is_created_in_its_namespace(overlay: str) -> None:
-    deployment = next(d for d in render(overlay) if d["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    needed = {e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e}
-    needed |= {
-        e["valueFrom"]["secretKeyRef"]["name"]
-        for e in container.get("env", [])
-        if "secretKeyRef" in e.get("valueFrom", {})
-    }
-    needed |= {
-        v["secret"]["secretName"]
-        for v in deployment["spec"]["template"]["spec"]["volumes"]
-        if "secret" in v
-    }
-    deploy = jobs()["deploy"]
-    body = script(deploy)
-    namespaces = re.search(r'for ns in ((?:"[^"]+" ?)+); do', body)
-    assert namespaces, "the deploy job creates the Secrets in a loop over namespaces"
+def test_production_secrets_reach_production_only_and_cover_what_its_pods_need() -> None:
+    """Every Secret the prod overlay's pods (and the migration Job) read is created by the deploy
+    job in production's namespace, and in no other: dev has credentials of its own."""
+    docs = render("prod")
+    needed: set[str] = set()
+    for workload in (d for d in docs if d["kind"] in ("Deployment", "Job")):
+        spec = workload["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            needed |= {e["secretRef"]["name"] for e in container.get("envFrom", [])
+                       if "secretRef" in e}  # fmt: skip
+            needed |= {
+                e["valueFrom"]["secretKeyRef"]["name"]
+                for e in container.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
+        needed |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    body = script(jobs()["deploy"])
+    created = re.findall(r'kubectl -n "([^"]+)" create secret generic ([\w-]+)', body)
     prod = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())["env"]["NAMESPACE"]
-    created_in = {n.strip('"').replace("$NAMESPACE", prod) for n in namespaces[1].split()}
-    assert deployment["metadata"]["namespace"] in created_in
-    created = set(re.findall(r'kubectl -n "\$ns" create secret generic ([\w-]+)', body))
-    assert needed <= created, needed - created
+    assert {ns for ns, _ in created} == {"$NAMESPACE"}, created
+    assert docs[0]["metadata"].get("namespace", prod) == prod
+    assert needed <= {name for _, name in created}, needed
+    assert "-dev" not in body and "for ns in" not in body
+
+
+def test_the_migration_job_runs_once_per_release_before_the_rollout() -> None:
+    deploy = jobs()["deploy"]
+    names = [s.get("name", "") for s in deploy["steps"]]
+    pin = next(i for i, n in enumerate(names) if n.startswith("Pin the release"))
+    migrate = next(i for i, n in enumerate(names) if n.startswith("Migrate the prediction store"))
+    apply = next(i for i, n in enumerate(names) if n.startswith("Apply manifests"))
+    rollout = next(i for i, n in enumerate(names) if n.startswith("Wait for the rollout"))
+    assert pin < migrate < apply < rollout
+    job = next(d for d in render("prod") if d["kind"] == "Job")
+    label = job["metadata"]["labels"]["app.kubernetes.io/component"]
+    steps = deploy["steps"]
+    assert f"-l app.kubernetes.io/component={label}" in steps[migrate]["run"]
+    assert f"delete job {job['metadata']['name']}" in steps[migrate]["run"]
+    assert "wait --for=condition=complete" in steps[migrate]["run"]
+    # The rollout (and a rollback) never re-applies the Job: its template is immutable, and a
+    # rollback must not run the older release's migration.
+    for body in (steps[apply]["run"], script(jobs(rollback_file())["rollback"])):
+        applies = re.findall(r"kubectl apply -k [^\n]*", body)
+        assert applies and all(f"'app.kubernetes.io/component!={label}'" in a for a in applies)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["imdb-sentiment", "db", "upgrade"]
+    deployment = next(d for d in render("prod") if d["kind"] == "Deployment")
+    assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    config = next(d for d in render("prod") if d["kind"] == "ConfigMap")
+    assert config["data"]["DATABASE_MIGRATE"] == "off"  # pods never migrate
 
 
 def test_zizmor_finds_nothing() -> None:
@@ -156,9 +357,10 @@ def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
     assert state[f"{namespace}/imdb-sentiment-releases"] == {
         "current": "ecr/imdb-sentiment@sha256:bbb 4", "previous": "ecr/imdb-sentiment@sha256:aaa 3"
     }  # fmt: skip
-    target = run_step(step(ci["rollback"], "Redeploy the last release"), tmp_path, base)
+    back = jobs(rollback_file())["rollback"]
+    target = run_step(step(back, "Redeploy the last release"), tmp_path, base)
     assert target == {"version": "3"}
-    run_step(step(ci["rollback"], "Production alias"), tmp_path, {**base, "VERSION": "3"})
+    run_step(step(back, "Production alias"), tmp_path, {**base, "VERSION": "3"})
     calls = (tmp_path / "calls.log").read_text()
     assert "kustomize edit set image imdb-sentiment=ecr/imdb-sentiment@sha256:aaa" in calls
     assert "kustomize edit add annotation --force imdb-sentiment.io/model-version:3" in calls

@@ -88,8 +88,9 @@ def test_the_kserve_tool_venv_is_locked_with_hashes() -> None:
 
 
 # --- installs that are the same next month -------------------------------------------------
-INSTALL_FILES = ("Makefile", "Dockerfile", ".ci/run", ".github/workflows/ci.yaml",
-                 ".github/workflows/retrain.yaml")  # fmt: skip
+INSTALL_FILES = ("Makefile", "Dockerfile", ".ci/run", *(
+    str(p.relative_to(ROOT)) for p in sorted((ROOT / ".github/workflows").glob("*.yaml"))
+))  # fmt: skip
 
 
 def install_commands() -> list[tuple[str, str]]:

@@ -94,11 +94,14 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 @clean_errors
 def db_upgrade() -> None:
-    """Create or upgrade the prediction store's schema (Alembic) to the newest revision."""
+    """Create or upgrade the prediction store's schema (Alembic) to this release's newest
+    revision: once per release, before its pods roll out. A newer, compatible schema (after a
+    rollback) is left as it is; an incompatible one is an error."""
     from imdb_sentiment.store.database import upgrade
     from imdb_sentiment.store.settings import load_store_settings
 
-    url = load_store_settings().database_url
-    if not url:
+    settings = load_store_settings()
+    if not settings.database_url:
         raise PipelineError("DATABASE_URL is empty: no prediction store to migrate")
-    typer.echo(f"prediction store at revision {upgrade(url)}")
+    state = upgrade(settings.database_url, settings.timeouts(migration=True))
+    typer.echo(f"prediction store: {state.detail}")

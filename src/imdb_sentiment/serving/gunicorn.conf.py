@@ -54,28 +54,12 @@ def on_starting(server: object) -> None:
     for name in os.listdir(_metrics_dir):
         if name.endswith(".db"):
             os.remove(os.path.join(_metrics_dir, name))
-    _migrate(server)
     # Bounded: a hung registry must not keep the server from starting (workers then serve
     # the cached model, or report not-ready).
     try:
         subprocess.run(_SYNC, check=False, timeout=max(60, 4 * _settings.timeout))
     except subprocess.TimeoutExpired:
         server.log.warning("initial model sync timed out")  # type: ignore[attr-defined]
-
-
-def _migrate(server: object) -> None:
-    """The prediction store's schema, once per server before workers start. A database that is
-    down must not keep predictions from being served: its records are dropped and counted until
-    it is back (and migrated by `imdb-sentiment db upgrade` or the next start)."""
-    if not _settings.database_url or _settings.database_migrate != "auto":
-        return
-    from imdb_sentiment.store.database import StoreUnavailableError, upgrade
-
-    try:
-        revision = upgrade(_settings.database_url)
-        server.log.info("prediction store at schema revision %s", revision)  # type: ignore[attr-defined]
-    except StoreUnavailableError as exc:
-        server.log.warning("%s", exc)  # type: ignore[attr-defined]
 
 
 def when_ready(server: object) -> None:

@@ -52,9 +52,11 @@ class Settings(ModelSettings, StoreSettings):
     )
     prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
     # Bearer tokens (serving.http.auth): a file of SHA-256 digests, one per line (a mounted
-    # Secret). Set: POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction
-    # route too. Unset: no credentials (make run, compose).
+    # Secret). POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction route
+    # too. Unset: the write route refuses everyone (403) unless ALLOW_ANONYMOUS_WRITES=true,
+    # which only a laptop should say (make run, make serve, compose).
     api_tokens_file: str | None = Field(None, validation_alias="API_TOKENS_FILE")
+    allow_anonymous_writes: bool = Field(False, validation_alias="ALLOW_ANONYMOUS_WRITES")
     api_tokens_for: Literal["feedback", "all"] = Field(
         "feedback", validation_alias="API_TOKENS_FOR"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, exists, select
+from sqlalchemy import Engine, and_, delete, exists, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -31,6 +32,9 @@ from imdb_sentiment.background import BackgroundWriter
 from imdb_sentiment.errors import PipelineError
 from imdb_sentiment.labels import POSITIVE, Label
 from imdb_sentiment.runtime.records import PredictionRecord
+from imdb_sentiment.store.engine import make_engine
+from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
+from imdb_sentiment.store.settings import Timeouts
 from imdb_sentiment.store.tables import feedback, predictions
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,7 @@ log = logging.getLogger(__name__)
 # long before the id is called unknown. Short on purpose: each wait holds a sync worker.
 LOOKUP_PATIENCE_S = 0.2
 PRUNE_EVERY_S = 300.0
-MIGRATIONS = Path(__file__).parent / "migrations"
+SCHEMA_RECHECK_S = 10.0  # while unusable; six times that once usable
 
 
 class StoreUnavailableError(PipelineError):
@@ -74,52 +78,46 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for the store's URL: SQLite files get WAL and a busy timeout (several worker
-    processes write one file); every dialect checks a pooled connection before use, so a
-    database that restarted is reconnected to without restarting the service."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"timeout": 10.0})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi: Any, _: Any) -> None:
-            cursor = dbapi.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        return engine
-    # Short timeouts: a database that does not answer must fail a feedback request (503) and a
-    # writer batch quickly, not hold a worker for the driver's default minutes.
-    connect_args = {"connect_timeout": 3} if parsed.get_backend_name() == "postgresql" else {}
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=2, max_overflow=2, pool_timeout=3,
-        connect_args=connect_args,
-    )  # fmt: skip
+class SchemaError(StoreUnavailableError):
+    """The database's schema is not one this release can use (store.schema)."""
 
 
-def upgrade(url: str) -> str:
-    """Create or upgrade the schema to the newest migration; returns the revision."""
+def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
+    """Bring the schema to this release's newest revision, once per release (the release step;
+    the server itself only for DATABASE_MIGRATE=auto). A newer schema this release does not know
+    is left alone when it is compatible (a rollback meeting the next release's schema), and a
+    `SchemaError` when it is not; never alembic's "Can't locate revision"."""
     from alembic import command
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    engine = make_engine(url, timeouts or Timeouts(statement_s=600.0, lock_s=5.0), pool_size=1)
     try:
-        make_engine(url).dispose()  # creates a SQLite file's folder
-        command.upgrade(config, "head")
-        engine = make_engine(url)
         with engine.connect() as connection:
-            revision = MigrationContext.configure(connection).get_current_revision()
-        engine.dispose()
-    except (SQLAlchemyError, OSError) as exc:
+            state = inspect_schema(connection)
+            if state.status == "incompatible":
+                raise SchemaError(state.detail)
+            if state.status in ("missing", "older"):
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS))
+                config.attributes["connection"] = connection  # migrations/env.py runs on it
+                command.upgrade(config, "head")
+                connection.commit()
+                state = inspect_schema(connection)
+    except (SQLAlchemyError, OSError, CommandError) as exc:
         raise StoreUnavailableError(f"cannot migrate the prediction store: {_reason(exc)}") from exc
-    return revision or "none"
+    finally:
+        engine.dispose()
+    return state
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """The schema this engine's database holds, judged by this release (reads only)."""
+    try:
+        with engine.connect() as connection:
+            return inspect_schema(connection)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailableError(_reason(exc)) from exc
 
 
 def open_store(url: str) -> PredictionStore:
@@ -162,10 +160,12 @@ class PredictionStore:
         retention_hours: float = 168.0,
         queue_max: int = 10_000,
         on_drop: Callable[[int, str], None] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.url = url
         self.keep_text = keep_text
         self.retention_s = retention_hours * 3600
+        self.timeouts = timeouts or Timeouts()
         self._on_drop = on_drop or (lambda n, reason: None)
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
@@ -173,14 +173,70 @@ class PredictionStore:
         self._writer = BackgroundWriter(
             lambda: _Sink(self), "prediction-store", max_queue=queue_max, on_drop=self._on_drop
         )
+        self._schema: SchemaState | None = None
+        self._looked = False  # a first look was made (whatever it found)
+        self._watcher: tuple[int, threading.Thread] | None = None
 
     @property
     def engine(self) -> Engine:
         # Created in the process that uses it (gunicorn forks workers after the app may exist).
         with self._engine_lock:
             if self._engine is None:
-                self._engine = make_engine(self.url)
+                self._engine = make_engine(self.url, self.timeouts)
             return self._engine
+
+    # --- the schema this process meets (store.schema) -------------------------------------------
+    @property
+    def schema(self) -> SchemaState | None:
+        """The schema as last judged; None until a look succeeded (or the database is down)."""
+        return self._schema
+
+    def check_schema(self) -> SchemaState | None:
+        """Look at the database's schema now; one log line whenever the verdict changes. An
+        unreachable database keeps the last verdict: it says nothing about the schema."""
+        try:
+            state = schema_state(self.engine)
+        except StoreUnavailableError as exc:
+            log.debug("prediction store schema not checked: %s", exc)
+            self._looked = True
+            return self._schema
+        if self._schema is None or state.status != self._schema.status:
+            level = logging.INFO if state.usable else logging.ERROR
+            log.log(level, "prediction store: %s", state.detail)
+        self._schema, self._looked = state, True
+        return state
+
+    def watch_schema(
+        self, every_s: float = SCHEMA_RECHECK_S, known: SchemaState | None = None
+    ) -> None:
+        """Judge the schema now and then in the background (once per process): a pod that met
+        a schema it cannot use becomes ready by itself once the release step has migrated.
+        `known`: the verdict of a migration this process just ran."""
+        pid = os.getpid()
+        if self._watcher is not None and self._watcher[0] == pid:
+            return
+        if known is not None:
+            self._schema, self._looked = known, True
+
+        def watch() -> None:
+            while True:
+                state = self.check_schema()
+                time.sleep(every_s if state is None or not state.usable else 6 * every_s)
+
+        thread = threading.Thread(target=watch, name="prediction-store-schema", daemon=True)
+        thread.start()
+        self._watcher = (pid, thread)
+
+    def unusable_reason(self) -> str | None:
+        """Why this process cannot use the store, for readiness; None: usable, or not known to
+        be unusable (a database that is down does not make the service unready: predictions
+        are still answered)."""
+        state = self._schema
+        if state is None and self._watcher is not None and not self._looked:
+            return "prediction store schema not checked yet"
+        if state is None or state.usable:
+            return None
+        return f"prediction store schema {state.status}: {state.detail}"
 
     # --- the prediction path: queue only ------------------------------------------------------
     def remember(self, record: PredictionRecord) -> None:

@@ -1,9 +1,13 @@
 """The prediction store's settings, from the environment: read by the service (which writes
 the store) and by the commands that read or migrate it (`drift`, `feedback export`,
-`db upgrade`)."""
+`db upgrade`).
+
+Imports: pydantic, pydantic-settings, `settings`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -26,9 +30,50 @@ class StoreSettings(BaseSettings):
     )
     # Records waiting for the writer, per process; past it they are dropped and counted.
     prediction_queue_max: int = Field(10_000, ge=1, validation_alias="PREDICTION_QUEUE_MAX")
-    # auto: the gunicorn master upgrades the schema at start (under a lock on PostgreSQL);
-    # off: only `imdb-sentiment db upgrade` does (e.g. a migration job before the rollout).
+    # auto: the server upgrades the schema at start (the embedded SQLite store of `make run`);
+    # off: only `imdb-sentiment db upgrade` does, once per release (the Kubernetes Job, compose's
+    # migrate service). Either way a server starts on a schema it can use (store.schema) and
+    # reports any other as not ready.
     database_migrate: Literal["auto", "off"] = Field("auto", validation_alias="DATABASE_MIGRATE")
+    # Bounded waits on every connection (store.engine): opening one, a statement (server side),
+    # a lock a statement waits for. SQLite waits up to the statement timeout for its file lock.
+    database_connect_timeout_s: int = Field(
+        3, ge=1, le=60, validation_alias="DATABASE_CONNECT_TIMEOUT_S"
+    )
+    database_statement_timeout_s: float = Field(
+        2.0, gt=0, le=600, validation_alias="DATABASE_STATEMENT_TIMEOUT_S"
+    )
+    database_lock_timeout_s: float = Field(
+        1.0, gt=0, le=600, validation_alias="DATABASE_LOCK_TIMEOUT_S"
+    )
+    # Migrations may run long, but never queue every insert behind a DDL lock for long: an ALTER
+    # that waits longer than this for its lock fails (and the release step retries).
+    database_migration_statement_timeout_s: float = Field(
+        600.0, gt=0, validation_alias="DATABASE_MIGRATION_STATEMENT_TIMEOUT_S"
+    )
+    database_migration_lock_timeout_s: float = Field(
+        5.0, gt=0, validation_alias="DATABASE_MIGRATION_LOCK_TIMEOUT_S"
+    )
+
+    def timeouts(self, migration: bool = False) -> Timeouts:
+        return Timeouts(
+            connect_s=self.database_connect_timeout_s,
+            statement_s=self.database_migration_statement_timeout_s
+            if migration
+            else self.database_statement_timeout_s,
+            lock_s=self.database_migration_lock_timeout_s
+            if migration
+            else self.database_lock_timeout_s,
+        )
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one connection may wait, at most, for each thing."""
+
+    connect_s: int = 3
+    statement_s: float = 2.0
+    lock_s: float = 1.0
 
 
 def load_store_settings(**overrides: Any) -> StoreSettings:

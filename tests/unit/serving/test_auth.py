@@ -78,8 +78,55 @@ def test_a_bad_tokens_file_stops_the_app_with_one_clear_line(
     with pytest.raises(ConfigError, match="line 1 is not a SHA-256 hex digest") as raised:
         create_app(load_settings(api_tokens_file=str(path)), model=small_model)
     assert "not-a-digest" not in str(raised.value)  # a pasted token is never echoed
-    with pytest.raises(ConfigError, match="API_TOKENS_FILE"):
-        create_app(load_settings(api_tokens_file=str(tmp_path / "missing")), model=small_model)
+
+
+def test_writes_fail_closed_without_a_tokens_file(
+    small_model: Pipeline, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ALLOW_ANONYMOUS_WRITES")
+    body = {"text": "A fine film.", "label": "positive"}
+    app = create_app(load_settings(database_url=database_url), model=small_model)
+    refused = app.test_client().post(FEEDBACK, json=body)
+    assert refused.status_code == 403 and refused.get_json()["error"] == "writes_disabled"
+    page = app.test_client().post("/predict", data={"text": "Fine."}).get_data(as_text=True)
+    assert 'id="feedback"' not in page
+    assert app.test_client().post(PREDICT, json={"text": "Fine."}).status_code == 200
+    local = load_settings(database_url=database_url, allow_anonymous_writes=True)
+    assert (
+        create_app(local, model=small_model).test_client().post(FEEDBACK, json=body).status_code
+        == 201
+    )
+
+
+def test_a_removed_or_unreadable_tokens_file_revokes_every_token(
+    small_model: Pipeline, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imdb_sentiment.serving.http import auth
+
+    monkeypatch.setattr(auth, "RECHECK_S", 0.0)
+    good = new_token()[0]
+    path = tokens_file(tmp_path, good)
+    c = client(small_model, database_url, path)
+    ok = c.post(FEEDBACK, json={"text": "One.", "label": "positive"}, headers=bearer(good))
+    assert ok.status_code == 201
+    path.unlink()  # the Secret deleted
+    body = {"text": "Two.", "label": "positive"}
+    assert c.post(FEEDBACK, json=body, headers=bearer(good)).status_code == 401
+    tokens_file(tmp_path, good)  # back
+    assert c.post(FEEDBACK, json=body, headers=bearer(good)).status_code == 201
+    path.write_text("garbage\n")  # rewritten badly: revoked too, not the old digests kept
+    body = {"text": "Three.", "label": "positive"}
+    assert c.post(FEEDBACK, json=body, headers=bearer(good)).status_code == 401
+
+
+def test_a_tokens_file_missing_at_start_refuses_writes_without_stopping_the_app(
+    small_model: Pipeline, database_url: str, tmp_path: Path
+) -> None:
+    """An optional Secret that was never created: the pod starts, serves, refuses writes."""
+    c = client(small_model, database_url, tmp_path / "missing")
+    assert c.post(PREDICT, json={"text": "Fine."}).status_code == 200
+    body = {"text": "A fine film.", "label": "positive"}
+    assert c.post(FEEDBACK, json=body, headers=bearer(new_token()[0])).status_code == 401
 
 
 def test_token_new_prints_a_token_and_its_digest() -> None:

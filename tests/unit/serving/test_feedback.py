@@ -229,7 +229,7 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
     )
     old.close()
     url = f"sqlite:///{path}"
-    assert upgrade(url) == "0002"
+    assert upgrade(url).revision == "0002"
     store = PredictionStore(url)
     [(prediction, actual, at)] = list(store.labelled())
     assert (prediction.request_id, prediction.model_version, prediction.label) == (
@@ -242,7 +242,7 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
     store.remember(record("new"))
     store.close()
     assert store.lookup("new", 0).tokens == 5
-    assert upgrade(url) == "0002"  # idempotent
+    assert upgrade(url).revision == "0002"  # idempotent
 
 
 def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -> None:

@@ -26,7 +26,7 @@ from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
 from imdb_sentiment.serving.settings import Settings, load_settings
-from imdb_sentiment.store.database import PredictionStore
+from imdb_sentiment.store.database import PredictionStore, StoreUnavailableError, upgrade
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -90,14 +90,23 @@ def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore |
             log.warning("prediction store queue full: records dropped (counted in "
                         "prediction_records_dropped_total)")  # fmt: skip
 
+    migrated = None
+    if settings.database_migrate == "auto":  # the embedded store; a release step otherwise
+        try:
+            migrated = upgrade(settings.database_url, settings.timeouts(migration=True))
+        except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
+            log.warning("%s", exc)
     # Texts are kept where the prediction log may keep them: one privacy switch.
-    return PredictionStore(
+    store = PredictionStore(
         settings.database_url,
         keep_text=settings.prediction_log_text,
         retention_hours=settings.prediction_retention_hours,
         queue_max=settings.prediction_queue_max,
         on_drop=dropped,
+        timeouts=settings.timeouts(),
     )
+    store.watch_schema(known=migrated)
+    return store
 
 
 def _start_model(settings: Settings, store: ModelStore) -> None:

@@ -8,14 +8,18 @@ a token per line (blank lines and `#` comments ignored), so a pod never holds a 
 `WWW-Authenticate: Bearer`; no token or digest is ever logged or echoed. The file is re-read
 when it changes (a rotated Secret), checked at most every few seconds.
 
+Fail closed: a file that is gone or unreadable (a deleted Secret, an optional one never created)
+revokes every token, and without API_TOKENS_FILE the write routes refuse everyone unless
+ALLOW_ANONYMOUS_WRITES=true says otherwise (`make run`, compose: one laptop).
+
 Imports: the standard library and `serving.http.errors`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -27,6 +31,7 @@ from imdb_sentiment.serving.http.errors import ApiError
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 RECHECK_S = 5.0
+log = logging.getLogger(__name__)
 
 
 def new_token() -> tuple[str, str]:
@@ -59,25 +64,40 @@ class TokenCheck:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._checked = 0.0
-        self._mtime = -1.0
+        self._mtime: float | None = -1.0
         self._digests: tuple[bytes, ...] = ()
-        self._refresh(force=True)
+        self._refresh(force=True, strict=True)
 
-    def _refresh(self, force: bool = False) -> None:
+    def _refresh(self, force: bool = False, strict: bool = False) -> None:
+        """Re-read the file when it changed. Gone or unreadable: no digest is valid. `strict`
+        (at start): a file that exists but is malformed raises (a configuration error)."""
         now = time.monotonic()
         if not force and now - self._checked < RECHECK_S:
             return
         with self._lock:
             self._checked = now
-            mtime = os.stat(self.path).st_mtime
-            if mtime != self._mtime:
-                self._digests, self._mtime = read_digests(self.path), mtime
+            try:
+                mtime: float | None = os.stat(self.path).st_mtime
+            except OSError:
+                mtime = None
+            if mtime == self._mtime:
+                return
+            self._mtime = mtime
+            try:
+                if mtime is None:
+                    raise FileNotFoundError("is missing")
+                self._digests = read_digests(self.path)
+            except (OSError, ValueError) as exc:
+                if strict and mtime is not None:
+                    raise
+                self._digests = ()
+                why = exc if isinstance(exc, ValueError) else "cannot be read"
+                log.error("API_TOKENS_FILE %s %s: every token is refused until it is back",
+                          self.path, why)  # fmt: skip
 
     def require(self, authorization: str | None) -> None:
         """Return if the header carries a known token; else a 401 ApiError."""
-        # A file being rotated may be unreadable for a moment: keep the digests last read.
-        with contextlib.suppress(OSError, ValueError):
-            self._refresh()
+        self._refresh()
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthorized("this endpoint needs Authorization: Bearer <token>")

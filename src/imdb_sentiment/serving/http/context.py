@@ -10,6 +10,7 @@ from typing import cast
 from flask import Flask, current_app
 
 from imdb_sentiment.serving.http.auth import TokenCheck
+from imdb_sentiment.serving.http.errors import ApiError
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
@@ -28,14 +29,22 @@ class ServiceContext:
     schemas: Schemas
     predictions: PredictionLog
     records: PredictionStore | None  # None: DATABASE_URL is empty (no store, no feedback)
-    tokens: TokenCheck | None = None  # None: API_TOKENS_FILE unset (no credentials asked)
+    tokens: TokenCheck | None = None  # None: API_TOKENS_FILE unset (writes refused, see authorize)
 
     def authorize(self, authorization: str | None, route: str) -> None:
-        """A 401 unless the request may use `route` ("feedback" or "predict")."""
-        if self.tokens is None:
+        """A 401 (403 for writes on a server without tokens) unless the request may use
+        `route` ("feedback" or "predict")."""
+        if route != "feedback" and self.settings.api_tokens_for != "all":
             return
-        if route == "feedback" or self.settings.api_tokens_for == "all":
+        if self.tokens is not None:
             self.tokens.require(authorization)
+        elif route == "feedback" and not self.settings.allow_anonymous_writes:
+            raise ApiError(
+                403,
+                "writes_disabled",
+                "this server takes no feedback without API_TOKENS_FILE "
+                "(or ALLOW_ANONYMOUS_WRITES=true, for local use)",
+            )
 
     def close(self) -> None:
         """Write out what the background writers hold (a worker's last act)."""

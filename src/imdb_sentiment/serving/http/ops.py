@@ -19,10 +19,16 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    store = service().store
+    ctx = service()
+    store = ctx.store
     model = store.current
     if model is None:  # the reason's details (URLs, paths, errors) are in the log, not here
         return jsonify({"status": "not ready", "reason": store.public_reason}), 503
+    # A schema this release cannot use (not migrated yet, or changed incompatibly): no traffic
+    # until the release step has migrated; then ready without a restart.
+    unusable = ctx.records.unusable_reason() if ctx.records is not None else None
+    if unusable is not None:
+        return jsonify({"status": "not ready", "reason": unusable}), 503
     return jsonify({"status": "ready", "model": {"name": model.name, "version": model.version}})
 
 

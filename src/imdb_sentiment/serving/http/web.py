@@ -68,6 +68,6 @@ def predict_form() -> ResponseReturnValue:
         request_id=g.request_id,
         # A browser holds no API token: where feedback needs one, the page does not offer it.
         feedback_url=url_for("api.feedback")
-        if ctx.records is not None and ctx.tokens is None
+        if ctx.records is not None and ctx.tokens is None and ctx.settings.allow_anonymous_writes
         else None,
     )
