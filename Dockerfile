@@ -69,6 +69,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_BAKED_DIR=/app/model-baked \
     MODEL_CACHE_DIR=/app/model-cache \
     DATABASE_URL=sqlite:////app/data/predictions.db \
+    PREDICTION_SPOOL_DIR=/app/data/spool \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /app

@@ -68,6 +68,7 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
         "PORT": str(port),
         "WORKERS": "2",
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
+        "PREDICTION_SPOOL_DIR": env.get("PREDICTION_SPOOL_DIR") or tempfile.mkdtemp(),
     }
     settings = load_settings()
     if kind == "service":
@@ -202,13 +203,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def predict_metrics(url: str) -> tuple[float, float]:
-    """(POST /api/v1/predict answered 200, prediction records dropped) from /metrics, summed
-    over every worker as Prometheus sees them."""
+    """(POST /api/v1/predict answered 200, prediction records the spool dropped) from /metrics,
+    summed over every worker as Prometheus sees them."""
     answered = dropped = 0.0
     for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
         if line.startswith("app_request_count_total{") and 'endpoint="/api/v1/predict"' in line:
             answered += float(line.split()[-1]) if 'status="200"' in line else 0.0
-        elif line.startswith("prediction_records_dropped_total{"):
+        elif line.startswith("prediction_spool_dropped_records_total{"):
             dropped += float(line.split()[-1])
     return answered, dropped
 
@@ -237,7 +238,7 @@ def run_service(
         batched = hey(url + "/api/v1/predict", {"texts": batch}, 10, args.batch_clients)
         answered, dropped = predict_metrics(url)
     finally:
-        stop(service)  # workers write out what their store writers hold
+        stop(service)  # the flusher writes out what the spool holds
     sent = warm["ok"] + single["ok"] + batched["ok"]
     hidden = {
         "answered_200": sent,

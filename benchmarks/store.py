@@ -5,12 +5,14 @@ Usage (after `make pipeline promote`; needs Debian's postgresql and `hey`):
     python benchmarks/store.py [--seconds 20] [--clients 8] [--rounds 2]
 
 Starts a PostgreSQL server in a temporary directory (tests/postgres.py, as the tests do), then
-alternates, in one run, the service with its defaults and the store on PostgreSQL against the
-same service with the store off (DATABASE_URL empty): `hey` posts the median-length test review.
-Prints req/s, p50/p99 and the throughput ratio per round; then, from the PostgreSQL runs, the
-sustained write rate (rows stored per second of load), records dropped
-(`prediction_records_dropped_total`), and the table's size per row on disk with its indexes.
-Target (issue 20): the PostgreSQL store costs <= 10 % single-review throughput; 0 dropped.
+alternates, in one run, three services with their defaults: the store on PostgreSQL; the same
+while the PostgreSQL server is stopped (an outage: every record waits in the spool, then is
+written when the server is back); and the store off (DATABASE_URL empty). `hey` posts the
+median-length test review. Prints req/s, p50/p99 and the throughput ratio per round; then, from
+the PostgreSQL runs, the sustained write rate (rows stored per second of load), records dropped
+(`prediction_spool_dropped_records_total`), how long the spool took to empty after the outage,
+and the table's size per row on disk with its indexes. Targets (issues 20, 31): the PostgreSQL
+store costs <= 10 % single-review throughput; 0 dropped, during an outage too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,12 +37,16 @@ from benchmarks.pipeline import machine  # noqa: E402
 from benchmarks.serve import hey, start, stop  # noqa: E402
 
 
-def dropped(url: str) -> float:
+def scraped(url: str, name: str) -> float:
     return sum(
         float(line.split()[-1])
         for line in requests.get(url + "/metrics", timeout=5).text.splitlines()
-        if line.startswith("prediction_records_dropped_total{")
+        if line.startswith((name + "{", name + " "))
     )
+
+
+def dropped(url: str) -> float:
+    return scraped(url, "prediction_spool_dropped_records_total")
 
 
 def postgres_cpu(server: PostgresServer) -> float:
@@ -59,18 +66,32 @@ def postgres_cpu(server: PostgresServer) -> float:
 
 
 def run(
-    median: str, env: dict[str, str], args: argparse.Namespace, server: PostgresServer
-) -> dict[str, float]:
+    median: str, env: dict[str, str], args: argparse.Namespace, server: PostgresServer,
+    outage: bool = False,
+) -> dict[str, float]:  # fmt: skip
+    """One service under `hey`; with `outage`, the PostgreSQL server is stopped for the whole
+    load and started again after it, and the spool's emptying is timed."""
     proc, url = start("service", env)
     try:
         warm = hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)
+        if outage:
+            server.stop()
         cpu = postgres_cpu(server)
-        result = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
+        try:
+            result = hey(url + "/api/v1/predict", {"text": median}, args.seconds, args.clients)
+        finally:
+            if outage:
+                server.start()
         result["postgres_cores"] = (postgres_cpu(server) - cpu) / args.seconds
+        result["spooled"] = scraped(url, "prediction_spool_records")
+        back = time.monotonic()
+        while scraped(url, "prediction_spool_records") > 0:
+            time.sleep(0.2)
+        result["catch_up_s"] = time.monotonic() - back
         result["dropped"] = dropped(url)
         result["answered"] = warm["ok"] + result["ok"]
     finally:
-        stop(proc)  # drains the writers (gunicorn's worker_exit)
+        stop(proc)  # the flusher writes out what the spool still holds
     return result
 
 
@@ -101,13 +122,17 @@ def main() -> int:
         url = server.new_database()
         on: list[dict[str, float]] = []
         off: list[dict[str, float]] = []
-        written, seconds = 0, 0.0
+        away: list[dict[str, float]] = []
+        written, seconds, lost = 0, 0.0, 0
         for _ in range(args.rounds):  # interleaved: the host drifts by tens of percent
             before, _ = count_rows(url) if on else (0, 0)
             on.append(run(median, {"DATABASE_URL": url}, args, server))
             after, size = count_rows(url)
             written += after - before
             seconds += args.seconds + 3  # warm-up requests are stored too
+            away.append(run(median, {"DATABASE_URL": url}, args, server, outage=True))
+            stored, _ = count_rows(url)
+            lost += int(away[-1]["answered"]) - (stored - after)
             off.append(run(median, {"DATABASE_URL": ""}, args, server))
     finally:
         server.remove()
@@ -118,6 +143,14 @@ def main() -> int:
         print(f"round {i + 1}:   store on PostgreSQL {a['rps']:7.0f} req/s p50 {a['p50_ms']:.2f} "
               f"p99 {a['p99_ms']:.2f} ms | store off {b['rps']:7.0f} req/s p50 {b['p50_ms']:.2f} "
               f"p99 {b['p99_ms']:.2f} ms | cost {1 - a['rps'] / b['rps']:+.1%}")  # fmt: skip
+    for i, (a, b) in enumerate(zip(away, on, strict=True)):
+        print(f"round {i + 1}:   database away       {a['rps']:7.0f} req/s p50 {a['p50_ms']:.2f} "
+              f"p99 {a['p99_ms']:.2f} ms | vs. store on PostgreSQL {1 - a['rps'] / b['rps']:+.1%}; "
+              f"{a['spooled']:,.0f} records spooled, written {a['catch_up_s']:.1f} s after the "
+              f"server was back")  # fmt: skip
+    print(f"outage:    {sum(int(a['answered']) for a in away):,} predictions answered while the "
+          f"database was away, {lost} not stored, {sum(a['dropped'] for a in away):.0f} dropped "
+          f"(target 0)")  # fmt: skip
     cost = statistics.median(1 - a["rps"] / b["rps"] for a, b in zip(on, off, strict=True))
     print(f"median cost of the store: {cost:.1%} of single-review throughput (target <= 10 %)")
     cores = statistics.median(a["postgres_cores"] for a in on)

@@ -1,9 +1,9 @@
 """The prediction store shared by two instances of the service ("pods": each its own working
-directory, port, model cache and metrics), each real gunicorn with 2 workers, on one real
+directory, port, model cache, spool and metrics), each real gunicorn with 2 workers, on one real
 PostgreSQL server and on one SQLite file: feedback for a prediction made on one instance is taken
 by the other; labels survive both instances' restarts and are exported; with the database down,
-predictions are still answered, feedback is a 503 and the dropped records are counted; when it is
-back, everything works again without a restart."""
+predictions are still answered and wait in the spool, feedback is a 503; when it is back, the
+predictions made meanwhile are stored and take feedback, without a restart."""
 
 from __future__ import annotations
 
@@ -114,23 +114,24 @@ def test_two_instances_share_one_postgres_server_and_survive_an_outage(
     with pods(tmp_path, url) as (a, b):
         postgres.stop()
         try:
-            rid, _ = predict(a, "Predicted while the database is down.")
-            answer = send(b, rid, "positive")
+            during = [predict(a, f"Predicted while the database is down, {i}.") for i in range(5)]
+            answer = send(b, during[0][0], "positive")
             assert answer.status_code == 503
             assert answer.json()["error"] == "feedback_unavailable"
             assert "postgres" not in answer.text.lower()  # no internals in the body
             deadline = time.monotonic() + 20
-            while metric(a, "prediction_records_dropped_total", reason="store_unavailable") < 2:
-                assert time.monotonic() < deadline, "dropped records were not counted"
+            while metric(a, "prediction_spool_records") < 10:  # 5 requests of 2 reviews
+                assert time.monotonic() < deadline, "the records did not wait in the spool"
                 time.sleep(0.5)
+            assert metric(a, "prediction_spool_dropped_records_total") == 0
         finally:
             postgres.start()
-        # Back, without a restart: new predictions are stored and labelled across instances.
+        # Back, without a restart: what was predicted meanwhile is stored and takes feedback.
         deadline = time.monotonic() + 30
-        while True:
-            rid, predicted = predict(a, "Predicted after the database came back.")
-            answer = send(b, rid, predicted)
-            if answer.status_code == 201:
-                break
-            assert time.monotonic() < deadline, answer.text
-            time.sleep(1)
+        for rid, predicted in during:
+            while (answer := send(b, rid, predicted)).status_code != 201:
+                assert answer.status_code == 503, answer.text
+                assert time.monotonic() < deadline, answer.text
+                time.sleep(1)
+        assert metric(a, "prediction_spool_records") == 0
+        assert metric(a, "prediction_spool_written_records_total") >= 10

@@ -17,7 +17,7 @@ EVENT = "prediction"
 @dataclass(frozen=True)
 class PredictionRecord:
     time: float  # UNIX seconds; ISO 8601 (UTC) in the JSON line
-    request_id: str | None
+    request_id: str | None  # this server's id: the record's key, what feedback names
     model_version: str | None
     probability: float  # P(positive), whichever label was predicted
     label: str
@@ -26,11 +26,13 @@ class PredictionRecord:
     text_chars: int
     text: str | None = None  # only when PREDICTION_LOG_TEXT allows it
     item: int = 0  # index in a batch request
+    client_request_id: str | None = None  # the caller's own X-Request-ID: correlation only
 
     def as_json(self) -> dict[str, Any]:
         body = {"event": EVENT, **asdict(self), "time": iso(self.time)}
-        if self.text is None:
-            del body["text"]
+        for optional in ("text", "client_request_id"):
+            if body[optional] is None:
+                del body[optional]
         return body
 
     @classmethod
@@ -47,6 +49,7 @@ class PredictionRecord:
             text_chars=int(body["text_chars"]),
             text=body.get("text"),
             item=int(body.get("item", 0)),
+            client_request_id=body.get("client_request_id"),
         )
 
 

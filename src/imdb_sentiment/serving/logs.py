@@ -11,6 +11,7 @@ Imports: the standard library, python-json-logger and gunicorn's logger (for its
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from pythonjsonlogger.json import JsonFormatter
 LogFormat = Literal["json", "text"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+CLIENT_REQUEST_ID: ContextVar[str | None] = ContextVar("client_request_id", default=None)
 REQUEST_ID_HEADER = "X-Request-ID"
 # What a caller may send as its own id: short, printable, no separators that break log parsing.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -33,43 +35,55 @@ ACCESS_LOGGER = "gunicorn.access"
 # The access record's message, from the atoms `JsonAccessLogger` computes.
 ACCESS_MESSAGE = "%(m)s %(U)s %(s)s"
 _REQUEST_ID_NAME = REQUEST_ID_HEADER.lower()
-_REQUEST_ID_ATOM = f"{{{_REQUEST_ID_NAME}}}o"
+_REQUEST_ID_ATOM = f"{{{_REQUEST_ID_NAME}}}o"  # the response's: this server's id
+_CLIENT_ID_ATOM = f"{{{_REQUEST_ID_NAME}}}i"  # the request's: the caller's own
+_CLIENT_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
-def request_id_from(header: str | None) -> str:
-    """The caller's id when it is a sensible token, else a fresh one (never trust it blindly:
-    it is echoed in a response header and written to every log line)."""
-    if header is not None and _VALID_ID.match(header):
-        return header
+def new_request_id() -> str:
+    """This server's id for a request: the key its prediction records are stored under and
+    the one feedback names, so nobody else chooses it and nobody can guess one."""
     return _ids.next()
 
 
+def client_request_id(header: str | None) -> str | None:
+    """The caller's own X-Request-ID, kept for correlation (logs, the stored record) and never
+    used as a key; None unless it is a sensible token (it is written to every log line)."""
+    if header is not None and _VALID_ID.match(header):
+        return header
+    return None
+
+
 class _RequestIds:
-    """Fresh request ids: 32 hex digits, a random per-process prefix and a counter. As unique as
-    uuid4 across processes (64 random bits each, drawn again after a fork) at a fraction of its
-    cost: uuid4 reads the OS's random source on every request."""
+    """Unguessable ids, 32 hex digits: a keyed BLAKE2b of a per-process counter, the 256-bit key
+    drawn from the OS once per process (again after a fork). As unpredictable as uuid4 to anyone
+    without the key, and unique across processes (distinct keys) at a fraction of its cost:
+    uuid4 reads the OS's random source on every request."""
 
     def __init__(self) -> None:
         self._pid = 0
-        self._prefix = ""
+        self._key = b""
         self._count = 0
 
     def next(self) -> str:
         if self._pid != os.getpid():
-            self._pid, self._prefix, self._count = os.getpid(), os.urandom(8).hex(), 0
+            self._pid, self._key, self._count = os.getpid(), os.urandom(32), 0
         self._count += 1
-        return f"{self._prefix}{self._count:016x}"
+        counter = self._count.to_bytes(8, "little")
+        return hashlib.blake2b(counter, key=self._key, digest_size=16).hexdigest()
 
 
 _ids = _RequestIds()
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps the current request's id (if any) on every record."""
+    """Stamps the current request's id (if any), and the caller's own, on every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = REQUEST_ID.get()
+        if getattr(record, "client_request_id", None) is None:
+            record.client_request_id = CLIENT_REQUEST_ID.get()
         return True
 
 
@@ -99,8 +113,8 @@ class ServiceJsonFormatter(JsonFormatter):
 
 
 def access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
-    """gunicorn's access-log atoms as fields; the request id is the response's header, which
-    the app always sets (its own or the caller's)."""
+    """gunicorn's access-log atoms as fields; the request id is the response's header (the id
+    this server made), the caller's own X-Request-ID is `client_request_id`."""
 
     def atom(key: str) -> Any:
         value = atoms.get(key)
@@ -121,6 +135,7 @@ def access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
         "remote": atom("h"),
         "user_agent": atom("a"),
         "request_id": atom(_REQUEST_ID_ATOM),
+        "client_request_id": atom(_CLIENT_ID_ATOM),
     }
 
 
@@ -168,6 +183,7 @@ class JsonAccessLogger(GunicornLogger):
             "h": environ.get("REMOTE_ADDR"),
             "a": environ.get("HTTP_USER_AGENT"),
             _REQUEST_ID_ATOM: request_id,
+            _CLIENT_ID_ATOM: client_request_id(environ.get(_CLIENT_ID_ENVIRON)),
         }
         self.access_log.info(ACCESS_MESSAGE, atoms)
 

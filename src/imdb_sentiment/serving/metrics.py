@@ -8,7 +8,10 @@ Without it (tests, `flask run`), each app has its own in-memory registry.
 from __future__ import annotations
 
 import os
-from typing import Any
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +21,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from imdb_sentiment.store.database import PredictionStore
+    from imdb_sentiment.store.spool import Spool
 
 # Up to 10 s: alert thresholds must lie below the largest finite bucket, or histogram_quantile
 # can never exceed them (HighBatchLatencyP99 is 2.5 s; tests/unit check every rule against these).
@@ -95,14 +104,6 @@ class Metrics:
             ["name", "version", "outcome"],
             registry=r,
         )
-        # Prediction records the store could not take (queue full, database down): counted, so
-        # that a gap in the store is visible (alert PredictionRecordsDropped).
-        self.records_dropped = Counter(
-            "prediction_records_dropped",
-            "Prediction records not stored, by reason",
-            ["reason"],
-            registry=r,
-        )
         self.confidence = Histogram(
             "model_prediction_confidence",
             "Probability of the predicted class",
@@ -127,12 +128,19 @@ class Metrics:
 
         for result in ("success", "failure"):  # export zeros: alerts need the series to exist
             self.reloads.labels(result=result)
-        for reason in ("queue_full", "store_unavailable"):
-            self.records_dropped.labels(reason=reason)
         # Labelled children by label values: `labels()` takes a lock and builds a key on every
         # call, and these are observed on every request.
         self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self._by_prediction: dict[str, Any] = {}
+        self._spool: SpoolCollector | None = None
+
+    def watch_spool(self, store: PredictionStore) -> None:
+        """Export the pod's spool (records waiting, their age, what was written and dropped),
+        read from the spool itself at each scrape: its ledger survives restarts, and one pod
+        has one spool whichever worker answers the scrape."""
+        if store.spool is not None:
+            self._spool = SpoolCollector(store.spool)
+            self.registry.register(self._spool)
 
     def observe_request(
         self, method: str, endpoint: str, status: str, shape: str, seconds: float, cost: float
@@ -173,4 +181,41 @@ class Metrics:
 
         aggregate = CollectorRegistry()
         multiprocess.MultiProcessCollector(aggregate, path=directory)
+        if self._spool is not None:
+            aggregate.register(self._spool)
         return generate_latest(aggregate), CONTENT_TYPE_LATEST
+
+
+class SpoolCollector(Collector):
+    """The spool's state and ledger as metrics (alerts PredictionRecordsDropped and
+    PredictionSpoolBacklog)."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            state = self.spool.state()
+        except (sqlite3.Error, OSError):
+            return
+        yield GaugeMetricFamily(
+            "prediction_spool_records", "Prediction records waiting in the spool", state.records
+        )
+        age = 0.0 if state.oldest is None else max(0.0, time.time() - state.oldest)
+        yield GaugeMetricFamily(
+            "prediction_spool_oldest_age_seconds", "Age of the oldest record waiting", age
+        )
+        yield CounterMetricFamily(
+            "prediction_spool_written_records",
+            "Prediction records written from the spool to the database",
+            state.ledger.get("written", 0),
+        )
+        dropped = CounterMetricFamily(
+            "prediction_spool_dropped_records",
+            "Prediction records dropped by the spool, by reason (over its size or age bound, "
+            "or its disk failed)",
+            labels=["reason"],
+        )
+        for reason in ("full", "expired", "unavailable"):
+            dropped.add_metric([reason], state.ledger.get(f"dropped_{reason}", 0))
+        yield dropped

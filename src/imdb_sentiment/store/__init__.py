@@ -3,11 +3,14 @@ replicas of the service share (SQLAlchemy Core; SQLite embedded by default, Post
 production), its schema owned by Alembic migrations (`migrations/`).
 
 - `tables`   the schema as SQLAlchemy Core tables (what migrations create, what code queries).
-- `database` `PredictionStore`: the service's bounded, batched writer and the feedback path;
+- `database` `PredictionStore`: records into the pod's spool, one flusher per pod into the
+             database, retention once per interval, the bounded feedback path, the readers;
              `open_store` / `upgrade` for the CLI.
-- `settings` where the store is (DATABASE_URL) and how long it keeps unlabelled predictions.
+- `spool`    the pod's durable, bounded queue of records on their way to the database.
+- `schema`   which schema a database holds, and whether this release can use it.
+- `engine`   engines for the store's URL, every wait bounded.
+- `settings` where the store is (DATABASE_URL), its spool, retention, timeouts and budgets.
 
 Imports: SQLAlchemy, Alembic (migrations only), pydantic-settings, the standard library,
-`background`, `settings`, `errors`, `labels`, `runtime.records`. Nothing under `serving` or
-`batch`.
+`settings`, `errors`, `labels`, `runtime.records`. Nothing under `serving` or `batch`.
 """

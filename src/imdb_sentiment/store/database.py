@@ -1,15 +1,21 @@
 """`PredictionStore`: prediction records and labels in one SQL database shared by every replica.
 
-Writes stay off the request path: `remember` puts a record on a bounded in-memory queue (a few
-microseconds) and a background thread inserts whatever is queued in one transaction
-(`background`). When the queue is full (the database is slow) or a batch cannot be written (the
-database is down), the records are dropped, counted through `on_drop`, and logged; the next batch
-tries again, so the store recovers by itself when the database returns (connections are checked
-before use). The feedback path reads and writes synchronously: an unavailable database is a
-`StoreUnavailableError` (the API's 503), never a lost acknowledged label.
+The prediction path never waits for the database: `remember` puts a request's records in the
+pod's spool (`store.spool`: a local SQLite file, durable before the response is sent), and one
+thread per pod (whichever worker holds the spool's flush lock) writes them to the database,
+oldest first, in batches: at once while the database answers, and when it is back after an
+outage — across worker and pod restarts, since the spool is on the pod's volume. Inserts ignore
+a record already stored (its key is the server's own unique id), so a batch written twice is
+stored once. The same thread judges the schema the database holds (`store.schema`), and runs
+retention once per interval across every replica (`prune_if_due`).
 
-Retention is enforced in the database: unlabelled predictions older than the retention window
-are deleted by the writer every few minutes; labelled ones are training data and stay.
+The feedback path reads and writes the database synchronously, within a budget
+(`FEEDBACK_BUDGET_S`): an unavailable or silent database is a `StoreUnavailableError` (the API's
+503) within it, never a lost acknowledged label and never a worker held for longer.
+
+Imports: SQLAlchemy, Alembic (migrations only), the standard library, `errors`, `labels`,
+`runtime.records`, `store.engine`, `store.schema`, `store.settings`, `store.spool`,
+`store.tables`.
 """
 
 from __future__ import annotations
@@ -20,30 +26,37 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, exists, select
+from sqlalchemy import Engine, and_, delete, exists, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from imdb_sentiment.background import BackgroundWriter
 from imdb_sentiment.errors import PipelineError
 from imdb_sentiment.labels import POSITIVE, Label
 from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.store.engine import make_engine
 from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
-from imdb_sentiment.store.settings import Timeouts
-from imdb_sentiment.store.tables import feedback, predictions
+from imdb_sentiment.store.settings import StoreSettings, Timeouts
+from imdb_sentiment.store.spool import Spool, SpoolError
+from imdb_sentiment.store.tables import feedback, predictions, store_tasks
 
 log = logging.getLogger(__name__)
 # A prediction reaches the database up to the writer's linger (50 ms) plus a transaction after
 # its response; feedback that races it (a script posting at once, to another replica) waits this
 # long before the id is called unknown. Short on purpose: each wait holds a sync worker.
 LOOKUP_PATIENCE_S = 0.2
-PRUNE_EVERY_S = 300.0
 SCHEMA_RECHECK_S = 10.0  # while unusable; six times that once usable
+FLUSH_BATCH = 1000  # records per database transaction
+FLUSH_IDLE_S = 0.05  # the flusher's pause when the spool is empty: a record waits ~50 ms
+RETRY_MAX_S = 5.0  # the longest pause between attempts while the database is away
+EXPIRE_EVERY_S = 60.0
+FEEDBACK_THREADS = 2  # feedback calls in flight per process; more are a 503 at once
+T = TypeVar("T")
 
 
 class StoreUnavailableError(PipelineError):
@@ -52,6 +65,10 @@ class StoreUnavailableError(PipelineError):
 
 class UnknownPredictionError(LookupError):
     pass
+
+
+class PendingPredictionError(LookupError):
+    """The prediction is in this pod's spool, not yet in the database (it is away or behind)."""
 
 
 class DuplicateFeedbackError(ValueError):
@@ -91,6 +108,7 @@ def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
     from alembic.config import Config
     from alembic.util import CommandError
 
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # its start-up chatter
     engine = make_engine(url, timeouts or Timeouts(statement_s=600.0, lock_s=5.0), pool_size=1)
     try:
         with engine.connect() as connection:
@@ -130,7 +148,7 @@ def open_store(url: str) -> PredictionStore:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
         raise StoreUnavailableError(f"no prediction store at {shown} (DATABASE_URL)")
-    store = PredictionStore(url)
+    store = PredictionStore(url)  # a reader: no spool
     try:
         with store.engine.connect() as db:
             tables = set(inspect(db).get_table_names())
@@ -158,31 +176,48 @@ class PredictionStore:
         url: str,
         keep_text: bool = False,
         retention_hours: float = 168.0,
-        queue_max: int = 10_000,
-        on_drop: Callable[[int, str], None] | None = None,
         timeouts: Timeouts | None = None,
+        spool: Spool | None = None,
+        prune_interval_s: float = 300.0,
+        feedback_budget_s: float = 5.0,
     ) -> None:
         self.url = url
         self.keep_text = keep_text
         self.retention_s = retention_hours * 3600
         self.timeouts = timeouts or Timeouts()
-        self._on_drop = on_drop or (lambda n, reason: None)
+        self.spool = spool  # None: a reader (drift, export), never a writer of predictions
+        self.prune_interval_s = prune_interval_s
+        self.feedback_budget_s = feedback_budget_s
         self._engine: Engine | None = None
+        self._engine_pid = 0
         self._engine_lock = threading.Lock()
-        self._last_prune = 0.0
-        self._writer = BackgroundWriter(
-            lambda: _Sink(self), "prediction-store", max_queue=queue_max, on_drop=self._on_drop
-        )
         self._schema: SchemaState | None = None
         self._looked = False  # a first look was made (whatever it found)
-        self._watcher: tuple[int, threading.Thread] | None = None
+        self._worker: _Maintainer | None = None
+        self._calls: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None
+
+    @classmethod
+    def for_service(cls, settings: StoreSettings, keep_text: bool) -> PredictionStore:
+        """The store a server writes: its spool, bounds and budgets from the settings."""
+        spool = Spool(
+            settings.prediction_spool_dir,
+            max_bytes=int(settings.prediction_spool_max_mb * 1024 * 1024),
+            max_age_s=settings.prediction_spool_max_age_hours * 3600,
+        )
+        return cls(
+            settings.database_url, keep_text=keep_text,
+            retention_hours=settings.prediction_retention_hours, timeouts=settings.timeouts(),
+            spool=spool, prune_interval_s=settings.prediction_prune_interval_s,
+            feedback_budget_s=settings.feedback_budget_s,
+        )  # fmt: skip
 
     @property
     def engine(self) -> Engine:
-        # Created in the process that uses it (gunicorn forks workers after the app may exist).
+        # Created in the process that uses it: gunicorn forks workers after the app may exist,
+        # and a pooled connection must never cross a fork.
         with self._engine_lock:
-            if self._engine is None:
-                self._engine = make_engine(self.url, self.timeouts)
+            if self._engine is None or self._engine_pid != os.getpid():
+                self._engine, self._engine_pid = make_engine(self.url, self.timeouts), os.getpid()
             return self._engine
 
     # --- the schema this process meets (store.schema) -------------------------------------------
@@ -206,92 +241,147 @@ class PredictionStore:
         self._schema, self._looked = state, True
         return state
 
-    def watch_schema(
-        self, every_s: float = SCHEMA_RECHECK_S, known: SchemaState | None = None
-    ) -> None:
-        """Judge the schema now and then in the background (once per process): a pod that met
-        a schema it cannot use becomes ready by itself once the release step has migrated.
-        `known`: the verdict of a migration this process just ran."""
-        pid = os.getpid()
-        if self._watcher is not None and self._watcher[0] == pid:
-            return
-        if known is not None:
-            self._schema, self._looked = known, True
-
-        def watch() -> None:
-            while True:
-                state = self.check_schema()
-                time.sleep(every_s if state is None or not state.usable else 6 * every_s)
-
-        thread = threading.Thread(target=watch, name="prediction-store-schema", daemon=True)
-        thread.start()
-        self._watcher = (pid, thread)
-
     def unusable_reason(self) -> str | None:
         """Why this process cannot use the store, for readiness; None: usable, or not known to
         be unusable (a database that is down does not make the service unready: predictions
-        are still answered)."""
+        are still answered, and kept in the spool)."""
         state = self._schema
-        if state is None and self._watcher is not None and not self._looked:
+        if state is None and self._worker is not None and not self._looked:
             return "prediction store schema not checked yet"
         if state is None or state.usable:
             return None
         return f"prediction store schema {state.status}: {state.detail}"
 
-    # --- the prediction path: queue only ------------------------------------------------------
-    def remember(self, record: PredictionRecord) -> None:
-        """Queue a record; its text must already be None unless texts are kept."""
-        assert record.text is None or self.keep_text, "texts are not kept on this server"
-        self._writer.put(record)
-
-    def close(self) -> None:
-        """Write everything queued, then stop the writer. Idempotent."""
-        self._writer.close()
-
-    def write(self, records: list[PredictionRecord]) -> None:
-        rows = [_row(r) for r in records]
-        try:
-            with self.engine.begin() as db:
-                db.execute(self._insert_ignoring_duplicates(), rows)
-        except (SQLAlchemyError, OSError) as exc:
-            # Dropped and counted; the next batch tries again (pool_pre_ping reconnects).
-            log.warning(
-                "prediction store unavailable: %d record(s) dropped (%s)", len(rows), _reason(exc)
-            )
-            self._on_drop(len(rows), "store_unavailable")
+    # --- the background work: one thread per process -------------------------------------------
+    def start(
+        self, known: SchemaState | None = None, schema_every_s: float = SCHEMA_RECHECK_S
+    ) -> None:
+        """Start this process's maintenance thread (schema checks; flushing the spool and
+        retention where this process holds the flush lock). `known`: the verdict of a
+        migration this process just ran. Idempotent per process."""
+        if self._worker is not None and self._worker.pid == os.getpid():
             return
-        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-            self._last_prune = time.monotonic()
+        if known is not None:
+            self._schema, self._looked = known, True
+        self._worker = _Maintainer(self, schema_every_s)
+        self._worker.start()
+
+    def close(self, drain_s: float = 5.0) -> None:
+        """Stop the background work; the flusher first writes what it can within `drain_s`.
+        What is left stays in the spool for the next flusher (another worker, the next start).
+        Idempotent."""
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.pid == os.getpid():
+            worker.stop(drain_s)
+
+    # --- the prediction path: into the spool ---------------------------------------------------
+    def remember(self, records: list[PredictionRecord]) -> None:
+        """Keep one request's records: durable in the spool when this returns. Their texts
+        must already be None unless texts are kept. Never raises: a spool that cannot be
+        written (its disk failed) is logged and counted."""
+        assert self.spool is not None, "this store only reads"
+        assert all(r.text is None for r in records) or self.keep_text, "texts are not kept"
+        if self._worker is None or self._worker.pid != os.getpid():
+            self.start()
+        try:
+            self.spool.append([_row(r) for r in records])
+        except SpoolError as exc:
+            log.error("%s: %d record(s) lost", exc, len(records))
+            self.spool.count_unavailable(len(records))
+            return
+        assert self._worker is not None
+        self._worker.wake()
+
+    def flush(self, until: float | None = None) -> bool:
+        """Write the spool's records to the database, oldest first, until it is empty (True) or
+        the database fails (False) or the monotonic time `until` has passed (True)."""
+        assert self.spool is not None
+        while True:
+            batch = self.spool.take(FLUSH_BATCH)
+            if not batch:
+                return True
             try:
-                self.prune()
-            except (SQLAlchemyError, OSError) as exc:  # retried at the next interval
-                log.warning("prediction store: retention delete failed (%s)", _reason(exc))
+                with self.engine.begin() as db:
+                    db.execute(self._insert_ignoring_duplicates(), [body for _, body in batch])
+            except (SQLAlchemyError, OSError) as exc:
+                raise _FlushFailedError(_reason(exc)) from exc
+            self.spool.ack([seq for seq, _ in batch])
+            if until is not None and time.monotonic() > until:
+                return True
 
     def _insert_ignoring_duplicates(self) -> Any:
+        """Insert, skipping a record already stored (the same record flushed twice)."""
+        keys = [predictions.c.request_id, predictions.c.item]
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(predictions).on_conflict_do_nothing()
+            return pg_insert(predictions).on_conflict_do_nothing(index_elements=keys)
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(predictions).on_conflict_do_nothing()
+        return sqlite_insert(predictions).on_conflict_do_nothing(index_elements=keys)
 
+    # --- retention: once per interval across every replica --------------------------------------
     def prune(self, now: float | None = None) -> int:
         """Delete unlabelled predictions older than the retention window."""
-        cutoff = (now if now is not None else time.time()) - self.retention_s
+        with self.engine.begin() as db:
+            return self._prune(db, now if now is not None else time.time())
+
+    def _prune(self, db: Any, now: float) -> int:
         labelled = exists().where(
             and_(feedback.c.request_id == predictions.c.request_id,
                  feedback.c.item == predictions.c.item)
         )  # fmt: skip
-        with self.engine.begin() as db:
-            result = db.execute(
-                delete(predictions).where(predictions.c.created < cutoff).where(~labelled)
-            )
-        return int(result.rowcount or 0)
+        old = predictions.c.created < now - self.retention_s
+        return int(db.execute(delete(predictions).where(old).where(~labelled)).rowcount or 0)
 
-    # --- the feedback path ----------------------------------------------------------------------
+    def prune_if_due(self, now: float | None = None) -> int | None:
+        """Run retention if no replica has in the last interval: the one whose conditional
+        update of `store_tasks.last_run` succeeds does it, in the same transaction. None: not
+        this replica's turn."""
+        now = now if now is not None else time.time()
+        claim = (
+            update(store_tasks)
+            .where(store_tasks.c.task == "prune")
+            .where(store_tasks.c.last_run < now - self.prune_interval_s)
+            .values(last_run=now)
+        )
+        with self.engine.begin() as db:
+            if not db.execute(claim).rowcount:
+                return None
+            return self._prune(db, now)
+
+    # --- the feedback path: bounded -------------------------------------------------------------
+    def _bounded(self, call: Callable[[float], T]) -> T:
+        """Run `call(deadline)` on this process's feedback threads, within the feedback
+        budget: past it (or with every thread still waiting for the database) a
+        StoreUnavailableError, while the request's worker moves on."""
+        if self._calls is None or self._calls[0] != os.getpid():
+            pool = ThreadPoolExecutor(FEEDBACK_THREADS, thread_name_prefix="feedback-store")
+            self._calls = (os.getpid(), pool, threading.Semaphore(FEEDBACK_THREADS))
+        _, pool, slots = self._calls
+        if not slots.acquire(blocking=False):
+            raise StoreUnavailableError("the database has not answered earlier feedback yet")
+        deadline = time.monotonic() + self.feedback_budget_s
+
+        def run() -> T:
+            try:
+                return call(deadline)
+            finally:
+                slots.release()
+
+        future = pool.submit(run)
+        try:
+            return future.result(timeout=self.feedback_budget_s)
+        except FutureTimeout:
+            raise StoreUnavailableError(
+                f"no answer from the database within {self.feedback_budget_s:g} s"
+            ) from None
+
     def lookup(self, request_id: str, item: int) -> PredictionRecord:
-        deadline = time.monotonic() + LOOKUP_PATIENCE_S
+        return self._bounded(lambda deadline: self._lookup(request_id, item, deadline))
+
+    def _lookup(self, request_id: str, item: int, deadline: float) -> PredictionRecord:
+        patience = min(deadline, time.monotonic() + LOOKUP_PATIENCE_S)
         query = select(predictions).where(
             predictions.c.request_id == request_id, predictions.c.item == item
         )
@@ -303,7 +393,9 @@ class PredictionStore:
                 raise StoreUnavailableError(_reason(exc)) from exc
             if row is not None:
                 return _record(row)
-            if time.monotonic() > deadline:
+            if time.monotonic() > patience:
+                if self.spool is not None and self.spool.holds(request_id):
+                    raise PendingPredictionError(request_id)
                 raise UnknownPredictionError(request_id)
             time.sleep(0.02)
 
@@ -311,6 +403,9 @@ class PredictionStore:
         """Record the true label of a prediction, once. With `text`, the prediction was made for
         this feedback request and is stored with it; the text is labelled once (by its digest,
         whether or not the text itself is kept)."""
+        return self._bounded(lambda _: self._label(record, actual, text))
+
+    def _label(self, record: PredictionRecord, actual: Label, text: str | None) -> Labelled:
         digest = text_digest(text) if text is not None else None
         try:
             with self.engine.begin() as db:
@@ -362,14 +457,97 @@ class PredictionStore:
             raise StoreUnavailableError(_reason(exc)) from exc
 
 
-class _Sink:
-    """The writer thread's end of the queue."""
+class _FlushFailedError(Exception):
+    pass
 
-    def __init__(self, store: PredictionStore) -> None:
-        self.write = store.write
 
-    def close(self) -> None:
-        pass
+class _Maintainer(threading.Thread):
+    """A process's background work for the store: judge the schema now and then; where this
+    process holds the spool's flush lock (one per pod), write the spool to the database, expire
+    what is past the spool's age bound, and run retention when it is due."""
+
+    def __init__(self, store: PredictionStore, schema_every_s: float) -> None:
+        super().__init__(name="prediction-store", daemon=True)
+        self.store = store
+        self.pid = os.getpid()
+        self.schema_every_s = schema_every_s
+        self._stopping = threading.Event()
+        self._wake = threading.Event()  # set by `remember` in this process: records to write
+        self._failing_since: float | None = None
+        self._last_warned = 0.0
+
+    def run(self) -> None:
+        next_schema = next_expire = 0.0
+        pause = 0.0
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            now = time.monotonic()
+            if now >= next_schema:
+                state = self.store.check_schema()
+                usable = state is not None and state.usable
+                next_schema = now + self.schema_every_s * (6 if usable else 1)
+            spool = self.store.spool
+            if spool is None:
+                pause = max(0.0, next_schema - time.monotonic())
+                continue
+            if not spool.try_flusher():
+                pause = 1.0  # another process flushes; look again whether it still does
+                continue
+            pause = self._flush_once()
+            if now >= next_expire:
+                next_expire = now + EXPIRE_EVERY_S
+                self._quietly(spool.expire, "spool expiry")
+                self._quietly(self.store.prune_if_due, "retention delete")
+
+    def _flush_once(self) -> float:
+        try:
+            self.store.flush()
+        except _FlushFailedError as exc:
+            now = time.monotonic()
+            if self._failing_since is None:
+                self._failing_since = now
+            if now - self._last_warned > 30:
+                self._last_warned = now
+                state = self.store.spool.state() if self.store.spool else None
+                waiting = state.records if state else 0
+                log.warning("prediction store unavailable (%s): %d record(s) wait in the spool",
+                            exc, waiting)  # fmt: skip
+            since = now - self._failing_since
+            return min(RETRY_MAX_S, max(0.2, since / 4))
+        if self._failing_since is not None:
+            log.info("prediction store back: the spool is written")
+            self._failing_since = None
+            self._last_warned = 0.0
+        return FLUSH_IDLE_S
+
+    @staticmethod
+    def _quietly(action: Callable[[], object], what: str) -> None:
+        try:
+            action()
+        except (SQLAlchemyError, OSError, Exception) as exc:  # retried at the next interval
+            log.debug("prediction store: %s skipped (%s)", what, _reason(exc))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, drain_s: float) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self.join(timeout=drain_s + 5)
+        spool = self.store.spool
+        if spool is None or not spool.try_flusher():
+            return
+        try:
+            self.store.flush(until=time.monotonic() + drain_s)
+        except _FlushFailedError as exc:
+            state = spool.state()
+            log.warning("prediction store unavailable at stop (%s): %d record(s) stay in the "
+                        "spool for the next start", exc, state.records)  # fmt: skip
+        finally:
+            spool.release_flusher()
 
 
 def _window(query: Any, columns: Any, since: float | None, until: float | None,
@@ -395,6 +573,7 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
         "unknown_share": r.unknown_share,
         "tokens": r.tokens,
         "text_chars": r.text_chars,
+        "client_request_id": r.client_request_id,
     }
 
 
@@ -410,4 +589,5 @@ def _record(row: Any) -> PredictionRecord:
         tokens=-1 if row["tokens"] is None else int(row["tokens"]),
         text_chars=-1 if row["text_chars"] is None else int(row["text_chars"]),
         text=row["text"],
+        client_request_id=row.get("client_request_id"),
     )

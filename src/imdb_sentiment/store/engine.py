@@ -31,7 +31,12 @@ def make_engine(url: str, timeouts: Timeouts | None = None, pool_size: int = 2) 
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite(url, parsed.database, timeouts)
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            # A relative file is the one meant now: a pool opens connections later.
+            database = str(Path(database).absolute())
+            url = parsed.set(database=database).render_as_string(hide_password=False)
+        return _sqlite(url, database, timeouts)
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
         connect_args = postgres_connect_args(timeouts)

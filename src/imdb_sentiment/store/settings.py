@@ -28,8 +28,20 @@ class StoreSettings(BaseSettings):
     prediction_retention_hours: float = Field(
         168.0, gt=0.0, validation_alias="PREDICTION_RETENTION_HOURS"
     )
-    # Records waiting for the writer, per process; past it they are dropped and counted.
-    prediction_queue_max: int = Field(10_000, ge=1, validation_alias="PREDICTION_QUEUE_MAX")
+    # The spool (store.spool): every prediction record is kept here, on the pod's volume, before
+    # its response is sent, and written to the database from here — at once, or when the
+    # database is back. Past its size or age bound records are dropped and counted.
+    prediction_spool_dir: str = Field(".cache/spool", validation_alias="PREDICTION_SPOOL_DIR")
+    prediction_spool_max_mb: float = Field(256.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_MB")
+    prediction_spool_max_age_hours: float = Field(
+        168.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_AGE_HOURS"
+    )
+    # Retention runs once per interval across every replica (the first to claim it).
+    prediction_prune_interval_s: float = Field(
+        300.0, gt=0, validation_alias="PREDICTION_PRUNE_INTERVAL_S"
+    )
+    # A feedback request holds its worker at most this long waiting for the database (503 then).
+    feedback_budget_s: float = Field(5.0, gt=0, le=60, validation_alias="FEEDBACK_BUDGET_S")
     # auto: the server upgrades the schema at start (the embedded SQLite store of `make run`);
     # off: only `imdb-sentiment db upgrade` does, once per release (the Kubernetes Job, compose's
     # migrate service). Either way a server starts on a schema it can use (store.schema) and

@@ -1,5 +1,9 @@
 """The store's schema. Times are UNIX seconds in double precision (one type on every dialect);
-probabilities are P(positive). A migration creates exactly these (tests compare)."""
+probabilities are P(positive). A migration creates exactly these (tests compare).
+
+`request_id` is always the id the server made (unguessable, unique); the caller's own
+X-Request-ID is `client_request_id`, a correlation field and never a key.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ predictions = Table(
     Column("unknown_share", DOUBLE),
     Column("tokens", Integer),
     Column("text_chars", Integer),
+    Column("client_request_id", String(128)),
     Index("predictions_created", "created"),
 )
 
@@ -33,4 +38,13 @@ feedback = Table(
     Column("actual", String(8), nullable=False),
     Column("text_sha256", String(64), unique=True),
     Index("feedback_created", "created"),
+)
+
+# Work done once per interval across every replica (retention): the replica whose conditional
+# UPDATE of `last_run` succeeds does it (store.database.PredictionStore.prune_if_due).
+store_tasks = Table(
+    "store_tasks",
+    metadata,
+    Column("task", String(32), primary_key=True),
+    Column("last_run", DOUBLE, nullable=False),
 )

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -20,7 +21,8 @@ from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.settings import load_settings
-from imdb_sentiment.store.database import PredictionStore, upgrade
+from imdb_sentiment.store.database import PredictionStore, _row, upgrade
+from imdb_sentiment.store.spool import Spool
 from imdb_sentiment.store.tables import feedback, metadata, predictions
 from tests.unit.serving.test_web_metrics_openapi import samples
 
@@ -143,13 +145,24 @@ def test_texts_are_kept_only_where_the_prediction_log_may_keep_them(
     assert again.status_code == 409
 
 
-def test_several_writers_share_the_database(database_url: str) -> None:
-    """Workers and replicas are processes with their own connections; threads stand in here."""
-    stores = [PredictionStore(database_url) for _ in range(4)]
+def writer(url: str, spool: Path, **kwargs: Any) -> PredictionStore:
+    """A store as a server writes it: through a spool in `spool`."""
+    bounds = {"max_bytes": kwargs.pop("max_bytes", 10**8), "max_age_s": 3600.0}
+    return PredictionStore(url, spool=Spool(spool, **bounds), **kwargs)
+
+
+def count(store: PredictionStore) -> int:
+    with store.engine.connect() as db:
+        return int(db.execute(select(func.count()).select_from(predictions)).scalar() or 0)
+
+
+def test_several_writers_share_the_database(database_url: str, tmp_path: Path) -> None:
+    """Pods are processes with spools and connections of their own; threads stand in here."""
+    stores = [writer(database_url, tmp_path / f"pod{i}") for i in range(4)]
 
     def write(i: int) -> None:
         for j in range(200):
-            stores[i].remember(record(f"w{i}-{j}"))
+            stores[i].remember([record(f"w{i}-{j}")])
         stores[i].close()
 
     threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
@@ -157,8 +170,7 @@ def test_several_writers_share_the_database(database_url: str) -> None:
         t.start()
     for t in threads:
         t.join()
-    with stores[0].engine.connect() as db:
-        assert db.execute(select(func.count()).select_from(predictions)).scalar() == 800
+    assert count(stores[0]) == 800
 
 
 def test_old_unlabelled_predictions_are_pruned(database_url: str) -> None:
@@ -177,26 +189,47 @@ def test_old_unlabelled_predictions_are_pruned(database_url: str) -> None:
     assert {r.request_id for r in store.records()} == {"old-labelled", "new"}
 
 
-def test_a_full_queue_drops_and_counts_instead_of_blocking(database_url: str) -> None:
-    dropped: list[tuple[int, str]] = []
-    store = PredictionStore(database_url, queue_max=5, on_drop=lambda n, r: dropped.append((n, r)))
-    store._writer._linger = 0.5  # the writer sleeps: the queue fills behind it
-    for i in range(50):
-        store.remember(record(f"q{i}"))
-    store.close()
-    lost = sum(n for n, reason in dropped if reason == "queue_full")
-    assert lost > 0
-    assert len(list(store.records())) == 50 - lost
+def test_retention_runs_once_per_interval_across_replicas(database_url: str) -> None:
+    replicas = [PredictionStore(database_url, prune_interval_s=300) for _ in range(5)]
+    now = time.time()
+    runs = [r.prune_if_due(now) for r in replicas]
+    assert [x is not None for x in runs].count(True) == 1  # one of five ran the DELETE
+    assert all(r.prune_if_due(now + 299) is None for r in replicas)  # still the same interval
+    assert [r.prune_if_due(now + 301) is not None for r in replicas].count(True) == 1
 
 
-def test_an_unreachable_database_drops_and_counts(tmp_path: Path) -> None:
-    dropped: list[tuple[int, str]] = []
-    url = f"sqlite:///{tmp_path / 'no-schema.db'}"  # no tables: every insert fails
-    store = PredictionStore(url, on_drop=lambda n, r: dropped.append((n, r)))
-    for i in range(3):
-        store.remember(record(f"u{i}"))
+def test_a_full_spool_drops_whole_requests_and_counts_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    store = writer(database_url, tmp_path / "spool", max_bytes=2000)
+    store.spool.release_flusher() if store.spool else None
+    kept = sum(bool(store.spool.append([_row(record(f"q{i}"))])) for i in range(50))  # type: ignore[union-attr]
+    assert 0 < kept < 50  # bounded: what fits is kept, the rest dropped
+    state = store.spool.state()  # type: ignore[union-attr]
+    assert (state.records, state.ledger["dropped_full"]) == (kept, 50 - kept)
+    assert store.flush()
+    assert count(store) == kept and store.spool.state().ledger["written"] == kept  # type: ignore[union-attr]
+
+
+def test_records_wait_in_the_spool_while_the_database_is_away_then_are_written_once(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'later.db'}"  # no schema yet: every insert fails
+    store = writer(url, tmp_path / "spool")
+    store.remember([record(f"u{i}") for i in range(3)])
+    time.sleep(0.3)  # the flusher has tried, and failed
+    assert store.spool is not None and store.spool.state().records == 3
+    upgrade(url)  # the database is back
+    deadline = time.monotonic() + 10
+    while store.spool.state().records:
+        assert time.monotonic() < deadline, "the spool was not written when the database came back"
+        time.sleep(0.05)
     store.close()
-    assert sum(n for n, r in dropped if r == "store_unavailable") == 3
+    assert count(store) == 3
+    # Written twice (a flusher killed between the database's commit and the spool's ack): once.
+    again = writer(url, tmp_path / "spool-again")
+    again.spool.append([_row(record(f"u{i}")) for i in range(3)])  # type: ignore[union-attr]
+    assert again.flush() and count(again) == 3
 
 
 def test_migrations_create_exactly_the_declared_schema(database_url: str) -> None:
@@ -229,7 +262,7 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
     )
     old.close()
     url = f"sqlite:///{path}"
-    assert upgrade(url).revision == "0002"
+    assert upgrade(url).revision == "0003"
     store = PredictionStore(url)
     [(prediction, actual, at)] = list(store.labelled())
     assert (prediction.request_id, prediction.model_version, prediction.label) == (
@@ -239,10 +272,11 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
     )
     assert actual == "positive" and at == 1700000100.0
     assert prediction.tokens == -1  # recorded before the store kept drift's signals
-    store.remember(record("new"))
-    store.close()
+    spooled = writer(url, tmp_path / "spool")
+    spooled.remember([record("new")])
+    spooled.close()
     assert store.lookup("new", 0).tokens == 5
-    assert upgrade(url).revision == "0002"  # idempotent
+    assert upgrade(url).revision == "0003"  # idempotent
 
 
 def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -> None:

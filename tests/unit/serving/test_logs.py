@@ -28,8 +28,9 @@ from imdb_sentiment.serving.logs import (
     RequestIdFilter,
     ServiceJsonFormatter,
     access_fields,
+    client_request_id,
     logging_config,
-    request_id_from,
+    new_request_id,
 )
 from imdb_sentiment.serving.predictions import PredictionLog, _RecordFormatter
 from imdb_sentiment.serving.settings import load_settings
@@ -82,12 +83,10 @@ def test_gunicorn_access_atoms_become_fields() -> None:
     ("header", "kept"),
     [("abc-123", True), ("a" * 129, False), ("two words", False), ("x\ny", False), (None, False)],
 )
-def test_request_ids_from_callers_are_kept_only_when_sensible(
+def test_callers_ids_are_kept_for_correlation_only_when_sensible(
     header: str | None, kept: bool
 ) -> None:
-    rid = request_id_from(header)
-    assert (rid == header) is kept
-    assert 1 <= len(rid) <= 128
+    assert client_request_id(header) == (header if kept else None)
 
 
 @pytest.fixture
@@ -122,20 +121,23 @@ def records(directory: Path) -> list[dict[str, object]]:
     return [json.loads(line) for f in directory.glob("*.jsonl*") for line in f.open()]
 
 
-def test_the_request_id_is_echoed_and_stamped_on_the_prediction_record(
+def test_the_servers_id_is_returned_and_keys_the_record_the_callers_is_kept_beside(
     logged_client: FlaskClient, tmp_path: Path
 ) -> None:
     given = logged_client.post(
         PREDICT, json={"text": "A wonderful film."}, headers={"X-Request-ID": "mine-1"}
     )
     made = logged_client.post(PREDICT, json={"texts": ["Dull.", "Great acting."]})
-    assert given.headers["X-Request-ID"] == "mine-1"
+    ours = given.headers["X-Request-ID"]
+    assert ours != "mine-1" and len(ours) == 32  # the server's own, never the caller's
     generated = made.headers["X-Request-ID"]
-    assert len(generated) == 32 and generated != "mine-1"
+    assert len(generated) == 32 and generated != ours
     ServiceContext.of(logged_client.application).predictions.close()
     found = records(tmp_path / "predictions")
-    assert [r["request_id"] for r in found] == ["mine-1", generated, generated]
+    assert [r["request_id"] for r in found] == [ours, generated, generated]
+    assert [r.get("client_request_id") for r in found] == ["mine-1", None, None]
     first = PredictionRecord.from_json(found[0])
+    assert first.client_request_id == "mine-1"
     assert first.text_chars == len("A wonderful film.") and first.text is None  # private
     assert first.label == given.json["label"]  # type: ignore[index]
     assert abs(first.probability - given.json["scores"]["positive"]) < 1e-6  # type: ignore[index]
@@ -241,29 +243,35 @@ def test_gunicorn_writes_the_json_access_line_through_the_lean_logger(
         status="201 CREATED", sent=57, headers=[("Content-Type", "x"), ("X-Request-ID", "r-9")]
     )
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/feedback", "QUERY_STRING": "",
-               "REMOTE_ADDR": "10.1.2.3", "HTTP_USER_AGENT": "kube-probe/1.30"}  # fmt: skip
+               "REMOTE_ADDR": "10.1.2.3", "HTTP_USER_AGENT": "kube-probe/1.30",
+               "HTTP_X_REQUEST_ID": "caller-7"}  # fmt: skip
     logger.access(response, None, environ, timedelta(seconds=1, microseconds=2500))
     line = json.loads(stream.getvalue())
+    assert line["client_request_id"] == "caller-7"  # the caller's, beside the server's
     assert line["message"] == "POST /api/v1/feedback 201" and line["status"] == 201
     assert line["request_id"] == "r-9" and line["duration_ms"] == 1002.5 and line["bytes"] == 57
     assert line["remote"] == "10.1.2.3" and line["user_agent"] == "kube-probe/1.30"
     assert "query" not in line and line["logger"] == "gunicorn.access"
 
 
-def test_fresh_request_ids_are_distinct_and_change_prefix_after_a_fork() -> None:
-    first, second = request_id_from(None), request_id_from(None)
-    assert first != second and first[:16] == second[:16] and len(first) == 32
-    int(first, 16)  # hex, as uuid4().hex was
+def test_server_ids_are_distinct_unguessable_and_rekeyed_after_a_fork() -> None:
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(len(i) == 32 for i in ids)
+    int(ids[0], 16)  # hex, as uuid4().hex was
+    # No structure to guess from: no shared prefix, no counter, digits spread evenly.
+    assert len({i[:8] for i in ids}) == 1000
+    digits = "".join(ids)
+    assert max(digits.count(d) for d in "0123456789abcdef") < 1.2 * len(digits) / 16
     read, write = os.pipe()
-    pid = os.fork()  # as gunicorn forks its workers
+    pid = os.fork()  # as gunicorn forks its workers: a key of its own
     if pid == 0:
-        os.write(write, request_id_from(None).encode())
+        os.write(write, " ".join(new_request_id() for _ in range(1000)).encode())
         os._exit(0)
     os.waitpid(pid, 0)
-    child = os.read(read, 64).decode()
+    child = os.read(read, 64_000).decode().split()
     os.close(read)
     os.close(write)
-    assert len(child) == 32 and child[:16] != first[:16]
+    assert len(child) == 1000 and not set(child) & set(ids)
 
 
 def test_no_access_line_when_the_access_log_is_off(restore_logging: None) -> None:

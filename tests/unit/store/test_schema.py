@@ -117,7 +117,7 @@ def test_readiness_follows_the_schema_without_a_restart(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     migrate_to(url, min(known_revisions()))
     store = PredictionStore(url)
-    store.watch_schema(every_s=0.05)
+    store.start(schema_every_s=0.05)
     deadline = time.monotonic() + 10
     while store.schema is None:
         assert time.monotonic() < deadline

@@ -18,6 +18,7 @@ from imdb_sentiment.serving.http.errors import ApiError, decode_utf8, parse_json
 from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
 from imdb_sentiment.store.database import (
     DuplicateFeedbackError,
+    PendingPredictionError,
     StoreUnavailableError,
     UnknownPredictionError,
 )
@@ -96,11 +97,19 @@ def feedback() -> ResponseReturnValue:
         if text is not None:  # scored now, by the current model, and stored with its label
             model = require_model(ctx.store)
             scored = Prediction(text, model.scorer.score(text))
-            record = scored.record(model, g.request_id, keep_text=ctx.records.keep_text)
+            record = scored.record(model, g.request_id, keep_text=ctx.records.keep_text,
+                                   client_request_id=g.client_request_id)  # fmt: skip
             labelled = ctx.records.label(record, label, text=text)
         else:
             assert request_id is not None
             labelled = ctx.records.label(ctx.records.lookup(request_id, item), label)
+    except PendingPredictionError:
+        raise ApiError(
+            503,
+            "prediction_pending",
+            f"the prediction {request_id!r} is not stored yet: retry in a few seconds",
+            headers={"Retry-After": "5"},
+        ) from None
     except UnknownPredictionError:
         raise ApiError(
             404, "unknown_prediction", f"no prediction with request_id {request_id!r}, item {item}"

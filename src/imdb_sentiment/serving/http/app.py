@@ -21,7 +21,13 @@ from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.http.errors import ApiError, error_body
 from imdb_sentiment.serving.http.schemas import Schemas
-from imdb_sentiment.serving.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+from imdb_sentiment.serving.logs import (
+    CLIENT_REQUEST_ID,
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    client_request_id,
+    new_request_id,
+)
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
@@ -80,16 +86,6 @@ def _tokens(settings: Settings) -> TokenCheck | None:
 def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore | None:
     if not settings.database_url:
         return None
-
-    last_warned = [0.0]
-
-    def dropped(count: int, reason: str) -> None:
-        metrics.records_dropped.labels(reason=reason).inc(count)
-        if reason == "queue_full" and time.monotonic() - last_warned[0] > 10:  # one line per 10 s
-            last_warned[0] = time.monotonic()
-            log.warning("prediction store queue full: records dropped (counted in "
-                        "prediction_records_dropped_total)")  # fmt: skip
-
     migrated = None
     if settings.database_migrate == "auto":  # the embedded store; a release step otherwise
         try:
@@ -97,15 +93,9 @@ def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore |
         except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
             log.warning("%s", exc)
     # Texts are kept where the prediction log may keep them: one privacy switch.
-    store = PredictionStore(
-        settings.database_url,
-        keep_text=settings.prediction_log_text,
-        retention_hours=settings.prediction_retention_hours,
-        queue_max=settings.prediction_queue_max,
-        on_drop=dropped,
-        timeouts=settings.timeouts(),
-    )
-    store.watch_schema(known=migrated)
+    store = PredictionStore.for_service(settings, keep_text=settings.prediction_log_text)
+    metrics.watch_spool(store)
+    store.start(known=migrated)
     return store
 
 
@@ -135,14 +125,20 @@ def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
     def _start_request() -> None:
         state = g._get_current_object()
         state.started = time.perf_counter()
-        state.request_id = request_id_from(request.environ.get(request_id_key))
+        # This server's id keys the request's records; the caller's is only correlated.
+        state.request_id = new_request_id()
+        state.client_request_id = client_request_id(request.environ.get(request_id_key))
         state.request_id_token = REQUEST_ID.set(state.request_id)  # for every log line of it
+        state.client_id_token = CLIENT_REQUEST_ID.set(state.client_request_id)
 
     @app.teardown_request
     def _end_request(_: BaseException | None) -> None:
         token = g.pop("request_id_token", None)
         if token is not None:
             REQUEST_ID.reset(token)
+        client = g.pop("client_id_token", None)
+        if client is not None:
+            CLIENT_REQUEST_ID.reset(client)
 
     @app.after_request
     def _finish(response: Response) -> Response:

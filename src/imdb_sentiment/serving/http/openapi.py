@@ -27,12 +27,14 @@ _ERROR = _ref("Error")
 _API_ERRORS = {
     400: "Malformed JSON, invalid UTF-8, too deeply nested (on /invocations: any bad input)",
     401: "API_TOKENS_FILE is set and the bearer token is missing or wrong",
+    403: "Writes are off: no API_TOKENS_FILE (and no ALLOW_ANONYMOUS_WRITES=true)",
     404: "No prediction with this request_id (and item), or feedback is off",
     409: "This prediction (or text) already has a label",
     413: "Body, text or batch too large",
     415: "Body is not application/json",
     422: "Invalid field",
-    503: "No model loaded",
+    503: "No model loaded; for feedback: the database cannot take it now, or the prediction is "
+    "not stored yet (retry)",
 }
 _OIP_ERRORS = {
     400: "Malformed request: not the protocol's shape, or shape and data disagree",
@@ -212,7 +214,7 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json(feedback_body)},
                     "responses": {
                         "201": {"description": "Recorded", "content": _json(_ref("FeedbackAck"))},
-                        **_error_responses(400, 401, 404, 409, 413, 415, 422, 503),
+                        **_error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
                     },
                 }
             },

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
 from imdb_sentiment.serving.http.context import service
 from imdb_sentiment.serving.http.openapi import document
+from imdb_sentiment.store.database import PredictionStore
 
 bp = Blueprint("ops", __name__)
 
@@ -26,10 +29,25 @@ def readyz() -> ResponseReturnValue:
         return jsonify({"status": "not ready", "reason": store.public_reason}), 503
     # A schema this release cannot use (not migrated yet, or changed incompatibly): no traffic
     # until the release step has migrated; then ready without a restart.
-    unusable = ctx.records.unusable_reason() if ctx.records is not None else None
+    records = ctx.records
+    unusable = records.unusable_reason() if records is not None else None
     if unusable is not None:
         return jsonify({"status": "not ready", "reason": unusable}), 503
-    return jsonify({"status": "ready", "model": {"name": model.name, "version": model.version}})
+    body = {"status": "ready", "model": {"name": model.name, "version": model.version}}
+    if records is not None:  # the store's health: a database away is not a reason to leave
+        body["store"] = store_health(records)
+    return jsonify(body)
+
+
+def store_health(records: PredictionStore) -> dict[str, object]:
+    schema = records.schema
+    health: dict[str, object] = {"schema": schema.status if schema else "unknown"}
+    if records.spool is not None:
+        try:
+            health["spool"] = records.spool.state().as_json()
+        except (sqlite3.Error, OSError):
+            health["spool"] = "unreadable"
+    return health
 
 
 @bp.get("/version")

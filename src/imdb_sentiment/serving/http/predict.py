@@ -43,12 +43,18 @@ class Prediction:
         return {"tokens": tokens, "known_tokens": round(tokens * (1.0 - self.score.unknown_share))}
 
     def record(
-        self, model: LoadedModel, request_id: str | None, item: int = 0, keep_text: bool = False
+        self,
+        model: LoadedModel,
+        request_id: str | None,
+        item: int = 0,
+        keep_text: bool = False,
+        client_request_id: str | None = None,
     ) -> PredictionRecord:
         """What the store and the prediction log keep; the text only where texts are kept."""
         return PredictionRecord(
             time=time.time(),
             request_id=request_id,
+            client_request_id=client_request_id,
             model_version=model.version,
             probability=round(self.score.p_positive, 6),
             label=self.label,
@@ -100,8 +106,8 @@ def predict(
         scores = scorer.score_batch(texts)  # vectorised over the batch
     metrics, log, records = ctx.metrics, ctx.predictions, ctx.records
     keep_text = ctx.settings.prediction_log_text  # one privacy switch: the store and the log
-    request_id = g.get("request_id")
-    results = []
+    request_id, client_id = g.get("request_id"), g.get("client_request_id")
+    results, kept = [], []
     for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
         prediction = Prediction(text, score)
         metrics.observe_prediction(
@@ -109,12 +115,13 @@ def predict(
         )
         sampled = log.sampled()
         if sampled or records is not None:
-            record = prediction.record(model, request_id, item, keep_text)
+            record = prediction.record(model, request_id, item, keep_text, client_id)
             if sampled:
                 log.record(record)
-            if records is not None and request_id is not None:  # queued, written by a thread
-                records.remember(record)
+            kept.append(record)
         results.append(prediction)
+    if records is not None and request_id is not None:  # in the spool before the answer
+        records.remember(kept)
     return results
 
 

@@ -216,8 +216,9 @@ class Schemas:
             explain: bool = False
 
         class FeedbackById(_Strict):
-            """The true label of an earlier prediction: its `request_id` (the X-Request-ID
-            header of the prediction's response) and, for a batch, its `item`."""
+            """The true label of an earlier prediction: its `request_id` (the id this server
+            made, returned in the X-Request-ID header of the prediction's response) and, for a
+            batch, its `item`."""
 
             request_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
             item: Annotated[int, BeforeValidator(_integral)] = Field(

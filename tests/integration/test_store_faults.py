@@ -1,0 +1,197 @@
+"""The prediction store under faults, as the platform would cause them: two instances of the
+real service (gunicorn, 2 workers each, their own directories and spools) on one real PostgreSQL
+server, under concurrent prediction and feedback load for over 40 s, while a worker is SIGKILLed,
+the database is stopped for over 10 s and started again, and one instance is stopped (SIGTERM)
+and started again on its directory.
+
+Afterwards: every label acknowledged with a 201 is in the database with that label; every
+prediction answered with a 200 is in the database (nothing lost: the spool's bound lies above
+what the outage needs, and nothing was dropped); no record twice; no 5xx but 503; and two
+requests with the same X-Request-ID are two records, a guessed id a 404.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.integration.test_feedback_live import metric
+from tests.postgres import PostgresServer
+from tests.project import ROOT, run
+from tests.server import Pod
+from tests.unit.serving.test_model_store import publish
+
+pytestmark = pytest.mark.slow
+WORDS = ["great", "awful", "moving", "dull", "brilliant", "boring", "superb", "tedious",
+         "charming", "clumsy"]  # fmt: skip
+
+
+@dataclass
+class Ledger:
+    """What the clients were told."""
+
+    predicted: dict[str, int] = field(default_factory=dict)  # 200: request id -> items
+    labelled: dict[tuple[str, int], str] = field(default_factory=dict)  # 201: label
+    statuses: Counter[int] = field(default_factory=Counter)
+    unreachable: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def review(rnd: random.Random) -> str:
+    return " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(3, 12))) + "."
+
+
+def client(pods: list[Pod], ledger: Ledger, stop: threading.Event, seed: int) -> None:
+    rnd = random.Random(seed)
+    session = requests.Session()
+    while not stop.is_set():
+        pod = rnd.choice(pods)
+        try:
+            if ledger.predicted and rnd.random() < 0.3:
+                with ledger.lock:
+                    rid = rnd.choice(list(ledger.predicted))
+                    item = rnd.randrange(ledger.predicted[rid])
+                label = rnd.choice(["positive", "negative"])
+                body = {"request_id": rid, "item": item, "label": label}
+                answer = session.post(f"{pod.url}/api/v1/feedback", json=body, timeout=15)
+                if answer.status_code == 201:
+                    with ledger.lock:
+                        ledger.labelled[(rid, item)] = label
+            else:
+                texts = [review(rnd) for _ in range(rnd.choice([1, 1, 2, 5]))]
+                answer = session.post(f"{pod.url}/api/v1/predict", json={"texts": texts},
+                                      timeout=15)  # fmt: skip
+                if answer.status_code == 200:
+                    with ledger.lock:
+                        ledger.predicted[answer.headers["X-Request-ID"]] = len(texts)
+            with ledger.lock:
+                ledger.statuses[answer.status_code] += 1
+        except requests.RequestException:  # a killed worker's connection, a pod restarting
+            with ledger.lock:
+                ledger.unreachable += 1
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def pods(tmp_path: Path, postgres: PostgresServer) -> Iterator[tuple[list[Pod], str]]:
+    publish(seed=1)
+    url = postgres.new_database()
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, {"DATABASE_URL": url})
+    env = {"DATABASE_URL": url, "DATABASE_MIGRATE": "off", "PREDICTION_LOG_RATE": "0"}
+    started = [Pod(tmp_path / name, env) for name in ("a", "b")]
+    for pod in started:
+        pod.start()
+    try:
+        yield started, url
+    finally:
+        for pod in started:
+            if pod.proc is not None and pod.proc.poll() is None:
+                pod.stop()
+
+
+def wait_until(check: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
+def test_nothing_acknowledged_is_lost_under_worker_kills_an_outage_and_a_restart(
+    pods: tuple[list[Pod], str], postgres: PostgresServer
+) -> None:
+    (a, b), url = pods
+    ledger, stop = Ledger(), threading.Event()
+    clients = [threading.Thread(target=client, args=([a, b], ledger, stop, seed))
+               for seed in range(4)]  # fmt: skip
+    for thread in clients:
+        thread.start()
+    started = time.monotonic()
+    try:
+        time.sleep(5)
+        os.kill(a.workers()[0], signal.SIGKILL)  # a worker dies mid-load
+        time.sleep(5)
+        postgres.stop()  # the database is away for 12 s
+        outage = time.monotonic()
+        time.sleep(12)
+        postgres.start()
+        outage = time.monotonic() - outage
+        time.sleep(4)
+        assert b.stop() == 0  # a pod stopped as Kubernetes stops it, then started again
+        b.start()
+        time.sleep(max(0.0, 45 - (time.monotonic() - started)))
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=30)
+    loaded = time.monotonic() - started
+    for pod in (a, b):  # the spools empty into the database
+        wait_until(lambda p=pod: metric(p.url, "prediction_spool_records") == 0, 90,
+                   f"spool of {pod.home.name} not written")  # fmt: skip
+
+    engine = create_engine(url)
+    with engine.connect() as db:
+        stored = Counter(
+            (rid, item)
+            for rid, item in db.execute(text("SELECT request_id, item FROM predictions"))
+        )
+        labels = {
+            (rid, item): actual
+            for rid, item, actual in db.execute(
+                text("SELECT request_id, item, actual FROM feedback")
+            )
+        }
+    engine.dispose()
+    expected = {(rid, i) for rid, n in ledger.predicted.items() for i in range(n)}
+    missing = expected - set(stored)
+    assert not missing, f"{len(missing)} of {len(expected)} answered predictions are not stored"
+    assert max(stored.values()) == 1  # no record twice
+    assert set(stored) == expected  # and none that nobody was told about
+    lost = {k: v for k, v in ledger.labelled.items() if labels.get(k) != v}
+    assert not lost, f"{len(lost)} acknowledged labels are not stored as acknowledged"
+    server_errors = {s: n for s, n in ledger.statuses.items() if s >= 500 and s != 503}
+    assert not server_errors, server_errors
+    for pod in (a, b):
+        assert metric(pod.url, "prediction_spool_dropped_records_total") == 0
+    # The run was what it claims: long enough, an outage long enough, real traffic in it.
+    assert loaded >= 40 and outage >= 10
+    assert len(ledger.predicted) > 500 and len(ledger.labelled) > 100, ledger.statuses
+    assert ledger.statuses[503] > 0  # feedback was refused during the outage, not faked
+    print(f"\nfault run: {len(expected)} predictions, {len(ledger.labelled)} labels stored; "
+          f"statuses {dict(ledger.statuses)}; {ledger.unreachable} connections refused or reset; "
+          f"outage {outage:.1f} s")  # fmt: skip
+
+
+def test_ids_are_the_servers_two_requests_with_one_client_id_are_two_records(
+    pods: tuple[list[Pod], str],
+) -> None:
+    (a, b), url = pods
+    sent = {"X-Request-ID": "same-client-id"}
+    first = requests.post(f"{a.url}/api/v1/predict", json={"text": "Great."}, headers=sent)
+    second = requests.post(f"{b.url}/api/v1/predict", json={"text": "Awful."}, headers=sent)
+    ids = [first.headers["X-Request-ID"], second.headers["X-Request-ID"]]
+    assert len(set(ids)) == 2 and "same-client-id" not in ids
+    for rid, label in zip(ids, ("positive", "negative"), strict=True):
+        answer = requests.post(f"{b.url}/api/v1/feedback", timeout=10,
+                               json={"request_id": rid, "label": label})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+    engine = create_engine(url)
+    with engine.connect() as db:
+        rows = db.execute(text("SELECT request_id, client_request_id FROM predictions")).all()
+    engine.dispose()
+    assert sorted(rows) == sorted((rid, "same-client-id") for rid in ids)
+    # The caller's id names nothing; neither does a guess.
+    for guess in ("same-client-id", ids[0][:-1] + ("0" if ids[0][-1] != "0" else "1")):
+        answer = requests.post(f"{a.url}/api/v1/feedback", timeout=10,
+                               json={"request_id": guess, "label": "positive"})  # fmt: skip
+        assert answer.status_code == 404, answer.text
