@@ -92,7 +92,8 @@ def test_the_previous_release_serves_on_the_new_schema(
             assert answer.status_code == 201, answer.text
         finally:
             assert pod.stop() == 0
-        assert f"newer than this release's {old_head} and compatible" in pod.log()
+        if migrate == "off":  # its judgement of the schema, one line per worker
+            assert f"newer than this release's {old_head} and compatible" in pod.log()
         assert "Can't locate revision" not in pod.log() and "Traceback" not in pod.log()
     engine = create_engine(url)
     with engine.connect() as db:

@@ -90,6 +90,7 @@ def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore |
     if settings.database_migrate == "auto":  # the embedded store; a release step otherwise
         try:
             migrated = upgrade(settings.database_url, settings.timeouts(migration=True))
+            log.info("prediction store: %s", migrated.detail)
         except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
             log.warning("%s", exc)
     # Texts are kept where the prediction log may keep them: one privacy switch.
