@@ -34,18 +34,21 @@ def test_every_line_is_json_and_the_request_id_runs_end_to_end(tmp_path: Path) -
     log = tmp_path / "service.log"
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "PREDICTION_LOG_RATE": "1"}
     with running_service(env, log) as url:
-        post(url, ["A moving, beautifully acted film."], request_id="trace-42")
+        traced = post(url, ["A moving, beautifully acted film."], request_id="trace-42")
         generated = post(url, ["Dull.", "Wooden acting."]).headers["X-Request-ID"]
     parsed = lines(log)  # raises on any line that is not one JSON object
     assert {"gunicorn.error", "gunicorn.access"} <= {str(line.get("logger")) for line in parsed}
     assert any(line.get("logger") == "imdb_sentiment.serving.model.sync" for line in parsed)
-    for rid, predictions in (("trace-42", 1), (generated, 2)):
+    ours = traced.headers["X-Request-ID"]
+    assert ours != "trace-42"  # the server's id; the caller's is carried beside it
+    for rid, predictions, client in ((ours, 1, "trace-42"), (generated, 2, None)):
         about = [line for line in parsed if line.get("request_id") == rid]
         assert [line["event"] for line in about if line.get("event") == "prediction"] == [
             "prediction"
         ] * predictions
         access = [line for line in about if line.get("event") == "access"]
         assert len(access) == 1 and access[0]["path"] == PREDICT and access[0]["status"] == 200
+        assert {line.get("client_request_id") for line in about} == {client}
 
 
 def logged(tmp_path: Path, rate: str) -> tuple[dict[str, str], Path]:
