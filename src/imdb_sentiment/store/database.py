@@ -1,13 +1,13 @@
 """`PredictionStore`: prediction records and labels in one SQL database shared by every replica.
 
 The prediction path never waits for the database: `remember` puts a request's records in the
-pod's spool (`store.spool`: a local SQLite file, durable before the response is sent), and one
-thread per pod (whichever worker holds the spool's flush lock) writes them to the database,
-oldest first, in batches: at once while the database answers, and when it is back after an
-outage — across worker and pod restarts, since the spool is on the pod's volume. Inserts ignore
-a record already stored (its key is the server's own unique id), so a batch written twice is
-stored once. The same thread judges the schema the database holds (`store.schema`), and runs
-retention once per interval across every replica (`prune_if_due`).
+pod's spool (`store.spool`: a local SQLite file per process, durable before the response is
+sent), and a thread of the same process writes them to the database, oldest first, in batches:
+within ~50 ms while the database answers, and when it is back after an outage — across worker
+and pod restarts, since the spool is on the pod's volume and a gone process's file is adopted.
+Inserts ignore a record already stored (its key is the server's own unique id), so a batch
+written twice is stored once. The same thread judges the schema the database holds
+(`store.schema`), and runs retention once per interval across every replica (`prune_if_due`).
 
 The feedback path reads and writes the database synchronously, within a budget
 (`FEEDBACK_BUDGET_S`): an unavailable or silent database is a `StoreUnavailableError` (the API's
@@ -52,9 +52,9 @@ log = logging.getLogger(__name__)
 LOOKUP_PATIENCE_S = 0.2
 SCHEMA_RECHECK_S = 10.0  # while unusable; six times that once usable
 FLUSH_BATCH = 1000  # records per database transaction
-FLUSH_IDLE_S = 0.05  # the flusher's pause when the spool is empty: a record waits ~50 ms
+FLUSH_LINGER_S = 0.05  # after a request wakes the flusher: a record waits ~50 ms
 RETRY_MAX_S = 5.0  # the longest pause between attempts while the database is away
-EXPIRE_EVERY_S = 60.0
+CHORES_EVERY_S = 5.0  # adopting gone processes' files, expiry, retention (when due)
 FEEDBACK_THREADS = 2  # feedback calls in flight per process; more are a 503 at once
 T = TypeVar("T")
 
@@ -293,8 +293,9 @@ class PredictionStore:
         self._worker.wake()
 
     def flush(self, until: float | None = None) -> bool:
-        """Write the spool's records to the database, oldest first, until it is empty (True) or
-        the database fails (False) or the monotonic time `until` has passed (True)."""
+        """Write the spool's records to the database, oldest first, in batches, until a batch
+        is not full (True), or the monotonic time `until` has passed (True); a database
+        failure raises."""
         assert self.spool is not None
         while True:
             batch = self.spool.take(FLUSH_BATCH)
@@ -306,6 +307,8 @@ class PredictionStore:
             except (SQLAlchemyError, OSError) as exc:
                 raise _FlushFailedError(_reason(exc)) from exc
             self.spool.ack([seq for seq, _ in batch])
+            if len(batch) < FLUSH_BATCH:  # caught up: what came meanwhile waits for the next
+                return True  # round (chasing it would write one tiny transaction per request)
             if until is not None and time.monotonic() > until:
                 return True
 
@@ -462,9 +465,10 @@ class _FlushFailedError(Exception):
 
 
 class _Maintainer(threading.Thread):
-    """A process's background work for the store: judge the schema now and then; where this
-    process holds the spool's flush lock (one per pod), write the spool to the database, expire
-    what is past the spool's age bound, and run retention when it is due."""
+    """A process's background work for the store: judge the schema now and then; write this
+    process's spool file to the database (a moment after a request woke it, so that a batch
+    carries many records); adopt the files of processes that are gone; expire what is past the
+    spool's age bound; and run retention when it is due."""
 
     def __init__(self, store: PredictionStore, schema_every_s: float) -> None:
         super().__init__(name="prediction-store", daemon=True)
@@ -474,16 +478,22 @@ class _Maintainer(threading.Thread):
         self._stopping = threading.Event()
         self._wake = threading.Event()  # set by `remember` in this process: records to write
         self._failing_since: float | None = None
+        self._retry_at = 0.0
         self._last_warned = 0.0
 
     def run(self) -> None:
-        next_schema = next_expire = 0.0
+        next_schema = next_chores = 0.0
         pause = 0.0
         while True:
-            self._wake.wait(pause)
+            woke = self._wake.wait(pause)
             self._wake.clear()
             if self._stopping.is_set():
                 return
+            if woke and self._failing_since is not None and time.monotonic() < self._retry_at:
+                pause = self._retry_at - time.monotonic()  # the database is away: back off
+                continue
+            if woke:
+                time.sleep(FLUSH_LINGER_S)  # let a burst of requests land in one batch
             now = time.monotonic()
             if now >= next_schema:
                 state = self.store.check_schema()
@@ -493,16 +503,15 @@ class _Maintainer(threading.Thread):
             if spool is None:
                 pause = max(0.0, next_schema - time.monotonic())
                 continue
-            if not spool.try_flusher():
-                pause = 1.0  # another process flushes; look again whether it still does
-                continue
-            pause = self._flush_once()
-            if now >= next_expire:
-                next_expire = now + EXPIRE_EVERY_S
+            if now >= next_chores:
+                next_chores = now + CHORES_EVERY_S
+                self._quietly(spool.adopt_orphans, "adopting a gone process's spool")
                 self._quietly(spool.expire, "spool expiry")
                 self._quietly(self.store.prune_if_due, "retention delete")
+            pause = self._flush_once()
 
     def _flush_once(self) -> float:
+        """Write the spool out; the pause before the next attempt."""
         try:
             self.store.flush()
         except _FlushFailedError as exc:
@@ -511,17 +520,15 @@ class _Maintainer(threading.Thread):
                 self._failing_since = now
             if now - self._last_warned > 30:
                 self._last_warned = now
-                state = self.store.spool.state() if self.store.spool else None
-                waiting = state.records if state else 0
-                log.warning("prediction store unavailable (%s): %d record(s) wait in the spool",
-                            exc, waiting)  # fmt: skip
-            since = now - self._failing_since
-            return min(RETRY_MAX_S, max(0.2, since / 4))
+                log.warning("prediction store unavailable (%s): records wait in the spool", exc)
+            pause = min(RETRY_MAX_S, max(0.2, (now - self._failing_since) / 4))
+            self._retry_at = now + pause
+            return pause
         if self._failing_since is not None:
             log.info("prediction store back: the spool is written")
             self._failing_since = None
             self._last_warned = 0.0
-        return FLUSH_IDLE_S
+        return CHORES_EVERY_S  # idle until a request wakes it, or the next chores
 
     @staticmethod
     def _quietly(action: Callable[[], object], what: str) -> None:
@@ -538,16 +545,16 @@ class _Maintainer(threading.Thread):
         self._wake.set()
         self.join(timeout=drain_s + 5)
         spool = self.store.spool
-        if spool is None or not spool.try_flusher():
+        if spool is None:
             return
         try:
             self.store.flush(until=time.monotonic() + drain_s)
         except _FlushFailedError as exc:
-            state = spool.state()
+            left = spool.state().records
             log.warning("prediction store unavailable at stop (%s): %d record(s) stay in the "
-                        "spool for the next start", exc, state.records)  # fmt: skip
+                        "spool for the next process", exc, left)  # fmt: skip
         finally:
-            spool.release_flusher()
+            spool.close()
 
 
 def _window(query: Any, columns: Any, since: float | None, until: float | None,

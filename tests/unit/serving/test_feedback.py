@@ -202,7 +202,6 @@ def test_a_full_spool_drops_whole_requests_and_counts_them(
     database_url: str, tmp_path: Path
 ) -> None:
     store = writer(database_url, tmp_path / "spool", max_bytes=2000)
-    store.spool.release_flusher() if store.spool else None
     kept = sum(bool(store.spool.append([_row(record(f"q{i}"))])) for i in range(50))  # type: ignore[union-attr]
     assert 0 < kept < 50  # bounded: what fits is kept, the rest dropped
     state = store.spool.state()  # type: ignore[union-attr]
