@@ -32,7 +32,8 @@ class StoreSettings(BaseSettings):
     # its response is sent, and written to the database from here — at once, or when the
     # database is back. Past its size or age bound records are dropped and counted.
     prediction_spool_dir: str = Field(".cache/spool", validation_alias="PREDICTION_SPOOL_DIR")
-    prediction_spool_max_mb: float = Field(256.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_MB")
+    # Per worker (each has its own file): 2 workers x 128 MB fit the pod's 512Mi emptyDir.
+    prediction_spool_max_mb: float = Field(128.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_MB")
     prediction_spool_max_age_hours: float = Field(
         168.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_AGE_HOURS"
     )
