@@ -8,7 +8,7 @@ records wait here and are written to the database, oldest first, when it is back
 database ignores a record it already has (its key is the server's unique id), so a record is
 stored exactly once even if a process dies between the two.
 
-One file per process, because the request path must not wait: a process's request threads and
+One file per process (per spool a process opens), because the request path must not wait: a process's request threads and
 its flusher share one connection under a lock (no SQLite busy-waiting between processes; each
 append is one short transaction). A process holds an exclusive `flock` on its file's lock while
 it lives; a file whose lock can be taken belongs to a process that is gone (a killed worker, the
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import sqlite3
@@ -40,6 +41,9 @@ from typing import Any
 PREFIX = "spool-"
 INSERT = "INSERT INTO records (created, request_id, size, body) VALUES (?, ?, ?, ?)"
 LEDGER = ("written", "dropped_full", "dropped_expired", "dropped_unavailable")
+# Numbers the spools one process opens: each has a file of its own, so two stores in one
+# process (an app built twice, a test) never wait on each other's claim.
+_SERIAL = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Spool:
         self.busy_timeout_s = busy_timeout_s
         self._file: _File | None = None
         self._pid = 0
+        self._name = ""
         self._lock_fd: int | None = None
         self._open_lock = threading.Lock()
 
@@ -110,10 +115,10 @@ class Spool:
         with self._open_lock:
             if self._file is None or self._pid != os.getpid():
                 self.directory.mkdir(parents=True, exist_ok=True)
-                name = f"{PREFIX}{os.getpid()}"
+                name = f"{PREFIX}{os.getpid()}-{next(_SERIAL)}"
                 fd = _claim(self.directory / f"{name}.lock", wait=True)
                 assert fd is not None
-                self._lock_fd, self._pid = fd, os.getpid()
+                self._lock_fd, self._pid, self._name = fd, os.getpid(), name
                 self._file = _File(self.directory / f"{name}.db", self.busy_timeout_s)
         return self._file
 
@@ -184,8 +189,9 @@ class Spool:
         process's file (in their order, after what it holds), carry their ledgers over, remove
         them. Returns how many records moved."""
         moved = 0
+        self._mine()
         for lock in sorted(self.directory.glob(f"{PREFIX}*.lock")):
-            if lock.stem == f"{PREFIX}{os.getpid()}":
+            if lock.stem == self._name:
                 continue
             fd = _claim(lock, wait=False)
             if fd is None:
