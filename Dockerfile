@@ -64,6 +64,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOST=0.0.0.0 \
     PORT=5005 \
+    GRPC_PORT=8081 \
     MODEL_NAME=${MODEL_NAME} \
     MODEL_VERSION=${MODEL_VERSION} \
     MODEL_BAKED_DIR=/app/model-baked \
@@ -74,7 +75,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /app
 USER 10001:10001
-EXPOSE 5005
+EXPOSE 5005 8081
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '5005') + '/healthz', timeout=2)"]
 ENTRYPOINT ["imdb-sentiment", "serve"]

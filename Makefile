@@ -58,7 +58,11 @@ install-spark: $(VENV)/.installed-spark ## Also install PySpark for `imdb-sentim
 # Every other requirements file is derived from it (same versions, same hashes), one per install.
 UV_COMPILE = uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
 	--custom-compile-command "make lock"
-lock: install-dev ## Re-resolve requirements/lock.txt (LOCK_ARGS=--upgrade to move) and derive the rest
+# Only uv is needed (a dev environment that may not match pyproject.toml yet: the lock's job).
+$(BIN)/uv:
+	$(MAKE) install-dev
+
+lock: | $(BIN)/uv ## Re-resolve requirements/lock.txt (LOCK_ARGS=--upgrade to move) and derive the rest
 	$(UV_COMPILE) --all-extras $(LOCK_ARGS) -o requirements/lock.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt -o requirements/serve.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline -o requirements/pipeline.txt

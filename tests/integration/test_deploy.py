@@ -756,6 +756,9 @@ def test_network_policy_admits_the_ingress_controller_and_prometheus_as_rendered
     ):
         assert not admits(policy, pod, source, port), source
     assert not admits(policy, pod, (CONTROLLER, NGINX_NS), port + 1)
+    grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")  # the gRPC front
+    assert grpc["appProtocol"] == "kubernetes.io/h2c"
+    assert admits(policy, pod, (CONTROLLER, NGINX_NS), ports[grpc["targetPort"]])
     job = next(d for d in docs if d["kind"] == "Job")  # the migration serves nothing
     migration = (job["spec"]["template"]["metadata"]["labels"], ours)
     assert not admits(policy, migration, (PROMETHEUS, namespace("monitoring")), port)

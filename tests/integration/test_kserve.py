@@ -248,3 +248,26 @@ def test_kustomize_builds_the_kserve_directory() -> None:
     assert sorted(kinds) == [
         ("InferenceService", "imdb-sentiment"), ("ServingRuntime", "imdb-sentiment")
     ]  # fmt: skip
+
+
+def kserve_service_ports(container: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Service ports KServe creates for a predictor container (service_reconciler.go,
+    createDefaultSvc): the first port on 80, every other as is; a name with grpc or h2c in it
+    gets appProtocol kubernetes.io/h2c."""
+    ports = []
+    for i, port in enumerate(container["ports"]):
+        grpc = any(k in port.get("name", "") for k in ("grpc", "h2c"))
+        ports.append({"name": port.get("name"), "port": 80 if i == 0 else port["containerPort"],
+                      "targetPort": port["containerPort"],
+                      "appProtocol": "kubernetes.io/h2c" if grpc else None})  # fmt: skip
+    return ports
+
+
+def test_kserve_publishes_the_grpc_front_as_http2() -> None:
+    (container,) = manifest("servingruntime.yaml")["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = kserve_service_ports(container)
+    assert ports[0] == {"name": "http", "port": 80, "targetPort": int(env["PORT"]),
+                        "appProtocol": None}  # fmt: skip
+    assert {"name": "grpc", "port": int(env["GRPC_PORT"]), "targetPort": int(env["GRPC_PORT"]),
+            "appProtocol": "kubernetes.io/h2c"} in ports  # fmt: skip

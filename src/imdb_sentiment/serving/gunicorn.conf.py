@@ -2,7 +2,8 @@
 
 The master starts the registry sync (serving.model.sync) as a separate process: once, before any
 worker boots, so the model is in the cache when they start; then watching, if hot reload is on,
-kept alive by `serving.model.supervisor`.
+kept alive by `serving.model.supervisor`, as is the gRPC front (serving.grpc) when GRPC_PORT is
+set; both are stopped by process id when the master exits.
 Workers follow the cache (MODEL_SYNC=sidecar) and never import MLflow or scikit-learn.
 """
 
@@ -62,11 +63,18 @@ def on_starting(server: object) -> None:
         server.log.warning("initial model sync timed out")  # type: ignore[attr-defined]
 
 
+_GRPC = [sys.executable, "-m", "imdb_sentiment.serving.grpc"]
+
+
 def when_ready(server: object) -> None:
+    warn = server.log.warning  # type: ignore[attr-defined]
     if _settings.reload_interval > 0:
-        supervisor = Supervisor([*_SYNC, "--watch"], server.log.warning)  # type: ignore[attr-defined]
+        _supervisor.append(Supervisor([*_SYNC, "--watch"], warn))
+    # The V2 gRPC front: one process beside the workers, on the model the sync put in the cache.
+    if _settings.grpc_port:
+        _supervisor.append(Supervisor(_GRPC, warn))
+    for supervisor in _supervisor:
         supervisor.start()
-        _supervisor.append(supervisor)
 
 
 def on_exit(server: object) -> None:

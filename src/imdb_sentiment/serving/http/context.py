@@ -5,6 +5,7 @@ does with `get_db`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 from flask import Flask, current_app
@@ -15,6 +16,7 @@ from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.serving.scoring import Scoring
 from imdb_sentiment.serving.settings import Settings
 from imdb_sentiment.store.database import PredictionStore
 
@@ -30,6 +32,12 @@ class ServiceContext:
     predictions: PredictionLog
     records: PredictionStore | None  # None: DATABASE_URL is empty (no store, no feedback)
     tokens: TokenCheck | None = None  # None: API_TOKENS_FILE unset (writes refused, see authorize)
+
+    @cached_property
+    def scoring(self) -> Scoring:
+        """Scoring as every front does it: metrics, the prediction log, the store's records."""
+        return Scoring(self.metrics, self.predictions, self.records,
+                       self.settings.prediction_log_text)  # fmt: skip
 
     def authorize(self, authorization: str | None, route: str) -> None:
         """A 401 (403 for writes on a server without tokens) unless the request may use

@@ -7,8 +7,10 @@ clients speak, beside this service's own API — same model, same scorer, same m
 
 One input tensor of texts (`BYTES`, shape `[n]` or `[n, 1]`); outputs `probability` (`FP64`,
 P(positive)) and `label` (`BYTES`), and `predict_proba` (`FP64`, `[n, 2]`) when asked for by
-name in `outputs`. Errors are `{"error": "<message>"}` with a 4xx (the protocol's shape); an
-unknown model or version is a 404. The request's schema is `Schemas.oip_infer` (it validates
+name in `outputs`. Inputs and outputs may travel as binary data, Triton's binary tensor data
+extension (`oip_binary`: what tritonclient sends and asks for by default). Errors are
+`{"error": "<message>"}` with a 4xx (the protocol's shape); an unknown model or version is a
+404. The request's schema is `Schemas.oip_infer` (it validates
 requests and writes the OpenAPI document); what it cannot say is pure functions (`infer_texts`,
 `wanted_outputs`), tested on their own.
 """
@@ -17,12 +19,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Request, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
 from imdb_sentiment.serving.http.context import ServiceContext, service
 from imdb_sentiment.serving.http.errors import ApiError, parse_json, read_body
+from imdb_sentiment.serving.http.oip_binary import (
+    HEADER,
+    BinaryDataError,
+    attach_inputs,
+    binary_outputs,
+    encode_outputs,
+    split_body,
+)
 from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
 from imdb_sentiment.serving.model.store import LoadedModel
 
@@ -97,7 +107,9 @@ def ready() -> ResponseReturnValue:
 
 @bp.get("")
 def server_metadata() -> ResponseReturnValue:
-    return jsonify({"name": "imdb-sentiment", "version": __version__, "extensions": []})
+    return jsonify(
+        {"name": "imdb-sentiment", "version": __version__, "extensions": ["binary_tensor_data"]}
+    )
 
 
 @bp.get("/models/<name>")
@@ -135,9 +147,7 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     # OIP clients (tritonclient among them) may send no content type: the body is JSON anyway.
     if request.mimetype not in ("", "application/json", "application/octet-stream"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    if "Inference-Header-Content-Length" in request.headers:
-        raise ApiError(400, "binary_data", "binary tensor data is not supported: send JSON data")
-    body = parse_json(read_body(request, ctx.settings.max_body_bytes))
+    body = request_body(request, ctx.settings.max_body_bytes)
     ctx.schemas.check_oip_infer(body)
     texts, names = infer_texts(body), wanted_outputs(body)
     model = _model(ctx, name, version)
@@ -149,4 +159,22 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     }
     if "id" in body:
         answer["id"] = body["id"]
-    return jsonify(answer)
+    binary = binary_outputs(body, names)
+    if not binary:
+        return jsonify(answer)
+    payload, headers = encode_outputs(answer, binary)
+    return Response(payload, headers=headers)
+
+
+def request_body(req: Request, limit: int) -> dict[str, Any]:
+    """The JSON request, its binary inputs (Triton's binary tensor data extension, what
+    tritonclient sends by default) decoded into their `data`."""
+    raw = read_body(req, limit)
+    header = req.headers.get(HEADER)
+    if header is None:
+        return parse_json(raw)
+    try:
+        head, data = split_body(raw, header)
+        return attach_inputs(parse_json(head), data)  # the header as any JSON body is read
+    except BinaryDataError as exc:
+        raise ApiError(400, "binary_data", str(exc)) from None

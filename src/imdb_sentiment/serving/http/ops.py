@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 
 from flask import Blueprint, Response, jsonify
@@ -33,10 +34,21 @@ def readyz() -> ResponseReturnValue:
     unusable = records.unusable_reason() if records is not None else None
     if unusable is not None:
         return jsonify({"status": "not ready", "reason": unusable}), 503
+    # The gRPC front (GRPC_PORT) is part of the pod: no traffic before it takes connections.
+    if ctx.settings.grpc_port and not listening(ctx.settings.grpc_port):
+        return jsonify({"status": "not ready", "reason": "the gRPC front is not up yet"}), 503
     body = {"status": "ready", "model": {"name": model.name, "version": model.version}}
     if records is not None:  # the store's health: a database away is not a reason to leave
         body["store"] = store_health(records)
     return jsonify(body)
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def store_health(records: PredictionStore) -> dict[str, object]:
