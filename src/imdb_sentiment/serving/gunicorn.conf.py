@@ -2,8 +2,8 @@
 
 The master starts the registry sync (serving.model.sync) as a separate process: once, before any
 worker boots, so the model is in the cache when they start; then watching, if hot reload is on,
-kept alive by `serving.model.supervisor`, as is the gRPC front (serving.grpc) when GRPC_PORT is
-set; both are stopped by process id when the master exits.
+kept alive by `serving.model.supervisor`, as are the gRPC front's processes (serving.grpc) when
+GRPC_PORT is set; both are stopped by process id when the master exits.
 Workers follow the cache (MODEL_SYNC=sidecar) and never import MLflow or scikit-learn.
 """
 
@@ -70,9 +70,9 @@ def when_ready(server: object) -> None:
     warn = server.log.warning  # type: ignore[attr-defined]
     if _settings.reload_interval > 0:
         _supervisor.append(Supervisor([*_SYNC, "--watch"], warn))
-    # The V2 gRPC front: one process beside the workers, on the model the sync put in the cache.
+    # The V2 gRPC front: processes beside the workers, on the model the sync put in the cache.
     if _settings.grpc_port:
-        _supervisor.append(Supervisor(_GRPC, warn))
+        _supervisor.extend(Supervisor(_GRPC, warn) for _ in range(_settings.grpc_workers))
     for supervisor in _supervisor:
         supervisor.start()
 

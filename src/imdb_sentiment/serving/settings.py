@@ -33,9 +33,12 @@ class Settings(ModelSettings, StoreSettings):
     # (gunicorn.conf.py starts it) fills MODEL_CACHE_DIR and workers follow the cache.
     model_sync: Literal["inline", "sidecar"] = Field("inline", validation_alias="MODEL_SYNC")
     instance_cost_per_hour: float = Field(0.0416, ge=0.0, validation_alias="INSTANCE_COST_PER_HOUR")
-    # The V2 gRPC inference protocol (serving.grpc) on its own port, from one process beside
-    # the workers; 0: off (make serve). The image and the KServe runtime turn it on (8081).
+    # The V2 gRPC inference protocol (serving.grpc) on its own port, from processes beside the
+    # workers; 0: off (make serve). The image and the KServe runtime turn it on (8081).
     grpc_port: int = Field(0, ge=0, le=65535, validation_alias="GRPC_PORT")
+    # Its processes share the port (SO_REUSEPORT: the kernel spreads connections): one process's
+    # GIL caps what gRPC scores, as one worker's caps HTTP.
+    grpc_workers: int = Field(2, ge=1, le=64, validation_alias="GRPC_WORKERS")
     grpc_threads: int = Field(8, ge=1, le=256, validation_alias="GRPC_THREADS")
     max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")

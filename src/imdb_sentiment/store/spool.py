@@ -8,12 +8,12 @@ records wait here and are written to the database, oldest first, when it is back
 database ignores a record it already has (its key is the server's unique id), so a record is
 stored exactly once even if a process dies between the two.
 
-One file per process (per spool a process opens), because the request path must not wait: a process's request threads and
-its flusher share one connection under a lock (no SQLite busy-waiting between processes; each
-append is one short transaction). A process holds an exclusive `flock` on its file's lock while
-it lives; a file whose lock can be taken belongs to a process that is gone (a killed worker, the
-pod's previous run), and the first process to take it adopts the file: writes its records out,
-carries its ledger over, and removes it.
+One file per process (per spool a process opens), because the request path must not wait: a
+process's request threads and its flusher share one connection under a lock (no SQLite
+busy-waiting between processes; each append is one short transaction). A process holds an
+exclusive `flock` on its file's lock while it lives; a file whose lock can be taken belongs to a
+process that is gone (a killed worker, the pod's previous run), and the first process to take it
+adopts the file: writes its records out, carries its ledger over, and removes it.
 
 Only what exceeds the bounds is dropped: a request's records that would take a process's file
 past `max_bytes`, and records older than `max_age_s` (the database was away longer than anyone

@@ -1,7 +1,7 @@
 """The V2 gRPC inference protocol (KServe/Triton's `inference.GRPCInferenceService`) on its own
 port (`GRPC_PORT`): ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and
-ModelInfer, served from one process beside gunicorn's workers (`gunicorn.conf.py` starts and
-supervises it, and stops it by process id).
+ModelInfer, served by `GRPC_WORKERS` processes beside gunicorn's workers, sharing the port
+(SO_REUSEPORT); `gunicorn.conf.py` starts and supervises them, and stops them by process id.
 
 It is the HTTP service's other front, built from the same pieces: `create_app` wires the
 settings, the model store (following the model cache like a worker, hot-swapping when the sync
@@ -219,7 +219,8 @@ def build(settings: Settings) -> tuple[grpc.Server, ServiceContext]:
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads,
                                    thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", settings.max_body_bytes + 65536),
-                 ("grpc.max_send_message_length", settings.max_body_bytes + 65536)],
+                 ("grpc.max_send_message_length", settings.max_body_bytes + 65536),
+                 ("grpc.so_reuseport", 1)],  # GRPC_WORKERS processes on one port
     )  # fmt: skip
     rpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(ctx), server)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
