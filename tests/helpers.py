@@ -80,9 +80,13 @@ def tiny_texts(n: int = 60, seed: int = 1) -> tuple[list[str], list[int]]:
     return [review_text(label, rng) for label in labels], labels
 
 
-def tiny_model(nb: bool = True, seed: int = 1, clean: CleanOptions | None = None) -> Pipeline:
-    """A real, small model pipeline (cleaning → TF-IDF → NB-LR) trained on generated reviews."""
+def tiny_model(
+    nb: bool = True, seed: int = 1, clean: CleanOptions | None = None, flipped: bool = False
+) -> Pipeline:
+    """A real, small model pipeline (cleaning → TF-IDF → NB-LR) trained on generated reviews;
+    `flipped`: on their labels inverted (a model that is reliably wrong)."""
     texts, labels = tiny_texts(seed=seed)
+    labels = [1 - label for label in labels] if flipped else labels
     featurizer = build_featurizer(
         clean or SEED_CLEANING, FeatureParams(max_features=None, ngram_range=(1, 2))
     )

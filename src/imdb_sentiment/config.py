@@ -23,6 +23,7 @@ from imdb_sentiment.text import CleanOptions
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # The registered model and the alias production follows: their one definition.
 MODEL_NAME, PRODUCTION_ALIAS = "imdb-sentiment", "production"
+STAGING_ALIAS = "staging"  # the candidate: registered, not promoted; what the service shadows
 DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{PRODUCTION_ALIAS}"
 # models:/<name>@<alias> or models:/<name>/<version>: the one parser of model URIs.
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -167,11 +168,21 @@ class EvaluateParams(_Strict):
     calibration_bins: int = Field(10, ge=2)
 
 
+class LiveGate(_Strict):
+    """Live evidence from shadow scoring (McNemar's exact test on labelled shadowed reviews):
+    with at least `min_pairs` labelled pairs, a candidate significantly worse at `alpha` is
+    refused and one significantly better promoted, whatever the offline tolerance says."""
+
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    min_pairs: int = Field(200, ge=1)
+
+
 class PromoteParams(_Strict):
     """Quality gate: how much worse than production a candidate may be."""
 
     tolerance: float = Field(0.005, ge=0.0, le=1.0)
     min_accuracy: float = Field(0.85, ge=0.0, le=1.0)
+    live: LiveGate = LiveGate()
 
 
 class DistributionTest(_Strict):

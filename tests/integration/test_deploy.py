@@ -524,6 +524,8 @@ def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)  # drop label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # and range selectors
     expr = re.sub(r"\"[^\"]*\"", "", expr)
+    # and label lists (by, on, …): production_version is a label, not a metric
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
     return {n for n in names - PROMQL_WORDS if not n.startswith("__") and "_" in n}
 
@@ -546,6 +548,10 @@ def test_dashboard_covers_the_required_panels_and_provisioning() -> None:
         "live vs evaluated accuracy",
         "precision / recall",
         "labelled predictions",
+        "shadow candidate",
+        "shadow agreement",
+        "shadow live accuracy",
+        "shadow labelled pairs",
     ):
         assert wanted in titles, wanted
     provider = yaml.safe_load(
@@ -577,11 +583,14 @@ def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:
     from imdb_sentiment.serving.http.context import ServiceContext
     from imdb_sentiment.serving.settings import load_settings
 
-    app = create_app(load_settings(), model=small_model)
+    settings = load_settings(shadow_sample=1.0)
+    app = create_app(settings, model=small_model, shadow_model=small_model)
     ServiceContext.of(app).store.inject(small_model, "7", quality={"accuracy": 0.9})
     client = app.test_client()
     client.post("/api/v1/predict", json={"text": "great film"})
     client.post("/api/v1/predict", json={"text": ""})
+    labelled = client.post("/api/v1/feedback", json={"text": "a fine film", "label": "positive"})
+    assert labelled.status_code == 201, labelled.get_data(as_text=True)
     exported = {
         s.name
         for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))

@@ -115,11 +115,13 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     prometheus = require_tool("prometheus")
     alertmanager = require_tool("prometheus-alertmanager")
     publish(seed=1)
+    publish(seed=2, alias="staging")  # a candidate: the service shadows it on every request
     receiver = Receiver()
     with ExitStack() as stack:
         app = stack.enter_context(
             running_service(
-                {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}, tmp_path / "app.log"
+                {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "SHADOW_SAMPLE": "1.0"},
+                tmp_path / "app.log",
             )
         )
         # No registry and no cached model: up (/healthz) but answering 503 to predictions.

@@ -83,3 +83,19 @@ def test_the_cost_budget_lies_above_the_hpa_minimum_and_below_its_maximum() -> N
     worker_hour = int(env["WORKERS"]) * float(env["INSTANCE_COST_PER_HOUR"])
     budget = float(re.search(r">\s*([\d.]+)", alerts()["CostOverBudget"]["expr"])[1])  # type: ignore[index]
     assert hpa["minReplicas"] * worker_hour < budget < max_replicas * worker_hour
+
+
+def test_candidate_worse_in_shadow_tests_at_the_promotion_gates_alpha_and_pairs() -> None:
+    """The alert's z threshold is the normal quantile of params.yaml's promote.live.alpha
+    (two-sided) and its minimum pairs promote.live.min_pairs: one decision, two places."""
+    from scipy.stats import norm
+
+    from imdb_sentiment.config import load_params
+
+    gate = load_params(ROOT / "params.yaml").promote.live
+    expr = alerts()["CandidateWorseInShadow"]["expr"]
+    z = re.search(r"\)\s*>\s*([\d.]+)\s*\n", expr)
+    pairs = re.search(r"increase7d\)\s*>=\s*(\d+)", expr)
+    assert z and pairs, expr
+    assert float(z[1]) == round(float(norm.ppf(1 - gate.alpha / 2)), 2)
+    assert int(pairs[1]) == gate.min_pairs

@@ -8,7 +8,9 @@ from mlflow import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import registry, tracking
+from imdb_sentiment.config import LiveGate
 from imdb_sentiment.errors import GateError, PipelineError
+from imdb_sentiment.evidence import PairedCounts
 from imdb_sentiment.registry import promotion
 from imdb_sentiment.registry import register as registration
 from imdb_sentiment.serving.settings import load_settings
@@ -89,3 +91,44 @@ def test_nothing_to_promote_or_roll_back() -> None:
         promotion.promote(NAME, tolerance=0.01)
     with pytest.raises(PipelineError, match="no registered model"):
         promotion.rollback(NAME)
+
+
+def _live(counts: PairedCounts) -> promotion.LiveEvidence:
+    return lambda candidate, production: counts
+
+
+def test_live_evidence_refuses_a_worse_candidate_inside_the_tolerance(
+    small_model: Pipeline,
+) -> None:
+    first = register(small_model, 0.90)
+    promotion.promote(NAME, tolerance=0.01)
+    register(small_model, 0.90)  # offline: as good
+    worse = PairedCounts(both_right=300, production_only=30, candidate_only=8)
+    with pytest.raises(GateError, match=r"significantly worse .* McNemar exact p = 0\.000"):
+        promotion.promote(NAME, tolerance=0.01, live=_live(worse), live_gate=LiveGate())
+    production = MlflowClient().get_model_version_by_alias(NAME, "production")
+    assert str(production.version) == first.version
+
+
+def test_live_evidence_promotes_a_better_candidate_outside_the_tolerance(
+    small_model: Pipeline,
+) -> None:
+    register(small_model, 0.90)
+    promotion.promote(NAME, tolerance=0.01)
+    second = register(small_model, 0.86)  # offline: worse by more than the tolerance
+    better = PairedCounts(both_right=300, production_only=8, candidate_only=30)
+    result = promotion.promote(NAME, tolerance=0.01, live=_live(better), live_gate=LiveGate())
+    assert result.version == second.version and "better" in result.live
+
+
+def test_too_few_live_pairs_leave_the_offline_gate_to_decide(small_model: Pipeline) -> None:
+    register(small_model, 0.90)
+    promotion.promote(NAME, tolerance=0.01)
+    register(small_model, 0.86)
+    few = PairedCounts(both_right=20, candidate_only=30)  # significant, but 50 < 200 pairs
+    with pytest.raises(GateError, match="worse than production"):
+        promotion.promote(NAME, tolerance=0.01, live=_live(few), live_gate=LiveGate())
+    third = register(small_model, 0.90)
+    result = promotion.promote(NAME, tolerance=0.01, live=_live(few), live_gate=LiveGate())
+    assert result.version == third.version
+    assert "too_few_pairs; the offline gate decides" in result.live

@@ -1,4 +1,4 @@
-"""Monitoring: drift checks and the labelled feedback export."""
+"""Monitoring: drift checks, the shadow report and the labelled feedback export."""
 
 from __future__ import annotations
 
@@ -66,6 +66,47 @@ def drift(
         typer.echo(f"{s.signal:15} {s.method:10} {s.statistic:8.4f} (> {s.threshold:g}) {mark}")
     typer.echo(f"report: {html_path} and {json_path}")
     raise typer.Exit(code=1 if result.drift else 0)
+
+
+shadow_app = typer.Typer(help="The shadowed candidate against production on live requests.")
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("report")
+@clean_errors
+def shadow_report(
+    params_file: Path = PARAMS,
+    since: str | None = typer.Option(None, help="Predictions since: ISO 8601 time or 24h/7d ago."),
+    until: str | None = typer.Option(None, help="Predictions before: ISO 8601 time or 24h/7d ago."),
+    out: Path = typer.Option(Path("reports/shadow"), help="Folder for shadow.json and .html."),
+) -> None:
+    """Agreement, labelled pairs, McNemar's exact test and label-free signals of every
+    candidate the service shadowed, from the prediction store ($DATABASE_URL)."""
+    from datetime import UTC, datetime
+
+    from imdb_sentiment.config import load_params
+    from imdb_sentiment.monitoring.shadow import compare, write_report
+    from imdb_sentiment.store.database import open_store
+    from imdb_sentiment.store.settings import load_store_settings
+
+    params = load_params(params_file)
+    start, end = _when(since), _when(until)
+    comparisons = compare(open_store(load_store_settings().database_url), start, end)
+    context = {"written": datetime.now(UTC).isoformat(timespec="seconds"),
+               "since": since or "the beginning", "until": until or "now"}  # fmt: skip
+    json_path, html_path = write_report(comparisons, params.promote.live, params.drift, out,
+                                        context)  # fmt: skip
+    gate = params.promote.live
+    for c in comparisons:
+        counts = c.counts
+        typer.echo(f"candidate {c.candidate_version} vs production {c.production_version}: "
+                   f"{c.shadowed} shadowed, agreement {c.agreed / c.shadowed:.4f}, "
+                   f"{counts.pairs} labelled pairs ({counts.production_only} production-only, "
+                   f"{counts.candidate_only} candidate-only right), p = {counts.p_value:.4g}: "
+                   f"{counts.verdict(gate.alpha, gate.min_pairs)}")  # fmt: skip
+    if not comparisons:
+        typer.echo("no shadowed predictions in the window")
+    typer.echo(f"report: {html_path} and {json_path}")
 
 
 feedback_app = typer.Typer(help="Labelled feedback from the service (POST /api/v1/feedback).")

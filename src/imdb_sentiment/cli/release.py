@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from imdb_sentiment.cli.common import PARAMS, area, clean_errors
+
+if TYPE_CHECKING:
+    from imdb_sentiment.registry.promotion import LiveEvidence
 
 app = area()
 
@@ -38,7 +42,11 @@ def promote(
         force=force,
         version=version,
         check_only=check_only,
+        live=_live_evidence(),
+        live_gate=p.live,
     )
+    if result.live:
+        typer.echo(result.live, err=check_only)  # stdout stays the version for --check-only
     if check_only:  # machine-readable: the release workflow captures it
         typer.echo(result.version)
         return
@@ -61,3 +69,23 @@ def rollback() -> None:
     tracking.configure(settings)
     old, new = promotion.rollback(settings.model_name)
     typer.echo(f"production rolled back from version {old} to version {new}")
+
+
+def _live_evidence() -> LiveEvidence:
+    """The shadow pairs from the prediction store ($DATABASE_URL); none (and one line on stderr)
+    when there is no store to read: the offline gate then decides alone."""
+    from imdb_sentiment.errors import PipelineError
+    from imdb_sentiment.evidence import PairedCounts
+    from imdb_sentiment.monitoring.shadow import live_counts
+    from imdb_sentiment.store.settings import load_store_settings
+
+    url = load_store_settings().database_url
+
+    def read(candidate: str, production: str) -> PairedCounts:
+        try:
+            return live_counts(url, candidate, production)
+        except PipelineError as exc:
+            typer.echo(f"no live evidence ({exc}); the offline gate decides", err=True)
+            return PairedCounts()
+
+    return read

@@ -185,9 +185,11 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def _statistic(
+def statistic(
     test: DistributionTest | ShareTest, reference: np.ndarray, current: np.ndarray, bins: int
 ) -> float:
+    """The test's statistic of `current` against `reference` (drift, and the shadow report's
+    candidate against production)."""
     if test.method == "ks":
         return float(ks_2samp(reference, current).statistic)
     if test.method == "difference":
@@ -204,14 +206,14 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, params: DriftParams)
     for signal, column in zip(SIGNALS, COLUMNS, strict=True):
         test: DistributionTest | ShareTest = getattr(params, signal)
         ref, cur = reference[column].to_numpy(), current[column].to_numpy()
-        statistic = _statistic(test, ref, cur, params.bins)
+        value = statistic(test, ref, cur, params.bins)
         results.append(
             SignalResult(
                 signal=signal,
                 method=test.method,
-                statistic=round(statistic, 6),
+                statistic=round(value, 6),
                 threshold=test.threshold,
-                drift=statistic > test.threshold,
+                drift=value > test.threshold,
                 reference_mean=round(float(ref.mean()), 6),
                 current_mean=round(float(cur.mean()), 6),
             )

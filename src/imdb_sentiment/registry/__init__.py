@@ -8,9 +8,9 @@ The names both sides share: aliases and tags on registered models and versions.
 
 from __future__ import annotations
 
-from imdb_sentiment.config import PRODUCTION_ALIAS
+from imdb_sentiment.config import PRODUCTION_ALIAS, STAGING_ALIAS
 
-STAGING = "staging"
+STAGING = STAGING_ALIAS
 PRODUCTION = PRODUCTION_ALIAS
 PREVIOUS_TAG = "previous_production_version"
 ACCURACY_TAG = "test_accuracy"

@@ -9,6 +9,8 @@ Layout under `MODEL_CACHE_DIR/<model name>/`:
     v<N>/quality/    its test-split metrics as evaluated by the pipeline (registry._log_quality)
     current.json     the pointer: which version to serve, whether it came from the registry or
                      the cache (registry unreachable), and why nothing is served if so
+    shadow.json      the same for the candidate scored in the shadow (SHADOW_MODEL_URI); no
+                     version when nothing is shadowed (no candidate, or it is production)
 
 Only the registry sync (`serving.model.sync`) writes here; the pointer is replaced atomically.
 """
@@ -38,6 +40,7 @@ QUALITY_METRICS = ("accuracy", "f1", "roc_auc", "ece")
 # version is served; image: the pinned version baked into the image; injected: handed in (tests).
 Source = Literal["registry", "cache", "image", "injected"]
 POINTER = "current.json"
+SHADOW_POINTER = "shadow.json"
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,13 @@ class Pointer:
 
 
 class ModelCache:
-    def __init__(self, root: str | Path, name: str) -> None:
+    def __init__(self, root: str | Path, name: str, pointer: str = POINTER) -> None:
         self.dir = Path(root) / name
-        self.pointer_path = self.dir / POINTER
+        self.pointer_path = self.dir / pointer
+
+    def with_pointer(self, pointer: str) -> ModelCache:
+        """The same versions, another pointer (the shadowed candidate's)."""
+        return ModelCache(self.dir.parent, self.dir.name, pointer)
 
     def version_dir(self, version: str) -> Path:
         return self.dir / f"v{version}"

@@ -27,10 +27,14 @@ class PredictionRecord:
     text: str | None = None  # only when PREDICTION_LOG_TEXT allows it
     item: int = 0  # index in a batch request
     client_request_id: str | None = None  # the caller's own X-Request-ID: correlation only
+    # The shadowed candidate's answer on the same text; None when the request was not shadowed.
+    shadow_version: str | None = None
+    shadow_probability: float | None = None
+    shadow_label: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         body = {"event": EVENT, **asdict(self), "time": iso(self.time)}
-        for optional in ("text", "client_request_id"):
+        for optional in OPTIONAL:
             if body[optional] is None:
                 del body[optional]
         return body
@@ -50,10 +54,18 @@ class PredictionRecord:
             text=body.get("text"),
             item=int(body.get("item", 0)),
             client_request_id=body.get("client_request_id"),
+            shadow_version=body.get("shadow_version"),
+            shadow_probability=_float_or_none(body.get("shadow_probability")),
+            shadow_label=body.get("shadow_label"),
         )
 
 
 FIELDS = tuple(f.name for f in fields(PredictionRecord))
+OPTIONAL = ("text", "client_request_id", "shadow_version", "shadow_probability", "shadow_label")
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def iso(seconds: float) -> str:

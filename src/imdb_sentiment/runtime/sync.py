@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from imdb_sentiment.atomic import atomic_dir
-from imdb_sentiment.runtime.cache import ModelCache, Pointer
+from imdb_sentiment.config import MODEL_URI, STAGING_ALIAS
+from imdb_sentiment.errors import first_line
+from imdb_sentiment.runtime.cache import SHADOW_POINTER, ModelCache, Pointer
 from imdb_sentiment.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -156,10 +158,57 @@ class RegistrySync:
         reason = f"{reason}; no cached model in {self.cache.dir}"
         self.cache.write_pointer(Pointer(self.settings.model_name, None, None, "cache", reason))
 
-    def watch(self, interval: float, stop: threading.Event, on_failure: Callable[[], None]) -> None:
+    def watch(self, interval: float, stop: threading.Event, on_failure: Callable[[], None],
+              also: Callable[[], object] | None = None) -> None:  # fmt: skip
         while not stop.wait(interval):
             try:
                 self.sync()
             except Exception as exc:  # keep the cached model; log, count, try again
                 log.warning("registry sync failed: %s", exc)
                 on_failure()
+            if also is not None:
+                also()
+
+
+class ShadowSync:
+    """Keeps the cache's shadow pointer on the candidate: `uri` (models:/<name>@<alias> or
+    /<version>), by default the model's `staging` alias. No version when there is no candidate,
+    when it is the version production serves, or when the registry cannot say (shadowing is an
+    extra: it stops rather than score with a candidate nobody can confirm)."""
+
+    def __init__(self, settings: ModelSettings, cache: ModelCache, uri: str | None) -> None:
+        match = MODEL_URI.match(uri) if uri else None
+        alias = match["alias"] if match else (None if uri else STAGING_ALIAS)
+        self.version = match["version"] if match else None
+        self.uri = uri or f"models:/{settings.model_name}@{STAGING_ALIAS}"
+        target = {"model_alias": alias or settings.model_alias, "model_version": None}
+        self.registry = RegistrySync(settings.model_copy(update=target), cache)
+        self.production = cache  # its pointer: what production serves
+        self.cache = cache.with_pointer(SHADOW_POINTER)
+
+    def sync(self) -> Pointer:
+        """One round; never raises (the reason is in the pointer)."""
+        name = self.registry.settings.model_name
+        try:
+            wanted = RegistryVersion(self.version, None) if self.version else (
+                self.registry.alias_version())  # fmt: skip
+        except Exception as exc:  # no such alias, or no registry: nothing to shadow
+            return self._none(f"no candidate at {self.uri}: {first_line(exc)}")
+        serving = self.production.read_pointer()
+        if serving is not None and serving.version == wanted.version:
+            return self._none(f"the candidate {self.uri} is version {wanted.version}, production")
+        pointer = Pointer(name, wanted.version, wanted.run_id, "registry")
+        if self.cache.read_pointer() != pointer:
+            try:
+                self.registry.download(wanted)
+                self.registry.save_scorer(wanted)
+            except Exception as exc:
+                return self._none(f"candidate {wanted.version} unavailable: {first_line(exc)}")
+            self.cache.write_pointer(pointer)
+        return pointer
+
+    def _none(self, reason: str) -> Pointer:
+        pointer = Pointer(self.registry.settings.model_name, None, None, "registry", reason)
+        if self.cache.read_pointer() != pointer:
+            self.cache.write_pointer(pointer)
+        return pointer

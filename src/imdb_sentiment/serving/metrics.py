@@ -125,6 +125,26 @@ class Metrics:
         self.reloads = Counter(
             "model_reload", "Model (re)load attempts by result", ["result"], registry=r
         )
+        # Shadow scoring (serving.scoring): reviews the candidate also scored, by whether its
+        # label agreed with production's; and labelled shadowed reviews by which model was right
+        # (both, neither, production_only, candidate_only): the paired evidence, whose
+        # discordant counts the CandidateWorseInShadow alert tests (alerts.yml).
+        self.shadowed = Counter(
+            "shadow_predictions",
+            "Reviews scored by the shadowed candidate, by agreement with production",
+            ["production_version", "candidate_version", "agreement"],
+            registry=r,
+        )
+        self.shadow_pairs = Counter(
+            "shadow_labelled_pairs",
+            "Labelled shadowed reviews, by which model was right",
+            ["production_version", "candidate_version", "outcome"],
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "shadow_errors", "Shadow scorings that failed (the response was not affected)",
+            registry=r,
+        )  # fmt: skip
 
         for result in ("success", "failure"):  # export zeros: alerts need the series to exist
             self.reloads.labels(result=result)

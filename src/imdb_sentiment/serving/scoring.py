@@ -2,23 +2,34 @@
 HTTP app, the gRPC server) does the same way — the per-prediction metrics, the sampled
 prediction log, and the records kept in the prediction store under the request's ids.
 
+Shadow scoring: a sampled share of requests (SHADOW_SAMPLE) is also scored by the candidate
+(`ModelStore(shadow=True)`), whose answer goes into the same records — never into the response,
+and a failure of it never fails the request. It runs in the request, after production's scores:
+a sync worker has no "after the response" that still precedes the record's acknowledgement
+(the record is in the spool before the response), and the candidate's vectorised scoring of the
+sampled share is a small part of a request (docs/benchmarks.md, issue 33).
+
 Imports: the standard library, `labels`, `runtime.records`, `runtime.scorer`,
 `serving.metrics`, `serving.model.store`, `serving.predictions`, `store.database`.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imdb_sentiment.labels import NEGATIVE, POSITIVE
 from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.runtime.scorer import Score
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model.store import LoadedModel
+from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
 from imdb_sentiment.store.database import PredictionStore
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,8 +64,11 @@ class Prediction:
         item: int = 0,
         keep_text: bool = False,
         client_request_id: str | None = None,
+        shadow: tuple[str, Score] | None = None,
     ) -> PredictionRecord:
-        """What the store and the prediction log keep; the text only where texts are kept."""
+        """What the store and the prediction log keep; the text only where texts are kept;
+        `shadow`: the candidate's (version, score) on the same text."""
+        version, other = shadow if shadow is not None else (None, None)
         return PredictionRecord(
             time=time.time(),
             request_id=request_id,
@@ -67,6 +81,9 @@ class Prediction:
             text_chars=len(self.text),
             text=self.text if keep_text else None,
             item=item,
+            shadow_version=version,
+            shadow_probability=None if other is None else round(other.p_positive, 6),
+            shadow_label=None if other is None else other.label,
         )
 
     def as_json(self, model: LoadedModel, explain: bool) -> dict[str, Any]:
@@ -100,6 +117,9 @@ class Scoring:
     log: PredictionLog
     records: PredictionStore | None  # None: no store
     keep_text: bool  # one privacy switch: the store and the prediction log
+    shadow: ModelStore | None = None  # the candidate (None: no shadow scoring)
+    shadow_sample: float = 0.0
+    _draw: random.Random = field(default_factory=random.Random, repr=False)
 
     def score(
         self,
@@ -117,16 +137,22 @@ class Scoring:
         else:
             scores = scorer.score_batch(texts)  # vectorised over the batch
         metrics, log, records = self.metrics, self.log, self.records
+        shadowed = self._shadow_scores(model, texts)
         results, kept = [], []
         for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
             prediction = Prediction(text, score)
             metrics.observe_prediction(
                 prediction.label, prediction.confidence, len(text), score.unknown_share
             )
+            shadow = None
+            if shadowed is not None:
+                shadow = (shadowed[0], shadowed[1][item])
+                agreement = "agree" if shadow[1].label == score.label else "disagree"
+                metrics.shadowed.labels(model.version, shadow[0], agreement).inc()
             sampled = log.sampled()
             if sampled or records is not None:
                 record = prediction.record(model, request_id, item, self.keep_text,
-                                           client_request_id)  # fmt: skip
+                                           client_request_id, shadow)  # fmt: skip
                 if sampled:
                     log.record(record)
                 kept.append(record)
@@ -134,3 +160,29 @@ class Scoring:
         if records is not None and request_id is not None:
             records.remember(kept)
         return results
+
+    def shadow_one(self, model: LoadedModel, text: str) -> tuple[str, Score] | None:
+        """The candidate's answer on a text that arrives with its true label (feedback with a
+        text): always scored, unsampled — each is a labelled pair."""
+        found = self._shadow_scores(model, [text], sample=1.0)
+        return None if found is None else (found[0], found[1][0])
+
+    def _shadow_scores(
+        self, model: LoadedModel, texts: list[str], sample: float | None = None
+    ) -> tuple[str, list[Score]] | None:
+        """The candidate's version and scores for a sampled request; None otherwise, and when
+        shadow scoring fails (counted and logged: the response never depends on it)."""
+        candidate = self.shadow.current if self.shadow is not None else None
+        if candidate is None or candidate.version == model.version:
+            return None
+        if self._draw.random() >= (self.shadow_sample if sample is None else sample):
+            return None
+        try:
+            scorer = candidate.scorer
+            scores = (scorer.score_batch(texts) if len(texts) > 1
+                      else [scorer.score(texts[0])])  # fmt: skip
+        except Exception:
+            self.metrics.shadow_errors.inc()
+            logger.exception("shadow scoring with version %s failed", candidate.version)
+            return None
+        return candidate.version, scores

@@ -1,7 +1,7 @@
 """The service's settings: the shared registry and cache settings, the prediction store's, and
 everything the service alone reads from the environment (server, limits, logs, credentials).
 
-Imports: `settings` and `store.settings` only.
+Imports: `config`, `settings` and `store.settings` only.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from imdb_sentiment.config import MODEL_URI
 from imdb_sentiment.settings import ModelSettings, load_from_env
 from imdb_sentiment.store.settings import StoreSettings
 
@@ -40,6 +41,13 @@ class Settings(ModelSettings, StoreSettings):
     # GIL caps what gRPC scores, as one worker's caps HTTP.
     grpc_workers: int = Field(2, ge=1, le=64, validation_alias="GRPC_WORKERS")
     grpc_threads: int = Field(8, ge=1, le=256, validation_alias="GRPC_THREADS")
+    # Shadow scoring (serving.scoring): a sampled share of requests is also scored by the
+    # candidate, recorded beside production's answer, never returned. Unset URI: the model's
+    # `staging` alias whenever it names another version than production. SHADOW_SAMPLE=0: off.
+    shadow_model_uri: str | None = Field(
+        None, pattern=MODEL_URI.pattern, validation_alias="SHADOW_MODEL_URI"
+    )
+    shadow_sample: float = Field(0.1, ge=0.0, le=1.0, validation_alias="SHADOW_SAMPLE")
     max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
@@ -69,7 +77,7 @@ class Settings(ModelSettings, StoreSettings):
     )
 
     # Named apart from ModelSettings' validator: a same-named one would replace it.
-    @field_validator("prediction_log_dir", "api_tokens_file", mode="before")
+    @field_validator("prediction_log_dir", "api_tokens_file", "shadow_model_uri", mode="before")
     @classmethod
     def _empty_paths_are_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -78,6 +86,13 @@ class Settings(ModelSettings, StoreSettings):
     def _text_fits_body(self) -> Settings:
         if self.max_text_chars > self.max_body_bytes:
             raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_of_this_model(self) -> Settings:
+        match = MODEL_URI.match(self.shadow_model_uri or "")
+        if match is not None and match["name"] != self.model_name:
+            raise ValueError(f"SHADOW_MODEL_URI must name a version of {self.model_name!r}")
         return self
 
 

@@ -439,6 +439,26 @@ class PredictionStore:
         except SQLAlchemyError as exc:
             raise StoreUnavailableError(_reason(exc)) from exc
 
+    def shadowed(
+        self, since: float | None = None, until: float | None = None
+    ) -> Iterator[tuple[PredictionRecord, Label | None]]:
+        """Predictions the shadowed candidate also scored, with their true label if one was
+        given (None otherwise), oldest first, streamed."""
+        joined = predictions.outerjoin(
+            feedback,
+            and_(feedback.c.request_id == predictions.c.request_id,
+                 feedback.c.item == predictions.c.item),
+        )  # fmt: skip
+        query = select(predictions, feedback.c.actual).select_from(joined)
+        query = _window(query, predictions.c, since, until, None)
+        query = query.where(predictions.c.shadow_version.is_not(None))
+        try:
+            with self.engine.connect().execution_options(yield_per=10_000) as db:
+                for row in db.execute(query.order_by(predictions.c.created)).mappings():
+                    yield _record(row), row["actual"]
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError(_reason(exc)) from exc
+
     def labelled(
         self, since: float | None = None, until: float | None = None, version: str | None = None
     ) -> Iterator[tuple[PredictionRecord, Label, float]]:
@@ -581,6 +601,9 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
         "tokens": r.tokens,
         "text_chars": r.text_chars,
         "client_request_id": r.client_request_id,
+        "shadow_version": r.shadow_version,
+        "shadow_probability": r.shadow_probability,
+        "shadow_label": r.shadow_label,
     }
 
 
@@ -597,4 +620,7 @@ def _record(row: Any) -> PredictionRecord:
         text_chars=-1 if row["text_chars"] is None else int(row["text_chars"]),
         text=row["text"],
         client_request_id=row.get("client_request_id"),
+        shadow_version=row.get("shadow_version"),
+        shadow_probability=row.get("shadow_probability"),
+        shadow_label=row.get("shadow_label"),
     )

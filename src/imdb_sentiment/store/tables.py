@@ -26,7 +26,12 @@ predictions = Table(
     Column("tokens", Integer),
     Column("text_chars", Integer),
     Column("client_request_id", String(128)),
+    # The shadowed candidate's answer on the same text (serving.scoring), NULL if not shadowed.
+    Column("shadow_version", String(32)),
+    Column("shadow_probability", DOUBLE),
+    Column("shadow_label", String(8)),
     Index("predictions_created", "created"),
+    Index("predictions_shadow_version", "shadow_version"),
 )
 
 feedback = Table(

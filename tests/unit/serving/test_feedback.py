@@ -22,6 +22,7 @@ from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.settings import load_settings
 from imdb_sentiment.store.database import PredictionStore, _row, upgrade
+from imdb_sentiment.store.schema import scripts
 from imdb_sentiment.store.spool import Spool
 from imdb_sentiment.store.tables import feedback, metadata, predictions
 from tests.unit.serving.test_web_metrics_openapi import samples
@@ -261,7 +262,7 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
     )
     old.close()
     url = f"sqlite:///{path}"
-    assert upgrade(url).revision == "0003"
+    assert upgrade(url).revision == scripts().get_current_head()
     store = PredictionStore(url)
     [(prediction, actual, at)] = list(store.labelled())
     assert (prediction.request_id, prediction.model_version, prediction.label) == (
@@ -275,7 +276,7 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
     spooled.remember([record("new")])
     spooled.close()
     assert store.lookup("new", 0).tokens == 5
-    assert upgrade(url).revision == "0003"  # idempotent
+    assert upgrade(url).revision == scripts().get_current_head()  # idempotent
 
 
 def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import tracking
 from imdb_sentiment.config import load_params
@@ -27,11 +28,12 @@ def publish(
     clean: CleanOptions | None = None,
     metrics: dict[str, float] | None = None,
     threshold: float = 0.5,
+    model: Pipeline | None = None,
 ) -> str:
     settings = load_settings()
     tracking.configure(settings)
     record = register.log_and_register(
-        tiny_model(seed=seed, clean=clean),
+        model if model is not None else tiny_model(seed=seed, clean=clean),
         model_name=settings.model_name,
         experiment="serving",
         params={},

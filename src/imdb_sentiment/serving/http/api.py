@@ -13,6 +13,7 @@ import logging
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from imdb_sentiment.evidence import outcome
 from imdb_sentiment.serving.http.context import service
 from imdb_sentiment.serving.http.errors import ApiError, decode_utf8, parse_json, read_body
 from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
@@ -98,7 +99,8 @@ def feedback() -> ResponseReturnValue:
             model = require_model(ctx.store)
             scored = Prediction(text, model.scorer.score(text))
             record = scored.record(model, g.request_id, keep_text=ctx.records.keep_text,
-                                   client_request_id=g.client_request_id)  # fmt: skip
+                                   client_request_id=g.client_request_id,
+                                   shadow=ctx.scoring.shadow_one(model, text))  # fmt: skip
             labelled = ctx.records.label(record, label, text=text)
         else:
             assert request_id is not None
@@ -123,6 +125,9 @@ def feedback() -> ResponseReturnValue:
     p = labelled.prediction
     version = p.model_version or "unknown"
     ctx.metrics.feedback.labels(ctx.settings.model_name, version, labelled.outcome).inc()
+    if p.shadow_label is not None and p.shadow_version is not None:  # a pair of answers
+        pair = outcome(p.label, p.shadow_label, labelled.actual)
+        ctx.metrics.shadow_pairs.labels(version, p.shadow_version, pair).inc()
     ack = {
         "request_id": p.request_id,
         "item": p.item,

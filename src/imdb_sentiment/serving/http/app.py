@@ -48,7 +48,11 @@ DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 UNTIMED = {"ops.metrics", "static", "docs.asset"}
 
 
-def create_app(settings: Settings | None = None, model: Pipeline | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    model: Pipeline | None = None,
+    shadow_model: Pipeline | None = None,
+) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
     # One byte over the limit gets through Werkzeug, so read_body can tell "too large" apart from
@@ -61,8 +65,11 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
     predictions = PredictionLog(settings)
     records = _prediction_store(settings, metrics)
     schemas = Schemas.build(settings)
+    # The candidate scored in the shadow: followed from the registry, or handed in (tests).
+    follow_shadow = model is None and settings.shadow_sample > 0
+    shadow = ModelStore(settings, metrics, shadow=True) if follow_shadow or shadow_model else None
     ServiceContext(
-        settings, metrics, store, schemas, predictions, records, _tokens(settings)
+        settings, metrics, store, schemas, predictions, records, _tokens(settings), shadow
     ).install(app)
     for blueprint in (web.bp, api.bp, oip.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
@@ -71,6 +78,11 @@ def create_app(settings: Settings | None = None, model: Pipeline | None = None) 
         store.inject(model)
     else:
         _start_model(settings, store)
+    if shadow is not None and shadow_model is not None:
+        shadow.inject(shadow_model, version="shadow")
+    elif shadow is not None:
+        shadow.load_initial()
+        shadow.start_polling()
     return app
 
 

@@ -32,12 +32,15 @@ class ServiceContext:
     predictions: PredictionLog
     records: PredictionStore | None  # None: DATABASE_URL is empty (no store, no feedback)
     tokens: TokenCheck | None = None  # None: API_TOKENS_FILE unset (writes refused, see authorize)
+    shadow: ModelStore | None = None  # the shadowed candidate (None: SHADOW_SAMPLE=0)
 
     @cached_property
     def scoring(self) -> Scoring:
-        """Scoring as every front does it: metrics, the prediction log, the store's records."""
+        """Scoring as every front does it: metrics, the prediction log, the store's records,
+        the shadowed candidate."""
         return Scoring(self.metrics, self.predictions, self.records,
-                       self.settings.prediction_log_text)  # fmt: skip
+                       self.settings.prediction_log_text, self.shadow,
+                       self.settings.shadow_sample)  # fmt: skip
 
     def authorize(self, authorization: str | None, route: str) -> None:
         """A 401 (403 for writes on a server without tokens) unless the request may use
@@ -56,6 +59,9 @@ class ServiceContext:
 
     def close(self) -> None:
         """Write out what the background writers hold (a worker's last act)."""
+        for models in (self.store, self.shadow):
+            if models is not None:
+                models.stop()
         self.predictions.close()
         if self.records is not None:
             self.records.close()

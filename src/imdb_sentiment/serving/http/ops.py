@@ -66,6 +66,7 @@ def store_health(records: PredictionStore) -> dict[str, object]:
 def version() -> ResponseReturnValue:
     ctx = service()
     model = ctx.store.current
+    shadow = ctx.shadow.current if ctx.shadow is not None else None
     body = {
         "app_version": __version__,
         "model": None
@@ -78,6 +79,10 @@ def version() -> ResponseReturnValue:
             "alias": ctx.settings.model_alias,
             "loaded_at": model.loaded_at,
         },
+        # The candidate scored in the shadow (SHADOW_SAMPLE of requests), if any.
+        "shadow": None
+        if shadow is None
+        else {"version": shadow.version, "sample": ctx.settings.shadow_sample},
     }
     return jsonify(body)
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from imdb_sentiment.runtime.cache import ModelCache, Pointer, Source
+from imdb_sentiment.runtime.cache import POINTER, SHADOW_POINTER, ModelCache, Pointer, Source
 from imdb_sentiment.runtime.scorer import FastScorer
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.settings import Settings
@@ -26,7 +26,7 @@ from imdb_sentiment.serving.settings import Settings
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from imdb_sentiment.runtime.sync import RegistrySync
+    from imdb_sentiment.runtime.sync import RegistrySync, ShadowSync
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,22 @@ def _warm(scorer: FastScorer) -> FastScorer:
 
 
 class ModelStore:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    """The served model; with `shadow`, the candidate scored in the shadow instead: same cache,
+    compile and hot reload, its own pointer (SHADOW_POINTER), none of production's metrics, and
+    nothing served once its pointer names no version (the candidate was promoted or withdrawn)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, shadow: bool = False) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.cache = ModelCache(settings.model_cache_dir, settings.model_name)
+        self.shadow = shadow
+        pointer = SHADOW_POINTER if shadow else POINTER
+        self.cache = ModelCache(settings.model_cache_dir, settings.model_name, pointer)
         self._current: LoadedModel | None = None
         self.reason = "model not loaded yet"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one load at a time; readers never take it
-        self._sync: RegistrySync | None = None
+        self._sync: RegistrySync | ShadowSync | None = None
 
     @property
     def current(self) -> LoadedModel | None:
@@ -75,12 +81,15 @@ class ModelStore:
         return "no model is loaded yet; retry shortly"
 
     @property
-    def sync(self) -> RegistrySync:
+    def sync(self) -> RegistrySync | ShadowSync:
         """The in-process registry sync (`inline` mode), created on first use."""
         if self._sync is None:
-            from imdb_sentiment.runtime.sync import RegistrySync
+            from imdb_sentiment.runtime.sync import RegistrySync, ShadowSync
 
-            self._sync = RegistrySync(self.settings, self.cache)
+            production = self.cache.with_pointer(POINTER)
+            uri = self.settings.shadow_model_uri
+            self._sync = (ShadowSync(self.settings, production, uri) if self.shadow
+                          else RegistrySync(self.settings, self.cache))  # fmt: skip
         return self._sync
 
     def inject(
@@ -125,7 +134,17 @@ class ModelStore:
         """Serve what the cache's pointer names, loading it if it changed. True if swapped."""
         with self._lock:
             pointer = self.cache.read_pointer()
+            if (
+                self.shadow
+                and self._current is not None
+                and (pointer is None or pointer.version is None)
+            ):
+                log.info("no longer shadowing version %s", self._current.version)
+                self._current = None
+                return True
             if pointer is None or pointer.version is None:
+                if self.shadow:
+                    return False  # nothing to shadow is no failure
                 if self._current is None:
                     reason = (
                         pointer.reason
@@ -146,13 +165,17 @@ class ModelStore:
             try:
                 loaded = self._load(pointer)
             except Exception as exc:
-                self.metrics.reloads.labels(result="failure").inc()
+                self._count_reload("failure")
                 if self._current is None:
                     self.reason = f"cached model version {pointer.version} unusable: {exc}"
                 raise
-            self.metrics.reloads.labels(result="success").inc()
+            self._count_reload("success")
             self._swap(loaded)
             return True
+
+    def _count_reload(self, result: str) -> None:
+        if not self.shadow:  # production's reloads only: the alerts read them
+            self.metrics.reloads.labels(result=result).inc()
 
     def _load(self, pointer: Pointer) -> LoadedModel:
         assert pointer.version is not None
@@ -173,6 +196,9 @@ class ModelStore:
     def _swap(self, loaded: LoadedModel) -> None:
         old = self._current
         self._current = loaded  # the atomic swap
+        if self.shadow:
+            log.info("shadowing %s version %s", loaded.name, loaded.version)
+            return
         if old is not None and old.version != loaded.version:
             self.metrics.model_info.labels(name=old.name, version=old.version).set(0)
             for metric in old.quality:

@@ -11,7 +11,7 @@ import signal
 import threading
 
 from imdb_sentiment.runtime.cache import ModelCache
-from imdb_sentiment.runtime.sync import RegistrySync, quiet_http_defaults
+from imdb_sentiment.runtime.sync import RegistrySync, ShadowSync, quiet_http_defaults
 from imdb_sentiment.serving.settings import load_settings
 
 log = logging.getLogger("imdb_sentiment.serving.model.sync")  # also when run as __main__
@@ -29,13 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     from imdb_sentiment.tracking import configure
 
     configure(settings)
-    sync = RegistrySync(settings, ModelCache(settings.model_cache_dir, settings.model_name))
+    cache = ModelCache(settings.model_cache_dir, settings.model_name)
+    sync = RegistrySync(settings, cache)
+    # The shadowed candidate follows the registry in the same process, after production.
+    shadow = ShadowSync(settings, cache, settings.shadow_model_uri).sync
+    also = shadow if settings.shadow_sample > 0 else None
     if not args.watch:
         try:
             pointer = sync.sync()
             log.info("serving %s version %s", pointer.name, pointer.version)
         except Exception as exc:
             log.warning("registry sync failed, workers use the cache if any: %s", exc)
+        if also is not None:
+            candidate = also()
+            log.info("shadowing version %s%s", candidate.version,
+                     f" ({candidate.reason})" if candidate.reason else "")  # fmt: skip
         return 0
     from imdb_sentiment.serving.metrics import Metrics
 
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sync.watch(settings.reload_interval, stop, failures.inc)
+    sync.watch(settings.reload_interval, stop, failures.inc, also)
     return 0
 
 

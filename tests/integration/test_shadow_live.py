@@ -1,0 +1,179 @@
+"""Promotion on live evidence, end to end: the real service (gunicorn, its sync sidecar)
+shadows the staged candidate on every request while serving production; feedback labels a few
+hundred real IMDB test reviews; `imdb-sentiment shadow report` counts the discordant pairs as a
+direct computation with both models does, its p-value is scipy's exact binomial test on them,
+and `imdb-sentiment promote` refuses a worse candidate and accepts a better one — the responses
+equal to production's scorer throughout."""
+
+from __future__ import annotations
+
+import json
+import random
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from mlflow import MlflowClient
+from scipy.stats import binomtest
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment.classifier import NBLogisticRegression
+from imdb_sentiment.config import FeatureParams
+from imdb_sentiment.evidence import outcome
+from imdb_sentiment.features import build_featurizer
+from imdb_sentiment.runtime.cache import ModelCache
+from tests.conftest import FULL_DATA_SOURCE, IN_CI
+from tests.helpers import SEED_CLEANING
+from tests.project import ROOT, run
+from tests.server import Pod
+from tests.unit.serving.test_model_store import publish
+
+pytestmark = pytest.mark.slow
+NAME = "imdb-sentiment"
+
+
+def reviews(source: str, per_bucket: int) -> dict[str, list[tuple[str, str]]]:
+    """The first `per_bucket` reviews of train/pos, train/neg, test/pos, test/neg."""
+    found: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    counts: dict[tuple[str, str], int] = {}
+    with tarfile.open(source, "r:gz") as archive:
+        for member in archive:
+            parts = member.name.split("/")
+            if len(parts) != 4 or parts[2] not in ("pos", "neg") or not member.isfile():
+                continue
+            key = (parts[1], parts[2])
+            if parts[1] not in found or counts.get(key, 0) >= per_bucket:
+                continue
+            data = archive.extractfile(member)
+            assert data is not None
+            label = "positive" if parts[2] == "pos" else "negative"
+            found[parts[1]].append((data.read().decode("utf-8"), label))
+            counts[key] = counts.get(key, 0) + 1
+            if len(counts) == 4 and min(counts.values()) >= per_bucket:
+                break
+    return found
+
+
+def trained(train: list[tuple[str, str]], flip: float, seed: int) -> Pipeline:
+    """NB-LR on real reviews, with a share `flip` of the labels inverted."""
+    rng = random.Random(seed)
+    texts = [t for t, _ in train]
+    labels = [int(label == "positive") ^ (rng.random() < flip) for _, label in train]
+    featurizer = build_featurizer(SEED_CLEANING, FeatureParams(max_features=None,
+                                                                ngram_range=(1, 2)))  # fmt: skip
+    x = featurizer.fit_transform(texts)
+    clf = NBLogisticRegression(C=1.0).fit(x, np.array(labels))
+    return Pipeline([*featurizer.steps, ("clf", clf)])
+
+
+def wait_for_shadow(pod: Pod, version: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        shadow = requests.get(f"{pod.url}/version", timeout=10).json()["shadow"]
+        if shadow is not None and shadow["version"] == version:
+            return
+        assert time.monotonic() < deadline, f"the service never shadowed version {version}"
+        time.sleep(0.2)
+
+
+def serve_and_label(pod: Pod, items: list[tuple[str, str]], production: str) -> None:
+    """Predict every review (batches of 25), check each answer is production's, label it."""
+    scorer = ModelCache(pod.home / "model-cache", NAME).load_scorer(production)
+    for start in range(0, len(items), 25):
+        batch = items[start : start + 25]
+        texts = [t for t, _ in batch]
+        answer = requests.post(f"{pod.url}/api/v1/predict", json={"texts": texts}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        got = answer.json()["predictions"]
+        assert {p["model"]["version"] for p in got} == {production}
+        expected = [round(s.p_positive, 6) for s in scorer.score_batch(texts)]
+        assert [p["scores"]["positive"] for p in got] == expected  # production's, exactly
+        request_id = answer.headers["X-Request-ID"]
+        for item, (_, label) in enumerate(batch):
+            body = {"request_id": request_id, "item": item, "label": label}
+            for _ in range(100):  # 503 while the record waits in the spool
+                labelled = requests.post(f"{pod.url}/api/v1/feedback", json=body, timeout=10)
+                if labelled.status_code != 503:
+                    break
+                time.sleep(0.1)
+            assert labelled.status_code == 201, labelled.text
+
+
+def direct_pairs(pod: Pod, items: list[tuple[str, str]], production: str,
+                 candidate: str) -> dict[str, int]:  # fmt: skip
+    cache = ModelCache(pod.home / "model-cache", NAME)
+    texts = [t for t, _ in items]
+    prod = cache.load_scorer(production).score_batch(texts)
+    cand = cache.load_scorer(candidate).score_batch(texts)
+    pairs: dict[str, int] = dict.fromkeys(
+        ("both_right", "both_wrong", "production_only", "candidate_only"), 0
+    )
+    for p, c, (_, actual) in zip(prod, cand, items, strict=True):
+        pairs[outcome(p.label, c.label, actual)] += 1
+    return pairs
+
+
+def report(pod: Pod, env: dict[str, str], candidate: str) -> dict[str, object]:
+    out = pod.home / f"report-{candidate}"
+    run(["imdb-sentiment", "shadow", "report", "--out", str(out)], ROOT, env)
+    assert "McNemar exact p-value" in (out / "shadow.html").read_text()
+    body = json.loads((out / "shadow.json").read_text())
+    [found] = [c for c in body["comparisons"] if c["candidate_version"] == candidate]
+    return dict(found)
+
+
+def test_promotion_follows_the_live_evidence(tmp_path: Path) -> None:
+    if not FULL_DATA_SOURCE:
+        if IN_CI:
+            pytest.fail("CI must set IMDB_SOURCE to the real archive")
+        pytest.skip("IMDB_SOURCE not set: this test labels real reviews")
+    data = reviews(FULL_DATA_SOURCE, per_bucket=1000)
+    train, test = data["train"], data["test"]
+    random.Random(0).shuffle(test)
+    registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", registry)
+        production = publish(0, model=trained(train, flip=0.35, seed=1))
+        worse = publish(0, alias="staging", model=trained(train, flip=0.65, seed=2))
+    pod = Pod(tmp_path / "pod", {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
+                                 "PREDICTION_LOG_TEXT": "true"})  # fmt: skip
+    pod.start()
+    try:
+        # A worse candidate: refused on live evidence although offline it looks as good.
+        wait_for_shadow(pod, worse)
+        serve_and_label(pod, test[:300], production)
+        found = report(pod, env, worse)
+        direct = direct_pairs(pod, test[:300], production, worse)
+        evidence = found["evidence"]
+        assert isinstance(evidence, dict)
+        assert {k: evidence[k] for k in direct} == direct
+        b, c = direct["production_only"], direct["candidate_only"]
+        assert evidence["p_value"] == pytest.approx(binomtest(c, b + c, 0.5).pvalue, rel=1e-9)
+        assert evidence["verdict"] == "worse" and found["shadowed"] == 300
+        refused = run(["imdb-sentiment", "promote"], ROOT, env, check=False)
+        assert refused.returncode != 0 and "significantly worse" in refused.stderr, refused
+        client = MlflowClient(registry)
+        assert str(client.get_model_version_by_alias(NAME, "production").version) == production
+
+        # A better candidate: promoted on live evidence although offline it is outside the
+        # tolerance (0.85 against production's 0.90).
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", registry)
+            better = publish(0, alias="staging", metrics={"test_accuracy": 0.85},
+                             model=trained(train, flip=0.0, seed=3))  # fmt: skip
+        wait_for_shadow(pod, better)
+        serve_and_label(pod, test[300:600], production)
+        found = report(pod, env, better)
+        direct = direct_pairs(pod, test[300:600], production, better)
+        evidence = found["evidence"]
+        assert isinstance(evidence, dict)
+        assert {k: evidence[k] for k in direct} == direct and evidence["verdict"] == "better"
+        accepted = run(["imdb-sentiment", "promote"], ROOT, env)
+        assert "better" in accepted.stdout, accepted.stdout
+        assert str(client.get_model_version_by_alias(NAME, "production").version) == better
+    finally:
+        assert pod.stop() == 0
