@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
+from imdb_sentiment.store.schema import MIGRATIONS, scripts
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
@@ -145,10 +146,8 @@ def test_locks_held_in_the_database_bound_feedback_and_migrations(
             assert answer.status_code == 200 and seconds < 0.5, seconds
         holder.rollback()
         # A migration meeting a lock gives up after its lock timeout, not after the lock.
-        with create_engine(url).begin() as db:  # as if the previous revision were current
-            db.execute(text("UPDATE alembic_version SET version_num = '0002'"))
-            db.execute(text("ALTER TABLE predictions DROP COLUMN client_request_id"))
-            db.execute(text("DROP TABLE store_tasks"))
+        with create_engine(url).begin() as db:  # back to revision 0002: migrations ahead
+            downgrade_to(db, "0002")
         holder.execute(text("LOCK TABLE predictions IN ACCESS SHARE MODE"))
         started = time.monotonic()
         env = {"DATABASE_URL": url, "DATABASE_MIGRATION_LOCK_TIMEOUT_S": "1"}
@@ -162,7 +161,7 @@ def test_locks_held_in_the_database_bound_feedback_and_migrations(
         assert "Traceback" not in done.stderr
         holder.rollback()
         done = run(["imdb-sentiment", "db", "upgrade"], ROOT, {"DATABASE_URL": url})
-        assert "revision 0003" in done.stdout
+        assert f"revision {scripts().get_current_head()}" in done.stdout
         # Labelled at last, once the locks are gone.
         answer = requests.post(f"{pod.url}/api/v1/feedback", timeout=30,
                                json={"request_id": rid, "label": "positive"})  # fmt: skip
@@ -170,3 +169,14 @@ def test_locks_held_in_the_database_bound_feedback_and_migrations(
     finally:
         holder.close()
         pod.stop()
+
+
+def downgrade_to(db: Connection, revision: str) -> None:
+    """Alembic's own downgrade, on this connection (as `store.database.upgrade` runs upgrades)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = db
+    command.downgrade(config, revision)
