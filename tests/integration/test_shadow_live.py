@@ -1,6 +1,7 @@
-"""Promotion on live evidence, end to end: the real service (gunicorn, its sync sidecar)
-shadows the staged candidate on every request while serving production; feedback labels a few
-hundred real IMDB test reviews; `imdb-sentiment shadow report` counts the discordant pairs as a
+"""Promotion on live evidence, end to end: two instances of the real service (gunicorn, their
+sync sidecars) on one real PostgreSQL server shadow the staged candidate on every request while
+serving production; feedback, sent to the instance that did *not* answer, labels a few hundred
+real IMDB test reviews; `imdb-sentiment shadow report` counts the discordant pairs as a
 direct computation with both models does, its p-value is scipy's exact binomial test on them,
 and `imdb-sentiment promote` refuses a worse candidate and accepts a better one — the responses
 equal to production's scorer throughout."""
@@ -27,6 +28,7 @@ from imdb_sentiment.features import build_featurizer
 from imdb_sentiment.runtime.cache import ModelCache
 from tests.conftest import FULL_DATA_SOURCE, IN_CI
 from tests.helpers import SEED_CLEANING
+from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
 from tests.unit.serving.test_model_store import publish
@@ -79,13 +81,16 @@ def wait_for_shadow(pod: Pod, version: str) -> None:
         time.sleep(0.2)
 
 
-def serve_and_label(pod: Pod, items: list[tuple[str, str]], production: str) -> None:
-    """Predict every review (batches of 25), check each answer is production's, label it."""
-    scorer = ModelCache(pod.home / "model-cache", NAME).load_scorer(production)
-    for start in range(0, len(items), 25):
+def serve_and_label(pods: list[Pod], items: list[tuple[str, str]], production: str) -> None:
+    """Predict every review (batches of 25, the pods in turn), check each answer is
+    production's, label it through the other pod."""
+    scorer = ModelCache(pods[0].home / "model-cache", NAME).load_scorer(production)
+    for number, start in enumerate(range(0, len(items), 25)):
+        answering, labelling = pods[number % 2], pods[(number + 1) % 2]
         batch = items[start : start + 25]
         texts = [t for t, _ in batch]
-        answer = requests.post(f"{pod.url}/api/v1/predict", json={"texts": texts}, timeout=30)
+        answer = requests.post(f"{answering.url}/api/v1/predict", json={"texts": texts},
+                               timeout=30)  # fmt: skip
         assert answer.status_code == 200, answer.text
         got = answer.json()["predictions"]
         assert {p["model"]["version"] for p in got} == {production}
@@ -94,9 +99,10 @@ def serve_and_label(pod: Pod, items: list[tuple[str, str]], production: str) -> 
         request_id = answer.headers["X-Request-ID"]
         for item, (_, label) in enumerate(batch):
             body = {"request_id": request_id, "item": item, "label": label}
-            for _ in range(100):  # 503 while the record waits in the spool
-                labelled = requests.post(f"{pod.url}/api/v1/feedback", json=body, timeout=10)
-                if labelled.status_code != 503:
+            for _ in range(100):  # 404 until the answering pod's spool reaches the database
+                labelled = requests.post(f"{labelling.url}/api/v1/feedback", json=body,
+                                         timeout=10)  # fmt: skip
+                if labelled.status_code not in (404, 503):
                     break
                 time.sleep(0.1)
             assert labelled.status_code == 201, labelled.text
@@ -125,7 +131,7 @@ def report(pod: Pod, env: dict[str, str], candidate: str) -> dict[str, object]:
     return dict(found)
 
 
-def test_promotion_follows_the_live_evidence(tmp_path: Path) -> None:
+def test_promotion_follows_the_live_evidence(tmp_path: Path, postgres: PostgresServer) -> None:
     if not FULL_DATA_SOURCE:
         if IN_CI:
             pytest.fail("CI must set IMDB_SOURCE to the real archive")
@@ -134,18 +140,23 @@ def test_promotion_follows_the_live_evidence(tmp_path: Path) -> None:
     train, test = data["train"], data["test"]
     random.Random(0).shuffle(test)
     registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"}
+    env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": postgres.new_database()}
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, env)  # the release step
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", registry)
         production = publish(0, model=trained(train, flip=0.35, seed=1))
         worse = publish(0, alias="staging", model=trained(train, flip=0.65, seed=2))
-    pod = Pod(tmp_path / "pod", {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
-                                 "PREDICTION_LOG_TEXT": "true"})  # fmt: skip
-    pod.start()
+    serving = {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
+               "PREDICTION_LOG_TEXT": "true", "DATABASE_MIGRATE": "off"}  # fmt: skip
+    pods = [Pod(tmp_path / name, serving) for name in ("pod-a", "pod-b")]
+    for pod in pods:
+        pod.start()
+    pod = pods[0]
     try:
         # A worse candidate: refused on live evidence although offline it looks as good.
-        wait_for_shadow(pod, worse)
-        serve_and_label(pod, test[:300], production)
+        for each in pods:
+            wait_for_shadow(each, worse)
+        serve_and_label(pods, test[:300], production)
         found = report(pod, env, worse)
         direct = direct_pairs(pod, test[:300], production, worse)
         evidence = found["evidence"]
@@ -165,8 +176,9 @@ def test_promotion_follows_the_live_evidence(tmp_path: Path) -> None:
             patch.setenv("MLFLOW_TRACKING_URI", registry)
             better = publish(0, alias="staging", metrics={"test_accuracy": 0.85},
                              model=trained(train, flip=0.0, seed=3))  # fmt: skip
-        wait_for_shadow(pod, better)
-        serve_and_label(pod, test[300:600], production)
+        for each in pods:
+            wait_for_shadow(each, better)
+        serve_and_label(pods, test[300:600], production)
         found = report(pod, env, better)
         direct = direct_pairs(pod, test[300:600], production, better)
         evidence = found["evidence"]
@@ -176,4 +188,4 @@ def test_promotion_follows_the_live_evidence(tmp_path: Path) -> None:
         assert "better" in accepted.stdout, accepted.stdout
         assert str(client.get_model_version_by_alias(NAME, "production").version) == better
     finally:
-        assert pod.stop() == 0
+        assert [each.stop() for each in pods] == [0, 0]
