@@ -109,10 +109,10 @@ def live_counts(store_url: str, candidate: str, production: str | None) -> Paire
     """The labelled pairs of `candidate` shadowing `production` (any production version when
     None): what the promotion gate decides with."""
     pairs: dict[str, int] = {}
-    for c in compare(open_store(store_url)):
-        if c.candidate_version == candidate and production in (None, c.production_version):
-            for kind, count in c.pairs.items():
-                pairs[kind] = pairs.get(kind, 0) + count
+    counted = open_store(store_url).shadow_label_counts(candidate, production)
+    for (production_label, candidate_label, actual), count in counted.items():
+        kind = outcome(production_label, candidate_label, actual)
+        pairs[kind] = pairs.get(kind, 0) + count
     return PairedCounts(**pairs)
 
 

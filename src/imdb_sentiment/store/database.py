@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, delete, exists, select, update
+from sqlalchemy import Engine, and_, delete, exists, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -456,6 +456,26 @@ class PredictionStore:
             with self.engine.connect().execution_options(yield_per=10_000) as db:
                 for row in db.execute(query.order_by(predictions.c.created)).mappings():
                     yield _record(row), row["actual"]
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError(_reason(exc)) from exc
+
+    def shadow_label_counts(
+        self, candidate: str, production: str | None
+    ) -> dict[tuple[str, str, str], int]:
+        """Labelled reviews `candidate` shadowed (beside `production`, any version when None),
+        counted by (production's label, the candidate's, the true one): one GROUP BY."""
+        p = predictions.c
+        joined = predictions.join(
+            feedback, and_(feedback.c.request_id == p.request_id, feedback.c.item == p.item)
+        )
+        query = (select(p.label, p.shadow_label, feedback.c.actual, func.count())
+                 .select_from(joined).where(p.shadow_version == candidate)
+                 .group_by(p.label, p.shadow_label, feedback.c.actual))  # fmt: skip
+        if production is not None:
+            query = query.where(p.model_version == production)
+        try:
+            with self.engine.connect() as db:
+                return {(a, b, c): int(n) for a, b, c, n in db.execute(query)}
         except SQLAlchemyError as exc:
             raise StoreUnavailableError(_reason(exc)) from exc
 
