@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
 from benchmarks.pipeline import machine
-from imdb_sentiment.atomic import atomic_path
+from imdb_sentiment.core.atomic import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "models:/imdb-sentiment@production"
@@ -132,7 +132,7 @@ def run_spark(source: Path, workdir: Path, rows: int) -> tuple[float, float, flo
     from imdb_sentiment.batch import spark as engine
     from imdb_sentiment.batch.job import Job
     from imdb_sentiment.runtime.resolve import resolve_model
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.serving.service_settings import load_settings
 
     model = resolve_model(MODEL, load_settings())
     session = engine.session("local[2]", "imdb-sentiment-bench")

@@ -32,7 +32,7 @@ PROBE = """
 import importlib.metadata as md, json, sys
 import imdb_sentiment.serving.http.app, imdb_sentiment.serving.http.wsgi  # noqa: F401
 worker = {m.split('.')[0] for m in sys.modules}
-import imdb_sentiment.serving.model.sync, imdb_sentiment.runtime.compile  # noqa: F401
+import imdb_sentiment.serving.server, imdb_sentiment.runtime.compile  # noqa: F401
 import mlflow.sklearn  # noqa: F401  (the sync loads a version to compile it)
 sync = {m.split('.')[0] for m in sys.modules}
 owners = md.packages_distributions()

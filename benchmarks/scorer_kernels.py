@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imdb_sentiment.batch.executor import probabilities
+from imdb_sentiment.core.text import SEPARATED_MARKS, clean_words
 from imdb_sentiment.runtime.scorer import FastScorer, WordBlock
-from imdb_sentiment.text import SEPARATED_MARKS, clean_words
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(tempfile.gettempdir()) / "imdb-batch" / "reviews-100k-pandas.parquet"

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from tests.server import free_port  # noqa: E402
 
 from benchmarks.pipeline import machine  # noqa: E402
-from imdb_sentiment.serving.settings import load_settings  # noqa: E402
+from imdb_sentiment.serving.service_settings import load_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -161,7 +161,7 @@ def rss_mb(proc: subprocess.Popen[bytes]) -> tuple[list[float], list[float]]:
     sync: list[float] = []
     for child in psutil.Process(proc.pid).children(recursive=True):
         mb = child.memory_info().rss / 2**20
-        is_sync = "imdb_sentiment.serving.model.sync" in " ".join(child.cmdline())
+        is_sync = "imdb_sentiment.serving.server model-sync" in " ".join(child.cmdline())
         (sync if is_sync else workers).append(mb)
     return workers, sync
 
@@ -170,7 +170,7 @@ def worker_cpu(proc: subprocess.Popen[bytes]) -> float:
     """CPU seconds (user + system) of the server's workers so far (not the sync process)."""
     total = 0.0
     for child in psutil.Process(proc.pid).children(recursive=True):
-        if "imdb_sentiment.serving.model.sync" not in " ".join(child.cmdline()):
+        if "imdb_sentiment.serving.server model-sync" not in " ".join(child.cmdline()):
             times = child.cpu_times()
             total += times.user + times.system
     return total

@@ -40,8 +40,8 @@ def candidate_copy() -> tuple[str, str]:
     import mlflow
     from mlflow import MlflowClient
 
-    from imdb_sentiment import tracking
-    from imdb_sentiment.settings import load_model_settings
+    from imdb_sentiment.core import tracking
+    from imdb_sentiment.core.model_settings import load_model_settings
 
     settings = load_model_settings()
     tracking.configure(settings)

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.classifier import NBLogisticRegression
-from imdb_sentiment.config import FeatureParams
-from imdb_sentiment.features import build_featurizer
+from imdb_sentiment.core.config import FeatureParams
+from imdb_sentiment.core.text import CleanOptions
+from imdb_sentiment.model.classifier import NBLogisticRegression
+from imdb_sentiment.model.features import build_featurizer
 from imdb_sentiment.presets import load_preset
-from imdb_sentiment.text import CleanOptions
 
 POSITIVE = ["great", "wonderful", "loved", "excellent", "brilliant", "superb", "moving", "best"]
 NEGATIVE = ["awful", "boring", "waste", "terrible", "worst", "dull", "hated", "poor"]

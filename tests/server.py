@@ -119,7 +119,7 @@ class Pod:
         found = []
         for pid in map(int, children.split()):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"gunicorn" in cmdline and b"model.sync" not in cmdline:
+            if b"gunicorn" in cmdline and b"model-sync" not in cmdline:
                 found.append(pid)
         return found
 

@@ -14,7 +14,7 @@ import requests
 from tests.conftest import require_tool
 from tests.project import ROOT
 from tests.server import running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = ROOT / "reports" / "browser"

@@ -581,11 +581,11 @@ def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:
 
     from imdb_sentiment.serving.http.app import create_app
     from imdb_sentiment.serving.http.context import ServiceContext
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.serving.service_settings import load_settings
 
     settings = load_settings(shadow_sample=1.0)
     app = create_app(settings, model=small_model, shadow_model=small_model)
-    ServiceContext.of(app).store.inject(small_model, "7", quality={"accuracy": 0.9})
+    ServiceContext.of(app).model.inject(small_model, "7", quality={"accuracy": 0.9})
     client = app.test_client()
     client.post("/api/v1/predict", json={"text": "great film"})
     client.post("/api/v1/predict", json={"text": ""})
@@ -625,7 +625,7 @@ def test_ingress_publishes_only_the_public_routes_and_limits_feedback(
     overlay: str, small_model: Any
 ) -> None:
     from imdb_sentiment.serving.http.app import create_app
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.serving.service_settings import load_settings
 
     app = create_app(load_settings(database_url=""), model=small_model)
     routes = {rule.rule for rule in app.url_map.iter_rules()}

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 TEXTS = [f"A fine film, number {i}." for i in range(15)] + ["Awful, boring mess."] * 5

@@ -42,7 +42,7 @@ def test_drift_on_real_reviews(full_pipeline: tuple[Path, dict[str, str]]) -> No
 
     import pandas as pd
 
-    from imdb_sentiment.config import load_params
+    from imdb_sentiment.core.config import load_params
     from imdb_sentiment.monitoring.drift import read_reviews
     from tests.project import run
 

@@ -103,7 +103,7 @@ def test_the_service_runs_on_the_runtime_it_names() -> None:
 
 def test_the_runtime_container_serves_oip_on_its_port(small_model: Any) -> None:
     from imdb_sentiment.serving.http.app import create_app
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.serving.service_settings import load_settings
 
     (container,) = manifest("servingruntime.yaml")["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.server import running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 PREDICT = "/api/v1/predict"
@@ -38,7 +38,7 @@ def test_every_line_is_json_and_the_request_id_runs_end_to_end(tmp_path: Path) -
         generated = post(url, ["Dull.", "Wooden acting."]).headers["X-Request-ID"]
     parsed = lines(log)  # raises on any line that is not one JSON object
     assert {"gunicorn.error", "gunicorn.access"} <= {str(line.get("logger")) for line in parsed}
-    assert any(line.get("logger") == "imdb_sentiment.serving.model.sync" for line in parsed)
+    assert any(line.get("logger") == "imdb_sentiment.serving.server" for line in parsed)
     ours = traced.headers["X-Request-ID"]
     assert ours != "trace-42"  # the server's id; the caller's is carried beside it
     for rid, predictions, client in ((ours, 1, "trace-42"), (generated, 2, None)):

@@ -20,7 +20,7 @@ import requests
 from tests.conftest import IN_CI
 from tests.integration.test_service_gunicorn import metric
 from tests.server import running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 REVIEWS = ["Wonderful, brilliant film. I loved it.", "Awful, boring waste of time."]

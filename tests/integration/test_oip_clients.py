@@ -29,7 +29,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
 from tests.server import Pod, free_port
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 MODEL = "imdb-sentiment"
@@ -332,7 +332,7 @@ def test_grpc_needs_the_tokens_follows_the_model_and_stops_with_the_server(
     supervisor, and none left once the server is stopped."""
     from tritonclient.grpc import service_pb2_grpc as rpc
 
-    from tests.unit.serving.test_auth import tokens_file
+    from tests.unit.serving.http.test_auth import tokens_file
 
     registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.server import running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 TEXTS = ["A wonderful, moving film.", "Dull and far too long.", "It was fine, I suppose."]

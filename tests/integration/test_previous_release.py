@@ -23,7 +23,7 @@ from tests.conftest import IN_CI
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ import yaml
 from tests.conftest import require_tool
 from tests.integration.test_deploy import MONITORING, dashboard_queries
 from tests.server import free_port, running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 DEAD_REGISTRY = "http://127.0.0.1:9"

@@ -18,12 +18,12 @@ import yaml
 
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
-from imdb_sentiment.serving.settings import load_settings
+from imdb_sentiment.serving.service_settings import load_settings
 from imdb_sentiment.store.database import upgrade
 from tests.helpers import review_text
 from tests.integration.test_deploy import actionlint
 from tests.project import ROOT, bin_dir
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 

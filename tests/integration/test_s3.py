@@ -63,7 +63,7 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def test_ingest_reads_the_dataset_from_s3(tmp_path: Path, s3_env: dict[str, str]) -> None:
-    from imdb_sentiment.data.source import resolve_source
+    from imdb_sentiment.pipeline.data.source import resolve_source
 
     archive = write_archive(tmp_path / "aclImdb_v1.tar.gz", review_files(per_label=5))
     s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
@@ -73,7 +73,7 @@ def test_ingest_reads_the_dataset_from_s3(tmp_path: Path, s3_env: dict[str, str]
     local = resolve_source("s3://datasets/imdb/aclImdb_v1.tar.gz", tmp_path / "cache")
     assert local.read_bytes() == archive.read_bytes()
 
-    from imdb_sentiment.errors import DataError
+    from imdb_sentiment.core.errors import DataError
 
     with pytest.raises(DataError, match="cannot download"):
         resolve_source("s3://datasets/imdb/missing.tar.gz", tmp_path / "cache")
@@ -83,8 +83,8 @@ def test_a_labelled_table_is_ingested_from_s3(tmp_path: Path, s3_env: dict[str, 
     """A team's own CSV in a bucket: the same loader as a local file, format from the key."""
     import pandas as pd
 
-    from imdb_sentiment.config import DataParams
-    from imdb_sentiment.data.ingest import load_sources
+    from imdb_sentiment.core.config import DataParams
+    from imdb_sentiment.pipeline.data.ingest import load_sources
 
     texts = [f"Review {i}: {'great' if i % 2 else 'awful'} film number {i}." for i in range(20)]
     labels = ["pos" if i % 2 else "neg" for i in range(20)]

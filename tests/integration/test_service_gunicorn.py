@@ -15,7 +15,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.server import running_service
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ def sync_watchers(port: str) -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline"]):
         try:
             cmdline = " ".join(process.info["cmdline"] or [])
-            ours = "imdb_sentiment.serving.model.sync --watch" in cmdline
+            ours = "imdb_sentiment.serving.server model-sync --watch" in cmdline
             if ours and process.environ().get("PORT") == port:
                 found.append(process)
         except psutil.Error:  # exited or not ours meanwhile

@@ -54,7 +54,7 @@ def test_the_serving_install_is_consistent(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     probe = (
         "import importlib.metadata as m, imdb_sentiment.serving.http.app, "
-        "imdb_sentiment.serving.model.sync; "
+        "imdb_sentiment.serving.server; "
         "names = {d.metadata['Name'].lower() for d in m.distributions()}; "
         "print(*(n in names for n in ('mlflow-skinny', 'mlflow', 'dvc', 'pytest')))"
     )

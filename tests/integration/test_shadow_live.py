@@ -21,17 +21,17 @@ from mlflow import MlflowClient
 from scipy.stats import binomtest
 from sklearn.pipeline import Pipeline
 
-from imdb_sentiment.classifier import NBLogisticRegression
-from imdb_sentiment.config import FeatureParams
-from imdb_sentiment.evidence import outcome
-from imdb_sentiment.features import build_featurizer
+from imdb_sentiment.core.config import FeatureParams
+from imdb_sentiment.core.evidence import outcome
+from imdb_sentiment.model.classifier import NBLogisticRegression
+from imdb_sentiment.model.features import build_featurizer
 from imdb_sentiment.runtime.cache import ModelCache
 from tests.conftest import FULL_DATA_SOURCE, IN_CI
 from tests.helpers import SEED_CLEANING
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 NAME = "imdb-sentiment"

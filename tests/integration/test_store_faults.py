@@ -30,7 +30,7 @@ from tests.integration.test_feedback_live import metric
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 WORDS = ["great", "awful", "moving", "dull", "brilliant", "boring", "superb", "tedious",

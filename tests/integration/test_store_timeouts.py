@@ -20,7 +20,7 @@ from imdb_sentiment.store.schema import MIGRATIONS, scripts
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
 BUDGET_S = 2.0

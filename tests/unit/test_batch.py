@@ -13,14 +13,14 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner, Result
 
-from imdb_sentiment import tracking
 from imdb_sentiment.batch import executor, local
 from imdb_sentiment.batch.files import Reader
 from imdb_sentiment.cli.main import app
-from imdb_sentiment.errors import PipelineError
-from imdb_sentiment.registry import register
+from imdb_sentiment.core import tracking
+from imdb_sentiment.core.errors import PipelineError
+from imdb_sentiment.pipeline.registry import register
 from imdb_sentiment.runtime.resolve import parse_model_uri, resolve_model
-from imdb_sentiment.serving.settings import load_settings
+from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts, write_table
 
 runner = CliRunner()

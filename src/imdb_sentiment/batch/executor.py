@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.labels import NEGATIVE, POSITIVE
+from imdb_sentiment.core.labels import LABELS, class_ids_at
 from imdb_sentiment.runtime.scorer import FastScorer
 
 if TYPE_CHECKING:  # pandas only where Spark calls in: pool workers stay smaller without it
@@ -61,7 +61,7 @@ def probabilities(scorer: FastScorer, texts: Sequence[object]) -> NDArray[np.flo
 
 def labels(probability: NDArray[np.float64], threshold: float) -> NDArray[np.object_]:
     """The label of each P(positive) at the model's threshold; None where there is no text."""
-    out = np.where(probability >= threshold, POSITIVE, NEGATIVE).astype(object)
+    out = np.asarray(LABELS, dtype=object)[class_ids_at(probability, threshold)]
     out[np.isnan(probability)] = None
     return out
 

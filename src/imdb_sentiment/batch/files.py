@@ -19,8 +19,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.errors import PipelineError, first_line
+from imdb_sentiment.core.atomic import atomic_path
+from imdb_sentiment.core.errors import PipelineError, first_line
 
 Format = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "parquet", "jsonl")

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from imdb_sentiment.batch import executor
 from imdb_sentiment.batch.files import Reader, output_schema, writer
 from imdb_sentiment.batch.job import Job, Summary
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.runtime.scorer import read_threshold
 
 # Rows per pool task: big enough that pickling and scheduling stay a small share of the work.

@@ -41,8 +41,8 @@ import pandas as pd  # at module level: pandas_udf resolves the UDF's type hints
 from imdb_sentiment.batch.executor import score_texts
 from imdb_sentiment.batch.files import Format, added, check_schema
 from imdb_sentiment.batch.job import Job, Summary
-from imdb_sentiment.config import DEFAULT_MODEL_URI
-from imdb_sentiment.errors import PipelineError, first_line
+from imdb_sentiment.core.config import DEFAULT_MODEL_URI
+from imdb_sentiment.core.errors import PipelineError, first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -309,8 +309,8 @@ def _save(writer: Any, job: Job) -> None:
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry point: `INPUT OUTPUT [--model URI] …` (see module docstring)."""
     from imdb_sentiment.batch.files import detect_format
+    from imdb_sentiment.core.model_settings import load_model_settings
     from imdb_sentiment.runtime.resolve import resolve_model
-    from imdb_sentiment.settings import load_model_settings
 
     parser = argparse.ArgumentParser(description="Score a review file on Spark.")
     parser.add_argument("input")

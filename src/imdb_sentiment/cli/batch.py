@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import typer
 
 from imdb_sentiment.cli.common import area, clean_errors
-from imdb_sentiment.config import DEFAULT_MODEL_URI
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.core.config import DEFAULT_MODEL_URI
+from imdb_sentiment.core.errors import PipelineError
 
 if TYPE_CHECKING:  # nothing heavy at import: each command imports what it uses
     from imdb_sentiment.batch.job import Job, Summary
@@ -57,8 +57,8 @@ def predict(
 
     from imdb_sentiment.batch.files import detect_format
     from imdb_sentiment.batch.job import Job
+    from imdb_sentiment.core.model_settings import load_model_settings
     from imdb_sentiment.runtime.resolve import resolve_model
-    from imdb_sentiment.settings import load_model_settings
 
     if engine not in ("local", "spark"):
         raise PipelineError(f"unknown engine {engine!r}: use local or spark")

@@ -10,7 +10,7 @@ from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
 
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.core.errors import PipelineError
 
 P = ParamSpec("P")
 R = TypeVar("R")

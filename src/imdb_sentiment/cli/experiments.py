@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from imdb_sentiment.cli.common import PARAMS, RAW, area, clean_errors
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.core.errors import PipelineError
 
 app = area()
 
@@ -27,13 +27,13 @@ def select(
     """Cross-validate parameter variants on the training split and log each to MLflow."""
     import pandas as pd
 
-    from imdb_sentiment import tracking
-    from imdb_sentiment.config import Params, parse_params, read_mapping
-    from imdb_sentiment.io import write_json
-    from imdb_sentiment.selection import CVResult, apply_variant
-    from imdb_sentiment.selection import select as run_select
-    from imdb_sentiment.settings import load_model_settings
-    from imdb_sentiment.train import movie_groups
+    from imdb_sentiment.core import tracking
+    from imdb_sentiment.core.config import Params, parse_params, read_mapping
+    from imdb_sentiment.core.io import write_json
+    from imdb_sentiment.core.model_settings import load_model_settings
+    from imdb_sentiment.pipeline.selection import CVResult, apply_variant
+    from imdb_sentiment.pipeline.selection import select as run_select
+    from imdb_sentiment.pipeline.train import movie_groups
 
     base, chosen = read_mapping(params_file), read_mapping(variants, "variants file")
     parse_params(base, origin=str(params_file))  # the base must be valid on its own

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from imdb_sentiment.cli.common import PARAMS, RAW, area, clean_errors, fail
-from imdb_sentiment.config import DEFAULT_MODEL_URI
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.core.config import DEFAULT_MODEL_URI
+from imdb_sentiment.core.errors import PipelineError
 
 app = area()
 
@@ -37,10 +37,10 @@ def drift(
     2: no verdict (bad input, too few predictions)."""
     from datetime import UTC, datetime, timedelta
 
-    from imdb_sentiment.config import load_params
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.model_settings import load_model_settings
     from imdb_sentiment.monitoring.check import DriftRequest, check_drift
-    from imdb_sentiment.settings import load_model_settings
-    from imdb_sentiment.store.settings import load_store_settings
+    from imdb_sentiment.store.store_settings import load_store_settings
 
     try:
         start, end = _when(since), _when(until)
@@ -84,10 +84,10 @@ def shadow_report(
     candidate the service shadowed, from the prediction store ($DATABASE_URL)."""
     from datetime import UTC, datetime
 
-    from imdb_sentiment.config import load_params
+    from imdb_sentiment.core.config import load_params
     from imdb_sentiment.monitoring.shadow import compare, write_report
     from imdb_sentiment.store.database import open_store
-    from imdb_sentiment.store.settings import load_store_settings
+    from imdb_sentiment.store.store_settings import load_store_settings
 
     params = load_params(params_file)
     start, end = _when(since), _when(until)
@@ -124,8 +124,8 @@ def feedback_export(
     model_version: str | None = typer.Option(None, help="Only predictions of this model version."),
 ) -> None:
     """Write every labelled prediction of the store ($DATABASE_URL) as a dataset row."""
-    from imdb_sentiment.monitoring.labels import export_labels
-    from imdb_sentiment.store.settings import load_store_settings
+    from imdb_sentiment.monitoring.feedback_export import export_labels
+    from imdb_sentiment.store.store_settings import load_store_settings
 
     frame = export_labels(
         load_store_settings().database_url, out, _when(since), _when(until), model_version

@@ -30,9 +30,9 @@ def ingest(
 ) -> None:
     """Read the labelled reviews (the IMDB archive, or a CSV/Parquet/JSON Lines table) and
     data.extra_train; write data/raw/{train,test}.parquet and reports/ingest.json."""
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.data.ingest import load_sources, write_frames
-    from imdb_sentiment.io import write_json
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.io import write_json
+    from imdb_sentiment.pipeline.data.ingest import load_sources, write_frames
 
     p = load_params(params_file).data
     report.unlink(missing_ok=True)  # a failed run must not leave the last run's provenance
@@ -57,9 +57,9 @@ def validate(
     """Check schema, empty texts, duplicates and class balance; write a JSON report."""
     import pandas as pd
 
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.data.validate import validate_frames
-    from imdb_sentiment.io import write_json
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.io import write_json
+    from imdb_sentiment.pipeline.data.validate import validate_frames
 
     p = load_params(params_file).validate_
     report.unlink(missing_ok=True)  # a failed run must not leave the last passing report
@@ -84,9 +84,9 @@ def featurize(
     """Clean texts and fit TF-IDF n-grams on train; write sparse matrices and the featurizer."""
     import pandas as pd
 
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.features import featurize as run_featurize
-    from imdb_sentiment.io import dump, save_sparse
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.io import dump, save_sparse
+    from imdb_sentiment.model.features import featurize as run_featurize
 
     p = load_params(params_file)
     train = pd.read_parquet(data / "train.parquet")
@@ -110,12 +110,13 @@ def train(
     """Fit the classifier (validation carved from train), then refit on all of train."""
     import pandas as pd
 
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.io import dump, load, load_sparse, write_json
-    from imdb_sentiment.train import movie_groups
-    from imdb_sentiment.train import train as run_train
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.io import dump, load, load_sparse, write_json
+    from imdb_sentiment.pipeline.train import movie_groups
+    from imdb_sentiment.pipeline.train import train as run_train
 
-    p = load_params(params_file).train
+    params = load_params(params_file)
+    p = params.train
     frame = pd.read_parquet(data / "train.parquet", columns=["label", "movie"])
     groups = movie_groups(frame.movie) if p.val_split == "movie" else None
     pipeline, result = run_train(
@@ -123,6 +124,7 @@ def train(
         load_sparse(features / "train.npz"),
         frame.label.to_numpy(),
         p,
+        params.model.threshold,
         groups,
     )
     dump(pipeline, model)
@@ -141,13 +143,19 @@ def evaluate(
     plots: Path = typer.Option(Path("reports/plots"), help="Folder for plots and plot data."),
 ) -> None:
     """Score the official test split: metrics JSON, PNG plots and DVC plot data."""
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.evaluate import run_evaluation
-    from imdb_sentiment.io import load, load_sparse
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.io import load, load_sparse
+    from imdb_sentiment.pipeline.evaluate import run_evaluation
 
-    p = load_params(params_file).evaluate
+    params = load_params(params_file)
     result = run_evaluation(
-        load(model), load_sparse(features / "test.npz"), data / "test.parquet", p, metrics, plots
+        load(model),
+        load_sparse(features / "test.npz"),
+        data / "test.parquet",
+        params.evaluate,
+        params.model.threshold,
+        metrics,
+        plots,
     )
     typer.echo(f"test accuracy {result['accuracy']:.4f}, ROC AUC {result['roc_auc']:.4f}")
 
@@ -161,9 +169,9 @@ def register(
     out: Path = typer.Option(Path("reports/registration.json"), help="Registration record."),
 ) -> None:
     """Log the run to MLflow, register the model and point alias 'staging' at it."""
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.registry.register import register_model
-    from imdb_sentiment.settings import load_model_settings
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.model_settings import load_model_settings
+    from imdb_sentiment.pipeline.registry.register import register_model
 
     record = register_model(load_params(params_file), load_model_settings(), model, metrics, out)
     typer.echo(f"registered version {record.version} as 'staging' (run {record.run_id})")

@@ -10,7 +10,7 @@ import typer
 from imdb_sentiment.cli.common import PARAMS, area, clean_errors
 
 if TYPE_CHECKING:
-    from imdb_sentiment.registry.promotion import LiveEvidence
+    from imdb_sentiment.pipeline.registry.promotion import LiveEvidence
 
 app = area()
 
@@ -28,10 +28,10 @@ def promote(
     ),
 ) -> None:
     """Move alias 'production' to the 'staging' version if it passes the quality gate."""
-    from imdb_sentiment import tracking
-    from imdb_sentiment.config import load_params
-    from imdb_sentiment.registry import promotion
-    from imdb_sentiment.settings import load_model_settings
+    from imdb_sentiment.core import tracking
+    from imdb_sentiment.core.config import load_params
+    from imdb_sentiment.core.model_settings import load_model_settings
+    from imdb_sentiment.pipeline.registry import promotion
 
     p, settings = load_params(params_file).promote, load_model_settings()
     tracking.configure(settings)
@@ -61,9 +61,9 @@ def promote(
 @clean_errors
 def rollback() -> None:
     """Point 'production' back at the version the last promotion replaced."""
-    from imdb_sentiment import tracking
-    from imdb_sentiment.registry import promotion
-    from imdb_sentiment.settings import load_model_settings
+    from imdb_sentiment.core import tracking
+    from imdb_sentiment.core.model_settings import load_model_settings
+    from imdb_sentiment.pipeline.registry import promotion
 
     settings = load_model_settings()
     tracking.configure(settings)
@@ -74,10 +74,10 @@ def rollback() -> None:
 def _live_evidence() -> LiveEvidence:
     """The shadow pairs from the prediction store ($DATABASE_URL); none (and one line on stderr)
     when there is no store to read: the offline gate then decides alone."""
-    from imdb_sentiment.errors import PipelineError
-    from imdb_sentiment.evidence import PairedCounts
+    from imdb_sentiment.core.errors import PipelineError
+    from imdb_sentiment.core.evidence import PairedCounts
     from imdb_sentiment.monitoring.shadow import live_counts
-    from imdb_sentiment.store.settings import load_store_settings
+    from imdb_sentiment.store.store_settings import load_store_settings
 
     url = load_store_settings().database_url
 

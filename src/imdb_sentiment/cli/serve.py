@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from imdb_sentiment.cli.common import area, clean_errors
-from imdb_sentiment.errors import PipelineError
+from imdb_sentiment.core.errors import PipelineError
 
 app = area()
 
@@ -23,7 +23,7 @@ def serve(
     import os
     import shutil
 
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.serving.service_settings import load_settings
 
     overrides = {"PORT": port, "WORKERS": workers}
     os.environ.update({k: str(v) for k, v in overrides.items() if v is not None})
@@ -49,11 +49,11 @@ def fetch_model(
     ),
 ) -> None:
     """Download a registered model into the local model cache (e.g. to bake it into an image)."""
+    from imdb_sentiment.core.model_settings import load_model_settings
+    from imdb_sentiment.core.tracking import configure
     from imdb_sentiment.runtime.cache import ModelCache
     from imdb_sentiment.runtime.resolve import parse_model_uri
     from imdb_sentiment.runtime.sync import RegistrySync
-    from imdb_sentiment.settings import load_model_settings
-    from imdb_sentiment.tracking import configure
 
     overrides: dict[str, str | None] = {}
     if uri is not None:
@@ -98,7 +98,7 @@ def db_upgrade() -> None:
     revision: once per release, before its pods roll out. A newer, compatible schema (after a
     rollback) is left as it is; an incompatible one is an error."""
     from imdb_sentiment.store.database import upgrade
-    from imdb_sentiment.store.settings import load_store_settings
+    from imdb_sentiment.store.store_settings import load_store_settings
 
     settings = load_store_settings()
     if not settings.database_url:

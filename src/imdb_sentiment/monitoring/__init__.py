@@ -1,7 +1,6 @@
 """Watching the model in production: the drift signals and statistics (`drift`), the drift
-report (`report`), the drift check as a job (`check`) and labelled feedback as data (`labels`).
+report (`report`), the drift check as a job (`check`), labelled feedback as data
+(`feedback_export`) and the shadowed candidate against production (`shadow`).
 
-Reads the prediction store (`store`) and the model runtime (`runtime`: the prediction record,
-the scorer, model resolution). `drift` imports numpy, pandas and scipy; `report` matplotlib.
-Never `serving` or `batch` (import-linter contracts).
+Reads the prediction store (`store`) and the model runtime (`runtime`).
 """

@@ -1,8 +1,5 @@
 """`imdb-sentiment drift` as a function: resolve the model, build the reference and current
 signals, compare, write the report.
-
-Imports: `runtime.resolve` (the same model resolution as batch scoring), `runtime.scorer`,
-`monitoring.*`, `store.database` (the stored records), `config`, `settings`, `errors`.
 """
 
 from __future__ import annotations
@@ -16,8 +13,9 @@ from typing import TypeVar
 
 import pandas as pd
 
-from imdb_sentiment.config import DriftParams
-from imdb_sentiment.errors import DataError
+from imdb_sentiment.core.config import DriftParams
+from imdb_sentiment.core.errors import DataError
+from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.monitoring.drift import (
     DriftResult,
     compare,
@@ -31,7 +29,6 @@ from imdb_sentiment.monitoring.drift import (
 from imdb_sentiment.monitoring.report import write_report
 from imdb_sentiment.runtime.resolve import resolve_model
 from imdb_sentiment.runtime.scorer import FastScorer
-from imdb_sentiment.settings import ModelSettings
 from imdb_sentiment.store.database import open_store
 
 T = TypeVar("T")

@@ -7,9 +7,7 @@ the model's threshold) — the same quantities
 the service exports to Prometheus, so a dashboard alarm and this report agree.
 
 Pure functions over DataFrames, plus the readers that build them: from the prediction log
-(`runtime.records`), or from reviews scored with the compiled scorer.
-
-Imports: numpy, pandas, scipy, `config`, `errors`, `labels`, `runtime.records`, `runtime`.
+(`store.records`), or from reviews scored with the compiled scorer.
 """
 
 from __future__ import annotations
@@ -26,11 +24,11 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import ks_2samp
 
-from imdb_sentiment.config import DistributionTest, DriftParams, ShareTest
-from imdb_sentiment.errors import DataError
-from imdb_sentiment.labels import POSITIVE
-from imdb_sentiment.runtime.records import EVENT, PredictionRecord
+from imdb_sentiment.core.config import DistributionTest, DriftParams, ShareTest
+from imdb_sentiment.core.errors import DataError
+from imdb_sentiment.core.labels import POSITIVE
 from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.store.records import EVENT, PredictionRecord
 
 SIGNALS = ("text_chars", "unknown_share", "confidence", "positive_share")
 COLUMNS = ("text_chars", "unknown_share", "confidence", "positive")

@@ -2,7 +2,6 @@
 with a plot per signal, images inline so the file stands alone as a CI artifact).
 
 Both are written atomically: a failed run leaves the previous report or none, never half of one.
-Imports: matplotlib (Agg), pandas, `atomic`, `monitoring.drift`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imdb_sentiment.atomic import atomic_path
+from imdb_sentiment.core.atomic import atomic_path
 from imdb_sentiment.monitoring.drift import COLUMNS, SIGNALS, DriftResult
 
 TITLES = {

@@ -3,8 +3,6 @@ store: agreement on every shadowed review, McNemar's exact test on the labelled 
 (`evidence`), and the label-free signals as drift compares them (positive share, confidence).
 `imdb-sentiment shadow report` writes it (`shadow.json` + `shadow.html`, atomically);
 `imdb-sentiment promote` reads `live_counts` for its gate.
-
-Imports: numpy, `atomic`, `config`, `evidence`, `labels`, `monitoring.drift`, `store.database`.
 """
 
 from __future__ import annotations
@@ -17,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from imdb_sentiment.atomic import atomic_path
-from imdb_sentiment.config import DriftParams, LiveGate
-from imdb_sentiment.evidence import PairedCounts, outcome
-from imdb_sentiment.labels import POSITIVE
+from imdb_sentiment.core.atomic import atomic_path
+from imdb_sentiment.core.config import DriftParams, LiveGate
+from imdb_sentiment.core.evidence import PairedCounts, outcome
+from imdb_sentiment.core.labels import POSITIVE
 from imdb_sentiment.monitoring.drift import statistic
 from imdb_sentiment.store.database import PredictionStore, open_store
 

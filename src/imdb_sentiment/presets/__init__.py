@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from imdb_sentiment.config import flatten, parse_params
-from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.core.config import flatten, parse_params
+from imdb_sentiment.core.errors import ConfigError
 
 
 def available() -> list[str]:

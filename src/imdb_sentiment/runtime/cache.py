@@ -12,7 +12,8 @@ Layout under `MODEL_CACHE_DIR/<model name>/`:
     shadow.json      the same for the candidate scored in the shadow (SHADOW_MODEL_URI); no
                      version when nothing is shadowed (no candidate, or it is production)
 
-Only the registry sync (`serving.model.sync`) writes here; the pointer is replaced atomically.
+Only the registry sync (`serving.server model-sync`) writes here; the pointer is replaced
+atomically.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from imdb_sentiment.atomic import atomic_path
+from imdb_sentiment.core.atomic import atomic_path
+from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
 from imdb_sentiment.runtime.scorer import (
-    DEFAULT_THRESHOLD,
     META_FILE,
     SCORER_DIR,
     THRESHOLD_METADATA,

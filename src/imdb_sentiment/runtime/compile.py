@@ -10,10 +10,11 @@ from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from imdb_sentiment.classifier import NBLogisticRegression
-from imdb_sentiment.features import TextCleaner
+from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
+from imdb_sentiment.core.text import TOKEN_PATTERN, WHITESPACE_TOKEN_PATTERN, tokenize
+from imdb_sentiment.model.classifier import NBLogisticRegression
+from imdb_sentiment.model.features import TextCleaner
 from imdb_sentiment.runtime.scorer import (
-    DEFAULT_THRESHOLD,
     Block,
     FastScorer,
     Linear,
@@ -22,7 +23,6 @@ from imdb_sentiment.runtime.scorer import (
     key_starts,
     ngram_key,
 )
-from imdb_sentiment.text import TOKEN_PATTERN, WHITESPACE_TOKEN_PATTERN, tokenize
 
 _NORMS = {None, "l1", "l2"}
 _MAX_COMPILED_N = 3

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from imdb_sentiment.config import MODEL_URI
-from imdb_sentiment.errors import PipelineError, first_line
+from imdb_sentiment.core.config import MODEL_URI
+from imdb_sentiment.core.errors import PipelineError, first_line
+from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.runtime.scorer import META_FILE
-from imdb_sentiment.settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ def parse_model_uri(uri: str) -> ModelRef:
 
 def resolve_model(uri: str, settings: ModelSettings) -> ResolvedModel:
     """Resolve the alias (once), download the version and its compiled scorer into the cache."""
+    from imdb_sentiment.core.tracking import configure
     from imdb_sentiment.runtime.sync import RegistrySync, RegistryVersion, quiet_http_defaults
-    from imdb_sentiment.tracking import configure
 
     ref = parse_model_uri(uri)
     quiet_http_defaults()

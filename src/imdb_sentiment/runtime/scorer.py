@@ -12,7 +12,7 @@ Looking up ~1,000 freshly built n-gram strings in a dict of half a million is th
 trigrams the vocabulary is therefore compiled to integers: each token maps to an id, each n-gram
 to one int64 key, and a review's n-grams are found with one vectorised `searchsorted`.
 
-This module needs only numpy and `imdb_sentiment.text`: a compiled scorer is saved next to the
+This module needs only numpy and `imdb_sentiment.core.text`: a compiled scorer is saved next to the
 cached model (`save`/`load`), so serving workers never import scikit-learn or MLflow.
 Compiling from a pipeline lives in `runtime.compile`.
 """
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.labels import NEGATIVE, POSITIVE
-from imdb_sentiment.text import (
+from imdb_sentiment.core.labels import DEFAULT_THRESHOLD, label_at
+from imdb_sentiment.core.text import (
     CleanOptions,
     clean_text,
     clean_words,
@@ -46,16 +46,10 @@ META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
 SCORER_DIR = "scorer"
 
 
-# P(positive) from which a review is labelled positive, for scorers saved without one. A model
-# carries its own: `evaluate.threshold` (params.yaml), put in the scorer by the register stage.
-DEFAULT_THRESHOLD = 0.5
-# The registered MLflow model's own record of it (MLmodel `metadata`), for versions compiled
-# from the pipeline where they are served.
+# A model's decision threshold (`model.threshold` in params.yaml) travels in its scorer, put there
+# by the register stage, and in the registered MLflow model's metadata (MLmodel `metadata`), for
+# versions compiled from the pipeline where they are served.
 THRESHOLD_METADATA = "decision_threshold"
-
-
-def label_at(p_positive: float, threshold: float) -> str:
-    return POSITIVE if p_positive >= threshold else NEGATIVE
 
 
 def read_threshold(directory: Path) -> float:

@@ -1,7 +1,7 @@
 """Registry sync: follow `models:/<name>@<alias>`, download each new version into the model
 cache, compile it, then move the cache's pointer.
 
-The service runs it in its sync sidecar (`serving.model.sync`) or, without gunicorn
+The service runs it in its sync sidecar (`serving.server model-sync`) or, without gunicorn
 (`MODEL_SYNC=inline`: tests, a bare `create_app`), in-process; batch scoring and drift checks
 through `runtime.resolve`.
 """
@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imdb_sentiment.atomic import atomic_dir
-from imdb_sentiment.config import MODEL_URI, STAGING_ALIAS
-from imdb_sentiment.errors import first_line
+from imdb_sentiment.core.atomic import atomic_dir
+from imdb_sentiment.core.config import MODEL_URI, STAGING_ALIAS
+from imdb_sentiment.core.errors import first_line
+from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.runtime.cache import SHADOW_POINTER, ModelCache, Pointer
-from imdb_sentiment.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

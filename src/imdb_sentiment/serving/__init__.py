@@ -1,11 +1,13 @@
-"""The prediction service, in two layers over the model runtime (`imdb_sentiment.runtime`):
+"""The prediction service, over the model runtime (`imdb_sentiment.runtime`) and the store.
 
-- `model/`    model delivery to the workers: the sync sidecar, the store that hot-swaps the served
-              model, the gunicorn master's supervisor. Never Flask.
-- `http/`     the Flask app: JSON API, OIP, web page, docs, operational endpoints. Imports `model`;
-              nothing below imports it.
+- `server`      the process model: gunicorn's master, workers, the model sync process, the gRPC
+                fronts, graceful stop (`gunicorn.conf.py` only hands it to gunicorn).
+- `grpc/`       the V2 gRPC front.
+- `http/`       the Flask app: JSON API, OIP, web page, docs, operational endpoints.
+- `scoring`     scoring as every front does it: metrics, prediction log, records, the shadow.
+- `live_model`  the served model (and the shadowed candidate), hot-swapped from the cache.
+- `metrics`, `logs`, `predictions` (the sampled prediction log), `tensors` (OIP binary data),
+  `service_settings` (everything the service reads from the environment).
 
-Shared by `model` and `http`: `metrics.py` (Prometheus), `logs.py` (JSON log lines with the
-request id), `predictions.py` (the sampled prediction log). `gunicorn.conf.py` is configuration.
-Dependencies point downwards only: `http` → `model` → `runtime` (import-linter contracts).
+Each imports only those listed after it (import-linter's `serving` contract).
 """

@@ -2,11 +2,9 @@
 the registry sync, each line about a request carrying that request's id.
 
 The request id lives in a context variable that the HTTP layer sets per request
-(`http.app`), so this module needs no Flask and `gunicorn.conf.py`, `model/sync` and the app
+(`http.app`), so this module needs no Flask and `server` (master, model sync) and the app
 share one configuration (`logging_config`). JSON comes from python-json-logger; gunicorn's
 access records are turned into fields (method, path, status, duration) instead of a CLF string.
-
-Imports: the standard library, python-json-logger and gunicorn's logger (for its access path).
 """
 
 from __future__ import annotations

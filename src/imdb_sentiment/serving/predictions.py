@@ -1,8 +1,6 @@
 """The prediction log: a sampled `PredictionRecord` per prediction, written off the request path
 (`background`) to stdout among the service's other JSON lines, or to rotated JSONL files,
 one per process so that workers never interleave. Nothing queued is lost on a graceful shutdown.
-
-Imports: the standard library, `background`, `serving.settings`, `runtime.records`.
 """
 
 from __future__ import annotations
@@ -15,9 +13,9 @@ import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from imdb_sentiment.background import BackgroundWriter
-from imdb_sentiment.runtime.records import PredictionRecord
-from imdb_sentiment.serving.settings import Settings
+from imdb_sentiment.core.background import BackgroundWriter
+from imdb_sentiment.serving.service_settings import Settings
+from imdb_sentiment.store.records import PredictionRecord
 
 
 class _RecordFormatter(logging.Formatter):

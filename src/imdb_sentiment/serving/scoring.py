@@ -3,14 +3,11 @@ HTTP app, the gRPC server) does the same way — the per-prediction metrics, the
 prediction log, and the records kept in the prediction store under the request's ids.
 
 Shadow scoring: a sampled share of requests (SHADOW_SAMPLE) is also scored by the candidate
-(`ModelStore(shadow=True)`), whose answer goes into the same records — never into the response,
+(`LiveModel(shadow=True)`), whose answer goes into the same records — never into the response,
 and a failure of it never fails the request. It runs in the request, after production's scores:
 a sync worker has no "after the response" that still precedes the record's acknowledgement
 (the record is in the spool before the response), and the candidate's vectorised scoring of the
 sampled share is a small part of a request (docs/benchmarks.md, issue 33).
-
-Imports: the standard library, `labels`, `runtime.records`, `runtime.scorer`,
-`serving.metrics`, `serving.model.store`, `serving.predictions`, `store.database`.
 """
 
 from __future__ import annotations
@@ -21,13 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from imdb_sentiment.labels import NEGATIVE, POSITIVE
-from imdb_sentiment.runtime.records import PredictionRecord
+from imdb_sentiment.core.labels import NEGATIVE, POSITIVE
 from imdb_sentiment.runtime.scorer import Score
+from imdb_sentiment.serving.live_model import LiveModel, LoadedModel
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model.store import LoadedModel, ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
 from imdb_sentiment.store.database import PredictionStore
+from imdb_sentiment.store.records import PredictionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +112,9 @@ class Scoring:
 
     metrics: Metrics
     log: PredictionLog
-    records: PredictionStore | None  # None: no store
+    prediction_store: PredictionStore | None  # None: no store
     keep_text: bool  # one privacy switch: the store and the prediction log
-    shadow: ModelStore | None = None  # the candidate (None: no shadow scoring)
+    shadow: LiveModel | None = None  # the candidate (None: no shadow scoring)
     shadow_sample: float = 0.0
     _draw: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -136,7 +133,7 @@ class Scoring:
             scores = [scorer.score(text, explain=explain) for text in texts]
         else:
             scores = scorer.score_batch(texts)  # vectorised over the batch
-        metrics, log, records = self.metrics, self.log, self.records
+        metrics, log, records = self.metrics, self.log, self.prediction_store
         shadowed = self._shadow_scores(model, texts)
         results, kept = [], []
         for item, (text, score) in enumerate(zip(texts, scores, strict=True)):

@@ -1,8 +1,6 @@
 """Tensor data as the Open Inference Protocol's binary forms carry it (REST's binary tensor
 data extension, gRPC's raw contents): FP64 as little-endian doubles, BYTES as elements each
 prefixed by its 4-byte little-endian length. Pure functions; both fronts use them.
-
-Imports: the standard library only.
 """
 
 from __future__ import annotations

@@ -12,10 +12,6 @@ written twice is stored once. The same thread judges the schema the database hol
 The feedback path reads and writes the database synchronously, within a budget
 (`FEEDBACK_BUDGET_S`): an unavailable or silent database is a `StoreUnavailableError` (the API's
 503) within it, never a lost acknowledged label and never a worker held for longer.
-
-Imports: SQLAlchemy, Alembic (migrations only), the standard library, `errors`, `labels`,
-`runtime.records`, `store.engine`, `store.schema`, `store.settings`, `store.spool`,
-`store.tables`.
 """
 
 from __future__ import annotations
@@ -36,13 +32,13 @@ from sqlalchemy import Engine, and_, delete, exists, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from imdb_sentiment.errors import PipelineError
-from imdb_sentiment.labels import POSITIVE, Label
-from imdb_sentiment.runtime.records import PredictionRecord
+from imdb_sentiment.core.errors import PipelineError
+from imdb_sentiment.core.labels import POSITIVE, Label
 from imdb_sentiment.store.engine import make_engine
+from imdb_sentiment.store.records import PredictionRecord
 from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
-from imdb_sentiment.store.settings import StoreSettings, Timeouts
 from imdb_sentiment.store.spool import Spool, SpoolError
+from imdb_sentiment.store.store_settings import StoreSettings, Timeouts
 from imdb_sentiment.store.tables import feedback, predictions, store_tasks
 
 log = logging.getLogger(__name__)

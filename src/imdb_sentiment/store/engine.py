@@ -1,4 +1,4 @@
-"""SQLAlchemy engines for the store's URL, every wait bounded (`store.settings.Timeouts`).
+"""SQLAlchemy engines for the store's URL, every wait bounded (`store.store_settings.Timeouts`).
 
 PostgreSQL: libpq's connect timeout; `statement_timeout` and `lock_timeout` set for the session
 at connect (a statement blocked behind an `ALTER TABLE` gives up instead of queueing every
@@ -7,8 +7,6 @@ found dead in seconds, not at the kernel's two-hour default. The pool's own wait
 connection is the connect timeout. SQLite: WAL (several processes write one file) and a busy
 timeout equal to the statement timeout. Every dialect checks a pooled connection before use, so a
 database that restarted is reconnected to without restarting anything.
-
-Imports: SQLAlchemy, the standard library, `store.settings`.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from imdb_sentiment.store.settings import Timeouts
+from imdb_sentiment.store.store_settings import Timeouts
 
 KEEPALIVE_IDLE_S = 10
 KEEPALIVE_INTERVAL_S = 3

@@ -15,8 +15,6 @@ than it knows. So a process that meets a database reads the revision there and j
 
 Only `current` and `newer` are usable; the service reports the others as not ready (one log
 line, no crash) and looks again until the release step has migrated the database.
-
-Imports: SQLAlchemy, Alembic, the standard library, `store.tables`.
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ Only what exceeds the bounds is dropped: a request's records that would take a p
 past `max_bytes`, and records older than `max_age_s` (the database was away longer than anyone
 reads them for). What was dropped is counted in the files' ledgers, which survive restarts as
 the spool does.
-
-Imports: the standard library only.
 """
 
 from __future__ import annotations

@@ -14,12 +14,12 @@ import yaml
 from typer.testing import CliRunner
 
 from imdb_sentiment.cli.main import app
-from imdb_sentiment.config import DistributionTest, DriftParams
-from imdb_sentiment.errors import DataError
+from imdb_sentiment.core.config import DistributionTest, DriftParams
+from imdb_sentiment.core.errors import DataError
 from imdb_sentiment.monitoring.drift import compare, psi, read_prediction_log, signals
-from imdb_sentiment.runtime.records import PredictionRecord
+from imdb_sentiment.store.records import PredictionRecord
 from tests.helpers import review_text
-from tests.unit.serving.test_model_store import publish
+from tests.unit.serving.test_live_model import publish
 
 PRODUCTS = [
     "The battery lasts two days and the charger is fast.",

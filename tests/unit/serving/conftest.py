@@ -6,7 +6,7 @@ from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.settings import load_settings
+from imdb_sentiment.serving.service_settings import load_settings
 
 
 @pytest.fixture

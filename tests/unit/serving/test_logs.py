@@ -19,7 +19,6 @@ from flask.testing import FlaskClient
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import serving
-from imdb_sentiment.runtime.records import PredictionRecord
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.logs import (
@@ -33,7 +32,8 @@ from imdb_sentiment.serving.logs import (
     new_request_id,
 )
 from imdb_sentiment.serving.predictions import PredictionLog, _RecordFormatter
-from imdb_sentiment.serving.settings import load_settings
+from imdb_sentiment.serving.service_settings import load_settings
+from imdb_sentiment.store.records import PredictionRecord
 
 PREDICT = "/api/v1/predict"
 
@@ -132,7 +132,7 @@ def test_the_servers_id_is_returned_and_keys_the_record_the_callers_is_kept_besi
     assert ours != "mine-1" and len(ours) == 32  # the server's own, never the caller's
     generated = made.headers["X-Request-ID"]
     assert len(generated) == 32 and generated != ours
-    ServiceContext.of(logged_client.application).predictions.close()
+    ServiceContext.of(logged_client.application).prediction_log.close()
     found = records(tmp_path / "predictions")
     assert [r["request_id"] for r in found] == [ours, generated, generated]
     assert [r.get("client_request_id") for r in found] == ["mine-1", None, None]
@@ -151,7 +151,7 @@ def test_text_is_logged_only_when_allowed(small_model: Pipeline, tmp_path: Path)
     )
     app = create_app(settings, model=small_model)
     app.test_client().post(PREDICT, json={"text": "Loved it."})
-    ServiceContext.of(app).predictions.close()
+    ServiceContext.of(app).prediction_log.close()
     assert [r["text"] for r in records(tmp_path / "p")] == ["Loved it."]
 
 

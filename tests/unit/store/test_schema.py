@@ -135,7 +135,7 @@ def test_a_service_on_an_unmigrated_store_is_not_ready_until_the_release_step(
     tmp_path: Any, small_model: Any
 ) -> None:
     from imdb_sentiment.serving.http.app import create_app
-    from imdb_sentiment.serving.settings import load_settings
+    from imdb_sentiment.serving.service_settings import load_settings
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     migrate_to(url, min(known_revisions()))
@@ -151,7 +151,7 @@ def test_a_service_on_an_unmigrated_store_is_not_ready_until_the_release_step(
     upgrade(url)
     from imdb_sentiment.serving.http.context import ServiceContext
 
-    records = ServiceContext.of(client.application).records
+    records = ServiceContext.of(client.application).prediction_store
     assert records is not None
     records.check_schema()  # what the watcher does within its interval
     assert client.get("/readyz").status_code == 200

@@ -1,8 +1,8 @@
 """`python -m imdb_sentiment.serving.grpc`: the gRPC front, as gunicorn.conf.py starts it."""
 
-from imdb_sentiment.serving.grpc.server import serve
+from imdb_sentiment.serving.grpc.service import serve
 from imdb_sentiment.serving.logs import configure
-from imdb_sentiment.serving.settings import load_settings
+from imdb_sentiment.serving.service_settings import load_settings
 
 configure(load_settings().log_format)
 serve()

@@ -1,6 +1,6 @@
-"""HTTP: the Flask app (`app.create_app`), its blueprints (`api`, `web`, `ops`, `docs`), request
-schemas and error bodies, and the WSGI entry point for gunicorn (`wsgi`).
+"""HTTP: the Flask app (`app.create_app`), its blueprints (`api`, `web`, `ops`, `docs`, `oip`),
+request schemas and error bodies (`api_errors`), the page's highlighting (`highlight`), and the
+WSGI entry point for gunicorn's workers (`wsgi`).
 
-May import Flask, pydantic, `serving.model`, `runtime`, `serving.metrics` and `config`.
-Thin: handlers parse with `schemas`, score through `predict`, answer with `errors`.
+Thin: handlers parse with `schemas`, score through `predict`, answer with `api_errors`.
 """

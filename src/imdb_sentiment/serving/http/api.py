@@ -13,10 +13,10 @@ import logging
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.evidence import outcome
+from imdb_sentiment.core.evidence import outcome
+from imdb_sentiment.serving.http.api_errors import ApiError, decode_utf8, parse_json, read_body
 from imdb_sentiment.serving.http.context import service
-from imdb_sentiment.serving.http.errors import ApiError, decode_utf8, parse_json, read_body
-from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
+from imdb_sentiment.serving.scoring import Prediction
 from imdb_sentiment.store.database import (
     DuplicateFeedbackError,
     PendingPredictionError,
@@ -38,9 +38,9 @@ def predict_json() -> ResponseReturnValue:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
     texts, explain, single = ctx.schemas.predict_request(body)
-    model = require_model(ctx.store)
+    model = ctx.served_model()
     top_k = ctx.settings.explain_top_k if explain else 0
-    results = predict(ctx, model, texts, top_k)
+    results = ctx.predict(model, texts, top_k)
     if single:
         return jsonify(results[0].as_json(model, explain))
     return jsonify({"predictions": [r.as_json(model, explain) for r in results]})
@@ -65,8 +65,8 @@ def invocations() -> ResponseReturnValue:
         texts = ctx.schemas.csv_texts(decode_utf8(raw))
     else:
         texts = ctx.schemas.invocation_texts(parse_json(raw))
-    model = require_model(ctx.store)
-    results = predict(ctx, model, texts)
+    model = ctx.served_model()
+    results = ctx.predict(model, texts)
     # Same shape as `mlflow models serve` for this model (predict_proba): [[P(neg), P(pos)], …]
     return jsonify(
         {"predictions": [[1.0 - r.score.p_positive, r.score.p_positive] for r in results]}
@@ -78,7 +78,7 @@ def invocations() -> ResponseReturnValue:
 def ping() -> ResponseReturnValue:
     """MLflow's health check (ScoringServerClient.wait_server_ready): 200 once a model is
     loaded. MLflow's server answers 404 without a model; 503 says the same more precisely."""
-    if service().store.current is None:
+    if service().model.current is None:
         return jsonify({"status": "not ready"}), 503
     return "\n", 200, {"Content-Type": "application/json"}
 
@@ -88,7 +88,7 @@ def feedback() -> ResponseReturnValue:
     """Record the true label of a prediction; 201 with what the model had said."""
     ctx = service()
     ctx.authorize(request.headers.get("Authorization"), "feedback")
-    if ctx.records is None:
+    if ctx.prediction_store is None:
         raise ApiError(404, "feedback_disabled", "feedback is off on this server (DATABASE_URL)")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
@@ -96,15 +96,16 @@ def feedback() -> ResponseReturnValue:
     request_id, item, text, label = ctx.schemas.feedback_request(body)
     try:
         if text is not None:  # scored now, by the current model, and stored with its label
-            model = require_model(ctx.store)
+            model = ctx.served_model()
             scored = Prediction(text, model.scorer.score(text))
-            record = scored.record(model, g.request_id, keep_text=ctx.records.keep_text,
+            record = scored.record(model, g.request_id, keep_text=ctx.prediction_store.keep_text,
                                    client_request_id=g.client_request_id,
                                    shadow=ctx.scoring.shadow_one(model, text))  # fmt: skip
-            labelled = ctx.records.label(record, label, text=text)
+            labelled = ctx.prediction_store.label(record, label, text=text)
         else:
             assert request_id is not None
-            labelled = ctx.records.label(ctx.records.lookup(request_id, item), label)
+            store = ctx.prediction_store
+            labelled = store.label(store.lookup(request_id, item), label)
     except PendingPredictionError:
         raise ApiError(
             503,

@@ -15,12 +15,13 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
-from imdb_sentiment.errors import ConfigError
+from imdb_sentiment.core.errors import ConfigError
 from imdb_sentiment.serving.http import api, docs, oip, ops, web
+from imdb_sentiment.serving.http.api_errors import ApiError, error_body
 from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.context import ServiceContext
-from imdb_sentiment.serving.http.errors import ApiError, error_body
 from imdb_sentiment.serving.http.schemas import Schemas
+from imdb_sentiment.serving.live_model import LiveModel
 from imdb_sentiment.serving.logs import (
     CLIENT_REQUEST_ID,
     REQUEST_ID,
@@ -29,9 +30,8 @@ from imdb_sentiment.serving.logs import (
     new_request_id,
 )
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.model.store import ModelStore
 from imdb_sentiment.serving.predictions import PredictionLog
-from imdb_sentiment.serving.settings import Settings, load_settings
+from imdb_sentiment.serving.service_settings import Settings, load_settings
 from imdb_sentiment.store.database import PredictionStore, StoreUnavailableError, upgrade
 
 if TYPE_CHECKING:
@@ -61,23 +61,24 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     disable_created_metrics()  # *_created series only add noise for these dashboards
     metrics = Metrics()
-    store = ModelStore(settings, metrics)
-    predictions = PredictionLog(settings)
-    records = _prediction_store(settings, metrics)
+    live = LiveModel(settings, metrics)
+    prediction_log = PredictionLog(settings)
+    prediction_store = _prediction_store(settings, metrics)
     schemas = Schemas.build(settings)
     # The candidate scored in the shadow: followed from the registry, or handed in (tests).
     follow_shadow = model is None and settings.shadow_sample > 0
-    shadow = ModelStore(settings, metrics, shadow=True) if follow_shadow or shadow_model else None
+    shadow = LiveModel(settings, metrics, shadow=True) if follow_shadow or shadow_model else None
+    tokens = _tokens(settings)
     ServiceContext(
-        settings, metrics, store, schemas, predictions, records, _tokens(settings), shadow
+        settings, metrics, live, schemas, prediction_log, prediction_store, tokens, shadow
     ).install(app)
     for blueprint in (web.bp, api.bp, oip.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
     _install_hooks(app, settings, metrics)
     if model is not None:
-        store.inject(model)
+        live.inject(model)
     else:
-        _start_model(settings, store)
+        _start_model(settings, live)
     if shadow is not None and shadow_model is not None:
         shadow.inject(shadow_model, version="shadow")
     elif shadow is not None:
@@ -112,10 +113,10 @@ def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore |
     return store
 
 
-def _start_model(settings: Settings, store: ModelStore) -> None:
+def _start_model(settings: Settings, store: LiveModel) -> None:
     if settings.model_sync == "inline":  # this process talks to the registry itself
+        from imdb_sentiment.core.tracking import configure
         from imdb_sentiment.runtime.sync import quiet_http_defaults
-        from imdb_sentiment.tracking import configure
 
         quiet_http_defaults()
         configure(settings)

@@ -11,8 +11,6 @@ when it changes (a rotated Secret), checked at most every few seconds.
 Fail closed: a file that is gone or unreadable (a deleted Secret, an optional one never created)
 revokes every token, and without API_TOKENS_FILE the write routes refuse everyone unless
 ALLOW_ANONYMOUS_WRITES=true says otherwise (`make run`, compose: one laptop).
-
-Imports: the standard library and `serving.http.errors`.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from imdb_sentiment.serving.http.errors import ApiError
+from imdb_sentiment.serving.http.api_errors import ApiError
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 RECHECK_S = 5.0

@@ -23,8 +23,8 @@ from flask import Blueprint, Request, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
+from imdb_sentiment.serving.http.api_errors import ApiError, parse_json, read_body
 from imdb_sentiment.serving.http.context import ServiceContext, service
-from imdb_sentiment.serving.http.errors import ApiError, parse_json, read_body
 from imdb_sentiment.serving.http.oip_binary import (
     HEADER,
     BinaryDataError,
@@ -33,8 +33,8 @@ from imdb_sentiment.serving.http.oip_binary import (
     encode_outputs,
     split_body,
 )
-from imdb_sentiment.serving.http.predict import Prediction, predict, require_model
-from imdb_sentiment.serving.model.store import LoadedModel
+from imdb_sentiment.serving.live_model import LoadedModel
+from imdb_sentiment.serving.scoring import Prediction
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
 INPUT = "text"
@@ -88,7 +88,7 @@ def _model(ctx: ServiceContext, name: str, version: str | None) -> LoadedModel:
     g.oip = True  # errors in the protocol's shape (app.py)
     if name != ctx.settings.model_name:
         raise ApiError(404, "unknown_model", f"no model named {name!r}")
-    model = require_model(ctx.store)
+    model = ctx.served_model()
     if version is not None and version != model.version:
         raise ApiError(404, "unknown_version", f"model {name!r} has no version {version!r}")
     return model
@@ -101,7 +101,7 @@ def live() -> ResponseReturnValue:
 
 @bp.get("/health/ready")
 def ready() -> ResponseReturnValue:
-    is_ready = service().store.current is not None
+    is_ready = service().model.current is not None
     return jsonify({"ready": is_ready}), 200 if is_ready else 503
 
 
@@ -151,7 +151,7 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     ctx.schemas.check_oip_infer(body)
     texts, names = infer_texts(body), wanted_outputs(body)
     model = _model(ctx, name, version)
-    results = predict(ctx, model, texts)
+    results = ctx.predict(model, texts)
     answer: dict[str, Any] = {
         "model_name": name,
         "model_version": model.version,

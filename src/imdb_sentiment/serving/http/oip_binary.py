@@ -8,8 +8,6 @@ the same way when the request asks (`parameters.binary_data_output`, or an outpu
 `parameters.binary_data`): their JSON carries `binary_data_size` instead of `data`, and the
 response's own `Inference-Header-Content-Length` says where the JSON ends. Anything that does not
 add up is a `BinaryDataError` (the route's 400), never a guess.
-
-Imports: the standard library, `serving.tensors`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from imdb_sentiment import __version__
 from imdb_sentiment.serving.http.schemas import RESPONSES, Schemas
-from imdb_sentiment.serving.settings import Settings
+from imdb_sentiment.serving.service_settings import Settings
 
 
 def _ref(name: str) -> dict[str, str]:

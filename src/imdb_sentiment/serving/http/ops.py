@@ -24,22 +24,21 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
     ctx = service()
-    store = ctx.store
-    model = store.current
+    model = ctx.model.current
     if model is None:  # the reason's details (URLs, paths, errors) are in the log, not here
-        return jsonify({"status": "not ready", "reason": store.public_reason}), 503
+        return jsonify({"status": "not ready", "reason": ctx.model.public_reason}), 503
     # A schema this release cannot use (not migrated yet, or changed incompatibly): no traffic
     # until the release step has migrated; then ready without a restart.
-    records = ctx.records
-    unusable = records.unusable_reason() if records is not None else None
+    store = ctx.prediction_store
+    unusable = store.unusable_reason() if store is not None else None
     if unusable is not None:
         return jsonify({"status": "not ready", "reason": unusable}), 503
     # The gRPC front (GRPC_PORT) is part of the pod: no traffic before it takes connections.
     if ctx.settings.grpc_port and not listening(ctx.settings.grpc_port):
         return jsonify({"status": "not ready", "reason": "the gRPC front is not up yet"}), 503
     body = {"status": "ready", "model": {"name": model.name, "version": model.version}}
-    if records is not None:  # the store's health: a database away is not a reason to leave
-        body["store"] = store_health(records)
+    if store is not None:  # the store's health: a database away is not a reason to leave
+        body["store"] = store_health(store)
     return jsonify(body)
 
 
@@ -65,8 +64,8 @@ def store_health(records: PredictionStore) -> dict[str, object]:
 @bp.get("/version")
 def version() -> ResponseReturnValue:
     ctx = service()
-    model = ctx.store.current
-    shadow = ctx.shadow.current if ctx.shadow is not None else None
+    model = ctx.model.current
+    shadow = ctx.shadow_model.current if ctx.shadow_model is not None else None
     body = {
         "app_version": __version__,
         "model": None

@@ -3,9 +3,7 @@ OpenAPI document's request bodies (`serving.http.openapi`), so the two cannot dr
 
 Limits come from the settings (MAX_TEXT_CHARS, MAX_BATCH_SIZE), so the models are built per app
 (`Schemas(settings)`). Validation failures become `ApiError`s with stable codes: 422 for a field
-that is wrong, 413 for one that is too large.
-
-May import: pydantic, `config`, `serving.http.errors`. Nothing here touches Flask's request.
+that is wrong, 413 for one that is too large. Nothing here touches Flask's request.
 """
 
 from __future__ import annotations
@@ -25,9 +23,9 @@ from pydantic import (
     ValidationError,
 )
 
-from imdb_sentiment.labels import Label
-from imdb_sentiment.serving.http.errors import ApiError
-from imdb_sentiment.serving.settings import Settings
+from imdb_sentiment.core.labels import Label
+from imdb_sentiment.serving.http.api_errors import ApiError
+from imdb_sentiment.serving.service_settings import Settings
 
 # A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
 # `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,

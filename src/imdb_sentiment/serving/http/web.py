@@ -3,15 +3,15 @@ this right?\" control that posts the true label to /api/v1/feedback."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, g, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.runtime.highlight import segments
+from imdb_sentiment.serving.http.api_errors import ApiError
 from imdb_sentiment.serving.http.context import service
-from imdb_sentiment.serving.http.errors import ApiError
-from imdb_sentiment.serving.http.predict import Timer, predict, require_model
+from imdb_sentiment.serving.http.highlight import segments
 
 bp = Blueprint("web", __name__)
 
@@ -32,7 +32,7 @@ def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
         "index.html",
         examples=EXAMPLES,
         max_chars=ctx.settings.max_text_chars,
-        model=ctx.store.current,
+        model=ctx.model.current,
         **context,
     ), status
 
@@ -49,9 +49,9 @@ def predict_form() -> ResponseReturnValue:
     try:
         ctx.authorize(request.headers.get("Authorization"), "predict")
         text = ctx.schemas.check_text(text)
-        model = require_model(ctx.store)
+        model = ctx.served_model()
         with Timer() as timer:
-            (result,) = predict(ctx, model, [text], ctx.settings.explain_top_k)
+            (result,) = ctx.predict(model, [text], ctx.settings.explain_top_k)
     except ApiError as error:
         ctx.metrics.errors.labels(endpoint="/predict", reason=error.code).inc()
         # Give the text back to edit, unless it is the problem: then a short excerpt only.
@@ -68,6 +68,19 @@ def predict_form() -> ResponseReturnValue:
         request_id=g.request_id,
         # A browser holds no API token: where feedback needs one, the page does not offer it.
         feedback_url=url_for("api.feedback")
-        if ctx.records is not None and ctx.tokens is None and ctx.settings.allow_anonymous_writes
+        if ctx.prediction_store is not None
+        and ctx.tokens is None
+        and ctx.settings.allow_anonymous_writes
         else None,
     )
+
+
+class Timer:
+    """The page shows how long scoring took."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

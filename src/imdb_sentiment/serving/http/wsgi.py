@@ -8,7 +8,7 @@ import logging
 
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.logs import configure
-from imdb_sentiment.serving.settings import load_settings
+from imdb_sentiment.serving.service_settings import load_settings
 
 if not logging.getLogger().handlers:
     configure(load_settings().log_format)

@@ -1,0 +1,8 @@
+"""What the model is: the scikit-learn pipeline's own estimators.
+
+- `features`    `TextCleaner` and the compact TF-IDF vectoriser (sparse n-gram features).
+- `classifier`  `NBLogisticRegression`: naive-Bayes-scaled logistic regression.
+
+The decision threshold that turns P(positive) into a label is `core.labels.label_at`'s; its
+value is `model.threshold` in params.yaml, carried by each registered model.
+"""

@@ -1,0 +1,253 @@
+"""The service's process model, as gunicorn runs it (`gunicorn.conf.py` only hands gunicorn
+`Server.from_environment().gunicorn_options()`):
+
+- the **master** binds the port and, before any worker boots, runs the model sync once
+  (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model;
+- **workers** (`serving.http.wsgi`) follow the model cache's pointer (MODEL_SYNC=sidecar) and never
+  import MLflow or scikit-learn; each writes out its prediction log and queued prediction
+  records after its last request (`worker_exit`);
+- the **model sync** (`model-sync --watch`, MODEL_RELOAD_INTERVAL > 0) follows the registry in a
+  process of its own, and the **gRPC fronts** (GRPC_PORT, GRPC_WORKERS processes of
+  `serving.grpc`) serve beside the workers; the master keeps each alive with a `Supervisor` and
+  stops them by process id when it exits.
+
+Schema migrations are not the server's job: the release step runs `imdb-sentiment db upgrade`,
+and the workers judge the schema they find (`/readyz`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from imdb_sentiment.serving.logs import logging_config
+from imdb_sentiment.serving.service_settings import Settings, load_settings
+
+MODEL_SYNC = "model-sync"
+_SELF = [sys.executable, "-m", "imdb_sentiment.serving.server"]
+_GRPC = [sys.executable, "-m", "imdb_sentiment.serving.grpc"]
+WSGI_APP = "imdb_sentiment.serving.http.wsgi:app"
+
+log = logging.getLogger("imdb_sentiment.serving.server")  # also when run as __main__
+
+
+class Server:
+    """gunicorn's settings and hooks for one service, from its typed settings."""
+
+    def __init__(self, settings: Settings, metrics_dir: str) -> None:
+        self.settings = settings
+        self.metrics_dir = metrics_dir
+        self.children: list[Supervisor] = []  # started once the server is ready
+
+    @classmethod
+    def from_environment(cls) -> Server:
+        """The settings, and the environment every process of the server inherits."""
+        # Prometheus multiprocess mode: set before any worker imports prometheus_client.
+        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+            prefix="imdb-metrics-"
+        )
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ["MODEL_SYNC"] = "sidecar"  # workers follow the cache the sync process fills
+        return cls(load_settings(), metrics_dir)
+
+    def gunicorn_options(self) -> dict[str, Any]:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": f"{s.host}:{s.port}",
+            "workers": s.workers,
+            "worker_class": s.worker_class,
+            # gunicorn silently turns "sync" into "gthread" when threads > 1.
+            "threads": s.threads if s.worker_class == "gthread" else 1,
+            "timeout": s.timeout,
+            "graceful_timeout": s.timeout,
+            "keepalive": 5,
+            "wsgi_app": WSGI_APP,
+            # One JSON object per line from master, workers and the access log (serving.logs).
+            "logconfig_dict": logging_config(s.log_format, s.access_log),
+            "errorlog": "-",
+            "loglevel": "info",
+            # gunicorn 26's control socket: a process-control endpoint the container does not
+            # need (its home is read-only: it would only warn).
+            "control_socket_disable": True,
+            # Worker heartbeat files in RAM, not on a possibly read-only or slow disk.
+            "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+            "on_starting": self.on_starting,
+            "when_ready": self.when_ready,
+            "on_exit": self.on_exit,
+            "worker_exit": worker_exit,
+            "child_exit": child_exit,
+        }
+        if s.log_format == "json":  # text keeps gunicorn's own access line (CLF)
+            options["logger_class"] = "imdb_sentiment.serving.logs.JsonAccessLogger"
+        return options
+
+    def on_starting(self, server: Any) -> None:
+        """Master, before binding: a clean metrics directory and a first model in the cache."""
+        # Stale files from a previous run would be summed into today's totals.
+        os.makedirs(self.metrics_dir, exist_ok=True)
+        for name in os.listdir(self.metrics_dir):
+            if name.endswith(".db"):
+                os.remove(os.path.join(self.metrics_dir, name))
+        # Bounded: a hung registry must not keep the server from starting (workers then serve
+        # the cached model, or report not-ready).
+        try:
+            subprocess.run([*_SELF, MODEL_SYNC], check=False, timeout=self.first_sync_timeout)
+        except subprocess.TimeoutExpired:
+            server.log.warning("initial model sync timed out")
+
+    @property
+    def first_sync_timeout(self) -> float:
+        return max(60, 4 * self.settings.timeout)
+
+    def when_ready(self, server: Any) -> None:
+        """Master, workers booting: start the processes beside them."""
+        warn = server.log.warning
+        if self.settings.reload_interval > 0:
+            self.children.append(Supervisor([*_SELF, MODEL_SYNC, "--watch"], warn))
+        if self.settings.grpc_port:
+            self.children.extend(Supervisor(_GRPC, warn) for _ in range(self.settings.grpc_workers))
+        for child in self.children:
+            child.start()
+
+    def on_exit(self, server: Any) -> None:
+        for child in self.children:
+            child.stop()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """In a worker, after its last request: write out the prediction log and the queued
+    prediction records."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        from imdb_sentiment.serving.http.context import ServiceContext
+
+        ServiceContext.of(app).close()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master: a dead worker's metrics stop counting as live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class Supervisor:
+    """Start `command`, restart it whenever it exits, until `stop()`: the model sync's watch
+    and the gRPC fronts, for the master (standard library only: the master stays light)."""
+
+    def __init__(
+        self, command: Sequence[str], warn: Callable[[str], None], pause: float = 5.0
+    ) -> None:
+        self.command = list(command)
+        self.warn = warn
+        self.pause = pause  # between restarts, so a child that cannot start does not spin
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        # Held while Popen runs. Popen waits on an internal pipe until its child has exec'd; a
+        # process forked in that moment (a gunicorn worker) inherits the pipe's write end, and
+        # Popen then blocks until that *worker* exits, hiding the child's death for the worker's
+        # lifetime (seen in CI). `start` makes this process's forks wait for the lock instead.
+        self._spawning = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        os.register_at_fork(
+            before=self._spawning.acquire,
+            after_in_parent=self._spawning.release,
+            after_in_child=self._spawning.release,
+        )
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._spawning:  # stop() takes it too: no child is started after stop()
+                if self._stopping.is_set():
+                    return
+                process = subprocess.Popen(self.command)
+                self.process = process
+            # Polling also notices `stop`; gunicorn's waitpid(-1) in the master may reap the
+            # child first, which poll() then reports as exit code 0.
+            while process.poll() is None and not self._stopping.wait(0.5):
+                pass
+            if self._stopping.is_set():
+                return
+            self.warn(f"{' '.join(self.command[-3:])} exited with {process.returncode}; restarting")
+            self._stopping.wait(self.pause)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._spawning:
+            self._stopping.set()
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+
+def model_sync(watch: bool) -> int:
+    """The model sync process: follow the registry with `runtime.sync.RegistrySync` (and the
+    shadowed candidate with `ShadowSync`), so MLflow and scikit-learn are loaded once per pod
+    instead of once per worker; workers only follow the cache's pointer."""
+    from imdb_sentiment.core.tracking import configure
+    from imdb_sentiment.runtime.cache import ModelCache
+    from imdb_sentiment.runtime.sync import RegistrySync, ShadowSync, quiet_http_defaults
+    from imdb_sentiment.serving import logs
+
+    settings = load_settings()
+    logs.configure(settings.log_format)  # the same JSON lines as gunicorn and the workers
+    quiet_http_defaults()
+    configure(settings)
+    cache = ModelCache(settings.model_cache_dir, settings.model_name)
+    sync = RegistrySync(settings, cache)
+    # The shadowed candidate follows the registry in the same process, after production.
+    shadow = ShadowSync(settings, cache, settings.shadow_model_uri).sync
+    also = shadow if settings.shadow_sample > 0 else None
+    if not watch:
+        _sync_once(sync, also)
+        return 0
+    from imdb_sentiment.serving.metrics import Metrics
+
+    failures = Metrics().reloads.labels(result="failure")  # summed with the workers' metrics
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sync.watch(settings.reload_interval, stop, failures.inc, also)
+    return 0
+
+
+def _sync_once(sync: Any, also: Callable[[], Any] | None) -> None:
+    try:
+        pointer = sync.sync()
+        log.info("serving %s version %s", pointer.name, pointer.version)
+    except Exception as exc:
+        log.warning("registry sync failed, workers use the cache if any: %s", exc)
+    if also is not None:
+        candidate = also()
+        reason = f" ({candidate.reason})" if candidate.reason else ""
+        log.info("shadowing version %s%s", candidate.version, reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The service's processes beside gunicorn's.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync = commands.add_parser(MODEL_SYNC, help="Sync the served model from the registry.")
+    sync.add_argument("--watch", action="store_true", help="keep polling (MODEL_RELOAD_INTERVAL)")
+    args = parser.parse_args(argv)
+    return model_sync(args.watch)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""The service's settings: the shared registry and cache settings, the prediction store's, and
+everything the service alone reads from the environment (server, limits, logs, credentials).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from imdb_sentiment.core.config import MODEL_URI
+from imdb_sentiment.core.model_settings import ModelSettings, load_from_env
+from imdb_sentiment.store.store_settings import StoreSettings
+
+
+class Settings(ModelSettings, StoreSettings):
+    """Runtime settings of the service, from the environment (never from params.yaml): the
+    registry and cache's, the prediction store's, and its own."""
+
+    host: str = Field("0.0.0.0", validation_alias="HOST")
+    port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
+    workers: int = Field(2, ge=1, le=64, validation_alias="WORKERS")
+    # sync: one request at a time per worker, no keep-alive, so an idle worker takes the next
+    # connection and load spreads evenly (measured: steadier throughput and p99 than gthread,
+    # whose keep-alive connections can all land on one worker). Put a proxy in front for slow
+    # clients, as gunicorn recommends. THREADS applies to gthread only.
+    worker_class: Literal["sync", "gthread"] = Field("sync", validation_alias="WORKER_CLASS")
+    threads: int = Field(4, ge=1, le=64, validation_alias="THREADS")
+    timeout: int = Field(30, ge=1, validation_alias="TIMEOUT")
+    reload_interval: float = Field(30.0, ge=0.0, validation_alias="MODEL_RELOAD_INTERVAL")
+    # inline: each process polls the registry itself. sidecar: one sync process per server
+    # (gunicorn.conf.py starts it) fills MODEL_CACHE_DIR and workers follow the cache.
+    model_sync: Literal["inline", "sidecar"] = Field("inline", validation_alias="MODEL_SYNC")
+    instance_cost_per_hour: float = Field(0.0416, ge=0.0, validation_alias="INSTANCE_COST_PER_HOUR")
+    # The V2 gRPC inference protocol (serving.grpc) on its own port, from processes beside the
+    # workers; 0: off (make serve). The image and the KServe runtime turn it on (8081).
+    grpc_port: int = Field(0, ge=0, le=65535, validation_alias="GRPC_PORT")
+    # Its processes share the port (SO_REUSEPORT: the kernel spreads connections): one process's
+    # GIL caps what gRPC scores, as one worker's caps HTTP.
+    grpc_workers: int = Field(2, ge=1, le=64, validation_alias="GRPC_WORKERS")
+    grpc_threads: int = Field(8, ge=1, le=256, validation_alias="GRPC_THREADS")
+    # Shadow scoring (serving.scoring): a sampled share of requests is also scored by the
+    # candidate, recorded beside production's answer, never returned. Unset URI: the model's
+    # `staging` alias whenever it names another version than production. SHADOW_SAMPLE=0: off.
+    shadow_model_uri: str | None = Field(
+        None, pattern=MODEL_URI.pattern, validation_alias="SHADOW_MODEL_URI"
+    )
+    shadow_sample: float = Field(0.1, ge=0.0, le=1.0, validation_alias="SHADOW_SAMPLE")
+    max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
+    max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
+    explain_top_k: int = Field(8, ge=1, le=50, validation_alias="EXPLAIN_TOP_K")
+    # Logs: JSON lines (one object per line, with the request id) or plain text for a terminal.
+    log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
+    access_log: bool = Field(True, validation_alias="ACCESS_LOG")
+    # Prediction log (store.records): a sampled record per prediction, written off the
+    # request path. The review's text only if allowed (privacy by default).
+    prediction_log_rate: float = Field(0.01, ge=0.0, le=1.0, validation_alias="PREDICTION_LOG_RATE")
+    prediction_log_text: bool = Field(False, validation_alias="PREDICTION_LOG_TEXT")
+    # Unset: records go to stdout among the other JSON lines. Set: rotated JSONL files there,
+    # one per process (predictions-<pid>.jsonl).
+    prediction_log_dir: str | None = Field(None, validation_alias="PREDICTION_LOG_DIR")
+    prediction_log_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
+    )
+    prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
+    # Bearer tokens (serving.http.auth): a file of SHA-256 digests, one per line (a mounted
+    # Secret). POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction route
+    # too. Unset: the write route refuses everyone (403) unless ALLOW_ANONYMOUS_WRITES=true,
+    # which only a laptop should say (make run, make serve, compose).
+    api_tokens_file: str | None = Field(None, validation_alias="API_TOKENS_FILE")
+    allow_anonymous_writes: bool = Field(False, validation_alias="ALLOW_ANONYMOUS_WRITES")
+    api_tokens_for: Literal["feedback", "all"] = Field(
+        "feedback", validation_alias="API_TOKENS_FOR"
+    )
+
+    # Named apart from ModelSettings' validator: a same-named one would replace it.
+    @field_validator("prediction_log_dir", "api_tokens_file", "shadow_model_uri", mode="before")
+    @classmethod
+    def _empty_paths_are_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _text_fits_body(self) -> Settings:
+        if self.max_text_chars > self.max_body_bytes:
+            raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_of_this_model(self) -> Settings:
+        match = MODEL_URI.match(self.shadow_model_uri or "")
+        if match is not None and match["name"] != self.model_name:
+            raise ValueError(f"SHADOW_MODEL_URI must name a version of {self.model_name!r}")
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, with explicit overrides (tests, CLI flags)."""
+    return load_from_env(Settings, **overrides)
