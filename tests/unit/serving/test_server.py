@@ -1,11 +1,19 @@
-"""The gunicorn master's supervisor: restarts its child when it dies, stops it on stop()."""
+"""The server's process model: gunicorn's settings and hooks from the typed settings, and the
+master's supervisor (restarts its child when it dies, stops it on stop())."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
-from imdb_sentiment.serving.server import Supervisor
+import pytest
+
+from imdb_sentiment.serving import server as server_module
+from imdb_sentiment.serving.server import Server, Supervisor
+from imdb_sentiment.serving.service_settings import load_settings
 
 
 def wait_until(check: object, seconds: float = 10.0) -> None:
@@ -37,3 +45,65 @@ def test_restarts_a_dead_child_and_stops_it() -> None:
     assert second.poll() is not None  # stopped with the supervisor
     time.sleep(0.3)
     assert supervisor.process is second  # and nothing was started after stop()
+
+
+def test_gunicorn_options_come_from_the_typed_settings(tmp_path: Path) -> None:
+    settings = load_settings(port=6123, workers=3, worker_class="sync", threads=4, timeout=17)
+    options = Server(settings, str(tmp_path)).gunicorn_options()
+    assert options["bind"].endswith(":6123") and options["workers"] == 3
+    assert options["threads"] == 1  # THREADS is for gthread only: sync would become gthread
+    assert options["timeout"] == options["graceful_timeout"] == 17
+    assert options["wsgi_app"] == "imdb_sentiment.serving.http.wsgi:app"
+    hooks = ("on_starting", "when_ready", "on_exit", "worker_exit", "child_exit")
+    assert all(callable(options[hook]) for hook in hooks)
+    gthread = load_settings(worker_class="gthread", threads=4)
+    assert Server(gthread, str(tmp_path)).gunicorn_options()["threads"] == 4
+
+
+def test_from_environment_sets_what_every_process_inherits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    monkeypatch.setenv("MODEL_SYNC", "inline")
+    server = Server.from_environment()
+    assert server.metrics_dir == str(tmp_path / "prom")
+    assert os.environ["MODEL_SYNC"] == "sidecar"  # workers follow the sync process's cache
+    assert server.settings.model_sync == "sidecar"
+
+
+def test_the_master_starts_the_sync_watch_and_grpc_fronts_and_stops_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """when_ready supervises one model-sync watch and GRPC_WORKERS fronts; on_exit stops them
+    (commands swapped for sleepers, so nothing real starts)."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    monkeypatch.setattr(server_module, "_SELF", sleeper)
+    monkeypatch.setattr(server_module, "_GRPC", sleeper)
+    settings = load_settings(reload_interval=5, grpc_port=8099, grpc_workers=2)
+    server = Server(settings, str(tmp_path))
+    log = SimpleNamespace(log=SimpleNamespace(warning=print))
+    server.when_ready(log)
+    try:
+        assert len(server.children) == 3
+        assert server.children[0].command[-2:] == ["model-sync", "--watch"]
+        wait_until(lambda: all(c.process is not None for c in server.children))
+    finally:
+        server.on_exit(log)
+    assert all(c.process is not None and c.process.poll() is not None for c in server.children)
+    quiet = Server(load_settings(reload_interval=0, grpc_port=0), str(tmp_path))
+    quiet.when_ready(log)
+    assert quiet.children == []
+
+
+def test_on_starting_clears_stale_metrics_and_runs_one_bounded_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "counter_1.db").write_bytes(b"stale")
+    (tmp_path / "keep.txt").write_text("not a metrics file")
+    ran: list[tuple[list[str], float]] = []
+    monkeypatch.setattr(
+        server_module.subprocess, "run", lambda cmd, check, timeout: ran.append((cmd, timeout))
+    )
+    Server(load_settings(timeout=30), str(tmp_path)).on_starting(object())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert ran == [([*server_module._SELF, "model-sync"], 120)]

@@ -14,8 +14,9 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment.core.evidence import outcome
-from imdb_sentiment.serving.http.api_errors import ApiError, decode_utf8, parse_json, read_body
+from imdb_sentiment.serving.http.api_errors import ApiError
 from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.http.schemas import decode_utf8, parse_json, read_body
 from imdb_sentiment.serving.scoring import Prediction
 from imdb_sentiment.store.database import (
     DuplicateFeedbackError,

@@ -23,7 +23,7 @@ from flask import Blueprint, Request, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
-from imdb_sentiment.serving.http.api_errors import ApiError, parse_json, read_body
+from imdb_sentiment.serving.http.api_errors import ApiError
 from imdb_sentiment.serving.http.context import ServiceContext, service
 from imdb_sentiment.serving.http.oip_binary import (
     HEADER,
@@ -33,6 +33,7 @@ from imdb_sentiment.serving.http.oip_binary import (
     encode_outputs,
     split_body,
 )
+from imdb_sentiment.serving.http.schemas import parse_json, read_body
 from imdb_sentiment.serving.live_model import LoadedModel
 from imdb_sentiment.serving.scoring import Prediction
 

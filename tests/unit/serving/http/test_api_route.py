@@ -1,0 +1,52 @@
+"""The route of one prediction request through the package, as it runs (traced), is the one
+docs/architecture.md describes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+
+import imdb_sentiment
+from imdb_sentiment.serving.http.app import create_app
+from imdb_sentiment.serving.service_settings import load_settings
+from tests.project import ROOT
+
+PACKAGE = Path(imdb_sentiment.__file__).parent
+# What runs for one JSON prediction with the prediction log on and a store (the default).
+ROUTE = {
+    "serving/http/app.py", "serving/logs.py", "serving/http/api.py", "serving/http/schemas.py",
+    "serving/http/context.py", "serving/live_model.py", "serving/scoring.py",
+    "runtime/scorer.py", "core/text.py", "core/labels.py", "store/records.py",
+    "store/database.py", "store/spool.py", "serving/predictions.py", "core/background.py",
+    "serving/metrics.py",
+}  # fmt: skip
+
+
+def test_a_prediction_runs_through_the_files_the_architecture_names(
+    small_model: Pipeline,
+) -> None:
+    app = create_app(load_settings(prediction_log_rate=1.0), model=small_model)
+    client = app.test_client()
+    client.post("/api/v1/predict", json={"text": "A warm-up: first calls import lazily."})
+    ran: set[str] = set()
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        path = Path(frame.f_code.co_filename)
+        if event == "call" and path.is_relative_to(PACKAGE):
+            ran.add(str(path.relative_to(PACKAGE)))
+
+    sys.setprofile(profile)
+    try:
+        response = client.post("/api/v1/predict", json={"text": "A moving, well acted film."})
+    finally:
+        sys.setprofile(None)
+    assert response.status_code == 200
+    assert ran == ROUTE
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    described = doc.split("**A prediction**", 1)[1].split("\n\n", 1)[0]
+    assert not [f for f in ROUTE if f"`{f}`" not in described]
+    assert f"**{len(ROUTE)} files**" in described
