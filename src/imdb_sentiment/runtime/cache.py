@@ -108,8 +108,10 @@ class ModelCache:
         import mlflow.sklearn
         from mlflow.models import Model
 
+        from imdb_sentiment.model.legacy import accept_old_module_paths
         from imdb_sentiment.runtime.compile import compile_pipeline
 
+        accept_old_module_paths()  # versions registered before the package's rooms
         directory = str(self.version_dir(version))
         metadata = Model.load(directory).metadata or {}
         threshold = float(metadata.get(THRESHOLD_METADATA, DEFAULT_THRESHOLD))

@@ -133,3 +133,10 @@ def test_too_few_live_pairs_leave_the_offline_gate_to_decide(small_model: Pipeli
     result = promotion.promote(NAME, tolerance=0.01, live=_live(few), live_gate=LiveGate())
     assert result.version == third.version
     assert "too_few_pairs; the offline gate decides" in result.live
+
+
+def test_the_whole_package_ships_with_the_model() -> None:
+    """`code_paths`: the package itself, whichever room register.py sits in."""
+    shipped = Path(register.package_dir())
+    assert (shipped / "__init__.py").exists() and shipped.name == "imdb_sentiment"
+    assert {"core", "model", "pipeline", "runtime"} <= {p.name for p in shipped.iterdir()}

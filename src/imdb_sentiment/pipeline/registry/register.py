@@ -66,7 +66,9 @@ def model_requirements() -> list[str]:
 
 def package_dir() -> str:
     """The `imdb_sentiment` package, shipped with the model (`code_paths`)."""
-    return str(Path(__file__).resolve().parents[1])
+    import imdb_sentiment
+
+    return str(Path(imdb_sentiment.__file__).resolve().parent)
 
 
 def log_and_register(
