@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -137,6 +139,6 @@ def test_too_few_live_pairs_leave_the_offline_gate_to_decide(small_model: Pipeli
 
 def test_the_whole_package_ships_with_the_model() -> None:
     """`code_paths`: the package itself, whichever room register.py sits in."""
-    shipped = Path(register.package_dir())
+    shipped = Path(registration.package_dir())
     assert (shipped / "__init__.py").exists() and shipped.name == "imdb_sentiment"
     assert {"core", "model", "pipeline", "runtime"} <= {p.name for p in shipped.iterdir()}
