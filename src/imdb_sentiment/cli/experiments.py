@@ -31,7 +31,7 @@ def select(
     from imdb_sentiment.core.config import Params, parse_params, read_mapping
     from imdb_sentiment.core.io import write_json
     from imdb_sentiment.core.model_settings import load_model_settings
-    from imdb_sentiment.pipeline.selection import CVResult, apply_variant
+    from imdb_sentiment.pipeline.selection import CVResult, apply_variant, log_selection
     from imdb_sentiment.pipeline.selection import select as run_select
     from imdb_sentiment.pipeline.train import movie_groups
 
@@ -50,7 +50,7 @@ def select(
             f"{result.name:28s} {result.accuracy:.4f} ± {result.std_error:.4f}  "
             f"{result.n_features:>9,d} features  {result.seconds:6.1f} s"
         )
-        return tracking.log_selection(result, params)
+        return log_selection(result, params)
 
     rows = run_select(runs, frame.text.tolist(), labels, groups, folds, log=log)
     write_json(report, {"folds": folds, "grouped_by": "movie", "results": rows})

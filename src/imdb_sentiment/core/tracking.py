@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import TYPE_CHECKING
 
 import mlflow
 
-from imdb_sentiment.core.config import MODEL_SECTIONS, Params, flatten
 from imdb_sentiment.core.model_settings import ModelSettings
-
-if TYPE_CHECKING:
-    from imdb_sentiment.pipeline.selection import CVResult
-
-SELECTION_EXPERIMENT = "model-selection"
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +30,3 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def log_selection(result: CVResult, params: Params) -> str:
-    """One MLflow run per cross-validated variant (`imdb-sentiment select`); its run id."""
-    mlflow.set_experiment(SELECTION_EXPERIMENT)
-    with mlflow.start_run(run_name=result.name) as run:
-        dumped = params.model_dump(mode="json", by_alias=True)
-        for section in MODEL_SECTIONS:
-            mlflow.log_params(flatten(section, dumped[section]))
-        mlflow.log_metrics({"cv_accuracy": result.accuracy, "cv_std_error": result.std_error})
-        mlflow.log_metrics({f"fold{i}_accuracy": a for i, a in enumerate(result.fold_accuracy)})
-        mlflow.set_tags({"variant": result.name, "git_commit": git_commit() or "unknown"})
-    return str(run.info.run_id)

@@ -109,3 +109,24 @@ def select(
             }
         )
     return rows
+
+
+SELECTION_EXPERIMENT = "model-selection"
+
+
+def log_selection(result: CVResult, params: Params) -> str:
+    """One MLflow run per cross-validated variant (`imdb-sentiment select`); its run id."""
+    import mlflow
+
+    from imdb_sentiment.core.config import flatten
+    from imdb_sentiment.core.tracking import git_commit
+
+    mlflow.set_experiment(SELECTION_EXPERIMENT)
+    with mlflow.start_run(run_name=result.name) as run:
+        dumped = params.model_dump(mode="json", by_alias=True)
+        for section in MODEL_SECTIONS:
+            mlflow.log_params(flatten(section, dumped[section]))
+        mlflow.log_metrics({"cv_accuracy": result.accuracy, "cv_std_error": result.std_error})
+        mlflow.log_metrics({f"fold{i}_accuracy": a for i, a in enumerate(result.fold_accuracy)})
+        mlflow.set_tags({"variant": result.name, "git_commit": git_commit() or "unknown"})
+    return str(run.info.run_id)
