@@ -1,0 +1,156 @@
+"""This commit's service against another commit's, on the same registered model: the same
+answers, and throughput within noise (issue 34: a restructure must change no behaviour).
+
+Usage (after `make pipeline promote`; needs `hey`):
+
+    python benchmarks/releases.py --ref 84c0602 [--seconds 15] [--clients 8] [--rounds 3]
+
+The other commit runs from a git worktree (its `src/` first on PYTHONPATH, this venv's
+packages), each service under gunicorn with its defaults, 2 workers, its own model cache and
+store. Both answer the same 500 test reviews through `/api/v1/predict` identically (the API
+rounds to 6 digits), and each side's own scorer, loaded from its model cache by its own code,
+gives P(positive) for all 25,000 test reviews within 1e-12 of the other's (exit 1 otherwise).
+Then, rounds interleaved (this host drifts from minute
+to minute), `hey` posts the median-length test review, then batches of 100 test reviews
+(2 clients). Prints req/s, p50/p99 and reviews/s per side, and the ratio this/other per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.pipeline import machine  # noqa: E402
+from benchmarks.serve import hey, measured, start, stop  # noqa: E402
+
+TEST = ROOT / "data/raw/test.parquet"
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def environment(src: Path | None) -> dict[str, str]:
+    env = {"DATABASE_URL": f"sqlite:///{tempfile.mkdtemp()}/predictions.db",
+           "MODEL_CACHE_DIR": tempfile.mkdtemp(), "DATABASE_MIGRATE": "auto"}  # fmt: skip
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+def probabilities(url: str, texts: list[str]) -> np.ndarray:
+    found: list[float] = []
+    for start_at in range(0, len(texts), 50):
+        body = {"texts": texts[start_at : start_at + 50]}
+        answer = requests.post(url + "/api/v1/predict", json=body, timeout=60).json()
+        found += [
+            p["probability"] if p["label"] == "positive" else 1 - p["probability"]
+            for p in answer["predictions"]
+        ]
+    return np.array(found)
+
+
+SCORE = """
+import sys, numpy as np, pandas as pd
+from pathlib import Path
+from imdb_sentiment.runtime.scorer import FastScorer
+texts = pd.read_parquet(sys.argv[2]).text.tolist()
+scorer = FastScorer.load(next(Path(sys.argv[1]).glob("v*/scorer")))
+np.save(sys.argv[3], np.array([s.p_positive for s in scorer.score_batch(texts)]))
+"""
+
+
+def all_test_reviews(env: dict[str, str]) -> np.ndarray:
+    """P(positive) of every test review by this side's code and cached scorer."""
+    out = Path(tempfile.mkdtemp()) / "p.npy"
+    args = [sys.executable, "-c", SCORE, env["MODEL_CACHE_DIR"], str(TEST), str(out)]
+    subprocess.run(args, env={**os.environ, **env}, check=True)
+    return np.load(out)
+
+
+def run(env: dict[str, str], median: str, batch: list[str], args: argparse.Namespace,
+        sample: list[str]) -> dict[str, object]:  # fmt: skip
+    proc, url = start("service", env)
+    try:
+        answers = probabilities(url, sample)
+        hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
+        single = measured(proc, url + "/api/v1/predict", {"text": median}, args)
+        batched = hey(url + "/api/v1/predict", {"texts": batch}, args.seconds, 2)
+    finally:
+        stop(proc)
+    return {"single": single, "batch": batched, "answers": answers}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", required=True, help="the other commit")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("hey") is None:
+        print("error: `hey` is not installed (apt-get install hey)", file=sys.stderr)
+        return 1
+    texts = pd.read_parquet(TEST).text
+    median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
+    batch = texts.sample(100, random_state=0).tolist()
+    sample = texts.sample(500, random_state=1).tolist()
+    tree = Path(tempfile.mkdtemp()) / "other"
+    git("worktree", "add", "--detach", str(tree), args.ref)
+    sides = {"this": environment(None), args.ref: environment(tree / "src")}
+    results: dict[str, list[dict[str, object]]] = {side: [] for side in sides}
+    try:
+        for _ in range(args.rounds):
+            for side, env in sides.items():
+                results[side].append(run(env, median, batch, args, sample))
+        scored = {side: all_test_reviews(env) for side, env in sides.items()}
+    finally:
+        git("worktree", "remove", "--force", str(tree))
+    return report(results, scored, args, git("rev-parse", "--short", "HEAD"), len(median))
+
+
+def report(results: dict[str, list[dict[str, object]]], scored: dict[str, np.ndarray],
+           args: argparse.Namespace, head: str, chars: int) -> int:  # fmt: skip
+    this, other = results
+    same_answers = all(np.array_equal(a["answers"], b["answers"])  # type: ignore[arg-type]
+                       for a, b in zip(results[this], results[other], strict=True))  # fmt: skip
+    gap = float(np.max(np.abs(scored[this] - scored[other])))
+    print(f"machine:  {machine()}")
+    print(f"scenario: this ({head}) vs {other}, gunicorn 2 workers, {args.clients} clients, "
+          f"{args.seconds} s, the median test review ({chars} chars), then batches of 100 "
+          f"(2 clients); {args.rounds} rounds interleaved, medians")  # fmt: skip
+    print(f"answers:  500 test reviews through the API, identical: {same_answers}; "
+          f"{len(scored[this]):,} test reviews by each side's scorer, largest |difference| in "
+          f"P(positive) {gap:.1e}")  # fmt: skip
+
+    def med(side: str, part: str, key: str) -> float:
+        return statistics.median(float(r[part][key]) for r in results[side])  # type: ignore[index]
+
+    for side in results:
+        print(f"{side:8s} {med(side, 'single', 'rps'):7.0f} req/s  "
+              f"p50 {med(side, 'single', 'p50_ms'):5.2f} ms  "
+              f"p99 {med(side, 'single', 'p99_ms'):5.2f} ms  "
+              f"batch {med(side, 'batch', 'rps') * 100:6.0f} reviews/s")  # fmt: skip
+    ratios = [float(a["single"]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
+              for a, b in zip(results[this], results[other], strict=True)]  # fmt: skip
+    print("this/other single-review req/s per round: " + ", ".join(f"{r:.3f}" for r in ratios))
+    return 0 if same_answers and gap <= 1e-12 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
