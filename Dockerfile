@@ -11,6 +11,11 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# A C compiler for the scorer's kernel (runtime/_kernel.c), in this stage only: the runtime
+# stage copies the built venv, not the compiler.
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
@@ -20,11 +25,13 @@ COPY requirements/bootstrap.txt requirements/serve.txt requirements/
 RUN pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
     && pip install --require-hashes --no-deps -r requirements/serve.txt \
     && pip check
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 # Built by the pinned setuptools above (no isolated build env fetching the newest one).
 RUN pip install --no-deps --no-build-isolation . \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
+# The kernel is optional where a machine has no compiler; this image has one, so it must be in.
+RUN python -c "from imdb_sentiment.runtime.kernel import KERNEL; assert KERNEL == 'compiled'"
 
 # Release images: fetch the exact registered version (with its compiled scorer) at build time.
 FROM build AS model

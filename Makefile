@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev install-spark lock pipeline promote run serve test lint typecheck seed-preset search select push pull bench clean
+.PHONY: help install install-dev install-spark install-mlserver lock pipeline promote run serve test lint typecheck seed-preset search select push pull bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,11 +24,14 @@ define venv
 	$(1)/bin/python -m pip check
 endef
 
-$(VENV)/.installed: pyproject.toml requirements/bootstrap.txt requirements/pipeline.txt
+$(VENV)/.installed: pyproject.toml setup.py src/imdb_sentiment/runtime/_kernel.c \
+		requirements/bootstrap.txt requirements/pipeline.txt
 	$(call venv,$(VENV),requirements/pipeline.txt)
 	# Our package, built by the pinned setuptools already in the venv (no isolated build env
-	# that would fetch the newest setuptools).
+	# that would fetch the newest setuptools), with the scorer's C kernel where a compiler and
+	# Python's headers exist (without them: the pure-Python scorer, see runtime/kernel.py).
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -c "from imdb_sentiment.runtime.kernel import KERNEL; print('scorer kernel:', KERNEL)"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.txt requirements/tools-kserve.txt \
@@ -54,6 +57,12 @@ $(VENV)/.installed-spark: $(VENV)/.installed requirements/spark.txt
 
 install-spark: $(VENV)/.installed-spark ## Also install PySpark for `imdb-sentiment predict --engine spark`
 
+$(VENV)/tools-mlserver/.installed: requirements/bootstrap.txt requirements/tools-mlserver.txt
+	$(call venv,$(VENV)/tools-mlserver,requirements/tools-mlserver.txt)
+	touch $@
+
+install-mlserver: $(VENV)/tools-mlserver/.installed ## MLServer + its MLflow runtime, for benchmarks/mlserver.py
+
 # One resolution, hashed: requirements/lock.txt, from pyproject.toml's dependencies and extras.
 # Every other requirements file is derived from it (same versions, same hashes), one per install.
 UV_COMPILE = uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --quiet \
@@ -68,7 +77,7 @@ lock: | $(BIN)/uv ## Re-resolve requirements/lock.txt (LOCK_ARGS=--upgrade to mo
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline -o requirements/pipeline.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra dev -o requirements/dev.txt
 	$(UV_COMPILE) --no-annotate -c requirements/lock.txt --extra pipeline --extra spark -o requirements/spark.txt
-	for tool in bootstrap tools-kserve tools-checkov; do \
+	for tool in bootstrap tools-kserve tools-checkov tools-mlserver; do \
 	  uv pip compile requirements/$$tool.in --python-version 3.11 --generate-hashes --quiet \
 	    --custom-compile-command "make lock" $(LOCK_ARGS) -o requirements/$$tool.txt || exit 1; \
 	done
@@ -92,6 +101,8 @@ test: install-dev ## Lint, type-check, check the layers and run the whole test s
 	mypy
 	lint-imports  # the architecture's contracts (pyproject.toml, docs/architecture.md)
 	pytest
+	# The scorer's tests again on its pure-Python fallback (what runs without the C kernel).
+	IMDB_SENTIMENT_KERNEL=python pytest -q tests/unit/runtime tests/model/test_fast_path.py
 
 lint: install-dev ## ruff (lint + format check)
 	ruff check src tests benchmarks

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.test_serving_install import (  # noqa: E402
-    BUILD_CONTEXT,
+    build_context,
     build_pip_commands,
 )
 
@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.mkdtemp(prefix="image-")))
     args = parser.parse_args()
     context, venv = args.workdir / "src", args.workdir / "venv"
-    for name in BUILD_CONTEXT:
+    for name in build_context():
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, context / name)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

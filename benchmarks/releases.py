@@ -10,9 +10,10 @@ packages), each service under gunicorn with its defaults, 2 workers, its own mod
 store. Both answer the same 500 test reviews through `/api/v1/predict` identically (the API
 rounds to 6 digits), and each side's own scorer, loaded from its model cache by its own code,
 gives P(positive) for all 25,000 test reviews within 1e-12 of the other's (exit 1 otherwise).
-Then, rounds interleaved (this host drifts from minute
-to minute), `hey` posts the median-length test review, then batches of 100 test reviews
-(2 clients). Prints req/s, p50/p99 and reviews/s per side, and the ratio this/other per round.
+Then, rounds interleaved (this host drifts from minute to minute) with the sides' order
+alternating (ABBA), `hey` posts the median-length test review, then batches of 100 test
+reviews (2 clients). Prints req/s, p50/p99 and reviews/s per side, and the ratio this/other
+per round.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ import sys, numpy as np, pandas as pd
 from pathlib import Path
 from imdb_sentiment.runtime.scorer import FastScorer
 texts = pd.read_parquet(sys.argv[2]).text.tolist()
-scorer = FastScorer.load(next(Path(sys.argv[1]).glob("v*/scorer")))
+scorer = FastScorer.load(next(Path(sys.argv[1]).glob("*/v*/scorer")))
 np.save(sys.argv[3], np.array([s.p_positive for s in scorer.score_batch(texts)]))
 """
 
@@ -115,9 +116,10 @@ def main() -> int:
     sides = {"this": environment(None), args.ref: environment(tree / "src")}
     results: dict[str, list[dict[str, object]]] = {side: [] for side in sides}
     try:
-        for _ in range(args.rounds):
-            for side, env in sides.items():
-                results[side].append(run(env, median, batch, args, sample))
+        for round_ in range(args.rounds):
+            order = list(sides) if round_ % 2 == 0 else list(reversed(sides))  # ABBA: no order bias
+            for side in order:
+                results[side].append(run(sides[side], median, batch, args, sample))
         scored = {side: all_test_reviews(env) for side, env in sides.items()}
     finally:
         git("worktree", "remove", "--force", str(tree))

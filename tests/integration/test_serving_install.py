@@ -13,12 +13,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import IN_CI
 from tests.integration.test_release import dockerfile_stage
 from tests.project import ROOT
 
-# What the Dockerfile's build stage COPYs before its pip lines, nothing else.
-BUILD_CONTEXT = ("requirements/bootstrap.txt", "requirements/serve.txt", "pyproject.toml",
-                 "README.md", "src")  # fmt: skip
+
+def build_context() -> list[str]:
+    """What the Dockerfile's build stage COPYs from the build context, nothing else."""
+    found = []
+    for line in re.findall(r"^COPY (?!--from)(.*)$", dockerfile_stage("build"), re.M):
+        found += line.split()[:-1]  # the last word is the destination
+    return found
+
+
+def build_checks() -> list[str]:
+    """The build stage's own checks of what it built (`python -c ...` lines)."""
+    return [
+        part.strip()
+        for line in re.findall(r"^RUN (.*)$", dockerfile_stage("build"), re.M)
+        for part in line.split("&&")
+        if part.strip().startswith("python -c")
+    ]
 
 
 def build_pip_commands() -> list[list[str]]:
@@ -35,7 +52,8 @@ def build_pip_commands() -> list[list[str]]:
 
 def test_the_serving_install_is_consistent(tmp_path: Path) -> None:
     context = tmp_path / "src"  # what the Dockerfile COPYs, nothing else
-    for name in BUILD_CONTEXT:
+    assert {"setup.py", "src", "pyproject.toml"} <= set(build_context())
+    for name in build_context():
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
         (context / name).parent.mkdir(parents=True, exist_ok=True)
         copy(ROOT / name, context / name)
@@ -64,3 +82,13 @@ def test_the_serving_install_is_consistent(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     # The lean registry client; no tracking server, pipeline or test tools in the image.
     assert done.stdout.split() == ["True", "False", "False", "False"]
+    # The image builds the scorer's C kernel (its builder stage has gcc): so does this venv,
+    # where a compiler exists (CI installs one).
+    checks = build_checks()
+    assert any("KERNEL == 'compiled'" in check for check in checks), checks
+    if shutil.which("gcc") is None and not IN_CI:
+        pytest.skip("no C compiler here: the kernel check needs one (CI has gcc)")
+    for line in checks:
+        ran = subprocess.run(shlex.split(line), cwd=tmp_path, env=env, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert ran.returncode == 0, (line, ran.stderr[-2000:])

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
+from sklearn.pipeline import Pipeline
 from typer.testing import CliRunner, Result
 
 from imdb_sentiment.batch import executor, local
@@ -27,10 +28,12 @@ runner = CliRunner()
 NAME = "imdb-sentiment"
 
 
-def publish(seed: int = 1, alias: str = "production", threshold: float = 0.5) -> str:
+def publish(
+    seed: int = 1, alias: str = "production", threshold: float = 0.5, model: Pipeline | None = None
+) -> str:
     tracking.configure(load_settings())
     record = register.log_and_register(
-        tiny_model(seed=seed),
+        model if model is not None else tiny_model(seed=seed),
         model_name=NAME,
         experiment="batch",
         params={},
@@ -291,3 +294,28 @@ def test_labels_at_the_threshold_the_model_was_registered_with(
     expected = np.where(scored.probability >= 0.965, "positive", "negative")
     assert (scored.label == expected).all()
     assert ((scored.probability >= 0.5) & (scored.probability < 0.965)).any()  # 0.5 differs
+
+
+def test_the_log_says_which_scorer_ran_and_counts_the_python_path(tmp_path: Path) -> None:
+    """A model the kernel scores (default cleaning, whitespace tokens): the non-ASCII review is
+    the Python path's, rows without text are nobody's; a model it does not: all of them."""
+    from imdb_sentiment.core.config import FeatureParams
+    from imdb_sentiment.runtime.kernel import KERNEL
+    from tests.unit.runtime.test_kernel import model as kernel_model
+
+    frame = pd.DataFrame({"text": ["Wonderful, loved it.", "Café crème!", None, "  ", "Dull."]})
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source)
+    features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None)
+    publish(model=kernel_model(features))
+    first = runner.invoke(app, ["predict", str(source), str(tmp_path / "a.parquet")])
+    assert first.exit_code == 0, first.output
+    if KERNEL == "compiled":
+        assert "scorer: compiled; 1 review(s) (33.3%) took the Python path (not ASCII)" in (
+            first.output
+        )
+    else:
+        assert "scorer: python; 3 review(s) (100.0%) took the Python path" in first.output
+    publish()  # the seed's cleaning (stop words): not one the kernel reproduces
+    second = runner.invoke(app, ["predict", str(source), str(tmp_path / "b.parquet")])
+    assert "scorer: python; 3 review(s) (100.0%) took the Python path" in second.output

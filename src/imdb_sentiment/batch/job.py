@@ -22,9 +22,14 @@ class Job:
     fail_on_missing_text: bool = False
     prefix: str = ""  # of the added columns
     partitions: int | None = None  # Spark only; default: at least the cluster's parallelism
+    # Spark only: ship this package's code as a zip (pure Python: the scorer's Python path), or
+    # use the package installed in the executors' Python (with its compiled kernel).
+    ship_package: bool = True
 
 
 @dataclass(frozen=True)
 class Summary:
     rows: int
     missing_text: int
+    scorer: str = "python"  # "compiled": the C kernel scored what it handles (runtime.kernel)
+    python_path: int = 0  # reviews the Python path scored (all of them without the kernel)

@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from imdb_sentiment.batch import executor
 from imdb_sentiment.batch.files import Reader, output_schema, writer
 from imdb_sentiment.batch.job import Job, Summary
 from imdb_sentiment.core.errors import PipelineError
-from imdb_sentiment.runtime.scorer import read_threshold
+from imdb_sentiment.runtime import kernel
+from imdb_sentiment.runtime.scorer import read_meta, read_threshold
 
 # Rows per pool task: big enough that pickling and scheduling stay a small share of the work.
 TASK_ROWS = 2048
@@ -38,8 +40,9 @@ def run(job: Job, progress: Progress | None = None) -> Summary:
     first = next(batches, None)  # opens the file: its schema is checked before any work
     assert reader.schema is not None
     schema = output_schema(reader.schema, job.prefix)
-    rows = missing = 0
+    rows = missing = python_path = 0
     threshold = read_threshold(Path(job.scorer_dir))  # labels as the model gives them
+    compiled = kernel.scores_saved(read_meta(Path(job.scorer_dir)))
     with ExitStack() as stack:
         out = stack.enter_context(
             writer(Path(job.output), job.output_format, schema, job.overwrite)
@@ -56,9 +59,20 @@ def run(job: Job, progress: Progress | None = None) -> Summary:
             out.write(_with_scores(batch, probability, job.version, schema, threshold))
             rows += batch.num_rows
             missing += bad
+            python_path += _python_path(batch.column(job.text_column), probability, compiled)
             if progress is not None:
                 progress(rows, reader.done)
-    return Summary(rows, missing)
+    return Summary(rows, missing, "compiled" if compiled else "python", python_path)
+
+
+def _python_path(texts: pa.Array, probability: NDArray[np.float64], compiled: bool) -> int:
+    """How many of these reviews the Python path scored (rows without text are not scored)."""
+    scored = ~np.isnan(probability)
+    if not compiled:
+        return int(scored.sum())
+    # kernel.handled: ASCII texts; told apart in Arrow, without making Python strings
+    is_ascii = pc.fill_null(pc.string_is_ascii(texts), False).to_numpy(zero_copy_only=False)
+    return int((scored & ~is_ascii).sum())
 
 
 def _chunks(

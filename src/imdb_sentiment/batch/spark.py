@@ -117,7 +117,8 @@ def run(spark: SparkSession, job: Job) -> Summary:
     from pyspark.sql import functions as sf
 
     frame = _spread(spark, _read(spark, job), job)
-    ship_package(spark)
+    if job.ship_package:
+        ship_package(spark)
     shipped = _ship_scorer(spark, job)
     rows, missing = spark.sparkContext.accumulator(0), spark.sparkContext.accumulator(0)
     fail, column = job.fail_on_missing_text, job.text_column
@@ -322,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--prefix", default="")
     parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument(
+        "--installed-package",
+        action="store_true",
+        help="executors import the package installed in their Python (its compiled kernel "
+        "included) instead of the pure-Python zip the driver ships",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_model_settings()
@@ -337,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             prefix=args.prefix,
             partitions=args.partitions,
+            ship_package=not args.installed_package,
         )
         summary = run(spark, job)
     except PipelineError as exc:

@@ -44,6 +44,12 @@ def predict(
     partitions: int | None = typer.Option(
         None, min=1, help="Spark partitions to score in (default: at least one per core)."
     ),
+    installed_package: bool = typer.Option(
+        False,
+        "--installed-package",
+        help="Spark: executors import the package installed in their Python (with the compiled "
+        "kernel) instead of the pure-Python zip the driver ships.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
     prefix: str = typer.Option("", help="Prefix of the added columns (e.g. pred_)."),
     fail_on_missing_text: bool = typer.Option(
@@ -88,9 +94,18 @@ def predict(
         fail_on_missing_text,
         prefix,
         partitions,
+        ship_package=not installed_package,
     )
     summary = spark.run(session, job) if session is not None else _with_progress(job)
     typer.echo(f"scored {summary.rows:,} reviews with {resolved.describe()} into {output}")
+    if engine == "local":
+        scored = summary.rows - summary.missing_text
+        share = summary.python_path / scored if scored else 0.0
+        typer.echo(
+            f"scorer: {summary.scorer}; {summary.python_path:,} review(s) ({share:.1%}) took the "
+            "Python path" + (" (not ASCII)" if summary.scorer == "compiled" else ""),
+            err=True,
+        )
     if summary.missing_text:
         typer.echo(
             f"{summary.missing_text:,} row(s) had no text: probability and label left null",

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from imdb_sentiment.core.text import (
     plain_words,
     tokenize,
 )
+from imdb_sentiment.runtime.kernel import NativeScorer, native_scorer
 
 FORMAT = "imdb-sentiment-scorer/1"
 META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
@@ -52,10 +54,15 @@ SCORER_DIR = "scorer"
 THRESHOLD_METADATA = "decision_threshold"
 
 
+def read_meta(directory: Path) -> dict[str, Any]:
+    """A saved scorer's description (scorer.json), without loading its arrays."""
+    meta: dict[str, Any] = json.loads((directory / META_FILE).read_text())
+    return meta
+
+
 def read_threshold(directory: Path) -> float:
     """A saved scorer's decision threshold, without loading its arrays."""
-    meta = json.loads((directory / META_FILE).read_text())
-    return float(meta.get("threshold", DEFAULT_THRESHOLD))
+    return float(read_meta(directory).get("threshold", DEFAULT_THRESHOLD))
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,11 +381,44 @@ class FastScorer:
         raise IndexError(column)
 
     def score_batch(self, texts: Sequence[str]) -> list[Score]:
-        """`score` for many texts, without explanations; vectorised over the batch when the
-        model has the common shape (see `_score_batch`)."""
+        """`score` for many texts, without explanations: in the compiled kernel where it handles
+        the model and the review (`runtime.kernel`), the rest vectorised over the batch when
+        the model has the common shape (see `_score_batch`), else one by one."""
         if self._word_block is None:
             return [self.score(text) for text in texts]
-        return _score_batch(self._word_block, self.linear, self.options, texts, self.threshold)
+        native = self.native
+        if native is None:
+            return _score_batch(self._word_block, self.linear, self.options, texts, self.threshold)
+        return self._score_native(native, texts)
+
+    @cached_property
+    def native(self) -> NativeScorer | None:
+        """The compiled kernel loaded with this model (built on first use), or None."""
+        if self._word_block is None:
+            return None
+        return native_scorer(self._word_block, self.linear, self.options)
+
+    def _score_native(self, native: NativeScorer, texts: Sequence[str]) -> list[Score]:
+        found = native.decisions(texts)
+        positive = _expit(found.decision)
+        if not self.linear.positive_is_one:
+            positive = 1.0 - positive
+        rest = np.flatnonzero(~found.native)
+        python: Iterator[Score] = iter(())
+        if len(rest):  # reviews the kernel does not handle (not ASCII): the Python path
+            block = self._word_block
+            assert block is not None
+            others = [texts[int(i)] for i in rest]
+            python = iter(_score_batch(block, self.linear, self.options, others, self.threshold))
+        threshold = self.threshold
+        return [
+            Score(float(p), (n - k) / n if n else 0.0, int(n), label_at(float(p), threshold))
+            if handled
+            else next(python)
+            for p, n, k, handled in zip(
+                positive, found.tokens, found.known, found.native, strict=True
+            )
+        ]
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""

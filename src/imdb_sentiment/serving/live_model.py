@@ -46,7 +46,9 @@ class LoadedModel:
 def _warm(scorer: FastScorer) -> FastScorer:
     """Score once before serving: lazy imports (e.g. the lemmatizer's tables, ~0.2 s) would
     otherwise land on the first user's request."""
-    scorer.score("A warm-up review: the acting was great, the plot wasn't.", explain=1)
+    review = "A warm-up review: the acting was great, the plot wasn't."
+    scorer.score(review, explain=1)
+    scorer.score_batch([review, review])  # and the compiled kernel's tables, if it has one
     return scorer
 
 

@@ -77,6 +77,11 @@ class Metrics:
             "app_total_cost_usd", "Accumulated compute cost of all requests", registry=r
         )
         # --- additions ---
+        # Reviews scored by the compiled kernel or by the Python path (runtime.kernel): the
+        # kernel hands back what it does not reproduce exactly (any non-ASCII review).
+        self.scorer_reviews = Counter(
+            "scorer_reviews", "Reviews scored, by scorer path", ["path"], registry=r
+        )
         self.errors = Counter(
             "app_request_errors", "Failed requests by reason", ["endpoint", "reason"], registry=r
         )

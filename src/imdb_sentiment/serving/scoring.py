@@ -129,10 +129,16 @@ class Scoring:
         """Score `texts`; count, sample and keep every prediction (the records are in the
         store's spool when this returns)."""
         scorer = model.scorer
-        if explain or len(texts) == 1:
+        native = scorer.native
+        if explain or (len(texts) == 1 and native is None):
             scores = [scorer.score(text, explain=explain) for text in texts]
-        else:
-            scores = scorer.score_batch(texts)  # vectorised over the batch
+        else:  # in the compiled kernel, or vectorised over the batch
+            before = native.python_path if native is not None else 0
+            scores = scorer.score_batch(texts)
+            if native is not None:
+                python = native.python_path - before
+                self.metrics.scorer_reviews.labels("compiled").inc(len(texts) - python)
+                self.metrics.scorer_reviews.labels("python").inc(python)
         metrics, log, records = self.metrics, self.log, self.prediction_store
         shadowed = self._shadow_scores(model, texts)
         results, kept = [], []

@@ -78,6 +78,9 @@ def version() -> ResponseReturnValue:
             "alias": ctx.settings.model_alias,
             "loaded_at": model.loaded_at,
         },
+        # "compiled": the C kernel scores batches (runtime.kernel); "python": it is absent,
+        # or this model's options are not ones it reproduces.
+        "scorer_kernel": "compiled" if model is not None and model.scorer.native else "python",
         # The candidate scored in the shadow (SHADOW_SAMPLE of requests), if any.
         "shadow": None
         if shadow is None

@@ -11,6 +11,8 @@ from typing import Any
 from sklearn.pipeline import Pipeline
 
 import imdb_sentiment
+from imdb_sentiment.core.config import FeatureParams
+from imdb_sentiment.runtime.kernel import KERNEL
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.project import ROOT
@@ -26,10 +28,9 @@ ROUTE = {
 }  # fmt: skip
 
 
-def test_a_prediction_runs_through_the_files_the_architecture_names(
-    small_model: Pipeline,
-) -> None:
-    app = create_app(load_settings(prediction_log_rate=1.0), model=small_model)
+def traced_route(model: Pipeline) -> set[str]:
+    """The package's files that run for one JSON prediction (after a warm-up request)."""
+    app = create_app(load_settings(prediction_log_rate=1.0), model=model)
     client = app.test_client()
     client.post("/api/v1/predict", json={"text": "A warm-up: first calls import lazily."})
     ran: set[str] = set()
@@ -45,8 +46,26 @@ def test_a_prediction_runs_through_the_files_the_architecture_names(
     finally:
         sys.setprofile(None)
     assert response.status_code == 200
-    assert ran == ROUTE
+    return ran
+
+
+def test_a_prediction_runs_through_the_files_the_architecture_names(
+    small_model: Pipeline,
+) -> None:
+    """The seed's cleaning (stop words) is not the kernel's: the Python path."""
+    assert traced_route(small_model) == ROUTE
     doc = (ROOT / "docs" / "architecture.md").read_text()
     described = doc.split("**A prediction**", 1)[1].split("\n\n", 1)[0]
-    assert not [f for f in ROUTE if f"`{f}`" not in described]
+    assert not [f for f in ROUTE | {"runtime/kernel.py"} if f"`{f}`" not in described]
     assert f"**{len(ROUTE)} files**" in described
+
+
+def test_with_the_kernel_the_review_is_cleaned_in_c() -> None:
+    from tests.unit.runtime.test_kernel import model
+
+    features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None)
+    ran = traced_route(model(features))
+    if KERNEL == "compiled":
+        assert ran == ROUTE - {"core/text.py"} | {"runtime/kernel.py"}
+    else:
+        assert ran == ROUTE

@@ -1,0 +1,788 @@
+/* The compiled scorer's hot loop (runtime.kernel): clean an ASCII review as core.text.clean_words
+ * does, split it into whitespace tokens, look the tokens and their n-grams up, weigh the distinct
+ * n-grams as TfidfVectorizer does and return the classifier's decision, per review.
+ *
+ * Only what it reproduces exactly is done here: ASCII reviews, the cleaning switches remove_html,
+ * remove_urls, expand_negations, lowercase and separate_punctuation, whitespace tokens. Every
+ * other review (any non-ASCII character) is reported as not handled and takes the Python path.
+ * The Python wrapper checks the model's shape and options before using this module at all.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- cleaning (ASCII only) */
+
+#define HTML_MAX 200 /* _HTML_TAG = <[^>]{1,200}> */
+
+static int is_space(unsigned char c) { /* str.isspace() on ASCII, as str.split() and re's \s */
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+static int is_word(unsigned char c) { /* re's \w on ASCII */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_reserve(Buf *b, Py_ssize_t need) {
+    if (need <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *data = realloc(b->data, (size_t)cap);
+    if (data == NULL)
+        return -1;
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+/* _HTML_TAG.sub(" ", text): a '<', then 1..200 characters none of them '>', then '>'. */
+static Py_ssize_t strip_html(const char *in, Py_ssize_t n, char *out) {
+    Py_ssize_t o = 0, i = 0;
+    while (i < n) {
+        if (in[i] == '<') {
+            Py_ssize_t limit = i + 1 + HTML_MAX < n ? i + 1 + HTML_MAX : n - 1, j;
+            const char *close = NULL;
+            if (i + 1 < n) {
+                close = memchr(in + i + 1, '>', (size_t)(limit - i));
+            }
+            j = close ? (Py_ssize_t)(close - in) : -1;
+            if (j > i + 1) {
+                out[o++] = ' ';
+                i = j + 1;
+                continue;
+            }
+        }
+        out[o++] = in[i++];
+    }
+    return o;
+}
+
+static int prefix_ci(const char *s, Py_ssize_t left, const char *p) {
+    Py_ssize_t k = (Py_ssize_t)strlen(p);
+    if (left < k)
+        return 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (lower((unsigned char)s[i]) != (unsigned char)p[i])
+            return 0;
+    return 1;
+}
+
+/* _URL.sub(" ", text): (?:https?://|www\.)\S+, case-insensitive. */
+static Py_ssize_t strip_urls(const char *in, Py_ssize_t n, char *out) {
+    Py_ssize_t o = 0, i = 0;
+    while (i < n) {
+        unsigned char c = lower((unsigned char)in[i]);
+        if (c == 'h' || c == 'w') {
+            Py_ssize_t p = 0;
+            if (prefix_ci(in + i, n - i, "https://") && i + 8 < n && !is_space(in[i + 8]))
+                p = 8;
+            else if (prefix_ci(in + i, n - i, "http://") && i + 7 < n && !is_space(in[i + 7]))
+                p = 7;
+            else if (prefix_ci(in + i, n - i, "www.") && i + 4 < n && !is_space(in[i + 4]))
+                p = 4;
+            if (p) {
+                Py_ssize_t j = i + p;
+                while (j < n && !is_space((unsigned char)in[j]))
+                    j++;
+                out[o++] = ' ';
+                i = j;
+                continue;
+            }
+        }
+        out[o++] = in[i++];
+    }
+    return o;
+}
+
+/* text._expand_negations: [nN]'[tT]\b → " not"; "can't" → "can not", "won't" → "will not". */
+static Py_ssize_t expand_negations(const char *in, Py_ssize_t n, char *out) {
+    Py_ssize_t o = 0, done = 0, i = 0;
+    while (i + 2 < n) {
+        if ((in[i] == 'n' || in[i] == 'N') && in[i + 1] == '\'' && (in[i + 2] == 't' || in[i + 2] == 'T') &&
+            (i + 3 == n || !is_word((unsigned char)in[i + 3]))) {
+            const char *stem = NULL;
+            if (i >= 2 && (i == 2 || !is_word((unsigned char)in[i - 3]))) {
+                unsigned char a = lower((unsigned char)in[i - 2]), b = lower((unsigned char)in[i - 1]);
+                if (a == 'c' && b == 'a')
+                    stem = "can";
+                else if (a == 'w' && b == 'o')
+                    stem = "will";
+            }
+            Py_ssize_t keep = stem ? i - 2 : i;
+            if (keep > done) {
+                memcpy(out + o, in + done, (size_t)(keep - done));
+                o += keep - done;
+            }
+            if (stem) {
+                size_t k = strlen(stem);
+                memcpy(out + o, stem, k);
+                o += (Py_ssize_t)k;
+            }
+            memcpy(out + o, " not", 4);
+            o += 4;
+            i += 3;
+            done = i;
+            continue;
+        }
+        i++;
+    }
+    memcpy(out + o, in + done, (size_t)(n - done));
+    return o + n - done;
+}
+
+static int is_mark(unsigned char c) { /* text.SEPARATED_MARKS */
+    return c == '.' || c == ',' || c == '!' || c == '?' || c == ';' || c == ':' || c == '"' || c == '(' ||
+           c == ')';
+}
+
+typedef struct {
+    int remove_html, remove_urls, expand_negations, lowercase, separate_punctuation;
+} Cleaning;
+
+/* The cleaned text of an ASCII review into `b` (every token then separated by whitespace). */
+static int clean_ascii(const Cleaning *opt, const char *text, Py_ssize_t n, Buf *b, Buf *tmp) {
+    /* Each step reads one buffer and writes the other; negations grow a text by at most 4/3,
+     * separated marks by 3. */
+    if (buf_reserve(b, 4 * n + 16) < 0 || buf_reserve(tmp, 4 * n + 16) < 0)
+        return -1;
+    const char *cur = text;
+    Buf *dst = b, *spare = tmp;
+    Py_ssize_t len = n;
+#define STEP(call)                                                                                     \
+    do {                                                                                               \
+        len = call;                                                                                    \
+        cur = dst->data;                                                                               \
+        Buf *t_ = dst;                                                                                 \
+        dst = spare;                                                                                   \
+        spare = t_;                                                                                    \
+    } while (0)
+    if (opt->remove_html)
+        STEP(strip_html(cur, len, dst->data));
+    if (opt->remove_urls)
+        STEP(strip_urls(cur, len, dst->data));
+    if (opt->expand_negations)
+        STEP(expand_negations(cur, len, dst->data));
+    /* lowercase and separate marks in one pass */
+    {
+        Py_ssize_t o = 0;
+        char *out = dst->data;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)cur[i];
+            if (opt->lowercase)
+                c = lower(c);
+            if (opt->separate_punctuation && is_mark(c)) {
+                out[o++] = ' ';
+                out[o++] = (char)c;
+                out[o++] = ' ';
+            } else {
+                out[o++] = (char)c;
+            }
+        }
+        len = o;
+        cur = dst->data;
+    }
+#undef STEP
+    if (cur != b->data) { /* the result belongs in b */
+        memcpy(b->data, cur, (size_t)len);
+    }
+    b->len = len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- hash tables */
+
+static uint64_t hash_bytes(const char *s, Py_ssize_t n) { /* FNV-1a */
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static size_t table_size(Py_ssize_t items) {
+    size_t size = 16;
+    while (size * 3 < (size_t)items * 4) /* load <= 0.75: linear probing stays short */
+        size *= 2;
+    return size;
+}
+
+/* ---------------------------------------------------------------- the kernel object */
+
+/* One cache line holds what a lookup needs: the tables are far larger than the CPU's L2. */
+typedef struct {
+    uint64_t hash; /* 0: empty */
+    int64_t start; /* in the arena */
+    int32_t id, len;
+    int32_t unigram; /* the token's unigram column, or -1 */
+    int32_t pad;
+} TokenSlot;
+
+typedef struct {
+    int64_t key; /* -1: empty */
+    int64_t column;
+} KeySlot;
+
+typedef struct {
+    double ratio, coef; /* the NB ratio (1 without) and the coefficient of a column */
+} ColumnWeights;
+
+typedef struct {
+    PyObject_HEAD Cleaning cleaning;
+    char *arena;
+    TokenSlot *tok_table; /* ASCII vocabulary tokens, open addressing */
+    size_t tok_mask;
+    int64_t unknown; /* = base - 1 */
+    int64_t base, starts[4];
+    int low, high;
+    KeySlot *key_table; /* n-gram keys (n >= 2) → local column */
+    size_t key_mask;
+    Py_ssize_t size, offset;
+    ColumnWeights *weights; /* by local column */
+    double *idf;            /* by local column, or NULL */
+    int has_ratio, renorm, binary, sublinear, norm; /* norm: 0 none, 1 l2, 2 l1 */
+    double intercept;
+    /* per-review scratch: a small set of the review's distinct columns */
+    int64_t *set_column; /* -1: empty */
+    int32_t *set_slot;
+    size_t set_mask;
+    int32_t *slot_column;
+    double *slot_count;
+    Py_ssize_t slot_cap;
+    int64_t *ids;
+    int32_t *unigrams;
+    Py_ssize_t ids_cap;
+    Buf clean, spare;
+} Kernel;
+
+static void kernel_dealloc(Kernel *k) {
+    free(k->arena);
+    free(k->tok_table);
+    free(k->key_table);
+    free(k->weights);
+    free(k->idf);
+    free(k->set_column);
+    free(k->set_slot);
+    free(k->slot_column);
+    free(k->slot_count);
+    free(k->ids);
+    free(k->unigrams);
+    free(k->clean.data);
+    free(k->spare.data);
+    Py_TYPE(k)->tp_free((PyObject *)k);
+}
+
+static int get_buffer(PyObject *obj, Py_buffer *view, const char *format, Py_ssize_t itemsize,
+                      const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    if (view->itemsize != itemsize || view->format == NULL || strchr(format, view->format[0]) == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous array of '%s'", name, format);
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t token_hash(const char *s, Py_ssize_t n) {
+    uint64_t h = hash_bytes(s, n);
+    return h ? h : 1; /* 0 marks an empty slot */
+}
+
+static const TokenSlot *token_lookup(const Kernel *k, const char *s, Py_ssize_t n) {
+    uint64_t hash = token_hash(s, n);
+    size_t h = (size_t)hash & k->tok_mask;
+    for (;;) {
+        const TokenSlot *slot = &k->tok_table[h];
+        if (slot->hash == 0)
+            return NULL;
+        if (slot->hash == hash && slot->len == n && memcmp(k->arena + slot->start, s, (size_t)n) == 0)
+            return slot;
+        h = (h + 1) & k->tok_mask;
+    }
+}
+
+static int64_t key_lookup(const Kernel *k, int64_t key) {
+    size_t h = (size_t)mix64((uint64_t)key) & k->key_mask;
+    for (;;) {
+        const KeySlot *slot = &k->key_table[h];
+        if (slot->key == key)
+            return slot->column;
+        if (slot->key < 0)
+            return -1;
+        h = (h + 1) & k->key_mask;
+    }
+}
+
+static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_column) {
+    Py_ssize_t count = PyList_GET_SIZE(tokens), total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *t = PyList_GET_ITEM(tokens, i);
+        if (!PyUnicode_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "tokens must be str");
+            return -1;
+        }
+        if (PyUnicode_IS_ASCII(t))
+            total += PyUnicode_GET_LENGTH(t);
+    }
+    size_t size = table_size(count);
+    k->arena = malloc((size_t)total + 1);
+    k->tok_table = calloc(size, sizeof(TokenSlot));
+    if (!k->arena || !k->tok_table) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    k->tok_mask = size - 1;
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *t = PyList_GET_ITEM(tokens, i);
+        if (!PyUnicode_IS_ASCII(t))
+            continue; /* an ASCII review never holds it */
+        Py_ssize_t n = PyUnicode_GET_LENGTH(t);
+        memcpy(k->arena + at, PyUnicode_DATA(t), (size_t)n);
+        uint64_t hash = token_hash(k->arena + at, n);
+        size_t h = (size_t)hash & k->tok_mask;
+        TokenSlot *slot = &k->tok_table[h];
+        while (slot->hash != 0 && !(slot->hash == hash && slot->len == n &&
+                                    memcmp(k->arena + slot->start, k->arena + at, (size_t)n) == 0)) {
+            h = (h + 1) & k->tok_mask;
+            slot = &k->tok_table[h];
+        }
+        /* a duplicate token keeps its last id, as dict((token, i) for ...) does */
+        slot->hash = hash;
+        slot->start = at;
+        slot->len = (int32_t)n;
+        slot->id = (int32_t)i;
+        slot->unigram = (int32_t)unigram_column[i];
+        at += n;
+    }
+    return 0;
+}
+
+static int build_keys(Kernel *k, const int64_t *key, Py_ssize_t count) {
+    size_t size = table_size(count);
+    k->key_table = malloc(sizeof(KeySlot) * size);
+    if (!k->key_table) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t h = 0; h < size; h++)
+        k->key_table[h].key = -1; /* keys are >= 0 */
+    k->key_mask = size - 1;
+    for (Py_ssize_t column = 0; column < count; column++) {
+        if (key[column] < k->base)
+            continue; /* unigrams: found through their token */
+        size_t h = (size_t)mix64((uint64_t)key[column]) & k->key_mask;
+        while (k->key_table[h].key >= 0 && k->key_table[h].key != key[column])
+            h = (h + 1) & k->key_mask;
+        k->key_table[h].key = key[column];
+        k->key_table[h].column = column;
+    }
+    return 0;
+}
+
+static int build_weights(Kernel *k, PyObject *coef_obj, PyObject *ratio_obj, PyObject *idf_obj) {
+    Py_buffer coef, ratio = {0}, idf = {0};
+    int failed = 0;
+    if (get_buffer(coef_obj, &coef, "d", 8, "coef") < 0)
+        return -1;
+    if (ratio_obj != Py_None && get_buffer(ratio_obj, &ratio, "d", 8, "ratio") < 0)
+        failed = 1;
+    if (!failed && idf_obj != Py_None && get_buffer(idf_obj, &idf, "d", 8, "idf") < 0)
+        failed = 1;
+    Py_ssize_t need = k->offset + k->size;
+    if (!failed && (coef.len / 8 < need || (ratio.obj && ratio.len / 8 < need) ||
+                    (idf.obj && idf.len / 8 < k->size))) {
+        PyErr_SetString(PyExc_ValueError, "coef, ratio or idf shorter than the block");
+        failed = 1;
+    }
+    if (!failed) {
+        k->weights = malloc(sizeof(ColumnWeights) * (size_t)(k->size + 1));
+        k->idf = idf.obj ? malloc(sizeof(double) * (size_t)(k->size + 1)) : NULL;
+        if (!k->weights || (idf.obj && !k->idf)) {
+            PyErr_NoMemory();
+            failed = 1;
+        }
+    }
+    if (!failed) {
+        const double *c = coef.buf, *r = ratio.obj ? ratio.buf : NULL;
+        for (Py_ssize_t col = 0; col < k->size; col++) {
+            k->weights[col].coef = c[col + k->offset];
+            k->weights[col].ratio = r ? r[col + k->offset] : 1.0;
+        }
+        if (idf.obj)
+            memcpy(k->idf, idf.buf, sizeof(double) * (size_t)k->size);
+        k->has_ratio = r != NULL;
+    }
+    PyBuffer_Release(&coef);
+    if (ratio.obj)
+        PyBuffer_Release(&ratio);
+    if (idf.obj)
+        PyBuffer_Release(&idf);
+    return failed ? -1 : 0;
+}
+
+static int kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
+    static char *names[] = {"tokens",   "keys",      "unigram_column", "base",     "starts",
+                            "low",      "high",      "offset",         "coef",     "ratio",
+                            "renorm",   "intercept", "binary",         "sublinear", "idf",
+                            "norm",     "remove_html", "remove_urls",  "expand_negations",
+                            "lowercase", "separate_punctuation", NULL};
+    PyObject *tokens, *keys, *unigram_column, *starts, *coef, *ratio, *idf;
+    long long base;
+    int low, high, renorm, binary, sublinear, norm;
+    Py_ssize_t offset;
+    double intercept;
+    Cleaning c;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOLO!iinOOpdppOippppp", names, &PyList_Type, &tokens,
+                                     &keys, &unigram_column, &base, &PyList_Type, &starts, &low, &high,
+                                     &offset, &coef, &ratio, &renorm, &intercept, &binary, &sublinear, &idf,
+                                     &norm, &c.remove_html, &c.remove_urls, &c.expand_negations, &c.lowercase,
+                                     &c.separate_punctuation))
+        return -1;
+    if (high < 1 || high > 3 || low < 1 || low > high || PyList_GET_SIZE(starts) < high + 1) {
+        PyErr_SetString(PyExc_ValueError, "n-grams of 1 to 3 words only");
+        return -1;
+    }
+    k->cleaning = c;
+    k->base = base;
+    k->unknown = base - 1;
+    k->low = low;
+    k->high = high;
+    k->offset = offset;
+    k->renorm = renorm;
+    k->intercept = intercept;
+    k->binary = binary;
+    k->sublinear = sublinear;
+    k->norm = norm;
+    for (int i = 0; i <= high; i++) {
+        k->starts[i] = PyLong_AsLongLong(PyList_GET_ITEM(starts, i));
+        if (PyErr_Occurred())
+            return -1;
+    }
+    Py_buffer keys_view, unigrams_view;
+    if (get_buffer(keys, &keys_view, "lq", 8, "keys") < 0)
+        return -1;
+    if (get_buffer(unigram_column, &unigrams_view, "lq", 8, "unigram_column") < 0) {
+        PyBuffer_Release(&keys_view);
+        return -1;
+    }
+    int failed = 0;
+    k->size = keys_view.len / 8;
+    if (unigrams_view.len / 8 != base || PyList_GET_SIZE(tokens) != base - 1) {
+        PyErr_SetString(PyExc_ValueError, "unigram_column must have base entries, tokens base - 1");
+        failed = 1;
+    }
+    if (!failed)
+        failed = build_tokens(k, tokens, unigrams_view.buf) < 0 ||
+                 build_keys(k, keys_view.buf, k->size) < 0 || build_weights(k, coef, ratio, idf) < 0;
+    PyBuffer_Release(&keys_view);
+    PyBuffer_Release(&unigrams_view);
+    return failed ? -1 : 0;
+}
+
+static int reserve_review(Kernel *k, Py_ssize_t tokens) {
+    Py_ssize_t grams = tokens * 3 + 4;
+    if (grams > k->slot_cap) {
+        size_t set = 16;
+        while (set < (size_t)grams * 2)
+            set *= 2;
+        free(k->slot_column);
+        free(k->slot_count);
+        free(k->set_column);
+        free(k->set_slot);
+        k->slot_column = malloc(sizeof(int32_t) * (size_t)grams);
+        k->slot_count = malloc(sizeof(double) * (size_t)grams);
+        k->set_column = malloc(sizeof(int64_t) * set);
+        k->set_slot = malloc(sizeof(int32_t) * set);
+        if (!k->slot_column || !k->slot_count || !k->set_column || !k->set_slot) {
+            k->slot_cap = 0;
+            return -1;
+        }
+        for (size_t h = 0; h < set; h++)
+            k->set_column[h] = -1;
+        k->set_mask = set - 1;
+        k->slot_cap = grams;
+    }
+    if (tokens + 4 > k->ids_cap) {
+        free(k->ids);
+        free(k->unigrams);
+        k->ids = malloc(sizeof(int64_t) * (size_t)(tokens + 4));
+        k->unigrams = malloc(sizeof(int32_t) * (size_t)(tokens + 4));
+        if (!k->ids || !k->unigrams) {
+            k->ids_cap = 0;
+            return -1;
+        }
+        k->ids_cap = tokens + 4;
+    }
+    return 0;
+}
+
+/* One more occurrence of `column` in this review (the set is cleared after each review). */
+static void count_column(Kernel *k, int64_t column, Py_ssize_t *distinct) {
+    size_t h = (size_t)mix64((uint64_t)column) & k->set_mask;
+    while (k->set_column[h] >= 0) {
+        if (k->set_column[h] == column) {
+            k->slot_count[k->set_slot[h]] += 1.0;
+            return;
+        }
+        h = (h + 1) & k->set_mask;
+    }
+    k->set_column[h] = column;
+    k->set_slot[h] = (int32_t)*distinct;
+    k->slot_column[*distinct] = (int32_t)column;
+    k->slot_count[*distinct] = 1.0;
+    (*distinct)++;
+}
+
+/* Empty the set again: each column is found by probing past slots already emptied (it is
+ * certainly there), so no chain is cut short. */
+static void clear_set(Kernel *k, Py_ssize_t distinct) {
+    for (Py_ssize_t d = 0; d < distinct; d++) {
+        size_t h = (size_t)mix64((uint64_t)k->slot_column[d]) & k->set_mask;
+        while (k->set_column[h] != k->slot_column[d])
+            h = (h + 1) & k->set_mask;
+        k->set_column[h] = -1;
+    }
+}
+
+/* One cleaned review in k->clean: its decision, token count and known unigrams. */
+static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64_t *known_out) {
+    const char *s = k->clean.data;
+    Py_ssize_t n = k->clean.len, count = 0, i = 0;
+    Py_ssize_t words = 0;
+    for (Py_ssize_t j = 0; j < n; j++) /* an upper bound on the token count */
+        if (!is_space((unsigned char)s[j]) && (j == 0 || is_space((unsigned char)s[j - 1])))
+            words++;
+    if (reserve_review(k, words) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int64_t known = 0;
+    while (i < n) {
+        while (i < n && is_space((unsigned char)s[i]))
+            i++;
+        if (i >= n)
+            break;
+        Py_ssize_t start = i;
+        while (i < n && !is_space((unsigned char)s[i]))
+            i++;
+        const TokenSlot *slot = token_lookup(k, s + start, i - start);
+        k->ids[count] = slot ? slot->id : k->unknown;
+        k->unigrams[count] = slot ? slot->unigram : -1;
+        if (k->unigrams[count] >= 0)
+            known++;
+        count++;
+    }
+    Py_ssize_t distinct = 0;
+    const int64_t *ids = k->ids;
+    const uint64_t base = (uint64_t)k->base;
+    if (k->low == 1)
+        for (Py_ssize_t t = 0; t < count; t++)
+            if (k->unigrams[t] >= 0)
+                count_column(k, k->unigrams[t], &distinct);
+    for (int g = 2; g <= k->high; g++) {
+        if (g < k->low)
+            continue;
+        for (Py_ssize_t t = 0; t + g <= count; t++) {
+            /* unsigned: wraps as numpy's int64 arithmetic does, never undefined */
+            uint64_t key = 0;
+            int valid = 1;
+            for (int m = 0; m < g; m++) {
+                if (ids[t + m] == k->unknown) {
+                    valid = 0;
+                    break;
+                }
+                key = key * base + (uint64_t)ids[t + m];
+            }
+            if (!valid)
+                continue;
+            int64_t column = key_lookup(k, (int64_t)(key + (uint64_t)k->starts[g - 1]));
+            if (column >= 0)
+                count_column(k, column, &distinct);
+        }
+    }
+    clear_set(k, distinct);
+    /* TfidfVectorizer's values, then the NB ratios, re-normalisation and the dot product */
+    double *value = k->slot_count, total = 0.0;
+    for (Py_ssize_t d = 0; d < distinct; d++) {
+        double tf = k->binary ? 1.0 : value[d];
+        if (k->sublinear && !k->binary)
+            tf = log(tf) + 1.0;
+        if (k->idf)
+            tf *= k->idf[k->slot_column[d]];
+        value[d] = tf;
+    }
+    if (k->norm) {
+        for (Py_ssize_t d = 0; d < distinct; d++)
+            total += k->norm == 1 ? value[d] * value[d] : fabs(value[d]);
+        double norm = k->norm == 1 ? sqrt(total) : total;
+        if (k->norm == 1 && norm == 0.0)
+            norm = 1.0;
+        for (Py_ssize_t d = 0; d < distinct; d++)
+            value[d] /= norm;
+    }
+    double sum = 0.0, squares = 0.0;
+    for (Py_ssize_t d = 0; d < distinct; d++) {
+        const ColumnWeights *w = &k->weights[k->slot_column[d]];
+        double v = value[d] * w->ratio;
+        squares += v * v;
+        sum += v * w->coef;
+    }
+    if (k->has_ratio && k->renorm) {
+        double norm = sqrt(squares);
+        sum /= norm == 0.0 ? 1.0 : norm; /* sum(v / norm * coef) = sum(v * coef) / norm */
+    }
+    *decision = k->intercept + sum;
+    *tokens_out = count;
+    *known_out = known;
+    return 0;
+}
+
+/* score(texts, decision, tokens, known, native) -> reviews handled here. Writes into the four
+ * arrays (float64, int64, int64, uint8) at each review's index; native[i] = 0: review i was not
+ * handled (not ASCII, or not a str) and its other entries are untouched. */
+static PyObject *kernel_score(Kernel *k, PyObject *args) {
+    PyObject *texts, *objs[4];
+    if (!PyArg_ParseTuple(args, "OOOOO", &texts, &objs[0], &objs[1], &objs[2], &objs[3]))
+        return NULL;
+    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    Py_buffer out[4] = {{0}};
+    const char *formats[4] = {"d", "lq", "lq", "B?"};
+    const Py_ssize_t sizes[4] = {8, 8, 8, 1};
+    const char *names[4] = {"decision", "tokens", "known", "native"};
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), handled = 0;
+    int failed = 0;
+    for (int a = 0; a < 4; a++) {
+        if (get_buffer(objs[a], &out[a], formats[a], sizes[a], names[a]) < 0 || out[a].len / sizes[a] < n) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "%s is shorter than texts", names[a]);
+            failed = 1;
+            break;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        PyObject *text = PySequence_Fast_GET_ITEM(seq, i);
+        uint8_t *native = out[3].buf;
+        native[i] = 0;
+        if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text))
+            continue;
+        if (clean_ascii(&k->cleaning, PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), &k->clean,
+                        &k->spare) < 0) {
+            PyErr_NoMemory();
+            failed = 1;
+            break;
+        }
+        if (score_cleaned(k, (double *)out[0].buf + i, (int64_t *)out[1].buf + i, (int64_t *)out[2].buf + i) <
+            0) {
+            failed = 1;
+            break;
+        }
+        native[i] = 1;
+        handled++;
+    }
+    for (int a = 0; a < 4; a++)
+        if (out[a].obj)
+            PyBuffer_Release(&out[a]);
+    Py_DECREF(seq);
+    return failed ? NULL : PyLong_FromSsize_t(handled);
+}
+
+static PyMethodDef kernel_methods[] = {
+    {"score", (PyCFunction)kernel_score, METH_VARARGS,
+     "score(texts, decision, tokens, known, native) -> number of reviews scored here"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject KernelType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "imdb_sentiment.runtime._kernel.Kernel",
+    .tp_basicsize = sizeof(Kernel),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A compiled word-n-gram scorer for ASCII reviews.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)kernel_init,
+    .tp_dealloc = (destructor)kernel_dealloc,
+    .tp_methods = kernel_methods,
+};
+
+/* clean(text, remove_html, remove_urls, expand_negations, lowercase, separate_punctuation)
+ * -> list of tokens, or None when the text is not handled here (not ASCII). */
+static PyObject *module_clean(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Cleaning c;
+    if (!PyArg_ParseTuple(args, "Uppppp", &text, &c.remove_html, &c.remove_urls, &c.expand_negations,
+                          &c.lowercase, &c.separate_punctuation))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    Buf b = {0}, spare = {0};
+    if (clean_ascii(&c, PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), &b, &spare) < 0) {
+        free(b.data);
+        free(spare.data);
+        return PyErr_NoMemory();
+    }
+    PyObject *tokens = PyList_New(0);
+    Py_ssize_t i = 0;
+    while (tokens && i < b.len) {
+        while (i < b.len && is_space((unsigned char)b.data[i]))
+            i++;
+        if (i >= b.len)
+            break;
+        Py_ssize_t start = i;
+        while (i < b.len && !is_space((unsigned char)b.data[i]))
+            i++;
+        PyObject *token = PyUnicode_FromStringAndSize(b.data + start, i - start);
+        if (token == NULL || PyList_Append(tokens, token) < 0) {
+            Py_XDECREF(token);
+            Py_CLEAR(tokens);
+            break;
+        }
+        Py_DECREF(token);
+    }
+    free(b.data);
+    free(spare.data);
+    return tokens;
+}
+
+static PyMethodDef module_methods[] = {
+    {"clean", module_clean, METH_VARARGS, "The tokens clean_words gives an ASCII text, or None."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, module_methods};
+
+PyMODINIT_FUNC PyInit__kernel(void) {
+    if (PyType_Ready(&KernelType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&KernelType);
+    if (PyModule_AddObject(m, "Kernel", (PyObject *)&KernelType) < 0) {
+        Py_DECREF(&KernelType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,136 @@
+"""The scorer's hot loop, compiled: cleaning, whitespace tokens, token and n-gram lookup,
+weighting and the linear decision for a batch of reviews, in C (`_kernel.c`, built with the
+package wherever a C compiler and Python's headers exist: `make install`, the image's builder
+stage). It reproduces `core.text.clean_words` and `FastScorer`'s batch arithmetic exactly for
+what it handles — ASCII reviews, the cleaning switches `remove_html`, `remove_urls`,
+`expand_negations`, `lowercase` and `separate_punctuation`, whitespace tokens, 1- to 3-grams — and
+reports every other review as not handled; `FastScorer` scores those in Python and counts them.
+
+Chosen once, at import: `KERNEL` is "compiled", or "python" when the extension is absent (a
+machine without a compiler, a Spark executor given only the zipped package) or
+IMDB_SENTIMENT_KERNEL=python asks for the fallback (CI runs the scorer's tests both ways).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imdb_sentiment.core.text import CleanOptions
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from imdb_sentiment.runtime.scorer import Linear, WordBlock
+
+_kernel: Any
+try:
+    from imdb_sentiment.runtime import _kernel  # type: ignore[attr-defined,no-redef]
+except ImportError:  # built without a compiler: every review takes the Python path
+    _kernel = None
+if os.environ.get("IMDB_SENTIMENT_KERNEL", "").strip().lower() == "python":
+    _kernel = None
+KERNEL = "compiled" if _kernel is not None else "python"
+
+_NATIVE_SWITCHES = ("remove_html", "remove_urls", "expand_negations", "lowercase",
+                    "separate_punctuation")  # fmt: skip
+_NORMS = {None: 0, "l2": 1, "l1": 2}
+
+
+def handles(options: CleanOptions) -> bool:
+    """Whether the kernel cleans text with these options as `clean_words` does."""
+    return not (
+        options.remove_digits
+        or options.remove_punctuation
+        or options.remove_stopwords
+        or options.lemmatize
+    )
+
+
+def scores(options: CleanOptions, whitespace: bool, high: int) -> bool:
+    """Whether the kernel scores the batches of a one-block word n-gram model with these
+    cleaning options, token pattern (`whitespace`) and longest n-gram."""
+    return _kernel is not None and handles(options) and whitespace and high <= 3
+
+
+def scores_saved(meta: dict[str, Any]) -> bool:
+    """`scores` for a saved scorer (its scorer.json), without loading its arrays."""
+    blocks = meta["blocks"]
+    return len(blocks) == 1 and scores(
+        CleanOptions(**meta["options"]), blocks[0]["whitespace"], blocks[0]["ngram_range"][1]
+    )
+
+
+def handled(text: object) -> bool:
+    """Whether the kernel scores this review itself (else it takes the Python path): ASCII."""
+    return isinstance(text, str) and text.isascii()
+
+
+def clean_tokens(text: str, options: CleanOptions) -> list[str] | None:
+    """The kernel's tokens of `text` (what `clean_words` gives), or None where it does not
+    handle the text (or there is no kernel)."""
+    if _kernel is None or not handles(options):
+        return None
+    switches = (getattr(options, name) for name in _NATIVE_SWITCHES)
+    tokens: list[str] | None = _kernel.clean(text, *switches)
+    return tokens
+
+
+@dataclass
+class Decisions:
+    """One batch: the linear decision, token count and known unigrams of each review the
+    kernel handled (`native`), left for the Python path where `native` is False."""
+
+    decision: NDArray[np.float64]
+    tokens: NDArray[np.int64]
+    known: NDArray[np.int64]
+    native: NDArray[np.bool_]
+
+
+@dataclass
+class NativeScorer:
+    """The kernel, loaded with one word block and its classifier."""
+
+    kernel: Any
+    reviews: int = 0  # scored here
+    python_path: int = field(default=0)  # handed back to the Python path
+
+    def decisions(self, texts: Sequence[str]) -> Decisions:
+        n = len(texts)
+        out = Decisions(np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64),
+                        np.zeros(n, np.bool_))  # fmt: skip
+        handled = self.kernel.score(texts, out.decision, out.tokens, out.known, out.native)
+        self.reviews += handled
+        self.python_path += n - handled
+        return out
+
+
+def native_scorer(block: WordBlock, linear: Linear, options: CleanOptions) -> NativeScorer | None:
+    """The kernel for this model, or None: no kernel, or a shape it does not reproduce."""
+    if not scores(options, block.whitespace, block.high):
+        return None
+    w = block.weighting
+    kernel = _kernel.Kernel(
+        tokens=list(block.tokens),
+        keys=np.ascontiguousarray(block.keys, dtype=np.int64),
+        unigram_column=np.ascontiguousarray(block.unigram_column, dtype=np.int64),
+        base=block.base,
+        starts=[int(s) for s in block.starts],
+        low=block.low,
+        high=block.high,
+        offset=block.offset,
+        coef=np.ascontiguousarray(linear.coef, dtype=np.float64),
+        ratio=None if linear.ratio is None else np.ascontiguousarray(linear.ratio, np.float64),
+        renorm=linear.renorm,
+        intercept=float(linear.intercept),
+        binary=w.binary,
+        sublinear=w.sublinear,
+        idf=None if w.idf is None else np.ascontiguousarray(w.idf, dtype=np.float64),
+        norm=_NORMS[w.norm],
+        **{name: getattr(options, name) for name in _NATIVE_SWITCHES},
+    )
+    return NativeScorer(kernel)
