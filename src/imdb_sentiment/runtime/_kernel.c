@@ -229,23 +229,26 @@ static size_t table_size(Py_ssize_t items) {
 
 /* ---------------------------------------------------------------- the kernel object */
 
-/* One cache line holds what a lookup needs: the tables are far larger than the CPU's L2. */
+typedef struct {
+    double ratio, coef; /* the NB ratio (1 without) and the coefficient of a column */
+} ColumnWeights;
+
+/* A slot holds what a hit needs, the column's weights included: the tables are far larger
+ * than the CPU's caches, and each separate array would be one more miss per n-gram. */
 typedef struct {
     uint64_t hash; /* 0: empty */
     int64_t start; /* in the arena */
     int32_t id, len;
     int32_t unigram; /* the token's unigram column, or -1 */
     int32_t pad;
+    ColumnWeights w; /* the unigram column's */
 } TokenSlot;
 
 typedef struct {
     int64_t key; /* -1: empty */
     int64_t column;
+    ColumnWeights w;
 } KeySlot;
-
-typedef struct {
-    double ratio, coef; /* the NB ratio (1 without) and the coefficient of a column */
-} ColumnWeights;
 
 typedef struct {
     PyObject_HEAD Cleaning cleaning;
@@ -258,7 +261,7 @@ typedef struct {
     KeySlot *key_table; /* n-gram keys (n >= 2) → local column */
     size_t key_mask;
     Py_ssize_t size, offset;
-    ColumnWeights *weights; /* by local column */
+    ColumnWeights *weights; /* by local column, while the tables are built */
     double *idf;            /* by local column, or NULL */
     int has_ratio, renorm, binary, sublinear, norm; /* norm: 0 none, 1 l2, 2 l1 */
     double intercept;
@@ -268,9 +271,12 @@ typedef struct {
     size_t set_mask;
     int32_t *slot_column;
     double *slot_count;
+    ColumnWeights *slot_weights;
     Py_ssize_t slot_cap;
     int64_t *ids;
-    int32_t *unigrams;
+    const TokenSlot **found; /* each token's slot, NULL for an unknown one */
+    int64_t *want_key; /* the review's n-gram keys (n >= 2) and their first slots */
+    size_t *want_slot;
     Py_ssize_t ids_cap;
     Buf clean, spare;
 } Kernel;
@@ -285,8 +291,11 @@ static void kernel_dealloc(Kernel *k) {
     free(k->set_slot);
     free(k->slot_column);
     free(k->slot_count);
+    free(k->slot_weights);
     free(k->ids);
-    free(k->unigrams);
+    free((void *)k->found);
+    free(k->want_key);
+    free(k->want_slot);
     free(k->clean.data);
     free(k->spare.data);
     Py_TYPE(k)->tp_free((PyObject *)k);
@@ -323,14 +332,13 @@ static const TokenSlot *token_lookup(const Kernel *k, const char *s, Py_ssize_t 
     }
 }
 
-static int64_t key_lookup(const Kernel *k, int64_t key) {
-    size_t h = (size_t)mix64((uint64_t)key) & k->key_mask;
+static const KeySlot *probe_from(const Kernel *k, int64_t key, size_t h) {
     for (;;) {
         const KeySlot *slot = &k->key_table[h];
         if (slot->key == key)
-            return slot->column;
+            return slot;
         if (slot->key < 0)
-            return -1;
+            return NULL;
         h = (h + 1) & k->key_mask;
     }
 }
@@ -343,8 +351,10 @@ static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_colu
             PyErr_SetString(PyExc_TypeError, "tokens must be str");
             return -1;
         }
-        if (PyUnicode_IS_ASCII(t))
-            total += PyUnicode_GET_LENGTH(t);
+        Py_ssize_t n;
+        if (PyUnicode_AsUTF8AndSize(t, &n) == NULL)
+            return -1;
+        total += n;
     }
     size_t size = table_size(count);
     k->arena = malloc((size_t)total + 1);
@@ -357,10 +367,11 @@ static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_colu
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *t = PyList_GET_ITEM(tokens, i);
-        if (!PyUnicode_IS_ASCII(t))
-            continue; /* an ASCII review never holds it */
-        Py_ssize_t n = PyUnicode_GET_LENGTH(t);
-        memcpy(k->arena + at, PyUnicode_DATA(t), (size_t)n);
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(t, &n); /* cached by the str itself */
+        if (utf8 == NULL)
+            return -1;
+        memcpy(k->arena + at, utf8, (size_t)n);
         uint64_t hash = token_hash(k->arena + at, n);
         size_t h = (size_t)hash & k->tok_mask;
         TokenSlot *slot = &k->tok_table[h];
@@ -375,6 +386,8 @@ static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_colu
         slot->len = (int32_t)n;
         slot->id = (int32_t)i;
         slot->unigram = (int32_t)unigram_column[i];
+        if (slot->unigram >= 0)
+            slot->w = k->weights[slot->unigram];
         at += n;
     }
     return 0;
@@ -398,6 +411,7 @@ static int build_keys(Kernel *k, const int64_t *key, Py_ssize_t count) {
             h = (h + 1) & k->key_mask;
         k->key_table[h].key = key[column];
         k->key_table[h].column = column;
+        k->key_table[h].w = k->weights[column];
     }
     return 0;
 }
@@ -495,8 +509,10 @@ static int kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
         failed = 1;
     }
     if (!failed)
-        failed = build_tokens(k, tokens, unigrams_view.buf) < 0 ||
-                 build_keys(k, keys_view.buf, k->size) < 0 || build_weights(k, coef, ratio, idf) < 0;
+        failed = build_weights(k, coef, ratio, idf) < 0 || build_tokens(k, tokens, unigrams_view.buf) < 0 ||
+                 build_keys(k, keys_view.buf, k->size) < 0;
+    free(k->weights); /* copied into the slots */
+    k->weights = NULL;
     PyBuffer_Release(&keys_view);
     PyBuffer_Release(&unigrams_view);
     return failed ? -1 : 0;
@@ -510,13 +526,15 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
             set *= 2;
         free(k->slot_column);
         free(k->slot_count);
+        free(k->slot_weights);
         free(k->set_column);
         free(k->set_slot);
         k->slot_column = malloc(sizeof(int32_t) * (size_t)grams);
         k->slot_count = malloc(sizeof(double) * (size_t)grams);
+        k->slot_weights = malloc(sizeof(ColumnWeights) * (size_t)grams);
         k->set_column = malloc(sizeof(int64_t) * set);
         k->set_slot = malloc(sizeof(int32_t) * set);
-        if (!k->slot_column || !k->slot_count || !k->set_column || !k->set_slot) {
+        if (!k->slot_column || !k->slot_count || !k->slot_weights || !k->set_column || !k->set_slot) {
             k->slot_cap = 0;
             return -1;
         }
@@ -527,10 +545,14 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
     }
     if (tokens + 4 > k->ids_cap) {
         free(k->ids);
-        free(k->unigrams);
+        free((void *)k->found);
+        free(k->want_key);
+        free(k->want_slot);
         k->ids = malloc(sizeof(int64_t) * (size_t)(tokens + 4));
-        k->unigrams = malloc(sizeof(int32_t) * (size_t)(tokens + 4));
-        if (!k->ids || !k->unigrams) {
+        k->found = malloc(sizeof(TokenSlot *) * (size_t)(tokens + 4));
+        k->want_key = malloc(sizeof(int64_t) * (size_t)(tokens * 3 + 4));
+        k->want_slot = malloc(sizeof(size_t) * (size_t)(tokens * 3 + 4));
+        if (!k->ids || !k->found || !k->want_key || !k->want_slot) {
             k->ids_cap = 0;
             return -1;
         }
@@ -540,7 +562,7 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
 }
 
 /* One more occurrence of `column` in this review (the set is cleared after each review). */
-static void count_column(Kernel *k, int64_t column, Py_ssize_t *distinct) {
+static void count_column(Kernel *k, int64_t column, const ColumnWeights *w, Py_ssize_t *distinct) {
     size_t h = (size_t)mix64((uint64_t)column) & k->set_mask;
     while (k->set_column[h] >= 0) {
         if (k->set_column[h] == column) {
@@ -553,6 +575,7 @@ static void count_column(Kernel *k, int64_t column, Py_ssize_t *distinct) {
     k->set_slot[h] = (int32_t)*distinct;
     k->slot_column[*distinct] = (int32_t)column;
     k->slot_count[*distinct] = 1.0;
+    k->slot_weights[*distinct] = *w;
     (*distinct)++;
 }
 
@@ -567,6 +590,15 @@ static void clear_set(Kernel *k, Py_ssize_t distinct) {
     }
 }
 
+static void add_token(Kernel *k, const char *s, Py_ssize_t n, Py_ssize_t at) {
+    const TokenSlot *slot = token_lookup(k, s, n);
+    k->ids[at] = slot ? slot->id : k->unknown;
+    k->found[at] = slot;
+}
+
+static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tokens_out,
+                     int64_t *known_out);
+
 /* One cleaned review in k->clean: its decision, token count and known unigrams. */
 static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64_t *known_out) {
     const char *s = k->clean.data;
@@ -579,7 +611,6 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
         PyErr_NoMemory();
         return -1;
     }
-    int64_t known = 0;
     while (i < n) {
         while (i < n && is_space((unsigned char)s[i]))
             i++;
@@ -588,20 +619,29 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
         Py_ssize_t start = i;
         while (i < n && !is_space((unsigned char)s[i]))
             i++;
-        const TokenSlot *slot = token_lookup(k, s + start, i - start);
-        k->ids[count] = slot ? slot->id : k->unknown;
-        k->unigrams[count] = slot ? slot->unigram : -1;
-        if (k->unigrams[count] >= 0)
-            known++;
-        count++;
+        add_token(k, s + start, i - start, count++);
     }
+    return score_ids(k, count, decision, tokens_out, known_out);
+}
+
+/* The review's tokens are in k->ids / k->unigrams (count of them): n-grams, weights, decision. */
+static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tokens_out,
+                     int64_t *known_out) {
+    int64_t known = 0;
+    for (Py_ssize_t t = 0; t < count; t++)
+        if (k->found[t] && k->found[t]->unigram >= 0)
+            known++;
     Py_ssize_t distinct = 0;
     const int64_t *ids = k->ids;
     const uint64_t base = (uint64_t)k->base;
     if (k->low == 1)
         for (Py_ssize_t t = 0; t < count; t++)
-            if (k->unigrams[t] >= 0)
-                count_column(k, k->unigrams[t], &distinct);
+            if (k->found[t] && k->found[t]->unigram >= 0)
+                count_column(k, k->found[t]->unigram, &k->found[t]->w, &distinct);
+    /* The tables are far larger than the CPU's caches: compute every n-gram's key and slot
+     * first, asking for each slot's cache line ahead (prefetch), then probe. The misses then
+     * overlap instead of following one another. */
+    Py_ssize_t wanted = 0;
     for (int g = 2; g <= k->high; g++) {
         if (g < k->low)
             continue;
@@ -618,10 +658,17 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
             }
             if (!valid)
                 continue;
-            int64_t column = key_lookup(k, (int64_t)(key + (uint64_t)k->starts[g - 1]));
-            if (column >= 0)
-                count_column(k, column, &distinct);
+            key += (uint64_t)k->starts[g - 1];
+            size_t h = (size_t)mix64(key) & k->key_mask;
+            __builtin_prefetch(&k->key_table[h]);
+            k->want_key[wanted] = (int64_t)key;
+            k->want_slot[wanted++] = h;
         }
+    }
+    for (Py_ssize_t w = 0; w < wanted; w++) {
+        const KeySlot *slot = probe_from(k, k->want_key[w], k->want_slot[w]);
+        if (slot)
+            count_column(k, slot->column, &slot->w, &distinct);
     }
     clear_set(k, distinct);
     /* TfidfVectorizer's values, then the NB ratios, re-normalisation and the dot product */
@@ -645,7 +692,7 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
     }
     double sum = 0.0, squares = 0.0;
     for (Py_ssize_t d = 0; d < distinct; d++) {
-        const ColumnWeights *w = &k->weights[k->slot_column[d]];
+        const ColumnWeights *w = &k->slot_weights[d];
         double v = value[d] * w->ratio;
         squares += v * v;
         sum += v * w->coef;
@@ -711,9 +758,66 @@ static PyObject *kernel_score(Kernel *k, PyObject *args) {
     return failed ? NULL : PyLong_FromSsize_t(handled);
 }
 
+/* score_tokens(token_lists, decision, tokens, known): as score, for reviews cleaned elsewhere
+ * (the Python path's clean_words, for what `score` does not handle): each a list of str. */
+static PyObject *kernel_score_tokens(Kernel *k, PyObject *args) {
+    PyObject *lists, *objs[3];
+    if (!PyArg_ParseTuple(args, "O!OOO", &PyList_Type, &lists, &objs[0], &objs[1], &objs[2]))
+        return NULL;
+    Py_buffer out[3] = {{0}};
+    const char *formats[3] = {"d", "lq", "lq"};
+    const char *names[3] = {"decision", "tokens", "known"};
+    Py_ssize_t n = PyList_GET_SIZE(lists);
+    int failed = 0;
+    for (int a = 0; a < 3; a++) {
+        if (get_buffer(objs[a], &out[a], formats[a], 8, names[a]) < 0 || out[a].len / 8 < n) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "%s is shorter than the reviews", names[a]);
+            failed = 1;
+            break;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n && !failed; i++) {
+        PyObject *words = PyList_GET_ITEM(lists, i);
+        if (!PyList_Check(words)) {
+            PyErr_SetString(PyExc_TypeError, "each review is a list of tokens");
+            failed = 1;
+            break;
+        }
+        Py_ssize_t count = PyList_GET_SIZE(words);
+        if (reserve_review(k, count) < 0) {
+            PyErr_NoMemory();
+            failed = 1;
+            break;
+        }
+        for (Py_ssize_t w = 0; w < count && !failed; w++) {
+            Py_ssize_t size;
+            const char *utf8 = PyUnicode_Check(PyList_GET_ITEM(words, w))
+                                   ? PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(words, w), &size)
+                                   : NULL;
+            if (utf8 == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "tokens must be str");
+                failed = 1;
+                break;
+            }
+            add_token(k, utf8, size, w);
+        }
+        if (!failed && score_ids(k, count, (double *)out[0].buf + i, (int64_t *)out[1].buf + i,
+                                 (int64_t *)out[2].buf + i) < 0)
+            failed = 1;
+    }
+    for (int a = 0; a < 3; a++)
+        if (out[a].obj)
+            PyBuffer_Release(&out[a]);
+    return failed ? NULL : PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef kernel_methods[] = {
     {"score", (PyCFunction)kernel_score, METH_VARARGS,
      "score(texts, decision, tokens, known, native) -> number of reviews scored here"},
+    {"score_tokens", (PyCFunction)kernel_score_tokens, METH_VARARGS,
+     "score_tokens(token_lists, decision, tokens, known) -> number of reviews scored"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject KernelType = {

@@ -3,8 +3,9 @@ weighting and the linear decision for a batch of reviews, in C (`_kernel.c`, bui
 package wherever a C compiler and Python's headers exist: `make install`, the image's builder
 stage). It reproduces `core.text.clean_words` and `FastScorer`'s batch arithmetic exactly for
 what it handles — ASCII reviews, the cleaning switches `remove_html`, `remove_urls`,
-`expand_negations`, `lowercase` and `separate_punctuation`, whitespace tokens, 1- to 3-grams — and
-reports every other review as not handled; `FastScorer` scores those in Python and counts them.
+`expand_negations`, `lowercase` and `separate_punctuation`, whitespace tokens, 1- to 3-grams.
+Any other review (not ASCII) takes the Python path for its cleaning (`clean_words`, the
+reference), counted, and the kernel for the rest.
 
 Chosen once, at import: `KERNEL` is "compiled", or "python" when the extension is absent (a
 machine without a compiler, a Spark executor given only the zipped package) or
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.core.text import CleanOptions
+from imdb_sentiment.core.text import CleanOptions, clean_words
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,8 +83,8 @@ def clean_tokens(text: str, options: CleanOptions) -> list[str] | None:
 
 @dataclass
 class Decisions:
-    """One batch: the linear decision, token count and known unigrams of each review the
-    kernel handled (`native`), left for the Python path where `native` is False."""
+    """One batch: the linear decision, token count and known unigrams of every review;
+    `native`: cleaned by the kernel (False: by `clean_words`, the Python path's cleaning)."""
 
     decision: NDArray[np.float64]
     tokens: NDArray[np.int64]
@@ -96,8 +97,9 @@ class NativeScorer:
     """The kernel, loaded with one word block and its classifier."""
 
     kernel: Any
-    reviews: int = 0  # scored here
-    python_path: int = field(default=0)  # handed back to the Python path
+    options: CleanOptions
+    reviews: int = 0  # cleaned and scored here
+    python_path: int = field(default=0)  # cleaned in Python (not ASCII), then scored here
 
     def decisions(self, texts: Sequence[str]) -> Decisions:
         n = len(texts)
@@ -105,7 +107,14 @@ class NativeScorer:
                         np.zeros(n, np.bool_))  # fmt: skip
         handled = self.kernel.score(texts, out.decision, out.tokens, out.known, out.native)
         self.reviews += handled
-        self.python_path += n - handled
+        if handled < n:  # cleaned by the reference implementation, looked up and weighed here
+            rest = np.flatnonzero(~out.native)
+            words = [clean_words(texts[int(i)], self.options) for i in rest]
+            decision, tokens, known = np.empty(len(rest)), np.empty(len(rest), np.int64), \
+                np.empty(len(rest), np.int64)  # fmt: skip
+            self.kernel.score_tokens(words, decision, tokens, known)
+            out.decision[rest], out.tokens[rest], out.known[rest] = decision, tokens, known
+            self.python_path += len(rest)
         return out
 
 
@@ -133,4 +142,4 @@ def native_scorer(block: WordBlock, linear: Linear, options: CleanOptions) -> Na
         norm=_NORMS[w.norm],
         **{name: getattr(options, name) for name in _NATIVE_SWITCHES},
     )
-    return NativeScorer(kernel)
+    return NativeScorer(kernel, options)

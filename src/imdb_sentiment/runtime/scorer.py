@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from itertools import chain, repeat
@@ -403,20 +403,11 @@ class FastScorer:
         positive = _expit(found.decision)
         if not self.linear.positive_is_one:
             positive = 1.0 - positive
-        rest = np.flatnonzero(~found.native)
-        python: Iterator[Score] = iter(())
-        if len(rest):  # reviews the kernel does not handle (not ASCII): the Python path
-            block = self._word_block
-            assert block is not None
-            others = [texts[int(i)] for i in rest]
-            python = iter(_score_batch(block, self.linear, self.options, others, self.threshold))
         threshold = self.threshold
-        return [
-            Score(float(p), (n - k) / n if n else 0.0, int(n), label_at(float(p), threshold))
-            if handled
-            else next(python)
-            for p, n, k, handled in zip(
-                positive, found.tokens, found.known, found.native, strict=True
+        return [  # Python numbers, as the Python path gives them
+            Score(p, (n - k) / n if n else 0.0, n, label_at(p, threshold))
+            for p, n, k in zip(
+                positive.tolist(), found.tokens.tolist(), found.known.tolist(), strict=True
             )
         ]
 
