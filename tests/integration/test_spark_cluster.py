@@ -112,6 +112,13 @@ def test_both_documented_routes_on_a_standalone_cluster(
     assert len(list(submit_out.glob("part-*.parquet"))) >= 2
     assert_equal(scored(submit_out), test, expected)
 
+    # Executors with the package installed (this venv's Python): no zip, the compiled kernel.
+    installed_out = tmp_path / "installed-out.parquet"
+    result = run(["bash", "-c", doc_block("--installed-package")], project,
+                 route_env(env, cluster, source, installed_out))  # fmt: skip
+    assert "scored 25,000 reviews" in result.stdout
+    assert_equal(scored(installed_out), test, expected)
+
     # The local engine on the same file gives the same numbers.
     local_out = tmp_path / "local.parquet"
     run(["imdb-sentiment", "predict", str(source), str(local_out)], project, env)
