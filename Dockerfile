@@ -12,7 +12,10 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 # A C compiler for the scorer's kernel (runtime/_kernel.c), in this stage only: the runtime
-# stage copies the built venv, not the compiler.
+# stage copies the built venv, not the compiler. Not pinned to versions: the base image pins the
+# Debian release, and a pinned libc6-dev would vanish from the mirror at its next security update
+# (the build would break next month); what it builds is checked below.
+# hadolint ignore=DL3008
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
     && rm -rf /var/lib/apt/lists/*
