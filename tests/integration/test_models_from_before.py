@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imdb_sentiment.core import tracking
 from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.runtime.sync import RegistrySync
 from imdb_sentiment.serving.service_settings import load_settings
@@ -77,6 +78,7 @@ def test_a_version_registered_before_the_split_serves_the_same(
     old = json.loads(out.read_text())
 
     settings = load_settings()  # the same registry (MLFLOW_TRACKING_URI of this test)
+    tracking.configure(settings)  # as the sync process does (an earlier test may have set another)
     cache = ModelCache(settings.model_cache_dir, settings.model_name)
     pointer = RegistrySync(settings, cache).sync()  # downloads and compiles with today's code
     assert pointer.version == old["version"] is not None
