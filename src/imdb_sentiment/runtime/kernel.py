@@ -26,8 +26,6 @@ from imdb_sentiment.core.text import CleanOptions, clean_words
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from imdb_sentiment.runtime.scorer import Linear, WordBlock
-
 _kernel: Any
 try:
     from imdb_sentiment.runtime import _kernel  # type: ignore[attr-defined,no-redef]
@@ -118,8 +116,10 @@ class NativeScorer:
         return out
 
 
-def native_scorer(block: WordBlock, linear: Linear, options: CleanOptions) -> NativeScorer | None:
-    """The kernel for this model, or None: no kernel, or a shape it does not reproduce."""
+def native_scorer(block: Any, linear: Any, options: CleanOptions) -> NativeScorer | None:
+    """The kernel for a `scorer.WordBlock` and its `scorer.Linear` (typed loosely: the scorer
+    imports this module, not the other way round), or None: no kernel, or a shape it does not
+    reproduce."""
     if not scores(options, block.whitespace, block.high):
         return None
     w = block.weighting
