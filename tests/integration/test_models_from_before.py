@@ -8,7 +8,6 @@ it, and the probabilities agree to 1e-12."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from imdb_sentiment.core import tracking
 from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.runtime.sync import RegistrySync
 from imdb_sentiment.serving.service_settings import load_settings
-from tests.conftest import IN_CI
+from tests.git_history import release_before
 from tests.helpers import tiny_texts
-from tests.project import ROOT, run
+from tests.project import run
 
 pytestmark = pytest.mark.slow
 SPLIT = "src/imdb_sentiment/model/features.py"  # added when the root became rooms
@@ -42,28 +41,10 @@ json.dump({"version": version,
 """
 
 
-def git(*args: str) -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip())
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def release_before_rooms(tmp_path: Path) -> Iterator[Path]:
-    try:
-        added = git("log", "--diff-filter=A", "--format=%H", "--", SPLIT)
-        commit = git("rev-parse", f"{added.splitlines()[-1]}^")
-    except (RuntimeError, IndexError) as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs the git history (fetch-depth: 0): {exc}")
-        pytest.skip(f"no git history here: {exc}")
-    tree = tmp_path / "before"
-    git("worktree", "add", "--detach", str(tree), commit)
-    try:
+    with release_before(SPLIT, tmp_path / "before") as tree:
         yield tree
-    finally:
-        git("worktree", "remove", "--force", str(tree))
 
 
 def test_a_version_registered_before_the_split_serves_the_same(

@@ -8,7 +8,6 @@ alembic's "Can't locate revision"."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,20 +18,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
 from imdb_sentiment.store.schema import MIGRATIONS, head
-from tests.conftest import IN_CI
+from tests.git_history import release_before
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
 from tests.server import Pod
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
-
-
-def git(*args: str) -> str:
-    done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip())
-    return done.stdout.strip()
 
 
 def newest_migration() -> Path:
@@ -44,19 +36,8 @@ def newest_migration() -> Path:
 @pytest.fixture
 def previous_release(tmp_path: Path) -> Iterator[Path]:
     """A worktree of the commit before the one that added the newest migration."""
-    try:
-        added = git("log", "--diff-filter=A", "--format=%H", "--", str(newest_migration()))
-        commit = git("rev-parse", f"{added.splitlines()[-1]}^")
-    except (RuntimeError, IndexError, FileNotFoundError) as exc:
-        if IN_CI:
-            pytest.fail(f"CI needs the git history (fetch-depth: 0): {exc}")
-        pytest.skip(f"no git history here: {exc}")
-    tree = tmp_path / "previous"
-    git("worktree", "add", "--detach", str(tree), commit)
-    try:
+    with release_before(newest_migration(), tmp_path / "previous") as tree:
         yield tree
-    finally:
-        git("worktree", "remove", "--force", str(tree))
 
 
 def test_the_previous_release_serves_on_the_new_schema(
