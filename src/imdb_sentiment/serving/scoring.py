@@ -141,16 +141,16 @@ class Scoring:
                 self.metrics.scorer_reviews.labels("python").inc(python)
         metrics, log, records = self.metrics, self.log, self.prediction_store
         shadowed = self._shadow_scores(model, texts)
-        results, kept = [], []
-        for item, (text, score) in enumerate(zip(texts, scores, strict=True)):
-            prediction = Prediction(text, score)
-            metrics.observe_prediction(
-                prediction.label, prediction.confidence, len(text), score.unknown_share
-            )
+        results = [Prediction(text, score) for text, score in zip(texts, scores, strict=True)]
+        metrics.observe_predictions([p.label for p in results],
+                                    [p.confidence for p in results], [len(t) for t in texts],
+                                    [s.unknown_share for s in scores])  # fmt: skip
+        kept = []
+        for item, prediction in enumerate(results):
             shadow = None
             if shadowed is not None:
                 shadow = (shadowed[0], shadowed[1][item])
-                agreement = "agree" if shadow[1].label == score.label else "disagree"
+                agreement = "agree" if shadow[1].label == prediction.label else "disagree"
                 metrics.shadowed.labels(model.version, shadow[0], agreement).inc()
             sampled = log.sampled()
             if sampled or records is not None:
@@ -159,7 +159,6 @@ class Scoring:
                 if sampled:
                     log.record(record)
                 kept.append(record)
-            results.append(prediction)
         if records is not None and request_id is not None:
             records.remember(kept)
         return results
