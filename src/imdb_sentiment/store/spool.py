@@ -15,6 +15,12 @@ exclusive `flock` on its file's lock while it lives; a file whose lock can be ta
 process that is gone (a killed worker, the pod's previous run), and the first process to take it
 adopts the file: writes its records out, carries its ledger over, and removes it.
 
+A file holds one row per request: its records as one JSON array (one encode, one insert per
+request — per record, the spool was a third of a short-review batch's cost). Files of releases
+before this format (`spool-*`, a row per record) are adopted like any orphan; this release's
+files are named `spool.v2-*`, which those releases never glob, so a rollback leaves them waiting
+for the next release instead of deleting what it cannot read.
+
 Only what exceeds the bounds is dropped: a request's records that would take a process's file
 past `max_bytes`, and records older than `max_age_s` (the database was away longer than anyone
 reads them for). What was dropped is counted in the files' ledgers, which survive restarts as
@@ -36,12 +42,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PREFIX = "spool-"
-INSERT = "INSERT INTO records (created, request_id, size, body) VALUES (?, ?, ?, ?)"
+PREFIX = "spool.v2-"  # a row per request (this format)
+LEGACY_PREFIX = "spool-"  # a row per record: releases before; adopted, never written
+INSERT = "INSERT INTO requests (created, request_id, records, size, body) VALUES (?, ?, ?, ?, ?)"
+# An orphan's rows into this process's file, by the orphan's format (its table).
+MOVE = {
+    "requests": "INSERT INTO requests (created, request_id, records, size, body) SELECT created, "
+    "request_id, records, size, body FROM orphan.requests ORDER BY seq",
+    "records": "INSERT INTO requests (created, request_id, records, size, body) SELECT created, "
+    "request_id, 1, size, '[' || body || ']' FROM orphan.records ORDER BY seq",
+}
+# Records, bytes and the oldest time waiting in a file, by its format (its table).
+TOTALS = {
+    "requests": "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0), MIN(created) "
+    "FROM {schema}requests",
+    "records": "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM {schema}records",
+}
 LEDGER = ("written", "dropped_full", "dropped_expired", "dropped_unavailable")
 # Numbers the spools one process opens: each has a file of its own, so two stores in one
 # process (an app built twice, a test) never wait on each other's claim.
 _SERIAL = itertools.count()
+# Built once: `json.dumps` with options builds an encoder on every call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The oldest waiting requests of a process's file: their keys (for `ack`) and bodies."""
+
+    seqs: list[int]
+    bodies: list[str]  # per request, its records: a JSON array of objects, keyed by column
+    records: int
+    more: bool  # requests past the limit are waiting
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every record, in order, parsed: one parse for the batch (the list of the bodies,
+        each a JSON array, is one too)."""
+        requests = json.loads("[" + ",".join(self.bodies) + "]")
+        return [row for request in requests for row in request]
 
 
 @dataclass(frozen=True)
@@ -78,15 +116,16 @@ class _File:
         # no latency spikes).
         self.db.execute("PRAGMA synchronous=OFF")
         with _transaction(self.db):
-            self.db.execute("CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY "
+            self.db.execute("CREATE TABLE IF NOT EXISTS requests (seq INTEGER PRIMARY KEY "
                             "AUTOINCREMENT, created REAL NOT NULL, request_id TEXT, "
-                            "size INTEGER NOT NULL, body TEXT NOT NULL)")  # fmt: skip
-            self.db.execute("CREATE INDEX IF NOT EXISTS records_request ON records (request_id)")
+                            "records INTEGER NOT NULL, size INTEGER NOT NULL, "
+                            "body TEXT NOT NULL)")  # fmt: skip
+            self.db.execute("CREATE INDEX IF NOT EXISTS requests_request ON requests (request_id)")
             self.db.execute("CREATE TABLE IF NOT EXISTS ledger (name TEXT PRIMARY KEY, "
                             "value INTEGER NOT NULL)")  # fmt: skip
             self.db.executemany("INSERT OR IGNORE INTO ledger VALUES (?, 0)",
                                 [(n,) for n in LEDGER])  # fmt: skip
-        (self.bytes,) = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM records").fetchone()
+        (self.bytes,) = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM requests").fetchone()
 
     def close(self) -> None:
         self.db.close()
@@ -124,8 +163,10 @@ class Spool:
     def append(self, rows: list[dict[str, Any]]) -> int:
         """Keep `rows` (one request's records) durably; returns how many were kept. Past the
         size bound the request's records are dropped and counted, never half of them."""
-        bodies = [json.dumps(row, ensure_ascii=False, separators=(",", ":")) for row in rows]
-        size = sum(len(b) for b in bodies)
+        values = [(min(r["created"] for r in group), request_id, len(group), len(body), body)
+                  for request_id, group in _by_request(rows)
+                  for body in (_ENCODE(group),)]  # fmt: skip
+        size = sum(v[3] for v in values)
         try:
             spool = self._mine()
             with spool.lock:
@@ -133,8 +174,6 @@ class Spool:
                     with _transaction(spool.db):
                         _add(spool.db, dropped_full=len(rows))
                     return 0
-                values = [(r["created"], r["request_id"], len(b), b)
-                          for r, b in zip(rows, bodies, strict=True)]  # fmt: skip
                 if len(values) == 1:  # its own implicit transaction: one statement, one commit
                     spool.db.execute(INSERT, values[0])
                 else:
@@ -153,17 +192,29 @@ class Spool:
                 _add(spool.db, dropped_unavailable=count)
 
     # --- the flusher ----------------------------------------------------------------------
-    def take(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        """This process's oldest waiting records, in order (`ack` removes them)."""
+    def take(self, limit: int) -> Taken:
+        """This process's oldest waiting requests, in order, up to `limit` records (at least
+        one request, whatever its size); `ack` removes them."""
         spool = self._mine()
+        seqs: list[int] = []
+        bodies: list[str] = []
+        count, more = 0, False
         with spool.lock:
-            found = spool.db.execute(
-                "SELECT seq, body FROM records ORDER BY seq LIMIT ?", (limit,)
-            ).fetchall()
-        return [(seq, json.loads(body)) for seq, body in found]
+            cursor = spool.db.execute("SELECT seq, records, body FROM requests ORDER BY seq")
+            try:
+                for seq, records, body in cursor:
+                    if seqs and count + records > limit:
+                        more = True
+                        break
+                    seqs.append(seq)
+                    bodies.append(body)
+                    count += records
+            finally:
+                cursor.close()
+        return Taken(seqs, bodies, count, more)
 
     def ack(self, seqs: list[int]) -> None:
-        """These records are in the database: remove them."""
+        """These requests' records are in the database: remove them."""
         spool = self._mine()
         with spool.lock, _transaction(spool.db):
             size, count = _remove(spool.db, seqs)
@@ -175,7 +226,7 @@ class Spool:
         cutoff = (now if now is not None else time.time()) - self.max_age_s
         spool = self._mine()
         with spool.lock, _transaction(spool.db):
-            seqs = [s for (s,) in spool.db.execute("SELECT seq FROM records WHERE created < ?",
+            seqs = [s for (s,) in spool.db.execute("SELECT seq FROM requests WHERE created < ?",
                                                    (cutoff,))]  # fmt: skip
             size, count = _remove(spool.db, seqs)
             _add(spool.db, dropped_expired=count)
@@ -188,7 +239,9 @@ class Spool:
         them. Returns how many records moved."""
         moved = 0
         self._mine()
-        for lock in sorted(self.directory.glob(f"{PREFIX}*.lock")):
+        locks = [*sorted(self.directory.glob(f"{LEGACY_PREFIX}*.lock")),
+                 *sorted(self.directory.glob(f"{PREFIX}*.lock"))]  # fmt: skip
+        for lock in locks:
             if lock.stem == self._name:
                 continue
             fd = _claim(lock, wait=False)
@@ -210,21 +263,18 @@ class Spool:
         with spool.lock:
             spool.db.execute("ATTACH DATABASE ? AS orphan", (str(path),))  # not in a transaction
             try:
-                tables = {n for (n,) in spool.db.execute(
-                    "SELECT name FROM orphan.sqlite_master WHERE type = 'table'")}  # fmt: skip
-                if not {"records", "ledger"} <= tables:
+                table = _rows_table(_tables(spool.db, "orphan"))
+                if table is None:
                     return 0
                 with _transaction(spool.db):
-                    moved = spool.db.execute(
-                        "INSERT INTO records (created, request_id, size, body) SELECT created, "
-                        "request_id, size, body FROM orphan.records ORDER BY seq"
-                    ).rowcount
+                    spool.db.execute(MOVE[table])
                     spool.db.execute(
                         "UPDATE ledger SET value = value + COALESCE((SELECT value "
                         "FROM orphan.ledger o WHERE o.name = ledger.name), 0)"
                     )
-                    (size,) = spool.db.execute(
-                        "SELECT COALESCE(SUM(size), 0) FROM orphan.records").fetchone()  # fmt: skip
+                    moved, size, _ = spool.db.execute(
+                        TOTALS[table].format(schema="orphan.")
+                    ).fetchone()
                 spool.bytes += size
             finally:
                 spool.db.execute("DETACH DATABASE orphan")
@@ -232,14 +282,20 @@ class Spool:
 
     # --- reading (any process) ------------------------------------------------------------
     def _files(self) -> list[Path]:
-        return sorted(self.directory.glob(f"{PREFIX}*.db"))
+        return sorted([*self.directory.glob(f"{LEGACY_PREFIX}*.db"),
+                       *self.directory.glob(f"{PREFIX}*.db")])  # fmt: skip
 
     def holds(self, request_id: str) -> bool:
         """A record of this request is still waiting here, in any process's file."""
         for path in self._files():
             with contextlib.suppress(sqlite3.Error), _reader(path) as db:
-                if db.execute("SELECT 1 FROM records WHERE request_id = ? LIMIT 1",
-                              (request_id,)).fetchone():  # fmt: skip
+                table = _rows_table(_tables(db))
+                if (
+                    table is not None
+                    and db.execute(
+                        f"SELECT 1 FROM {table} WHERE request_id = ? LIMIT 1", (request_id,)
+                    ).fetchone()
+                ):
                     return True
         return False
 
@@ -249,9 +305,10 @@ class Spool:
         ledger = dict.fromkeys(LEDGER, 0)
         for path in self._files():
             with contextlib.suppress(sqlite3.Error), _reader(path) as db:
-                count, total, first = db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM records"
-                ).fetchone()
+                table = _rows_table(_tables(db))
+                if table is None:
+                    continue
+                count, total, first = db.execute(TOTALS[table].format(schema="")).fetchone()
                 for name, value in db.execute("SELECT name, value FROM ledger"):
                     ledger[name] = ledger.get(name, 0) + value
                 records, size = records + count, size + total
@@ -291,16 +348,37 @@ def _reader(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _remove(db: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
+    """Delete these requests; their bytes and records."""
     size = count = 0
     for start in range(0, len(seqs), 500):  # SQLite's bound-parameter limit
         chunk = seqs[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        (part,) = db.execute(
-            f"SELECT COALESCE(SUM(size), 0) FROM records WHERE seq IN ({marks})", chunk
+        part, records = db.execute(
+            "SELECT COALESCE(SUM(size), 0), COALESCE(SUM(records), 0) FROM requests "
+            f"WHERE seq IN ({marks})",
+            chunk,
         ).fetchone()
-        size += part
-        count += db.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk).rowcount
+        db.execute(f"DELETE FROM requests WHERE seq IN ({marks})", chunk)
+        size, count = size + part, count + records
     return size, count
+
+
+def _by_request(rows: list[dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:
+    """Consecutive rows of one request id together (a request's records share one)."""
+    return [(key, list(group)) for key, group in itertools.groupby(rows, lambda r: r["request_id"])]
+
+
+def _tables(db: sqlite3.Connection, schema: str = "main") -> set[str]:
+    query = f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'"
+    return {name for (name,) in db.execute(query)}
+
+
+def _rows_table(tables: set[str]) -> str | None:
+    """Where a spool file keeps its rows: `requests` (this format) or `records` (the format
+    before); None for a file that is not (yet) a spool's."""
+    if "ledger" not in tables:
+        return None
+    return "requests" if "requests" in tables else "records" if "records" in tables else None
 
 
 @contextlib.contextmanager

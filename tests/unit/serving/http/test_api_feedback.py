@@ -174,6 +174,27 @@ def test_several_writers_share_the_database(database_url: str, tmp_path: Path) -
     assert count(stores[0]) == 800
 
 
+def test_a_record_reads_back_as_it_was_kept_every_field(database_url: str, tmp_path: Path) -> None:
+    """Through the spool and the flusher's insert (on SQLite, SQLite's own JSON functions):
+    texts with quotes, escapes and other scripts, absent optional fields, full doubles."""
+    store = writer(database_url, tmp_path / "spool", keep_text=True)
+    now = time.time()
+    kept = [
+        PredictionRecord(now + 0.123456789, "r1", "7", 0.123457, "negative", 0.0417, 12, 61,
+                         'He said "no" \\ then\nleft: ça, 映画, 🎬', 0, "client-1", "8",
+                         0.987654, "positive"),
+        PredictionRecord(now, "r1", "7", 1 / 3, "negative", 0.0, 0, 0, None, 1),  # no options
+        PredictionRecord(now + 1, "r2", None, 0.5, "positive", 1.0, 3, 3, "", 4),
+    ]  # fmt: skip
+    store.remember(kept[:2])
+    store.remember(kept[2:])
+    assert store.flush()
+    assert sorted(store.records(), key=lambda r: (r.request_id, r.item, r.time)) == sorted(
+        kept, key=lambda r: (r.request_id, r.item, r.time)
+    )
+    store.close()
+
+
 def test_old_unlabelled_predictions_are_pruned(database_url: str) -> None:
     store = PredictionStore(database_url, retention_hours=1.0)
     old = time.time() - 7200

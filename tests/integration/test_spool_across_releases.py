@@ -1,0 +1,91 @@
+"""The spool's files across an upgrade and a rollback, with the previous release's own code (a git
+worktree of the commit before this test was added, when a spool row was one record): what it
+left in a shared spool volume (compose) is adopted and written by this release in order, its
+ledger carried over; and this release's files (a row per request) are left alone by the old
+code — not adopted, not deleted — until a release that reads them comes back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imdb_sentiment.store.spool import LEGACY_PREFIX, PREFIX, Spool
+from tests.git_history import release_before
+from tests.project import run
+
+pytestmark = pytest.mark.slow
+THIS_TEST = "tests/integration/test_spool_across_releases.py"
+
+# The old release's side: append a request's records and exit without closing (a killed
+# worker: its claim goes with it), or adopt what it can and report its view of the spool.
+OLD_SIDE = """
+import json, sys
+from imdb_sentiment.store.spool import Spool
+spool = Spool(sys.argv[1], 1 << 20, 3600)
+if sys.argv[2] == "append":
+    print(spool.append(json.loads(sys.argv[3])))
+else:
+    moved = spool.adopt_orphans()
+    print(json.dumps({"moved": moved, "records": spool.state().records}))
+"""
+
+
+@pytest.fixture(scope="module")
+def old_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with release_before(THIS_TEST, tmp_path_factory.mktemp("old") / "tree") as tree:
+        source = tree / "src/imdb_sentiment/store/spool.py"
+        assert "LEGACY_PREFIX" not in source.read_text(), "the worktree has this format"
+        yield tree / "src"
+
+
+def old(code: Path, spool: Path, *args: str) -> str:
+    return run(["python", "-c", OLD_SIDE, str(spool), *args], spool.parent,
+               {"PYTHONPATH": str(code)}).stdout.strip()  # fmt: skip
+
+
+def rows(request_id: str, count: int) -> list[dict[str, object]]:
+    return [{"created": 1.0e9 + i, "request_id": request_id, "item": i, "probability": 0.5}
+            for i in range(count)]  # fmt: skip
+
+
+def test_what_the_previous_release_left_is_adopted_in_order(old_code: Path, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    assert old(old_code, spool_dir, "append", json.dumps(rows("old-1", 3))) == "3"
+    assert old(old_code, spool_dir, "append", json.dumps(rows("old-2", 2))) == "2"
+    assert len(list(spool_dir.glob(f"{LEGACY_PREFIX}*.db"))) == 2
+
+    spool = Spool(spool_dir, 1 << 20, 3600)
+    assert spool.state().records == 5 and spool.holds("old-2")  # seen before adoption too
+    spool.append(rows("new-1", 2))
+    assert spool.adopt_orphans() == 5
+    assert not list(spool_dir.glob(f"{LEGACY_PREFIX}*"))  # adopted files are gone
+    taken = spool.take(1000)
+    keys = [(r["request_id"], r["item"]) for r in taken.rows()]
+    assert keys == [("new-1", 0), ("new-1", 1), ("old-1", 0), ("old-1", 1), ("old-1", 2),
+                    ("old-2", 0), ("old-2", 1)]  # fmt: skip
+    assert taken.rows()[2] == rows("old-1", 3)[0]  # the old record, field for field
+    spool.ack(taken.seqs)
+    state = spool.state()
+    assert state.records == 0 and state.ledger["written"] == 7
+    spool.close()
+
+
+def test_a_rollback_leaves_this_releases_files_for_the_next_one(
+    old_code: Path, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, 1 << 20, 3600)
+    assert spool.append(rows("new-1", 4)) == 4
+    spool.close()  # this release stopped; the previous one starts on the same volume
+
+    seen = json.loads(old(old_code, spool_dir, "adopt"))
+    assert seen == {"moved": 0, "records": 0}  # not its format: not touched
+    assert len(list(spool_dir.glob(f"{PREFIX}*.db"))) == 1
+
+    again = Spool(spool_dir, 1 << 20, 3600)  # the release after the rollback
+    assert again.adopt_orphans() == 4
+    assert [r["item"] for r in again.take(1000).rows()] == [0, 1, 2, 3]
+    again.close()
