@@ -54,7 +54,7 @@ def probabilities(scorer: FastScorer, texts: Sequence[object]) -> NDArray[np.flo
     scored = np.empty(len(scorable))
     for start in range(0, len(scorable), SUB_BATCH):
         chunk = scorable[start : start + SUB_BATCH]
-        scored[start : start + len(chunk)] = [s.p_positive for s in scorer.score_batch(chunk)]  # type: ignore[arg-type]
+        scored[start : start + len(chunk)] = scorer.positive_batch(chunk)  # type: ignore[arg-type]
     out[valid] = scored
     return out
 

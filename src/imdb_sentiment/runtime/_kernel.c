@@ -13,9 +13,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 /* ---------------------------------------------------------------- cleaning (ASCII only) */
 
+#ifndef AHEAD
+#define AHEAD 8 /* slots asked for ahead of the probe: about the misses a core keeps in flight */
+#endif
 #define HTML_MAX 200 /* _HTML_TAG = <[^>]{1,200}> */
 
 static int is_space(unsigned char c) { /* str.isspace() on ASCII, as str.split() and re's \s */
@@ -229,8 +235,28 @@ static size_t table_size(Py_ssize_t items) {
 
 /* ---------------------------------------------------------------- the kernel object */
 
+/* A lookup table: tens of MB probed at random, one TLB miss per probe in 4 KiB pages. Aligned
+ * to 2 MiB and marked for transparent huge pages where the kernel offers them ("madvise" mode,
+ * the usual default): a page walk per probe fewer. Zeroed; freed with free(). */
+static void *table_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge)
+        return calloc(1, bytes);
+    size_t rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded);
+    if (p == NULL)
+        return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice: without it, ordinary pages */
+#endif
+    memset(p, 0, rounded);
+    return p;
+}
+
 typedef struct {
-    double ratio, coef; /* the NB ratio (1 without) and the coefficient of a column */
+    /* the column's idf (1 without), NB ratio (1 without) and coefficient: each in the slot that
+     * finds the column, so weighing a review's columns reads nothing the probe did not */
+    double idf, ratio, coef;
 } ColumnWeights;
 
 /* A slot holds what a hit needs, the column's weights included: the tables are far larger
@@ -246,8 +272,7 @@ typedef struct {
 
 typedef struct {
     int64_t key; /* -1: empty */
-    int64_t column;
-    ColumnWeights w;
+    ColumnWeights w; /* 32 bytes in all: a slot never straddles two cache lines */
 } KeySlot;
 
 typedef struct {
@@ -262,19 +287,22 @@ typedef struct {
     size_t key_mask;
     Py_ssize_t size, offset;
     ColumnWeights *weights; /* by local column, while the tables are built */
-    double *idf;            /* by local column, or NULL */
+    int has_idf;
     int has_ratio, renorm, binary, sublinear, norm; /* norm: 0 none, 1 l2, 2 l1 */
     double intercept;
-    /* per-review scratch: a small set of the review's distinct columns */
-    int64_t *set_column; /* -1: empty */
+    /* per-review scratch: a small set of the review's distinct columns, each known by its
+     * weights' address (one slot per column: a token's for unigrams, a key's for n-grams) */
+    const ColumnWeights **set_column; /* NULL: empty */
     int32_t *set_slot;
     size_t set_mask;
-    int32_t *slot_column;
+    const ColumnWeights **slot_column;
     double *slot_count;
     ColumnWeights *slot_weights;
     Py_ssize_t slot_cap;
     int64_t *ids;
     const TokenSlot **found; /* each token's slot, NULL for an unknown one */
+    uint64_t *tok_hash; /* the review's tokens: hash, start in k->clean, length */
+    Py_ssize_t *tok_start, *tok_len;
     int64_t *want_key; /* the review's n-gram keys (n >= 2) and their first slots */
     size_t *want_slot;
     Py_ssize_t ids_cap;
@@ -286,7 +314,6 @@ static void kernel_dealloc(Kernel *k) {
     free(k->tok_table);
     free(k->key_table);
     free(k->weights);
-    free(k->idf);
     free(k->set_column);
     free(k->set_slot);
     free(k->slot_column);
@@ -296,6 +323,9 @@ static void kernel_dealloc(Kernel *k) {
     free((void *)k->found);
     free(k->want_key);
     free(k->want_slot);
+    free(k->tok_hash);
+    free(k->tok_start);
+    free(k->tok_len);
     free(k->clean.data);
     free(k->spare.data);
     Py_TYPE(k)->tp_free((PyObject *)k);
@@ -319,8 +349,7 @@ static uint64_t token_hash(const char *s, Py_ssize_t n) {
     return h ? h : 1; /* 0 marks an empty slot */
 }
 
-static const TokenSlot *token_lookup(const Kernel *k, const char *s, Py_ssize_t n) {
-    uint64_t hash = token_hash(s, n);
+static const TokenSlot *token_find(const Kernel *k, const char *s, Py_ssize_t n, uint64_t hash) {
     size_t h = (size_t)hash & k->tok_mask;
     for (;;) {
         const TokenSlot *slot = &k->tok_table[h];
@@ -330,6 +359,10 @@ static const TokenSlot *token_lookup(const Kernel *k, const char *s, Py_ssize_t 
             return slot;
         h = (h + 1) & k->tok_mask;
     }
+}
+
+static const TokenSlot *token_lookup(const Kernel *k, const char *s, Py_ssize_t n) {
+    return token_find(k, s, n, token_hash(s, n));
 }
 
 static const KeySlot *probe_from(const Kernel *k, int64_t key, size_t h) {
@@ -358,7 +391,7 @@ static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_colu
     }
     size_t size = table_size(count);
     k->arena = malloc((size_t)total + 1);
-    k->tok_table = calloc(size, sizeof(TokenSlot));
+    k->tok_table = table_alloc(size * sizeof(TokenSlot));
     if (!k->arena || !k->tok_table) {
         PyErr_NoMemory();
         return -1;
@@ -395,7 +428,7 @@ static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_colu
 
 static int build_keys(Kernel *k, const int64_t *key, Py_ssize_t count) {
     size_t size = table_size(count);
-    k->key_table = malloc(sizeof(KeySlot) * size);
+    k->key_table = table_alloc(sizeof(KeySlot) * size);
     if (!k->key_table) {
         PyErr_NoMemory();
         return -1;
@@ -410,7 +443,6 @@ static int build_keys(Kernel *k, const int64_t *key, Py_ssize_t count) {
         while (k->key_table[h].key >= 0 && k->key_table[h].key != key[column])
             h = (h + 1) & k->key_mask;
         k->key_table[h].key = key[column];
-        k->key_table[h].column = column;
         k->key_table[h].w = k->weights[column];
     }
     return 0;
@@ -433,21 +465,21 @@ static int build_weights(Kernel *k, PyObject *coef_obj, PyObject *ratio_obj, PyO
     }
     if (!failed) {
         k->weights = malloc(sizeof(ColumnWeights) * (size_t)(k->size + 1));
-        k->idf = idf.obj ? malloc(sizeof(double) * (size_t)(k->size + 1)) : NULL;
-        if (!k->weights || (idf.obj && !k->idf)) {
+        if (!k->weights) {
             PyErr_NoMemory();
             failed = 1;
         }
     }
     if (!failed) {
         const double *c = coef.buf, *r = ratio.obj ? ratio.buf : NULL;
+        const double *f = idf.obj ? idf.buf : NULL;
         for (Py_ssize_t col = 0; col < k->size; col++) {
+            k->weights[col].idf = f ? f[col] : 1.0;
             k->weights[col].coef = c[col + k->offset];
             k->weights[col].ratio = r ? r[col + k->offset] : 1.0;
         }
-        if (idf.obj)
-            memcpy(k->idf, idf.buf, sizeof(double) * (size_t)k->size);
         k->has_ratio = r != NULL;
+        k->has_idf = f != NULL;
     }
     PyBuffer_Release(&coef);
     if (ratio.obj)
@@ -529,17 +561,17 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
         free(k->slot_weights);
         free(k->set_column);
         free(k->set_slot);
-        k->slot_column = malloc(sizeof(int32_t) * (size_t)grams);
+        k->slot_column = malloc(sizeof(ColumnWeights *) * (size_t)grams);
         k->slot_count = malloc(sizeof(double) * (size_t)grams);
         k->slot_weights = malloc(sizeof(ColumnWeights) * (size_t)grams);
-        k->set_column = malloc(sizeof(int64_t) * set);
+        k->set_column = malloc(sizeof(ColumnWeights *) * set);
         k->set_slot = malloc(sizeof(int32_t) * set);
         if (!k->slot_column || !k->slot_count || !k->slot_weights || !k->set_column || !k->set_slot) {
             k->slot_cap = 0;
             return -1;
         }
         for (size_t h = 0; h < set; h++)
-            k->set_column[h] = -1;
+            k->set_column[h] = NULL;
         k->set_mask = set - 1;
         k->slot_cap = grams;
     }
@@ -548,11 +580,18 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
         free((void *)k->found);
         free(k->want_key);
         free(k->want_slot);
+        free(k->tok_hash);
+        free(k->tok_start);
+        free(k->tok_len);
+        k->tok_hash = malloc(sizeof(uint64_t) * (size_t)(tokens + 4));
+        k->tok_start = malloc(sizeof(Py_ssize_t) * (size_t)(tokens + 4));
+        k->tok_len = malloc(sizeof(Py_ssize_t) * (size_t)(tokens + 4));
         k->ids = malloc(sizeof(int64_t) * (size_t)(tokens + 4));
         k->found = malloc(sizeof(TokenSlot *) * (size_t)(tokens + 4));
         k->want_key = malloc(sizeof(int64_t) * (size_t)(tokens * 3 + 4));
         k->want_slot = malloc(sizeof(size_t) * (size_t)(tokens * 3 + 4));
-        if (!k->ids || !k->found || !k->want_key || !k->want_slot) {
+        if (!k->ids || !k->found || !k->want_key || !k->want_slot || !k->tok_hash ||
+            !k->tok_start || !k->tok_len) {
             k->ids_cap = 0;
             return -1;
         }
@@ -561,19 +600,19 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
     return 0;
 }
 
-/* One more occurrence of `column` in this review (the set is cleared after each review). */
-static void count_column(Kernel *k, int64_t column, const ColumnWeights *w, Py_ssize_t *distinct) {
-    size_t h = (size_t)mix64((uint64_t)column) & k->set_mask;
-    while (k->set_column[h] >= 0) {
-        if (k->set_column[h] == column) {
+/* One more occurrence of the column whose weights are `w` (the set is cleared after each review). */
+static void count_column(Kernel *k, const ColumnWeights *w, Py_ssize_t *distinct) {
+    size_t h = (size_t)mix64((uint64_t)(uintptr_t)w) & k->set_mask;
+    while (k->set_column[h] != NULL) {
+        if (k->set_column[h] == w) {
             k->slot_count[k->set_slot[h]] += 1.0;
             return;
         }
         h = (h + 1) & k->set_mask;
     }
-    k->set_column[h] = column;
+    k->set_column[h] = w;
     k->set_slot[h] = (int32_t)*distinct;
-    k->slot_column[*distinct] = (int32_t)column;
+    k->slot_column[*distinct] = w;
     k->slot_count[*distinct] = 1.0;
     k->slot_weights[*distinct] = *w;
     (*distinct)++;
@@ -583,10 +622,10 @@ static void count_column(Kernel *k, int64_t column, const ColumnWeights *w, Py_s
  * certainly there), so no chain is cut short. */
 static void clear_set(Kernel *k, Py_ssize_t distinct) {
     for (Py_ssize_t d = 0; d < distinct; d++) {
-        size_t h = (size_t)mix64((uint64_t)k->slot_column[d]) & k->set_mask;
+        size_t h = (size_t)mix64((uint64_t)(uintptr_t)k->slot_column[d]) & k->set_mask;
         while (k->set_column[h] != k->slot_column[d])
             h = (h + 1) & k->set_mask;
-        k->set_column[h] = -1;
+        k->set_column[h] = NULL;
     }
 }
 
@@ -611,6 +650,8 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
         PyErr_NoMemory();
         return -1;
     }
+    /* As with n-grams below: every token's slot is asked for (prefetch) before any is probed,
+     * so the misses overlap. */
     while (i < n) {
         while (i < n && is_space((unsigned char)s[i]))
             i++;
@@ -619,7 +660,19 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
         Py_ssize_t start = i;
         while (i < n && !is_space((unsigned char)s[i]))
             i++;
-        add_token(k, s + start, i - start, count++);
+        uint64_t hash = token_hash(s + start, i - start);
+        k->tok_hash[count] = hash;
+        k->tok_start[count] = start;
+        k->tok_len[count++] = i - start;
+    }
+    for (Py_ssize_t t = 0; t < count && t < AHEAD; t++)
+        __builtin_prefetch(&k->tok_table[(size_t)k->tok_hash[t] & k->tok_mask]);
+    for (Py_ssize_t t = 0; t < count; t++) {
+        if (t + AHEAD < count)
+            __builtin_prefetch(&k->tok_table[(size_t)k->tok_hash[t + AHEAD] & k->tok_mask]);
+        const TokenSlot *slot = token_find(k, s + k->tok_start[t], k->tok_len[t], k->tok_hash[t]);
+        k->ids[t] = slot ? slot->id : k->unknown;
+        k->found[t] = slot;
     }
     return score_ids(k, count, decision, tokens_out, known_out);
 }
@@ -637,7 +690,7 @@ static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tok
     if (k->low == 1)
         for (Py_ssize_t t = 0; t < count; t++)
             if (k->found[t] && k->found[t]->unigram >= 0)
-                count_column(k, k->found[t]->unigram, &k->found[t]->w, &distinct);
+                count_column(k, &k->found[t]->w, &distinct);
     /* The tables are far larger than the CPU's caches: compute every n-gram's key and slot
      * first, asking for each slot's cache line ahead (prefetch), then probe. The misses then
      * overlap instead of following one another. */
@@ -660,15 +713,18 @@ static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tok
                 continue;
             key += (uint64_t)k->starts[g - 1];
             size_t h = (size_t)mix64(key) & k->key_mask;
-            __builtin_prefetch(&k->key_table[h]);
             k->want_key[wanted] = (int64_t)key;
             k->want_slot[wanted++] = h;
         }
     }
+    for (Py_ssize_t w = 0; w < wanted && w < AHEAD; w++)
+        __builtin_prefetch(&k->key_table[k->want_slot[w]]);
     for (Py_ssize_t w = 0; w < wanted; w++) {
+        if (w + AHEAD < wanted)
+            __builtin_prefetch(&k->key_table[k->want_slot[w + AHEAD]]);
         const KeySlot *slot = probe_from(k, k->want_key[w], k->want_slot[w]);
         if (slot)
-            count_column(k, slot->column, &slot->w, &distinct);
+            count_column(k, &slot->w, &distinct);
     }
     clear_set(k, distinct);
     /* TfidfVectorizer's values, then the NB ratios, re-normalisation and the dot product */
@@ -677,8 +733,8 @@ static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tok
         double tf = k->binary ? 1.0 : value[d];
         if (k->sublinear && !k->binary)
             tf = log(tf) + 1.0;
-        if (k->idf)
-            tf *= k->idf[k->slot_column[d]];
+        if (k->has_idf)
+            tf *= k->slot_weights[d].idf;
         value[d] = tf;
     }
     if (k->norm) {

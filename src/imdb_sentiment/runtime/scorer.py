@@ -411,9 +411,18 @@ class FastScorer:
             )
         ]
 
+    def positive_batch(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Each text's P(positive), as `score_batch` gives it, in one array (batch jobs: no
+        `Score` per review)."""
+        native = self.native
+        if native is None:
+            return np.array([s.p_positive for s in self.score_batch(texts)], dtype=np.float64)
+        positive = _expit(native.decisions(texts).decision)
+        return positive if self.linear.positive_is_one else 1.0 - positive
+
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""
-        positive = np.array([s.p_positive for s in self.score_batch(texts)], dtype=np.float64)
+        positive = self.positive_batch(texts)
         return np.column_stack([1.0 - positive, positive])
 
     # --- persistence: what the model cache holds for workers --------------------------------
