@@ -6,10 +6,12 @@ Usage (after `make pipeline promote` and `make install-mlserver`; needs `hey`):
     python benchmarks/mlserver.py [--seconds 15] [--clients 4] [--rounds 2]
 
 MLServer (.venv/tools-mlserver, `parallel_workers: 2`) loads the production version's MLflow
-artifact: scikit-learn's pipeline behind the protocol. This service runs twice, under gunicorn
-with its defaults and 2 workers: with the compiled kernel, and with IMDB_SENTIMENT_KERNEL=python
-(the pure-Python scorer). `hey` posts the same bodies to each: 100 test reviews (as users send
-them), 100 short reviews (each test review's first sentence), and one median-length review.
+artifact: scikit-learn's pipeline behind the protocol. This service runs three times, under
+gunicorn with its defaults and 2 workers: with the compiled kernel, with
+IMDB_SENTIMENT_KERNEL=python (the pure-Python scorer), and with the kernel but no prediction
+store (DATABASE_URL empty: like MLServer, nothing kept of a prediction). `hey` posts the same
+bodies to each: 100 test reviews (as users send them), 100 short reviews (each test review's
+first sentence), and one median-length review.
 Prints reviews/s and p99 for each server and body, our routes `/v2/models/…/infer` (OIP) and
 `/api/v1/predict`, and the ratios to MLServer. Checks first that every server gives the same
 probabilities on the 100 test reviews (to 1e-6: this service's responses are rounded to 6
@@ -127,6 +129,7 @@ def main() -> int:
         servers["service, python path"] = start(
             "service", {**base, "IMDB_SENTIMENT_KERNEL": "python"}
         )
+        servers["service, no store"] = start("service", {**base, "DATABASE_URL": ""})
         kernel = requests.get(servers["service"][1] + "/version", timeout=5).json()
         reference = p_positive(servers["mlserver"][1], "oip", reviews)
         gaps = {f"{name} {route}": float(np.abs(p_positive(url, route, reviews) - reference).max())
