@@ -318,14 +318,18 @@ class PredictionStore:
         they are, parsed and inserted by SQLite itself — the flusher's Python work per record
         (parsing, a dict, binding 14 parameters) was most of a short review's cost."""
         if self._json_insert is None:
-            self._json_insert = False
-            if self.engine.dialect.name == "sqlite":
-                try:
-                    with self.engine.connect() as db:
-                        db.exec_driver_sql("SELECT COUNT(*) FROM json_each('[1]')")
-                    self._json_insert = True
-                except SQLAlchemyError:
-                    log.info("SQLite without JSON functions: the spool is written row by row")
+            if self.engine.dialect.name != "sqlite":
+                self._json_insert = False
+                return False
+            try:
+                with self.engine.connect() as db:
+                    db.exec_driver_sql("SELECT COUNT(*) FROM json_each('[1]')")
+                self._json_insert = True
+            except SQLAlchemyError as exc:
+                if "json_each" not in str(exc):  # the database is away: ask again next time
+                    return False
+                self._json_insert = False
+                log.info("SQLite without JSON functions: the spool is written row by row")
         return self._json_insert
 
     def _insert_ignoring_duplicates(self) -> Any:
