@@ -763,6 +763,24 @@ static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tok
     return 0;
 }
 
+
+/* The output arrays of `n` reviews, in this order (the first `count` of them): decision
+ * (float64), tokens and known (int64), native (uint8); each a writable buffer long enough. */
+static int get_outputs(PyObject **objs, Py_buffer *out, int count, Py_ssize_t n) {
+    static const char *formats[4] = {"d", "lq", "lq", "B?"};
+    static const Py_ssize_t sizes[4] = {8, 8, 8, 1};
+    static const char *names[4] = {"decision", "tokens", "known", "native"};
+    for (int a = 0; a < count; a++) {
+        if (get_buffer(objs[a], &out[a], formats[a], sizes[a], names[a]) < 0 ||
+            out[a].len / sizes[a] < n) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "%s is shorter than the reviews", names[a]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* score(texts, decision, tokens, known, native) -> reviews handled here. Writes into the four
  * arrays (float64, int64, int64, uint8) at each review's index; native[i] = 0: review i was not
  * handled (not ASCII, or not a str) and its other entries are untouched. */
@@ -774,19 +792,8 @@ static PyObject *kernel_score(Kernel *k, PyObject *args) {
     if (seq == NULL)
         return NULL;
     Py_buffer out[4] = {{0}};
-    const char *formats[4] = {"d", "lq", "lq", "B?"};
-    const Py_ssize_t sizes[4] = {8, 8, 8, 1};
-    const char *names[4] = {"decision", "tokens", "known", "native"};
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), handled = 0;
-    int failed = 0;
-    for (int a = 0; a < 4; a++) {
-        if (get_buffer(objs[a], &out[a], formats[a], sizes[a], names[a]) < 0 || out[a].len / sizes[a] < n) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "%s is shorter than texts", names[a]);
-            failed = 1;
-            break;
-        }
-    }
+    int failed = get_outputs(objs, out, 4, n) < 0;
     for (Py_ssize_t i = 0; i < n && !failed; i++) {
         PyObject *text = PySequence_Fast_GET_ITEM(seq, i);
         uint8_t *native = out[3].buf;
@@ -821,18 +828,8 @@ static PyObject *kernel_score_tokens(Kernel *k, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!OOO", &PyList_Type, &lists, &objs[0], &objs[1], &objs[2]))
         return NULL;
     Py_buffer out[3] = {{0}};
-    const char *formats[3] = {"d", "lq", "lq"};
-    const char *names[3] = {"decision", "tokens", "known"};
     Py_ssize_t n = PyList_GET_SIZE(lists);
-    int failed = 0;
-    for (int a = 0; a < 3; a++) {
-        if (get_buffer(objs[a], &out[a], formats[a], 8, names[a]) < 0 || out[a].len / 8 < n) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "%s is shorter than the reviews", names[a]);
-            failed = 1;
-            break;
-        }
-    }
+    int failed = get_outputs(objs, out, 3, n) < 0;
     for (Py_ssize_t i = 0; i < n && !failed; i++) {
         PyObject *words = PyList_GET_ITEM(lists, i);
         if (!PyList_Check(words)) {
