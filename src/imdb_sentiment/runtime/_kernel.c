@@ -309,16 +309,17 @@ typedef struct {
     Buf clean, spare;
 } Kernel;
 
-static void kernel_dealloc(Kernel *k) {
-    free(k->arena);
-    free(k->tok_table);
-    free(k->key_table);
-    free(k->weights);
+/* The per-review scratch sized by a review's n-grams (its distinct-column set), and by its
+ * tokens: freed before they grow, and with the kernel. */
+static void free_column_scratch(Kernel *k) {
     free(k->set_column);
     free(k->set_slot);
-    free(k->slot_column);
+    free((void *)k->slot_column);
     free(k->slot_count);
     free(k->slot_weights);
+}
+
+static void free_token_scratch(Kernel *k) {
     free(k->ids);
     free((void *)k->found);
     free(k->want_key);
@@ -326,6 +327,15 @@ static void kernel_dealloc(Kernel *k) {
     free(k->tok_hash);
     free(k->tok_start);
     free(k->tok_len);
+}
+
+static void kernel_dealloc(Kernel *k) {
+    free(k->arena);
+    free(k->tok_table);
+    free(k->key_table);
+    free(k->weights);
+    free_column_scratch(k);
+    free_token_scratch(k);
     free(k->clean.data);
     free(k->spare.data);
     Py_TYPE(k)->tp_free((PyObject *)k);
@@ -556,11 +566,7 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
         size_t set = 16;
         while (set < (size_t)grams * 2)
             set *= 2;
-        free(k->slot_column);
-        free(k->slot_count);
-        free(k->slot_weights);
-        free(k->set_column);
-        free(k->set_slot);
+        free_column_scratch(k);
         k->slot_column = malloc(sizeof(ColumnWeights *) * (size_t)grams);
         k->slot_count = malloc(sizeof(double) * (size_t)grams);
         k->slot_weights = malloc(sizeof(ColumnWeights) * (size_t)grams);
@@ -576,13 +582,7 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
         k->slot_cap = grams;
     }
     if (tokens + 4 > k->ids_cap) {
-        free(k->ids);
-        free((void *)k->found);
-        free(k->want_key);
-        free(k->want_slot);
-        free(k->tok_hash);
-        free(k->tok_start);
-        free(k->tok_len);
+        free_token_scratch(k);
         k->tok_hash = malloc(sizeof(uint64_t) * (size_t)(tokens + 4));
         k->tok_start = malloc(sizeof(Py_ssize_t) * (size_t)(tokens + 4));
         k->tok_len = malloc(sizeof(Py_ssize_t) * (size_t)(tokens + 4));
