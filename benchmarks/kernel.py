@@ -91,7 +91,7 @@ def main() -> int:
         print(f"{name:20s} compiled {compiled:9,.0f} reviews/s   python {python:8,.0f} reviews/s   "
               f"x{compiled / python:.2f}")  # fmt: skip
     print(f"python path: {scorer.native.python_path - before:,} of {len(texts):,} test reviews "
-          f"(not ASCII); max |kernel - pipeline.predict_proba| {gap:.1e}")  # fmt: skip
+          f"(not Latin-1); max |kernel - pipeline.predict_proba| {gap:.1e}")  # fmt: skip
     return 0 if gap <= 1e-9 else 1
 
 

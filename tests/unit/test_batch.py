@@ -263,7 +263,7 @@ def test_executor_imports_neither_sklearn_nor_mlflow(tmp_path: Path) -> None:
         "import sys\n"
         "from imdb_sentiment.batch import executor\n"
         f"p = executor.score_chunk({str(tmp_path / 'scorer')!r}, ['great film', None])\n"
-        "assert p[0] > 0.5 and p[1] != p[1]\n"
+        "assert p.probability[0] > 0.5 and p.probability[1] != p.probability[1]\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'mlflow')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -297,13 +297,15 @@ def test_labels_at_the_threshold_the_model_was_registered_with(
 
 
 def test_the_log_says_which_scorer_ran_and_counts_the_python_path(tmp_path: Path) -> None:
-    """A model the kernel scores (default cleaning, whitespace tokens): the non-ASCII review is
-    the Python path's, rows without text are nobody's; a model it does not: all of them."""
+    """A model the kernel scores (default cleaning, whitespace tokens): the review beyond Latin-1
+    (a curly quote) is the Python path's, "Café" is not, rows without text are nobody's; a model
+    it does not: all of them."""
     from imdb_sentiment.core.config import FeatureParams
     from imdb_sentiment.runtime.kernel import KERNEL
     from tests.unit.runtime.test_kernel import model as kernel_model
 
-    frame = pd.DataFrame({"text": ["Wonderful, loved it.", "Café crème!", None, "  ", "Dull."]})
+    texts = ["Wonderful, loved it.", "Café crème!", None, "  ", "It\u2019s dull."]
+    frame = pd.DataFrame({"text": texts})
     source = tmp_path / "in.parquet"
     frame.to_parquet(source)
     features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None)
@@ -311,7 +313,7 @@ def test_the_log_says_which_scorer_ran_and_counts_the_python_path(tmp_path: Path
     first = runner.invoke(app, ["predict", str(source), str(tmp_path / "a.parquet")])
     assert first.exit_code == 0, first.output
     if KERNEL == "compiled":
-        assert "scorer: compiled; 1 review(s) (33.3%) took the Python path (not ASCII)" in (
+        assert "scorer: compiled; 1 review(s) (33.3%) took the Python path (not Latin-1)" in (
             first.output
         )
     else:

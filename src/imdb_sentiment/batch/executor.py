@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,9 +66,23 @@ def labels(probability: NDArray[np.float64], threshold: float) -> NDArray[np.obj
     return out
 
 
-def score_chunk(directory: str, texts: list[object]) -> NDArray[np.float64]:
+class Chunk(NamedTuple):
+    """A scored pool task: P(positive) of each text (NaN: no text) and how many of them the
+    Python path cleaned (the kernel's count, or every scored text without the kernel)."""
+
+    probability: NDArray[np.float64]
+    python_path: int
+
+
+def score_chunk(directory: str, texts: list[object]) -> Chunk:
     """A process-pool task of the local engine."""
-    return probabilities(load_scorer(directory), texts)
+    scorer = load_scorer(directory)
+    native = scorer.native
+    before = native.python_path if native is not None else 0
+    probability = probabilities(scorer, texts)
+    if native is None:
+        return Chunk(probability, int(np.count_nonzero(~np.isnan(probability))))
+    return Chunk(probability, native.python_path - before)
 
 
 def score_texts(archive: str, texts: pd.Series) -> pd.DataFrame:

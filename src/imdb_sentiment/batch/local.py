@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from imdb_sentiment.batch import executor
@@ -42,14 +41,13 @@ def run(job: Job, progress: Progress | None = None) -> Summary:
     schema = output_schema(reader.schema, job.prefix)
     rows = missing = python_path = 0
     threshold = read_threshold(Path(job.scorer_dir))  # labels as the model gives them
-    compiled = kernel.scores_saved(read_meta(Path(job.scorer_dir)))
     with ExitStack() as stack:
         out = stack.enter_context(
             writer(Path(job.output), job.output_format, schema, job.overwrite)
         )
         pool = stack.enter_context(_pool(job))
         chunks = _chunks(first, batches)
-        for batch, probability in _scored(pool, chunks, str(job.scorer_dir), job):
+        for batch, (probability, python) in _scored(pool, chunks, str(job.scorer_dir), job):
             bad = int(np.isnan(probability).sum())
             if bad and job.fail_on_missing_text:
                 raise PipelineError(
@@ -59,20 +57,11 @@ def run(job: Job, progress: Progress | None = None) -> Summary:
             out.write(_with_scores(batch, probability, job.version, schema, threshold))
             rows += batch.num_rows
             missing += bad
-            python_path += _python_path(batch.column(job.text_column), probability, compiled)
+            python_path += python
             if progress is not None:
                 progress(rows, reader.done)
+    compiled = kernel.scores_saved(read_meta(Path(job.scorer_dir)))
     return Summary(rows, missing, "compiled" if compiled else "python", python_path)
-
-
-def _python_path(texts: pa.Array, probability: NDArray[np.float64], compiled: bool) -> int:
-    """How many of these reviews the Python path scored (rows without text are not scored)."""
-    scored = ~np.isnan(probability)
-    if not compiled:
-        return int(scored.sum())
-    # kernel.handled: ASCII texts; told apart in Arrow, without making Python strings
-    is_ascii = pc.fill_null(pc.string_is_ascii(texts), False).to_numpy(zero_copy_only=False)
-    return int((scored & ~is_ascii).sum())
 
 
 def _chunks(
@@ -92,14 +81,14 @@ def _split(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
 
 def _scored(
     pool: Executor | None, chunks: Iterator[pa.RecordBatch], scorer_dir: str, job: Job
-) -> Iterator[tuple[pa.RecordBatch, NDArray[np.float64]]]:
+) -> Iterator[tuple[pa.RecordBatch, executor.Chunk]]:
     column = job.text_column
     if pool is None:
         for batch in chunks:
             yield batch, executor.score_chunk(scorer_dir, batch.column(column).to_pylist())
         return
     task = partial(executor.score_chunk, scorer_dir)
-    pending: deque[tuple[pa.RecordBatch, Future[NDArray[np.float64]]]] = deque()
+    pending: deque[tuple[pa.RecordBatch, Future[executor.Chunk]]] = deque()
     for batch in chunks:
         pending.append((batch, pool.submit(task, batch.column(column).to_pylist())))
         if len(pending) >= 2 * job.workers:

@@ -103,7 +103,7 @@ def predict(
         share = summary.python_path / scored if scored else 0.0
         typer.echo(
             f"scorer: {summary.scorer}; {summary.python_path:,} review(s) ({share:.1%}) took the "
-            "Python path" + (" (not ASCII)" if summary.scorer == "compiled" else ""),
+            "Python path" + (" (not Latin-1)" if summary.scorer == "compiled" else ""),
             err=True,
         )
     if summary.missing_text:

@@ -1,10 +1,11 @@
-/* The compiled scorer's hot loop (runtime.kernel): clean an ASCII review as core.text.clean_words
+/* The compiled scorer's hot loop (runtime.kernel): clean a Latin-1 review as core.text.clean_words
  * does, split it into whitespace tokens, look the tokens and their n-grams up, weigh the distinct
  * n-grams as TfidfVectorizer does and return the classifier's decision, per review.
  *
- * Only what it reproduces exactly is done here: ASCII reviews, the cleaning switches remove_html,
+ * Only what it reproduces exactly is done here: Latin-1 reviews (every character below U+0100:
+ * ASCII and 99 % of IMDB's others), the cleaning switches remove_html,
  * remove_urls, expand_negations, lowercase and separate_punctuation, whitespace tokens. Every
- * other review (any non-ASCII character) is reported as not handled and takes the Python path.
+ * other review (any character from U+0100 up) is reported as not handled and takes the Python path.
  * The Python wrapper checks the model's shape and options before using this module at all.
  */
 #define PY_SSIZE_T_CLEAN
@@ -17,22 +18,47 @@
 #include <sys/mman.h>
 #endif
 
-/* ---------------------------------------------------------------- cleaning (ASCII only) */
+/* ---------------------------------------------------------------- cleaning (Latin-1) */
 
 #ifndef AHEAD
 #define AHEAD 8 /* slots asked for ahead of the probe: about the misses a core keeps in flight */
 #endif
 #define HTML_MAX 200 /* _HTML_TAG = <[^>]{1,200}> */
 
-static int is_space(unsigned char c) { /* str.isspace() on ASCII, as str.split() and re's \s */
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
+/* A Latin-1 character's classes, filled at import from the functions str and re use themselves
+ * (init_latin1): str.isspace() (str.split(), re's \s), re's \w (str.isalnum() or '_') and
+ * str.lower(), which maps every Latin-1 character to one Latin-1 character. */
+static unsigned char SPACE[256], WORD[256], LOWER[256];
 
-static int is_word(unsigned char c) { /* re's \w on ASCII */
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
+static int is_space(unsigned char c) { return SPACE[c]; }
+static int is_word(unsigned char c) { return WORD[c]; }
+static unsigned char lower(unsigned char c) { return LOWER[c]; }
 
-static unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+/* Whitespace in cleaned text, which is UTF-8 with only ASCII whitespace left: bytes from 0x80
+ * belong to a letter's encoding (0x85 and 0xA0 among them) and never separate tokens. */
+static int utf8_space(unsigned char c) { return c < 0x80 && SPACE[c]; }
+
+static int init_latin1(void) {
+    PyObject *all = PyUnicode_New(256, 255);
+    if (all == NULL)
+        return -1;
+    for (int c = 0; c < 256; c++)
+        PyUnicode_WRITE(PyUnicode_1BYTE_KIND, PyUnicode_DATA(all), c, (Py_UCS4)c);
+    PyObject *lowered = PyObject_CallMethod(all, "lower", NULL);
+    Py_DECREF(all);
+    if (lowered == NULL)
+        return -1;
+    int ok = PyUnicode_GET_LENGTH(lowered) == 256 && PyUnicode_KIND(lowered) == PyUnicode_1BYTE_KIND;
+    for (int c = 0; ok && c < 256; c++) {
+        LOWER[c] = (unsigned char)PyUnicode_READ_CHAR(lowered, c);
+        SPACE[c] = (unsigned char)Py_UNICODE_ISSPACE((Py_UCS4)c);
+        WORD[c] = (unsigned char)(Py_UNICODE_ISALNUM((Py_UCS4)c) || c == '_');
+    }
+    Py_DECREF(lowered);
+    if (!ok)
+        PyErr_SetString(PyExc_ImportError, "str.lower() maps Latin-1 outside Latin-1 here");
+    return ok ? 0 : -1;
+}
 
 typedef struct {
     char *data;
@@ -92,11 +118,11 @@ static Py_ssize_t strip_urls(const char *in, Py_ssize_t n, char *out) {
         unsigned char c = lower((unsigned char)in[i]);
         if (c == 'h' || c == 'w') {
             Py_ssize_t p = 0;
-            if (prefix_ci(in + i, n - i, "https://") && i + 8 < n && !is_space(in[i + 8]))
+            if (prefix_ci(in + i, n - i, "https://") && i + 8 < n && !is_space((unsigned char)in[i + 8]))
                 p = 8;
-            else if (prefix_ci(in + i, n - i, "http://") && i + 7 < n && !is_space(in[i + 7]))
+            else if (prefix_ci(in + i, n - i, "http://") && i + 7 < n && !is_space((unsigned char)in[i + 7]))
                 p = 7;
-            else if (prefix_ci(in + i, n - i, "www.") && i + 4 < n && !is_space(in[i + 4]))
+            else if (prefix_ci(in + i, n - i, "www.") && i + 4 < n && !is_space((unsigned char)in[i + 4]))
                 p = 4;
             if (p) {
                 Py_ssize_t j = i + p;
@@ -157,10 +183,11 @@ typedef struct {
     int remove_html, remove_urls, expand_negations, lowercase, separate_punctuation;
 } Cleaning;
 
-/* The cleaned text of an ASCII review into `b` (every token then separated by whitespace). */
-static int clean_ascii(const Cleaning *opt, const char *text, Py_ssize_t n, Buf *b, Buf *tmp) {
-    /* Each step reads one buffer and writes the other; negations grow a text by at most 4/3,
-     * separated marks by 3. */
+/* The cleaned text of a Latin-1 review into `b`, as UTF-8 (every token then separated by ASCII
+ * whitespace). */
+static int clean_latin1(const Cleaning *opt, const char *text, Py_ssize_t n, Buf *b, Buf *tmp) {
+    /* Each step reads one buffer and writes the other; negations grow a text by at most 7/5,
+     * separated marks by 3, UTF-8 a character by 2 (none of them both). */
     if (buf_reserve(b, 4 * n + 16) < 0 || buf_reserve(tmp, 4 * n + 16) < 0)
         return -1;
     const char *cur = text;
@@ -180,7 +207,7 @@ static int clean_ascii(const Cleaning *opt, const char *text, Py_ssize_t n, Buf 
         STEP(strip_urls(cur, len, dst->data));
     if (opt->expand_negations)
         STEP(expand_negations(cur, len, dst->data));
-    /* lowercase and separate marks in one pass */
+    /* lowercase, separate marks and encode as UTF-8 (Latin-1 whitespace as ' ') in one pass */
     {
         Py_ssize_t o = 0;
         char *out = dst->data;
@@ -192,6 +219,13 @@ static int clean_ascii(const Cleaning *opt, const char *text, Py_ssize_t n, Buf 
                 out[o++] = ' ';
                 out[o++] = (char)c;
                 out[o++] = ' ';
+            } else if (c >= 0x80) {
+                if (is_space(c)) {
+                    out[o++] = ' ';
+                } else {
+                    out[o++] = (char)(0xC0 | (c >> 6));
+                    out[o++] = (char)(0x80 | (c & 0x3F));
+                }
             } else {
                 out[o++] = (char)c;
             }
@@ -278,7 +312,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD Cleaning cleaning;
     char *arena;
-    TokenSlot *tok_table; /* ASCII vocabulary tokens, open addressing */
+    TokenSlot *tok_table; /* vocabulary tokens (UTF-8), open addressing */
     size_t tok_mask;
     int64_t unknown; /* = base - 1 */
     int64_t base, starts[4];
@@ -644,7 +678,7 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
     Py_ssize_t n = k->clean.len, count = 0, i = 0;
     Py_ssize_t words = 0;
     for (Py_ssize_t j = 0; j < n; j++) /* an upper bound on the token count */
-        if (!is_space((unsigned char)s[j]) && (j == 0 || is_space((unsigned char)s[j - 1])))
+        if (!utf8_space((unsigned char)s[j]) && (j == 0 || utf8_space((unsigned char)s[j - 1])))
             words++;
     if (reserve_review(k, words) < 0) {
         PyErr_NoMemory();
@@ -653,12 +687,12 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
     /* As with n-grams below: every token's slot is asked for (prefetch) before any is probed,
      * so the misses overlap. */
     while (i < n) {
-        while (i < n && is_space((unsigned char)s[i]))
+        while (i < n && utf8_space((unsigned char)s[i]))
             i++;
         if (i >= n)
             break;
         Py_ssize_t start = i;
-        while (i < n && !is_space((unsigned char)s[i]))
+        while (i < n && !utf8_space((unsigned char)s[i]))
             i++;
         uint64_t hash = token_hash(s + start, i - start);
         k->tok_hash[count] = hash;
@@ -783,7 +817,7 @@ static int get_outputs(PyObject **objs, Py_buffer *out, int count, Py_ssize_t n)
 
 /* score(texts, decision, tokens, known, native) -> reviews handled here. Writes into the four
  * arrays (float64, int64, int64, uint8) at each review's index; native[i] = 0: review i was not
- * handled (not ASCII, or not a str) and its other entries are untouched. */
+ * handled (not Latin-1, or not a str) and its other entries are untouched. */
 static PyObject *kernel_score(Kernel *k, PyObject *args) {
     PyObject *texts, *objs[4];
     if (!PyArg_ParseTuple(args, "OOOOO", &texts, &objs[0], &objs[1], &objs[2], &objs[3]))
@@ -798,9 +832,9 @@ static PyObject *kernel_score(Kernel *k, PyObject *args) {
         PyObject *text = PySequence_Fast_GET_ITEM(seq, i);
         uint8_t *native = out[3].buf;
         native[i] = 0;
-        if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text))
+        if (!PyUnicode_Check(text) || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
             continue;
-        if (clean_ascii(&k->cleaning, PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), &k->clean,
+        if (clean_latin1(&k->cleaning, PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), &k->clean,
                         &k->spare) < 0) {
             PyErr_NoMemory();
             failed = 1;
@@ -877,7 +911,7 @@ static PyTypeObject KernelType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "imdb_sentiment.runtime._kernel.Kernel",
     .tp_basicsize = sizeof(Kernel),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A compiled word-n-gram scorer for ASCII reviews.",
+    .tp_doc = "A compiled word-n-gram scorer for Latin-1 reviews.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)kernel_init,
     .tp_dealloc = (destructor)kernel_dealloc,
@@ -885,17 +919,17 @@ static PyTypeObject KernelType = {
 };
 
 /* clean(text, remove_html, remove_urls, expand_negations, lowercase, separate_punctuation)
- * -> list of tokens, or None when the text is not handled here (not ASCII). */
+ * -> list of tokens, or None when the text is not handled here (not Latin-1). */
 static PyObject *module_clean(PyObject *self, PyObject *args) {
     PyObject *text;
     Cleaning c;
     if (!PyArg_ParseTuple(args, "Uppppp", &text, &c.remove_html, &c.remove_urls, &c.expand_negations,
                           &c.lowercase, &c.separate_punctuation))
         return NULL;
-    if (!PyUnicode_IS_ASCII(text))
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
     Buf b = {0}, spare = {0};
-    if (clean_ascii(&c, PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), &b, &spare) < 0) {
+    if (clean_latin1(&c, PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), &b, &spare) < 0) {
         free(b.data);
         free(spare.data);
         return PyErr_NoMemory();
@@ -903,12 +937,12 @@ static PyObject *module_clean(PyObject *self, PyObject *args) {
     PyObject *tokens = PyList_New(0);
     Py_ssize_t i = 0;
     while (tokens && i < b.len) {
-        while (i < b.len && is_space((unsigned char)b.data[i]))
+        while (i < b.len && utf8_space((unsigned char)b.data[i]))
             i++;
         if (i >= b.len)
             break;
         Py_ssize_t start = i;
-        while (i < b.len && !is_space((unsigned char)b.data[i]))
+        while (i < b.len && !utf8_space((unsigned char)b.data[i]))
             i++;
         PyObject *token = PyUnicode_FromStringAndSize(b.data + start, i - start);
         if (token == NULL || PyList_Append(tokens, token) < 0) {
@@ -924,13 +958,13 @@ static PyObject *module_clean(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef module_methods[] = {
-    {"clean", module_clean, METH_VARARGS, "The tokens clean_words gives an ASCII text, or None."},
+    {"clean", module_clean, METH_VARARGS, "The tokens clean_words gives a Latin-1 text, or None."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, module_methods};
 
 PyMODINIT_FUNC PyInit__kernel(void) {
-    if (PyType_Ready(&KernelType) < 0)
+    if (init_latin1() < 0 || PyType_Ready(&KernelType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -2,10 +2,11 @@
 weighting and the linear decision for a batch of reviews, in C (`_kernel.c`, built with the
 package wherever a C compiler and Python's headers exist: `make install`, the image's builder
 stage). It reproduces `core.text.clean_words` and `FastScorer`'s batch arithmetic exactly for
-what it handles — ASCII reviews, the cleaning switches `remove_html`, `remove_urls`,
-`expand_negations`, `lowercase` and `separate_punctuation`, whitespace tokens, 1- to 3-grams.
-Any other review (not ASCII) takes the Python path for its cleaning (`clean_words`, the
-reference), counted, and the kernel for the rest.
+what it handles — Latin-1 reviews (no character from U+0100 up: ASCII and 99 % of the rest of
+IMDB's), the cleaning switches `remove_html`, `remove_urls`, `expand_negations`, `lowercase` and
+`separate_punctuation`, whitespace tokens, 1- to 3-grams. Any other review (curly quotes, other
+scripts, emoji) takes the Python path for its cleaning (`clean_words`, the reference), counted,
+and the kernel for the rest.
 
 Chosen once, at import: `KERNEL` is "compiled", or "python" when the extension is absent (a
 machine without a compiler, a Spark executor given only the zipped package) or
@@ -65,8 +66,8 @@ def scores_saved(meta: dict[str, Any]) -> bool:
 
 
 def handled(text: object) -> bool:
-    """Whether the kernel scores this review itself (else it takes the Python path): ASCII."""
-    return isinstance(text, str) and text.isascii()
+    """Whether the kernel scores this review itself (else it takes the Python path): Latin-1."""
+    return isinstance(text, str) and (text.isascii() or max(text) < "\u0100")
 
 
 def clean_tokens(text: str, options: CleanOptions) -> list[str] | None:
@@ -97,7 +98,7 @@ class NativeScorer:
     kernel: Any
     options: CleanOptions
     reviews: int = 0  # cleaned and scored here
-    python_path: int = field(default=0)  # cleaned in Python (not ASCII), then scored here
+    python_path: int = field(default=0)  # cleaned in Python (not Latin-1), then scored here
 
     def decisions(self, texts: Sequence[str]) -> Decisions:
         n = len(texts)

@@ -1,5 +1,6 @@
 """The compiled kernel reproduces the Python path exactly: token for token on any text it
-accepts (generated Unicode text included: it accepts ASCII only and hands the rest back), and
+accepts (generated Unicode text included: it accepts Latin-1 only and hands the rest back; every
+Latin-1 character in every position the cleaning treats specially), and
 the scorer's probabilities to 1e-12 for every weighting the vectorizer offers.
 
 In CI the kernel must be there (`make install` builds it); with IMDB_SENTIMENT_KERNEL=python
@@ -40,9 +41,15 @@ PIECES = [
     "wwww.a", "isn't", "can't", "Can't", "WON'T", "won't", "scan't", "n't", "N'T", "n'tx", "n't_",
     "don't!", "8/10", "!!", "?", "...", '"', "(", ")", ";", ":", ",", "a", "I", "_", "0",
     " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x00", "\x7f",
-    "é", "ß", "İ", "\u0301", "\xa0", "\u2028", "\u2019", "n\u2019t", "٣", "😊", "\uff21",
+    "é", "É", "ß", "ÿ", "µ", "ª", "²", "½", "\xd7", "\x85", "\x96", "\xa0", "\xad",
+    "n'té", "n'T\xa0", "\xe9n't", "caN't", "http://\x85", "www.\xa0x", "HTTP://É", "<\xe9>",
+    "İ", "\u0301", "\u2028", "\u2019", "n\u2019t", "٣", "😊", "\uff21",
 ]  # fmt: skip
-texts = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=8)), max_size=40).map("".join)
+LATIN1 = st.characters(max_codepoint=0xFF)
+texts = st.lists(
+    st.one_of(st.sampled_from(PIECES), st.text(max_size=8), st.text(LATIN1, max_size=8)),
+    max_size=40,
+).map("".join)
 options = st.builds(
     CleanOptions,
     **{f.name: st.booleans() for f in fields(CleanOptions) if f.name in kernel._NATIVE_SWITCHES},
@@ -65,6 +72,25 @@ def test_tokens_equal_the_python_cleaning_or_are_handed_back(text: str, opts: Cl
         assert found is None  # the Python path's, counted
     else:
         assert found == clean_words(text, opts)
+
+
+# Where each character's class decides the cleaning: a word's edge, a negation's \b, a URL's
+# prefix and end, a tag's inside, case.
+TEMPLATES = ["{c}", "n't{c}", "{c}n't x", "x {c}an't", "Wo{c}'t", "http://{c}", "www.{c}x y",
+             "a{c}b", "<{c}>", "{c}<b>{c}", "CAN'T{c}", "{c}.{c}"]  # fmt: skip
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    "opts", [RECOMMENDED, CleanOptions(lowercase=False)], ids=["default", "cased"]
+)
+def test_every_latin1_character_is_cleaned_as_in_python(opts: CleanOptions) -> None:
+    for c in map(chr, range(256)):
+        for template in TEMPLATES:
+            text = template.format(c=c)
+            assert kernel.handled(text)
+            assert kernel.clean_tokens(text, opts) == clean_words(text, opts), repr(text)
+    assert not kernel.handled("\u0100") and kernel.clean_tokens("\u0100", RECOMMENDED) is None
 
 
 def model(features: FeatureParams, nb: bool = True) -> Pipeline:
@@ -95,10 +121,10 @@ def test_scores_equal_the_python_path(name: str) -> None:
     scorer = compile_pipeline(model(FeatureParams(**{**base, **overrides}), nb))
     assert scorer.native is not None
     reviews, _ = tiny_texts(300, seed=9)
-    reviews += ["", "   ", "Café crème, 8/10 !", "<br />Isn't it GREAT? http://x.y", "won't."]
+    reviews += ["", "   ", "Café crème, 8/10 !", "<br />Isn't it GREAT? http://x.y", "won\u2019t."]
     native = scorer.score_batch(reviews)
     python = _score_batch(scorer._word_block, scorer.linear, scorer.options, reviews, 0.5)  # type: ignore[arg-type]
-    assert scorer.native.python_path == 1  # the one non-ASCII review
+    assert scorer.native.python_path == 1  # the one beyond Latin-1 (a curly quote)
     np.testing.assert_allclose(
         [s.p_positive for s in native], [s.p_positive for s in python], rtol=0, atol=1e-12
     )
