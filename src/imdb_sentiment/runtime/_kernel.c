@@ -174,6 +174,20 @@ static Py_ssize_t expand_negations(const char *in, Py_ssize_t n, char *out) {
     return o + n - done;
 }
 
+/* Whether _URL can match: its prefixes hold "://" or "www." (any case). Most reviews have
+ * neither, and then the pass that copies the text is skipped, as the ones for tags and
+ * negations are without a '<' or a '\''. */
+static int may_have_url(const char *s, Py_ssize_t n) {
+    if (memmem(s, (size_t)n, "://", 3) != NULL)
+        return 1;
+    for (const char *p = memchr(s, '.', (size_t)n); p != NULL;
+         p = memchr(p + 1, '.', (size_t)(n - (p + 1 - s))))
+        if (p - s >= 3 && lower((unsigned char)p[-1]) == 'w' && lower((unsigned char)p[-2]) == 'w' &&
+            lower((unsigned char)p[-3]) == 'w')
+            return 1;
+    return 0;
+}
+
 static int is_mark(unsigned char c) { /* text.SEPARATED_MARKS */
     return c == '.' || c == ',' || c == '!' || c == '?' || c == ';' || c == ':' || c == '"' || c == '(' ||
            c == ')';
@@ -201,11 +215,11 @@ static int clean_latin1(const Cleaning *opt, const char *text, Py_ssize_t n, Buf
         dst = spare;                                                                                   \
         spare = t_;                                                                                    \
     } while (0)
-    if (opt->remove_html)
+    if (opt->remove_html && memchr(cur, '<', (size_t)len) != NULL)
         STEP(strip_html(cur, len, dst->data));
-    if (opt->remove_urls)
+    if (opt->remove_urls && may_have_url(cur, len))
         STEP(strip_urls(cur, len, dst->data));
-    if (opt->expand_negations)
+    if (opt->expand_negations && memchr(cur, '\'', (size_t)len) != NULL)
         STEP(expand_negations(cur, len, dst->data));
     /* lowercase, separate marks and encode as UTF-8 (Latin-1 whitespace as ' ') in one pass */
     {
@@ -293,16 +307,28 @@ typedef struct {
     double idf, ratio, coef;
 } ColumnWeights;
 
+#define INLINE 16 /* tokens up to this many bytes are kept in their slot */
+
 /* A slot holds what a hit needs, the column's weights included: the tables are far larger
- * than the CPU's caches, and each separate array would be one more miss per n-gram. */
+ * than the CPU's caches, and each separate array would be one more miss per n-gram. A token
+ * short enough is compared in its slot (almost all are), a longer one in the arena. */
 typedef struct {
     uint64_t hash; /* 0: empty */
-    int64_t start; /* in the arena */
+    union {
+        char text[INLINE]; /* len <= INLINE */
+        int64_t start;     /* in the arena, len > INLINE */
+    } at;
     int32_t id, len;
     int32_t unigram; /* the token's unigram column, or -1 */
     int32_t pad;
-    ColumnWeights w; /* the unigram column's */
+    ColumnWeights w; /* the unigram column's: 64 bytes in all, one cache line */
 } TokenSlot;
+
+_Static_assert(sizeof(TokenSlot) == 64, "a token slot is one cache line");
+
+static const char *slot_text(const char *arena, const TokenSlot *slot) {
+    return slot->len <= INLINE ? slot->at.text : arena + slot->at.start;
+}
 
 typedef struct {
     int64_t key; /* -1: empty */
@@ -399,7 +425,7 @@ static const TokenSlot *token_find(const Kernel *k, const char *s, Py_ssize_t n,
         const TokenSlot *slot = &k->tok_table[h];
         if (slot->hash == 0)
             return NULL;
-        if (slot->hash == hash && slot->len == n && memcmp(k->arena + slot->start, s, (size_t)n) == 0)
+        if (slot->hash == hash && slot->len == n && memcmp(slot_text(k->arena, slot), s, (size_t)n) == 0)
             return slot;
         h = (h + 1) & k->tok_mask;
     }
@@ -453,14 +479,17 @@ static int build_tokens(Kernel *k, PyObject *tokens, const int64_t *unigram_colu
         size_t h = (size_t)hash & k->tok_mask;
         TokenSlot *slot = &k->tok_table[h];
         while (slot->hash != 0 && !(slot->hash == hash && slot->len == n &&
-                                    memcmp(k->arena + slot->start, k->arena + at, (size_t)n) == 0)) {
+                                    memcmp(slot_text(k->arena, slot), k->arena + at, (size_t)n) == 0)) {
             h = (h + 1) & k->tok_mask;
             slot = &k->tok_table[h];
         }
         /* a duplicate token keeps its last id, as dict((token, i) for ...) does */
         slot->hash = hash;
-        slot->start = at;
         slot->len = (int32_t)n;
+        if (n <= INLINE)
+            memcpy(slot->at.text, k->arena + at, (size_t)n);
+        else
+            slot->at.start = at;
         slot->id = (int32_t)i;
         slot->unigram = (int32_t)unigram_column[i];
         if (slot->unigram >= 0)
@@ -594,7 +623,8 @@ static int kernel_init(Kernel *k, PyObject *args, PyObject *kwds) {
     return failed ? -1 : 0;
 }
 
-static int reserve_review(Kernel *k, Py_ssize_t tokens) {
+/* Scratch for a review's distinct columns, sized by its token count. */
+static int reserve_columns(Kernel *k, Py_ssize_t tokens) {
     Py_ssize_t grams = tokens * 3 + 4;
     if (grams > k->slot_cap) {
         size_t set = 16;
@@ -615,6 +645,11 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
         k->set_mask = set - 1;
         k->slot_cap = grams;
     }
+    return 0;
+}
+
+/* Scratch for a review's tokens and n-grams, sized by its token count or a bound on it. */
+static int reserve_tokens(Kernel *k, Py_ssize_t tokens) {
     if (tokens + 4 > k->ids_cap) {
         free_token_scratch(k);
         k->tok_hash = malloc(sizeof(uint64_t) * (size_t)(tokens + 4));
@@ -632,6 +667,10 @@ static int reserve_review(Kernel *k, Py_ssize_t tokens) {
         k->ids_cap = tokens + 4;
     }
     return 0;
+}
+
+static int reserve_review(Kernel *k, Py_ssize_t tokens) {
+    return reserve_columns(k, tokens) < 0 || reserve_tokens(k, tokens) < 0 ? -1 : 0;
 }
 
 /* One more occurrence of the column whose weights are `w` (the set is cleared after each review). */
@@ -676,11 +715,9 @@ static int score_ids(Kernel *k, Py_ssize_t count, double *decision, int64_t *tok
 static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64_t *known_out) {
     const char *s = k->clean.data;
     Py_ssize_t n = k->clean.len, count = 0, i = 0;
-    Py_ssize_t words = 0;
-    for (Py_ssize_t j = 0; j < n; j++) /* an upper bound on the token count */
-        if (!utf8_space((unsigned char)s[j]) && (j == 0 || utf8_space((unsigned char)s[j - 1])))
-            words++;
-    if (reserve_review(k, words) < 0) {
+    /* a token and a space at least per token: the token scratch for that many, the column
+     * scratch (probed at random: kept small) for the tokens found */
+    if (reserve_tokens(k, n / 2 + 1) < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -698,6 +735,10 @@ static int score_cleaned(Kernel *k, double *decision, int64_t *tokens_out, int64
         k->tok_hash[count] = hash;
         k->tok_start[count] = start;
         k->tok_len[count++] = i - start;
+    }
+    if (reserve_columns(k, count) < 0) {
+        PyErr_NoMemory();
+        return -1;
     }
     for (Py_ssize_t t = 0; t < count && t < AHEAD; t++)
         __builtin_prefetch(&k->tok_table[(size_t)k->tok_hash[t] & k->tok_mask]);

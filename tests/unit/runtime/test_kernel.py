@@ -133,6 +133,36 @@ def test_scores_equal_the_python_path(name: str) -> None:
     ]
 
 
+# Tokens kept in their slot (up to 16 UTF-8 bytes) and in the arena (longer), and near misses:
+# one byte more, one byte different at the end, the same first 16 bytes.
+LONG = ["abcdefghijklmno", "abcdefghijklmnop", "abcdefghijklmnopq", "éééééééé", "ééééééééé",
+        "a" * 40, "supercalifragilisticexpialidocious"]  # fmt: skip
+NEAR = ["abcdefghijklmnoq", "abcdefghijklmnopqr", "éééééééè", "a" * 41, "a" * 39,
+        "supercalifragilisticexpialidociouz", "abcdefghijklmnopX"]  # fmt: skip
+
+
+@needs_kernel
+def test_long_tokens_and_near_misses_score_as_in_python() -> None:
+    texts, labels = tiny_texts(120, seed=3)
+    texts = [f"{t} {LONG[i % len(LONG)]}" for i, t in enumerate(texts)]
+    features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None, min_df=1)
+    featurizer = build_featurizer(RECOMMENDED, features)
+    x = featurizer.fit_transform(texts)
+    clf = NBLogisticRegression(C=10.0).fit(x, np.array(labels))
+    scorer = compile_pipeline(Pipeline([*featurizer.steps, ("clf", clf)]))
+    assert scorer.native is not None
+    reviews = [" ".join(words) for words in (LONG, NEAR, LONG[::-1] + NEAR, [*NEAR, "good"])]
+    native = scorer.score_batch(reviews)
+    python = _score_batch(scorer._word_block, scorer.linear, scorer.options, reviews, 0.5)  # type: ignore[arg-type]
+    assert [(s.tokens, s.unknown_share) for s in native] == [
+        (s.tokens, s.unknown_share) for s in python
+    ]
+    assert native[1].unknown_share == 1.0 and native[0].unknown_share == 0.0
+    np.testing.assert_allclose(
+        [s.p_positive for s in native], [s.p_positive for s in python], rtol=0, atol=1e-12
+    )
+
+
 @needs_kernel
 @settings(max_examples=300, deadline=None)
 @given(reviews=st.lists(texts, min_size=1, max_size=8))
