@@ -1,8 +1,9 @@
-"""The spool's files across an upgrade and a rollback, with the previous release's own code (a git
-worktree of the commit before this test was added, when a spool row was one record): what it
-left in a shared spool volume (compose) is adopted and written by this release in order, its
-ledger carried over; and this release's files (a row per request) are left alone by the old
-code — not adopted, not deleted — until a release that reads them comes back."""
+"""The spool's files across an upgrade and a rollback, with earlier releases' own code (git
+worktrees: of the commit before this test was added, when a spool row was one record; of the
+commit before the spool's bodies went by column, when a row was a request's array of objects):
+what each left in a shared spool volume (compose) is adopted and written by this release in
+order, its ledger carried over; and this release's files are left alone by the old code — not
+adopted, not deleted — until a release that reads them comes back."""
 
 from __future__ import annotations
 
@@ -12,12 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from imdb_sentiment.store.spool import LEGACY_PREFIX, PREFIX, Spool
+from imdb_sentiment.store.spool import PREFIX, Spool
 from tests.git_history import release_before
 from tests.project import run
 
 pytestmark = pytest.mark.slow
-THIS_TEST = "tests/integration/test_spool_across_releases.py"
+# Each earlier format: a file this release added after it (the release is the commit before),
+# the prefix of that release's spool files, and a name this release's spool module has that it
+# did not.
+RELEASES = {
+    "v1 (a row per record)": ("tests/integration/test_spool_across_releases.py", "spool-",
+                              "ADOPTED_PREFIXES"),
+    "v2 (a request as objects)": ("tests/unit/store/test_spool_bodies.py", "spool.v2-",
+                                  "encode_request"),
+}  # fmt: skip
 
 # The old release's side: append a request's records and exit without closing (a killed
 # worker: its claim goes with it), or adopt what it can and report its view of the spool.
@@ -33,12 +42,17 @@ else:
 """
 
 
-@pytest.fixture(scope="module")
-def old_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    with release_before(THIS_TEST, tmp_path_factory.mktemp("old") / "tree") as tree:
+@pytest.fixture(scope="module", params=sorted(RELEASES))
+def release(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    """An earlier release's code (its `src`) and its spool files' prefix."""
+    added, prefix, newer = RELEASES[request.param]
+    with release_before(added, tmp_path_factory.mktemp("old") / "tree") as tree:
         source = tree / "src/imdb_sentiment/store/spool.py"
-        assert "LEGACY_PREFIX" not in source.read_text(), "the worktree has this format"
-        yield tree / "src"
+        assert newer not in source.read_text(), "the worktree has this format"
+        assert f'"{prefix}' in source.read_text(), "the worktree writes another format"
+        yield tree / "src", prefix
 
 
 def old(code: Path, spool: Path, *args: str) -> str:
@@ -51,17 +65,20 @@ def rows(request_id: str, count: int) -> list[dict[str, object]]:
             for i in range(count)]  # fmt: skip
 
 
-def test_what_the_previous_release_left_is_adopted_in_order(old_code: Path, tmp_path: Path) -> None:
+def test_what_an_earlier_release_left_is_adopted_in_order(
+    release: tuple[Path, str], tmp_path: Path
+) -> None:
+    old_code, old_prefix = release
     spool_dir = tmp_path / "spool"
     assert old(old_code, spool_dir, "append", json.dumps(rows("old-1", 3))) == "3"
     assert old(old_code, spool_dir, "append", json.dumps(rows("old-2", 2))) == "2"
-    assert len(list(spool_dir.glob(f"{LEGACY_PREFIX}*.db"))) == 2
+    assert len(list(spool_dir.glob(f"{old_prefix}*.db"))) == 2
 
     spool = Spool(spool_dir, 1 << 20, 3600)
     assert spool.state().records == 5 and spool.holds("old-2")  # seen before adoption too
     spool.append(rows("new-1", 2))
     assert spool.adopt_orphans() == 5
-    assert not list(spool_dir.glob(f"{LEGACY_PREFIX}*"))  # adopted files are gone
+    assert not list(spool_dir.glob(f"{old_prefix}*"))  # adopted files are gone
     taken = spool.take(1000)
     keys = [(r["request_id"], r["item"]) for r in taken.rows()]
     assert keys == [("new-1", 0), ("new-1", 1), ("old-1", 0), ("old-1", 1), ("old-1", 2),
@@ -74,8 +91,9 @@ def test_what_the_previous_release_left_is_adopted_in_order(old_code: Path, tmp_
 
 
 def test_a_rollback_leaves_this_releases_files_for_the_next_one(
-    old_code: Path, tmp_path: Path
+    release: tuple[Path, str], tmp_path: Path
 ) -> None:
+    old_code, _ = release
     spool_dir = tmp_path / "spool"
     spool = Spool(spool_dir, 1 << 20, 3600)
     assert spool.append(rows("new-1", 4)) == 4

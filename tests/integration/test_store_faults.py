@@ -2,7 +2,8 @@
 real service (gunicorn, 2 workers each, their own directories and spools) on one real PostgreSQL
 server, under concurrent prediction and feedback load for over 40 s, while a worker is SIGKILLed,
 the database is stopped for over 10 s and started again, and one instance is stopped (SIGTERM)
-and started again on its directory.
+and started again on its directory. The same on the embedded default, one SQLite file, without
+the outage.
 
 Afterwards: every label acknowledged with a 201 is in the database with that label; every
 prediction answered with a 200 is in the database (nothing lost: the spool's bound lies above
@@ -18,7 +19,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,38 +108,33 @@ def wait_until(check: object, seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_nothing_acknowledged_is_lost_under_worker_kills_an_outage_and_a_restart(
-    pods: tuple[list[Pod], str], postgres: PostgresServer
-) -> None:
-    (a, b), url = pods
+def under_load(
+    pods: list[Pod], faults: Callable[[], None], seconds: float = 45
+) -> tuple[Ledger, float]:
+    """Four clients predicting and labelling on `pods` while `faults` runs, for `seconds` in
+    all: what they were told, and how long the load lasted."""
     ledger, stop = Ledger(), threading.Event()
-    clients = [threading.Thread(target=client, args=([a, b], ledger, stop, seed))
+    clients = [threading.Thread(target=client, args=(pods, ledger, stop, seed))
                for seed in range(4)]  # fmt: skip
     for thread in clients:
         thread.start()
     started = time.monotonic()
     try:
-        time.sleep(5)
-        os.kill(a.workers()[0], signal.SIGKILL)  # a worker dies mid-load
-        time.sleep(5)
-        postgres.stop()  # the database is away for 12 s
-        outage = time.monotonic()
-        time.sleep(12)
-        postgres.start()
-        outage = time.monotonic() - outage
-        time.sleep(4)
-        assert b.stop() == 0  # a pod stopped as Kubernetes stops it, then started again
-        b.start()
-        time.sleep(max(0.0, 45 - (time.monotonic() - started)))
+        faults()
+        time.sleep(max(0.0, seconds - (time.monotonic() - started)))
     finally:
         stop.set()
         for thread in clients:
             thread.join(timeout=30)
-    loaded = time.monotonic() - started
-    for pod in (a, b):  # the spools empty into the database
+    return ledger, time.monotonic() - started
+
+
+def assert_all_kept(pods: list[Pod], url: str, ledger: Ledger) -> int:
+    """Every answered prediction stored once (and nothing else), every acknowledged label as
+    acknowledged, no 5xx but 503, nothing dropped: the number of predictions stored."""
+    for pod in pods:  # the spools empty into the database
         wait_until(lambda p=pod: metric(p.url, "prediction_spool_records") == 0, 90,
                    f"spool of {pod.home.name} not written")  # fmt: skip
-
     engine = create_engine(url)
     with engine.connect() as db:
         stored = Counter(
@@ -161,15 +157,73 @@ def test_nothing_acknowledged_is_lost_under_worker_kills_an_outage_and_a_restart
     assert not lost, f"{len(lost)} acknowledged labels are not stored as acknowledged"
     server_errors = {s: n for s, n in ledger.statuses.items() if s >= 500 and s != 503}
     assert not server_errors, server_errors
-    for pod in (a, b):
+    for pod in pods:
         assert metric(pod.url, "prediction_spool_dropped_records_total") == 0
-    # The run was what it claims: long enough, an outage long enough, real traffic in it.
-    assert loaded >= 40 and outage >= 10
     assert len(ledger.predicted) > 500 and len(ledger.labelled) > 100, ledger.statuses
+    return len(expected)
+
+
+def test_nothing_acknowledged_is_lost_under_worker_kills_an_outage_and_a_restart(
+    pods: tuple[list[Pod], str], postgres: PostgresServer
+) -> None:
+    (a, b), url = pods
+    outage = [0.0]
+
+    def faults() -> None:
+        time.sleep(5)
+        os.kill(a.workers()[0], signal.SIGKILL)  # a worker dies mid-load
+        time.sleep(5)
+        postgres.stop()  # the database is away for 12 s
+        started = time.monotonic()
+        time.sleep(12)
+        postgres.start()
+        outage[0] = time.monotonic() - started
+        time.sleep(4)
+        assert b.stop() == 0  # a pod stopped as Kubernetes stops it, then started again
+        b.start()
+
+    ledger, loaded = under_load([a, b], faults)
+    stored = assert_all_kept([a, b], url, ledger)
+    # The run was what it claims: long enough, an outage long enough, real traffic in it.
+    assert loaded >= 40 and outage[0] >= 10
     assert ledger.statuses[503] > 0  # feedback was refused during the outage, not faked
-    print(f"\nfault run: {len(expected)} predictions, {len(ledger.labelled)} labels stored; "
+    print(f"\nfault run: {stored} predictions, {len(ledger.labelled)} labels stored; "
           f"statuses {dict(ledger.statuses)}; {ledger.unreachable} connections refused or reset; "
-          f"outage {outage:.1f} s")  # fmt: skip
+          f"outage {outage[0]:.1f} s")  # fmt: skip
+
+
+def test_the_embedded_sqlite_store_keeps_everything_under_worker_kills_and_restarts(
+    tmp_path: Path,
+) -> None:
+    """The embedded default: both instances on one SQLite file, as on one machine. A worker of
+    each SIGKILLed mid-load (its spool adopted by the next), one instance stopped and started."""
+    publish(seed=1)
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, {"DATABASE_URL": url})
+    env = {"DATABASE_URL": url, "DATABASE_MIGRATE": "off", "PREDICTION_LOG_RATE": "0"}
+    a, b = (Pod(tmp_path / name, env) for name in ("a", "b"))
+    try:
+        for pod in (a, b):
+            pod.start()
+
+        def faults() -> None:
+            time.sleep(6)
+            os.kill(a.workers()[0], signal.SIGKILL)
+            time.sleep(6)
+            os.kill(b.workers()[-1], signal.SIGKILL)
+            time.sleep(8)
+            assert a.stop() == 0
+            a.start()
+
+        ledger, loaded = under_load([a, b], faults, seconds=35)
+        stored = assert_all_kept([a, b], url, ledger)
+        assert loaded >= 30
+        print(f"\nsqlite fault run: {stored} predictions, {len(ledger.labelled)} labels; "
+              f"statuses {dict(ledger.statuses)}; {ledger.unreachable} refused")  # fmt: skip
+    finally:
+        for pod in (a, b):
+            if pod.proc is not None and pod.proc.poll() is None:
+                pod.stop()
 
 
 def test_ids_are_the_servers_two_requests_with_one_client_id_are_two_records(

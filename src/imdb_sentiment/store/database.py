@@ -16,7 +16,9 @@ The feedback path reads and writes the database synchronously, within a budget
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -37,7 +39,7 @@ from imdb_sentiment.core.labels import POSITIVE, Label
 from imdb_sentiment.store.engine import make_engine
 from imdb_sentiment.store.records import PredictionRecord
 from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
-from imdb_sentiment.store.spool import Spool, SpoolError
+from imdb_sentiment.store.spool import Spool, SpoolError, body_shape
 from imdb_sentiment.store.store_settings import StoreSettings, Timeouts
 from imdb_sentiment.store.tables import feedback, predictions, store_tasks
 
@@ -301,7 +303,8 @@ class PredictionStore:
             try:
                 with self.engine.begin() as db:
                     if self._inserts_json():
-                        db.execute(_SQLITE_INSERT_JSON, [{"body": b} for b in batch.bodies])
+                        for shape, bodies in _by_shape(batch.bodies).items():
+                            db.execute(_sqlite_insert(shape), [{"body": b} for b in bodies])
                     else:
                         rows = [{**_NULLS, **row} for row in batch.rows()]  # keys all there
                         db.execute(self._insert_ignoring_duplicates(), rows)
@@ -628,20 +631,35 @@ def _window(query: Any, columns: Any, since: float | None, until: float | None,
     return query
 
 
-def _sqlite_insert_json() -> TextClause:
-    """INSERT of one spooled request's records (`:body`, a JSON array of objects keyed by
-    column) by SQLite's `json_each`, skipping a record already stored; every column of the
-    table, by name (a key a body lacks is NULL, as in a row-by-row insert)."""
+def _by_shape(bodies: list[str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for body in bodies:
+        grouped.setdefault(body_shape(body), []).append(body)
+    return grouped
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_insert(shape: str) -> TextClause:
+    """INSERT of spooled requests of one shape (`spool.body_shape`) by SQLite's JSON functions,
+    skipping a record already stored; every column of the table, by name (a field a body lacks
+    is NULL, as in a row-by-row insert). A v2 body (`[`, objects keyed by column): a field
+    from each record's object. This format's: a varying field at its known position in the
+    record's array, a shared one from the body — the same for every record, so SQLite
+    evaluates it once per body."""
     names = [column.name for column in predictions.columns]
-    picks = ", ".join(f"json_extract(value, '$.{name}')" for name in names)
+    if shape == "[":
+        picks = [f"json_extract(value, '$.{name}')" for name in names]
+        rows = "json_each(:body)"
+    else:
+        varying = json.loads(shape[len('{"k":') :])
+        picks = [f"json_extract(value, '$[{varying.index(name)}]')" if name in varying
+                 else f"json_extract(:body, '$.c.{name}')" for name in names]  # fmt: skip
+        rows = "json_each(:body, '$.r')"
     return text(
-        f"INSERT INTO {predictions.name} ({', '.join(names)}) SELECT {picks} "
-        "FROM json_each(:body) WHERE true "  # WHERE: SQLite's parser needs it before ON CONFLICT
+        f"INSERT INTO {predictions.name} ({', '.join(names)}) SELECT {', '.join(picks)} "
+        f"FROM {rows} WHERE true "  # WHERE: SQLite's parser needs it before ON CONFLICT
         "ON CONFLICT (request_id, item) DO NOTHING"
     )
-
-
-_SQLITE_INSERT_JSON = _sqlite_insert_json()
 
 
 # Columns a spooled record leaves out when they are NULL (most records: no text kept, no

@@ -15,11 +15,18 @@ exclusive `flock` on its file's lock while it lives; a file whose lock can be ta
 process that is gone (a killed worker, the pod's previous run), and the first process to take it
 adopts the file: writes its records out, carries its ledger over, and removes it.
 
-A file holds one row per request: its records as one JSON array (one encode, one insert per
-request — per record, the spool was a third of a short-review batch's cost). Files of releases
-before this format (`spool-*`, a row per record) are adopted like any orphan; this release's
-files are named `spool.v2-*`, which those releases never glob, so a rollback leaves them waiting
-for the next release instead of deleting what it cannot read.
+A file holds one row per request (one encode, one insert per request — per record, the spool
+was a third of a short-review batch's cost), its records as one JSON object by column: `k` the
+names of the fields that vary between the records, `c` the fields all of them share (the
+request's id, time, model version: written once), `r` each record's varying fields as an array
+in `k`'s order (`encode_request`). The database reads such a body with the positions known, so
+each record costs one small parse per varying field, not one per field of its own object.
+
+Files of releases before this format are adopted like any orphan: `spool-*` (a row per record)
+and `spool.v2-*` (a row per request, a JSON array of objects: moved as they are; a body tells
+its format by its first character, and both are written out). This release's files are named
+`spool.v3-*`, which those releases never glob, so a rollback leaves them waiting for the next
+release instead of deleting what it cannot read.
 
 Only what exceeds the bounds is dropped: a request's records that would take a process's file
 past `max_bytes`, and records older than `max_age_s` (the database was away longer than anyone
@@ -42,8 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PREFIX = "spool.v2-"  # a row per request (this format)
-LEGACY_PREFIX = "spool-"  # a row per record: releases before; adopted, never written
+PREFIX = "spool.v3-"  # a row per request, its records by column (this format)
+# Releases before, adopted, never written: a row per request as an array of objects (their
+# table is this format's), and a row per record.
+ADOPTED_PREFIXES = ("spool.v2-", "spool-")
 INSERT = "INSERT INTO requests (created, request_id, records, size, body) VALUES (?, ?, ?, ?, ?)"
 # An orphan's rows into this process's file, by the orphan's format (its table).
 MOVE = {
@@ -71,15 +80,15 @@ class Taken:
     """The oldest waiting requests of a process's file: their keys (for `ack`) and bodies."""
 
     seqs: list[int]
-    bodies: list[str]  # per request, its records: a JSON array of objects, keyed by column
+    bodies: list[str]  # per request, its records: `encode_request`'s object (or a v2 array)
     records: int
     more: bool  # requests past the limit are waiting
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every record, in order, parsed: one parse for the batch (the list of the bodies,
-        each a JSON array, is one too)."""
-        requests = json.loads("[" + ",".join(self.bodies) + "]")
-        return [row for request in requests for row in request]
+        """Every record, in order, parsed into a dict by field: one parse for the batch (the
+        list of the bodies is one JSON text too)."""
+        return [row for request in json.loads("[" + ",".join(self.bodies) + "]")
+                for row in decode_request(request)]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,7 @@ class Spool:
         size bound the request's records are dropped and counted, never half of them."""
         values = [(min(r["created"] for r in group), request_id, len(group), len(body), body)
                   for request_id, group in _by_request(rows)
-                  for body in (_ENCODE(group),)]  # fmt: skip
+                  for body in (encode_request(group),)]  # fmt: skip
         size = sum(v[3] for v in values)
         try:
             spool = self._mine()
@@ -239,8 +248,8 @@ class Spool:
         them. Returns how many records moved."""
         moved = 0
         self._mine()
-        locks = [*sorted(self.directory.glob(f"{LEGACY_PREFIX}*.lock")),
-                 *sorted(self.directory.glob(f"{PREFIX}*.lock"))]  # fmt: skip
+        locks = [lock for prefix in (*ADOPTED_PREFIXES[::-1], PREFIX)  # oldest format first
+                 for lock in sorted(self.directory.glob(f"{prefix}*.lock"))]  # fmt: skip
         for lock in locks:
             if lock.stem == self._name:
                 continue
@@ -282,8 +291,8 @@ class Spool:
 
     # --- reading (any process) ------------------------------------------------------------
     def _files(self) -> list[Path]:
-        return sorted([*self.directory.glob(f"{LEGACY_PREFIX}*.db"),
-                       *self.directory.glob(f"{PREFIX}*.db")])  # fmt: skip
+        return sorted(path for prefix in (*ADOPTED_PREFIXES, PREFIX)
+                      for path in self.directory.glob(f"{prefix}*.db"))  # fmt: skip
 
     def holds(self, request_id: str) -> bool:
         """A record of this request is still waiting here, in any process's file."""
@@ -361,6 +370,39 @@ def _remove(db: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
         db.execute(f"DELETE FROM requests WHERE seq IN ({marks})", chunk)
         size, count = size + part, count + records
     return size, count
+
+
+_MISSING = object()
+
+
+def encode_request(records: list[dict[str, Any]]) -> str:
+    """One request's records as a spool body: `{"k": [varying fields], "c": {shared fields},
+    "r": [[a record's varying values, in k's order], ...]}`, `k` first (the flusher reads the
+    body's shape from its start). A field is shared when every record has it with the same
+    value and type; a record without a varying field has null there."""
+    first = records[0]
+    shared = {
+        name: value
+        for name, value in first.items()
+        if all(r.get(name, _MISSING) == value and type(r[name]) is type(value) for r in records)
+    }
+    varying = list(dict.fromkeys(n for r in records for n in r if n not in shared))
+    rows = [[r.get(n) for n in varying] for r in records]
+    return _ENCODE({"k": varying, "c": shared, "r": rows})
+
+
+def decode_request(body: Any) -> list[dict[str, Any]]:
+    """A parsed spool body's records, each a dict by field (a v2 body is already a list)."""
+    if isinstance(body, list):
+        return body
+    shared, names = body["c"], body["k"]
+    return [{**shared, **dict(zip(names, values, strict=True))} for values in body["r"]]
+
+
+def body_shape(body: str) -> str:
+    """The start of a body that says its format and layout: `{"k":[…]` for this format's
+    (field names only: no bracket inside), `[` for a v2 body."""
+    return "[" if body.startswith("[") else body[: body.index("]") + 1]
 
 
 def _by_request(rows: list[dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:

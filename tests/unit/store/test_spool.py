@@ -69,7 +69,7 @@ def test_records_of_two_requests_in_one_call_are_two_rows(tmp_path: Path) -> Non
 def test_past_the_size_bound_a_request_is_dropped_whole_and_counted(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 400, 3600)
     assert spool.append(_request("a", 3)) == 3
-    assert spool.append(_request("b", 20)) == 0  # would pass 400 bytes
+    assert spool.append(_request("b", 200)) == 0  # would pass 400 bytes
     state = spool.state()
-    assert state.records == 3 and state.ledger["dropped_full"] == 20
+    assert state.records == 3 and state.ledger["dropped_full"] == 200
     spool.close()

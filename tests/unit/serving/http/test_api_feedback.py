@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, inspect, select
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.service_settings import load_settings
+from imdb_sentiment.store import spool as spool_module
 from imdb_sentiment.store.database import PredictionStore, _row, upgrade
 from imdb_sentiment.store.records import PredictionRecord
 from imdb_sentiment.store.schema import scripts
@@ -174,13 +175,17 @@ def test_several_writers_share_the_database(database_url: str, tmp_path: Path) -
     assert count(stores[0]) == 800
 
 
+@pytest.mark.parametrize("body", ["by-column", "v2"])
 @pytest.mark.parametrize("row_by_row", [False, True], ids=["as-json", "row-by-row"])
 def test_a_record_reads_back_as_it_was_kept_every_field(
-    database_url: str, tmp_path: Path, row_by_row: bool
+    database_url: str, tmp_path: Path, row_by_row: bool, body: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the spool and the flusher's insert (SQLite's own JSON functions, or row by row
-    where they are missing, as on PostgreSQL): texts with quotes, escapes and other scripts,
-    absent optional fields, full doubles."""
+    where they are missing, as on PostgreSQL), in this release's spool bodies and in the ones
+    the release before left (a request's records as an array of objects): texts with quotes,
+    escapes and other scripts, absent optional fields, full doubles."""
+    if body == "v2":
+        monkeypatch.setattr(spool_module, "encode_request", spool_module._ENCODE)
     store = writer(database_url, tmp_path / "spool", keep_text=True)
     if row_by_row:
         store._json_insert = False  # an SQLite built without JSON functions
