@@ -7,8 +7,9 @@ the outage.
 
 Afterwards: every label acknowledged with a 201 is in the database with that label; every
 prediction answered with a 200 is in the database (nothing lost: the spool's bound lies above
-what the outage needs, and nothing was dropped); no record twice; no 5xx but 503; and two
-requests with the same X-Request-ID are two records, a guessed id a 404.
+what the outage needs, and nothing was dropped); no record twice, and none besides those of
+requests whose answer was lost on the way (a record is kept before its answer is sent); no 5xx
+but 503; and two requests with the same X-Request-ID are two records, a guessed id a 404.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Ledger:
     labelled: dict[tuple[str, int], str] = field(default_factory=dict)  # 201: label
     statuses: Counter[int] = field(default_factory=Counter)
     unreachable: int = 0
+    # Predictions sent whose answer never came (a worker SIGKILLed after it spooled them, a
+    # connection reset): the server may have kept them, the client cannot know their ids.
+    unanswered: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -58,6 +62,7 @@ def client(pods: list[Pod], ledger: Ledger, stop: threading.Event, seed: int) ->
     session = requests.Session()
     while not stop.is_set():
         pod = rnd.choice(pods)
+        predicting = False
         try:
             if ledger.predicted and rnd.random() < 0.3:
                 with ledger.lock:
@@ -70,6 +75,7 @@ def client(pods: list[Pod], ledger: Ledger, stop: threading.Event, seed: int) ->
                     with ledger.lock:
                         ledger.labelled[(rid, item)] = label
             else:
+                predicting = True
                 texts = [review(rnd) for _ in range(rnd.choice([1, 1, 2, 5]))]
                 answer = session.post(f"{pod.url}/api/v1/predict", json={"texts": texts},
                                       timeout=15)  # fmt: skip
@@ -81,6 +87,7 @@ def client(pods: list[Pod], ledger: Ledger, stop: threading.Event, seed: int) ->
         except requests.RequestException:  # a killed worker's connection, a pod restarting
             with ledger.lock:
                 ledger.unreachable += 1
+                ledger.unanswered += predicting
             time.sleep(0.05)
 
 
@@ -152,7 +159,11 @@ def assert_all_kept(pods: list[Pod], url: str, ledger: Ledger) -> int:
     missing = expected - set(stored)
     assert not missing, f"{len(missing)} of {len(expected)} answered predictions are not stored"
     assert max(stored.values()) == 1  # no record twice
-    assert set(stored) == expected  # and none that nobody was told about
+    # Nothing else, but the requests whose answer was lost on the way (kept before answering):
+    # whole requests, no more of them than predictions that went unanswered.
+    unknown = {rid for rid, _ in set(stored) - expected}
+    assert len(unknown) <= ledger.unanswered, (unknown, ledger.unanswered)
+    assert not unknown & set(ledger.predicted)
     lost = {k: v for k, v in ledger.labelled.items() if labels.get(k) != v}
     assert not lost, f"{len(lost)} acknowledged labels are not stored as acknowledged"
     server_errors = {s: n for s, n in ledger.statuses.items() if s >= 500 and s != 503}
