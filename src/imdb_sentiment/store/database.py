@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -39,7 +38,7 @@ from imdb_sentiment.core.labels import POSITIVE, Label
 from imdb_sentiment.store.engine import make_engine
 from imdb_sentiment.store.records import PredictionRecord
 from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
-from imdb_sentiment.store.spool import Spool, SpoolError, body_shape
+from imdb_sentiment.store.spool import Spool, SpoolError, body_shape, shape_fields
 from imdb_sentiment.store.store_settings import StoreSettings, Timeouts
 from imdb_sentiment.store.tables import feedback, predictions, store_tasks
 
@@ -647,11 +646,11 @@ def _sqlite_insert(shape: str) -> TextClause:
     record's array, a shared one from the body — the same for every record, so SQLite
     evaluates it once per body."""
     names = [column.name for column in predictions.columns]
-    if shape == "[":
+    varying = shape_fields(shape)
+    if varying is None:
         picks = [f"json_extract(value, '$.{name}')" for name in names]
         rows = "json_each(:body)"
     else:
-        varying = json.loads(shape[len('{"k":') :])
         picks = [f"json_extract(value, '$[{varying.index(name)}]')" if name in varying
                  else f"json_extract(:body, '$.c.{name}')" for name in names]  # fmt: skip
         rows = "json_each(:body, '$.r')"

@@ -405,6 +405,12 @@ def body_shape(body: str) -> str:
     return "[" if body.startswith("[") else body[: body.index("]") + 1]
 
 
+def shape_fields(shape: str) -> list[str] | None:
+    """The varying fields, in their positions, of bodies of this shape; None for v2 bodies
+    (objects keyed by field)."""
+    return None if shape == "[" else list(json.loads(shape[len('{"k":') :]))
+
+
 def _by_request(rows: list[dict[str, Any]]) -> list[tuple[Any, list[dict[str, Any]]]]:
     """Consecutive rows of one request id together (a request's records share one)."""
     return [(key, list(group)) for key, group in itertools.groupby(rows, lambda r: r["request_id"])]

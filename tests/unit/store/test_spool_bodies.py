@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imdb_sentiment.store.spool import body_shape, decode_request, encode_request
+from imdb_sentiment.store.spool import body_shape, decode_request, encode_request, shape_fields
 
 FIELDS = ["request_id", "item", "created", "probability", "label", "text", "shadow_version"]
 VALUES = st.one_of(
@@ -30,7 +30,7 @@ def test_a_request_decodes_to_its_records(records: list[dict[str, Any]]) -> None
     decoded = decode_request(json.loads(body))
     assert [typed(r) for r in decoded] == [typed(r) for r in records]
     shape = body_shape(body)
-    assert json.loads(shape[len('{"k":') :]) == json.loads(body)["k"]
+    assert json.loads(shape[len('{"k":') :]) == json.loads(body)["k"] == shape_fields(shape)
 
 
 def test_shared_fields_are_written_once_and_the_rest_by_position() -> None:
