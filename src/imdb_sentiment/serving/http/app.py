@@ -20,6 +20,7 @@ from imdb_sentiment.serving.http import api, docs, oip, ops, web
 from imdb_sentiment.serving.http.api_errors import ApiError, error_body
 from imdb_sentiment.serving.http.auth import TokenCheck
 from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.json_provider import OrjsonProvider
 from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.live_model import LiveModel
 from imdb_sentiment.serving.logs import (
@@ -55,10 +56,10 @@ def create_app(
 ) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     # One byte over the limit gets through Werkzeug, so read_body can tell "too large" apart from
     # "exactly at the limit" for chunked bodies too (Werkzeug cuts those silently).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     disable_created_metrics()  # *_created series only add noise for these dashboards
     metrics = Metrics()
     live = LiveModel(settings, metrics)

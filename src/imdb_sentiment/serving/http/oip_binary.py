@@ -12,10 +12,10 @@ add up is a `BinaryDataError` (the route's 400), never a guess.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
+from imdb_sentiment.serving.http import json_provider
 from imdb_sentiment.serving.tensors import TensorDataError, bytes_elements, encode
 
 HEADER = "Inference-Header-Content-Length"
@@ -90,7 +90,7 @@ def encode_outputs(answer: dict[str, Any], binary: set[str]) -> tuple[bytes, dic
         blob = encode(tensor.pop("data"), tensor["datatype"])
         tensor.setdefault("parameters", {})["binary_data_size"] = len(blob)
         blobs.append(blob)
-    header = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
+    header = json_provider.encode(answer)
     if not blobs:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(blobs), {

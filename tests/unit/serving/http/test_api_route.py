@@ -24,7 +24,7 @@ ROUTE = {
     "serving/http/context.py", "serving/live_model.py", "serving/scoring.py",
     "runtime/scorer.py", "core/text.py", "core/labels.py", "store/records.py",
     "store/database.py", "store/spool.py", "serving/predictions.py", "core/background.py",
-    "serving/metrics.py",
+    "serving/metrics.py", "serving/http/json_provider.py",
 }  # fmt: skip
 
 
