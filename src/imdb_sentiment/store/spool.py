@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 PREFIX = "spool.v3-"  # a row per request, its records by column (this format)
 # Releases before, adopted, never written: a row per request as an array of objects (their
 # table is this format's), and a row per record.
@@ -71,8 +73,6 @@ LEDGER = ("written", "dropped_full", "dropped_expired", "dropped_unavailable")
 # Numbers the spools one process opens: each has a file of its own, so two stores in one
 # process (an app built twice, a test) never wait on each other's claim.
 _SERIAL = itertools.count()
-# Built once: `json.dumps` with options builds an encoder on every call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -380,15 +380,18 @@ def encode_request(records: list[dict[str, Any]]) -> str:
     "r": [[a record's varying values, in k's order], ...]}`, `k` first (the flusher reads the
     body's shape from its start). A field is shared when every record has it with the same
     value and type; a record without a varying field has null there."""
-    first = records[0]
-    shared = {
-        name: value
-        for name, value in first.items()
-        if all(r.get(name, _MISSING) == value and type(r[name]) is type(value) for r in records)
-    }
-    varying = list(dict.fromkeys(n for r in records for n in r if n not in shared))
-    rows = [[r.get(n) for n in varying] for r in records]
-    return _ENCODE({"k": varying, "c": shared, "r": rows})
+    shared: dict[str, Any] = {}
+    varying: dict[str, list[Any]] = {}
+    for name in dict.fromkeys(itertools.chain.from_iterable(records)):  # first seen, first
+        column = [r.get(name, _MISSING) for r in records]
+        value = column[0]
+        # list.count and set(map(type)) compare in C: a request's 100 records in a few µs
+        if column.count(value) == len(column) and len(set(map(type, column))) == 1:
+            shared[name] = value
+        else:
+            varying[name] = [None if v is _MISSING else v for v in column]
+    rows = list(zip(*varying.values(), strict=True)) if varying else [()] * len(records)
+    return orjson.dumps({"k": list(varying), "c": shared, "r": rows}).decode()
 
 
 def decode_request(body: Any) -> list[dict[str, Any]]:
