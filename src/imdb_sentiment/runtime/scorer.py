@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,14 +65,13 @@ def read_threshold(directory: Path) -> float:
     return float(read_meta(directory).get("threshold", DEFAULT_THRESHOLD))
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
+class Contribution(NamedTuple):
     term: str
     weight: float
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
+# NamedTuples: immutable like a frozen dataclass, built ~4x faster (one per review served).
+class Score(NamedTuple):
     p_positive: float  # P(positive); the API's `probability` is P(label), `confidence` in code
     unknown_share: float  # share of word tokens outside the vocabulary (a drift signal)
     tokens: int

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from imdb_sentiment.core.labels import NEGATIVE, POSITIVE
 from imdb_sentiment.runtime.scorer import Score
@@ -29,8 +29,7 @@ from imdb_sentiment.store.records import PredictionRecord
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):  # one per review served: a NamedTuple is quick to build
     text: str
     score: Score
 

@@ -7,15 +7,16 @@ Standard library only: service workers build these on every sampled prediction.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 EVENT = "prediction"
 
 
-@dataclass(frozen=True)
-class PredictionRecord:
+class PredictionRecord(NamedTuple):
+    """Immutable; a NamedTuple rather than a frozen dataclass because the service builds one
+    per prediction, and a frozen dataclass of these 14 fields takes ~5x as long to build."""
+
     time: float  # UNIX seconds; ISO 8601 (UTC) in the JSON line
     request_id: str | None  # this server's id: the record's key, what feedback names
     model_version: str | None
@@ -33,7 +34,7 @@ class PredictionRecord:
     shadow_label: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        body = {"event": EVENT, **asdict(self), "time": iso(self.time)}
+        body = {"event": EVENT, **self._asdict(), "time": iso(self.time)}
         for optional in OPTIONAL:
             if body[optional] is None:
                 del body[optional]
@@ -60,7 +61,7 @@ class PredictionRecord:
         )
 
 
-FIELDS = tuple(f.name for f in fields(PredictionRecord))
+FIELDS = PredictionRecord._fields
 OPTIONAL = ("text", "client_request_id", "shadow_version", "shadow_probability", "shadow_label")
 
 
