@@ -101,8 +101,9 @@ test: install-dev ## Lint, type-check, check the layers and run the whole test s
 	mypy
 	lint-imports  # the architecture's contracts (pyproject.toml, docs/architecture.md)
 	pytest
-	# The scorer's tests again on its pure-Python fallback (what runs without the C kernel).
-	IMDB_SENTIMENT_KERNEL=python pytest -q tests/unit/runtime tests/model/test_fast_path.py
+	# The scorer's and the service's tests again on the pure-Python fallback (what runs without
+	# the C kernel): its batch path once gave numpy numbers that only the service's JSON refused.
+	IMDB_SENTIMENT_KERNEL=python pytest -q tests/unit/runtime tests/model/test_fast_path.py tests/unit/serving
 
 lint: install-dev ## ruff (lint + format check)
 	ruff check src tests benchmarks

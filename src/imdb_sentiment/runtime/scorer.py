@@ -566,9 +566,9 @@ def _score_batch(
     positive = _expit(decision)
     if not linear.positive_is_one:
         positive = 1.0 - positive
-    return [
-        Score(float(p), (n - k) / n if n else 0.0, int(n), label_at(float(p), threshold))
-        for p, n, k in zip(positive, lengths, known, strict=True)
+    return [  # Python numbers (a numpy scalar is not a float to every JSON encoder)
+        Score(p, (n - k) / n if n else 0.0, n, label_at(p, threshold))
+        for p, n, k in zip(positive.tolist(), lengths.tolist(), known.tolist(), strict=True)
     ]
 
 

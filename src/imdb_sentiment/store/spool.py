@@ -391,7 +391,8 @@ def encode_request(records: list[dict[str, Any]]) -> str:
         else:
             varying[name] = [None if v is _MISSING else v for v in column]
     rows = list(zip(*varying.values(), strict=True)) if varying else [()] * len(records)
-    return orjson.dumps({"k": list(varying), "c": shared, "r": rows}).decode()
+    body = {"k": list(varying), "c": shared, "r": rows}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY).decode()  # numpy: as json did
 
 
 def decode_request(body: Any) -> list[dict[str, Any]]:

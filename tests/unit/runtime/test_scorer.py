@@ -150,18 +150,22 @@ def test_direct_word_path_equals_the_string_path(name: str) -> None:
     np.testing.assert_allclose(fast, model.predict_proba(texts)[:, 1], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel if built", "numpy"])
 @pytest.mark.parametrize("name", CONFIGS)
-def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str) -> None:
+def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str, kernel: bool) -> None:
     plain = replace(SEED_CLEANING, remove_stopwords=False, expand_negations=True, lemmatize=False)
     features, nb, renorm, *clean = CONFIGS[name]
     model = build(features, nb, renorm, clean[0] if clean else plain)
     scorer = compile_pipeline(model)
+    if not kernel:
+        scorer.__dict__["native"] = None  # the cached property: the vectorised Python path
     texts, _ = tiny_texts(60, seed=14)
     # Empty and one-word reviews next to each other: n-grams must not span reviews.
     texts += ["", "great", "", "film", "not good", "a", "zzz qqq", "bad bad bad"]
     batch = scorer.score_batch(texts)
     single = [scorer.score(text) for text in texts]
     for b, s in zip(batch, single, strict=True):
+        assert (type(b.p_positive), type(b.unknown_share), type(b.tokens)) == (float, float, int)
         assert b.p_positive == pytest.approx(s.p_positive, abs=1e-12)
         assert (b.tokens, b.unknown_share) == (s.tokens, pytest.approx(s.unknown_share))
     np.testing.assert_allclose(

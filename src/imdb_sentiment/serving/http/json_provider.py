@@ -17,9 +17,13 @@ from flask import Response
 from flask.json.provider import DefaultJSONProvider
 
 # Flask's conversions for what orjson would write differently (dates: RFC 822, as Flask does);
-# int-like dict keys become strings as with `json.dumps`.
+# int-like dict keys become strings as with `json.dumps`; numpy numbers as numbers (`json.dumps`
+# writes a numpy float64, a float subclass, which orjson alone refuses).
 OPTIONS = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    orjson.OPT_NON_STR_KEYS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_SERIALIZE_NUMPY
 )
 
 

@@ -264,3 +264,32 @@ def test_not_blank_means_what_str_isspace_means_in_every_regex_engine() -> None:
             adapter.validate_python(char * 3)
     for text in ("a", "\x00", "\u200b", "\ufeff", " x "):
         assert re.search(NOT_BLANK, text) and adapter.validate_python(text) == text
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "python"])
+def test_batches_answer_on_both_scorers(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch routes with the compiled kernel and with the Python path that stands in for it
+    (no compiler; IMDB_SENTIMENT_KERNEL=python): the same answers, every route 200."""
+    from imdb_sentiment.core.config import FeatureParams
+    from imdb_sentiment.runtime import scorer
+    from imdb_sentiment.serving.http.app import create_app
+    from imdb_sentiment.serving.service_settings import load_settings
+    from tests.unit.runtime.test_kernel import model
+
+    if kernel == "python":
+        monkeypatch.setattr(scorer, "native_scorer", lambda *args: None)
+    pipeline = model(FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None))
+    client = create_app(load_settings(), model=pipeline).test_client()
+    texts = [POSITIVE, NEGATIVE, "ok", "Amélie, 東京"]
+    expected = pipeline.predict_proba(texts)[:, 1]
+    api = client.post("/api/v1/predict", json={"texts": texts})
+    mlflow = client.post("/invocations", json={"inputs": texts})
+    oip = client.post(
+        "/v2/models/imdb-sentiment/infer",
+        json={"inputs": [{"name": "text", "shape": [4], "datatype": "BYTES", "data": texts}]},
+    )
+    assert [r.status_code for r in (api, mlflow, oip)] == [200, 200, 200]
+    positive = [p["scores"]["positive"] for p in api.get_json()["predictions"]]
+    np.testing.assert_allclose(positive, expected, atol=1e-6)
+    np.testing.assert_allclose(np.array(mlflow.get_json()["predictions"])[:, 1], expected)
+    np.testing.assert_allclose(oip.get_json()["outputs"][0]["data"], expected, atol=1e-6)
