@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import requests
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import binomtest
 from sklearn.pipeline import Pipeline
 
@@ -72,12 +73,21 @@ def trained(train: list[tuple[str, str]], flip: float, seed: int) -> Pipeline:
 
 
 def wait_for_shadow(pod: Pod, version: str) -> None:
+    """Until every live worker of the pod shadows `version` (`/version` is one worker's
+    answer; `shadow_model_info` keeps an old version at 1 while any worker still has it)."""
     deadline = time.monotonic() + 60
     while True:
-        shadow = requests.get(f"{pod.url}/version", timeout=10).json()["shadow"]
-        if shadow is not None and shadow["version"] == version:
+        text = requests.get(f"{pod.url}/metrics", timeout=10).text
+        loaded = {
+            s.labels["version"]
+            for family in text_string_to_metric_families(text)
+            if family.name == "shadow_model_info"
+            for s in family.samples
+            if s.value == 1
+        }
+        if loaded == {version}:
             return
-        assert time.monotonic() < deadline, f"the service never shadowed version {version}"
+        assert time.monotonic() < deadline, f"the workers shadow {loaded}, never only {version}"
         time.sleep(0.2)
 
 

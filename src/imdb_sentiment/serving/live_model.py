@@ -198,14 +198,16 @@ class LiveModel:
     def _swap(self, loaded: LoadedModel) -> None:
         old = self._current
         self._current = loaded  # the atomic swap
+        info = self.metrics.shadow_model_info if self.shadow else self.metrics.model_info
+        if old is not None and old.version != loaded.version:
+            info.labels(name=old.name, version=old.version).set(0)
+        info.labels(name=loaded.name, version=loaded.version).set(1)
         if self.shadow:
             log.info("shadowing %s version %s", loaded.name, loaded.version)
             return
         if old is not None and old.version != loaded.version:
-            self.metrics.model_info.labels(name=old.name, version=old.version).set(0)
             for metric in old.quality:
                 self.metrics.evaluated.labels(old.name, old.version, metric).set(0)
-        self.metrics.model_info.labels(name=loaded.name, version=loaded.version).set(1)
         for metric, value in loaded.quality.items():
             self.metrics.evaluated.labels(loaded.name, loaded.version, metric).set(value)
         # Every outcome exists from the start at 0: increase() over a window then counts the

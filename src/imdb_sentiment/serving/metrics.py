@@ -94,6 +94,15 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        # The candidate each worker scores in the shadow, like model_info: an old version stays
+        # at 1 while any live worker still shadows it (a report then mixes both).
+        self.shadow_model_info = Gauge(
+            "shadow_model_info",
+            "Candidate scored in the shadow (1 = loaded)",
+            ["name", "version"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         # The served version's test-split quality, as registered (quality/metrics.json of the
         # model): accuracy, f1, roc_auc, ece. Old versions drop to 0 on a swap, like model_info.
         self.evaluated = Gauge(

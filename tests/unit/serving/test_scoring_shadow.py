@@ -52,6 +52,9 @@ def test_the_candidate_is_recorded_beside_production_never_returned(
     shadowed = {dict(k[1])["agreement"]: v for k, v in samples(client).items()
                 if k[0] == "shadow_predictions_total"}  # fmt: skip
     assert shadowed == {"disagree": 4.0}
+    loaded = {k[0]: dict(k[1])["version"] for k, v in samples(client).items() if v == 1
+              and k[0] in ("model_info", "shadow_model_info")}  # fmt: skip
+    assert loaded == {"model_info": "injected", "shadow_model_info": "shadow"}
 
 
 def test_feedback_with_a_text_is_always_a_labelled_pair(
