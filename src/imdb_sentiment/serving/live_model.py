@@ -141,7 +141,9 @@ class LiveModel:
                 and self._current is not None
                 and (pointer is None or pointer.version is None)
             ):
-                log.info("no longer shadowing version %s", self._current.version)
+                gone = self._current
+                log.info("no longer shadowing version %s", gone.version)
+                self.metrics.shadow_model_info.labels(name=gone.name, version=gone.version).set(0)
                 self._current = None
                 return True
             if pointer is None or pointer.version is None:

@@ -100,3 +100,20 @@ def test_sample_zero_shadows_nothing(small_model: Pipeline, database_url: str) -
     stored = records.lookup(response.headers["X-Request-ID"], 1)
     assert stored.shadow_version is None
     assert not [k for k in samples(client) if k[0] == "shadow_predictions_total"]
+
+
+def test_a_withdrawn_candidate_leaves_the_shadow_gauge(
+    small_model: Pipeline, database_url: str, tmp_path: Path
+) -> None:
+    from imdb_sentiment.runtime.cache import Pointer
+
+    settings = load_settings(database_url=database_url, shadow_sample=1.0,
+                             model_cache_dir=str(tmp_path))  # fmt: skip
+    app = create_app(settings, model=small_model, shadow_model=tiny_model(flipped=True))
+    shadow = ServiceContext.of(app).shadow_model
+    assert shadow is not None
+    shadow.cache.write_pointer(Pointer("imdb-sentiment", None, None, "registry", "promoted"))
+    assert shadow.follow() and shadow.current is None
+    gauge = {dict(k[1])["version"]: v for k, v in samples(app.test_client()).items()
+             if k[0] == "shadow_model_info"}  # fmt: skip
+    assert gauge == {"shadow": 0.0}
