@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # Serving image: gunicorn + Flask on port 5005, non-root, runtime dependencies only.
 # A release image bakes one exact registered version and serves it (MODEL_VERSION), with or
 # without a reachable registry; without MODEL_VERSION the image follows $MODEL_ALIAS instead.
