@@ -16,6 +16,7 @@ The feedback path reads and writes the database synchronously, within a budget
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import logging
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,9 +108,13 @@ def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
     from alembic.util import CommandError
 
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # its start-up chatter
-    engine = make_engine(url, timeouts or Timeouts(statement_s=600.0, lock_s=5.0), pool_size=1)
+    timeouts = timeouts or Timeouts(statement_s=600.0, lock_s=5.0)
+    engine = make_engine(url, timeouts, pool_size=1)
     try:
-        with engine.connect() as connection:
+        # One migrator at a time: PostgreSQL's advisory lock (migrations/env.py) serialises the
+        # migration itself; on SQLite every worker of a first start would race to create
+        # alembic_version, so the whole check-then-migrate runs under a lock file.
+        with sqlite_migration_lock(url, timeouts.statement_s), engine.connect() as connection:
             state = inspect_schema(connection)
             if state.status == "incompatible":
                 raise SchemaError(state.detail)
@@ -124,6 +130,34 @@ def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
     finally:
         engine.dispose()
     return state
+
+
+@contextmanager
+def sqlite_migration_lock(url: str, wait_s: float) -> Iterator[None]:
+    """An exclusive lock file beside an SQLite database (nothing for other databases)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        yield
+        return
+    path = Path(database).absolute().with_name(Path(database).name + ".migration-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailableError(
+                        f"another process held the migration lock {path} for {wait_s:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def schema_state(engine: Engine) -> SchemaState:

@@ -155,3 +155,18 @@ def test_a_service_on_an_unmigrated_store_is_not_ready_until_the_release_step(
     assert records is not None
     records.check_schema()  # what the watcher does within its interval
     assert client.get("/readyz").status_code == 200
+
+
+def _upgrade_in_process(url: str) -> str:
+    return upgrade(url).status
+
+
+def test_first_start_migrates_once_among_many(empty_url: str) -> None:
+    """Every worker of a first start on the embedded store migrates at once
+    (DATABASE_MIGRATE=auto): one migrates, the others wait and find the schema current."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        states = pool.map(_upgrade_in_process, [empty_url] * 6)
+    assert states == ["current"] * 6
+    assert state_of(empty_url).status == "current"
