@@ -52,6 +52,13 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         yield staging
-        os.replace(staging, path)
+        publish_dir(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_dir(staging: Path, path: Path) -> None:
+    """Rename a staged directory to `path`, readable by every user: mkdtemp makes it 0700, and
+    a directory staged by root while building an image is read by the service's own user."""
+    staging.chmod(0o755)
+    os.replace(staging, path)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from imdb_sentiment.core.atomic import atomic_dir
+from imdb_sentiment.core.atomic import atomic_dir, publish_dir
 from imdb_sentiment.core.config import MODEL_URI, STAGING_ALIAS
 from imdb_sentiment.core.errors import first_line
 from imdb_sentiment.core.model_settings import ModelSettings
@@ -39,6 +39,23 @@ def quiet_http_defaults() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+class RegistryUnavailableError(RuntimeError):
+    pass
+
+
+def require_registry(uri: str) -> None:
+    """A reader never creates a registry: an SQLite one that does not exist (the default
+    `sqlite:///mlflow.db` in a container with no MLFLOW_TRACKING_URI) is absent at once, not
+    after MLflow's minute of retries trying to create it on a read-only disk."""
+    if not uri.startswith("sqlite:///"):
+        return
+    database = uri.removeprefix("sqlite:///").split("?")[0]  # sqlite:////abs or sqlite:///rel
+    if database not in ("", ":memory:") and not Path(database).exists():
+        raise RegistryUnavailableError(
+            f"no registry: {uri} does not exist (MLFLOW_TRACKING_URI names the registry)"
+        )
+
+
 class RegistrySync:
     def __init__(self, settings: ModelSettings, cache: ModelCache) -> None:
         self.settings = settings
@@ -48,6 +65,7 @@ class RegistrySync:
         from mlflow import MlflowClient
 
         uri = self.settings.mlflow_tracking_uri
+        require_registry(uri)
         found = MlflowClient(uri, uri).get_model_version_by_alias(
             self.settings.model_name, self.settings.model_alias
         )
@@ -60,13 +78,14 @@ class RegistrySync:
         target = self.cache.version_dir(version.version)
         if (target / "MLmodel").exists():
             return target
+        require_registry(self.settings.mlflow_tracking_uri)
         self.cache.dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.cache.dir, prefix=".download-"))
         try:
             uri = f"models:/{self.settings.model_name}/{version.version}"
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(staging))
             if not target.exists():
-                os.replace(local, target)
+                publish_dir(Path(local), target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target

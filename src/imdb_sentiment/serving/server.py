@@ -1,15 +1,15 @@
 """The service's process model, as gunicorn runs it (`gunicorn.conf.py` only hands gunicorn
 `Server.from_environment().gunicorn_options()`):
 
-- the **master** binds the port and, before any worker boots, runs the model sync once
+- the **master** binds the port and, before any worker boots, syncs production's version once
   (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model;
 - **workers** (`serving.http.wsgi`) follow the model cache's pointer (MODEL_SYNC=sidecar) and never
   import MLflow or scikit-learn; each writes out its prediction log and queued prediction
   records after its last request (`worker_exit`);
-- the **model sync** (`model-sync --watch`, MODEL_RELOAD_INTERVAL > 0) follows the registry in a
-  process of its own, and the **gRPC fronts** (GRPC_PORT, GRPC_WORKERS processes of
-  `serving.grpc`) serve beside the workers; the master keeps each alive with a `Supervisor` and
-  stops them by process id when it exits.
+- the **model sync** (`model-sync --watch`) finds the shadowed candidate and follows the
+  registry (MODEL_RELOAD_INTERVAL) in a process of its own, and the **gRPC fronts** (GRPC_PORT,
+  GRPC_WORKERS processes of `serving.grpc`) serve beside the workers; the master keeps each
+  alive with a `Supervisor` and stops them by process id when it exits.
 
 Schema migrations are not the server's job: the release step runs `imdb-sentiment db upgrade`,
 and the workers judge the schema they find (`/readyz`).
@@ -18,6 +18,7 @@ and the workers judge the schema they find (`/readyz`).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -110,7 +111,10 @@ class Server:
     def when_ready(self, server: Any) -> None:
         """Master, workers booting: start the processes beside them."""
         warn = server.log.warning
-        if self.settings.reload_interval > 0:
+        # The watch follows the registry (MODEL_RELOAD_INTERVAL) and finds the shadowed candidate:
+        # looked up here, beside the serving workers, never before them (a slow or absent
+        # registry must not delay the start).
+        if self.settings.reload_interval > 0 or self.settings.shadow_sample > 0:
             self.children.append(Supervisor([*_SELF, MODEL_SYNC, "--watch"], warn))
         if self.settings.grpc_port:
             self.children.extend(Supervisor(_GRPC, warn) for _ in range(self.settings.grpc_workers))
@@ -212,32 +216,41 @@ def model_sync(watch: bool) -> int:
     configure(settings)
     cache = ModelCache(settings.model_cache_dir, settings.model_name)
     sync = RegistrySync(settings, cache)
-    # The shadowed candidate follows the registry in the same process, after production.
-    shadow = ShadowSync(settings, cache, settings.shadow_model_uri).sync
-    also = shadow if settings.shadow_sample > 0 else None
-    if not watch:
-        _sync_once(sync, also)
+    if not watch:  # before the workers boot: production's version only
+        _sync_production(sync)
         return 0
+    # The shadowed candidate follows the registry in the same process, after production.
+    also = None
+    if settings.shadow_sample > 0:
+        also = functools.partial(
+            _sync_shadow, ShadowSync(settings, cache, settings.shadow_model_uri)
+        )
+        also()
     from imdb_sentiment.serving.metrics import Metrics
 
     failures = Metrics().reloads.labels(result="failure")  # summed with the workers' metrics
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sync.watch(settings.reload_interval, stop, failures.inc, also)
+    if settings.reload_interval > 0:
+        sync.watch(settings.reload_interval, stop, failures.inc, also)
+    else:  # nothing to follow: stay, so the supervisor does not start this again
+        stop.wait()
     return 0
 
 
-def _sync_once(sync: Any, also: Callable[[], Any] | None) -> None:
+def _sync_production(sync: Any) -> None:
     try:
         pointer = sync.sync()
         log.info("serving %s version %s", pointer.name, pointer.version)
     except Exception as exc:
         log.warning("registry sync failed, workers use the cache if any: %s", exc)
-    if also is not None:
-        candidate = also()
-        reason = f" ({candidate.reason})" if candidate.reason else ""
-        log.info("shadowing version %s%s", candidate.version, reason)
+
+
+def _sync_shadow(shadow: Any) -> None:
+    candidate = shadow.sync()
+    reason = f" ({candidate.reason})" if candidate.reason else ""
+    log.info("shadowing version %s%s", candidate.version, reason)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -222,3 +222,20 @@ def test_the_service_labels_at_the_registered_threshold_even_when_it_compiles_it
     # MLflow model, whose metadata carries the same threshold.
     cache = ModelCache(load_settings().model_cache_dir, load_settings().model_name)
     assert cache.compile_model(version).threshold == 0.965
+
+
+def test_a_registry_that_does_not_exist_is_absent_at_once(tmp_path: Path) -> None:
+    """A container without MLFLOW_TRACKING_URI has the default SQLite registry on a read-only
+    disk: the sync says "no registry" at once instead of MLflow's minute of retries creating it
+    (a release image's start waited 122 s for its shadow lookup)."""
+    from imdb_sentiment.runtime.sync import RegistrySync, RegistryUnavailableError, ShadowSync
+
+    missing = settings(mlflow_tracking_uri=f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
+    cache = ModelCache(tmp_path / "cache", missing.model_name)
+    started = time.monotonic()
+    with pytest.raises(RegistryUnavailableError, match="does not exist"):
+        RegistrySync(missing, cache).sync()
+    candidate = ShadowSync(missing, cache, None).sync()
+    assert candidate.version is None and "does not exist" in candidate.reason
+    assert time.monotonic() - started < 2
+    assert not (tmp_path / "none").exists()  # nothing created

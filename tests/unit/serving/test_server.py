@@ -90,7 +90,7 @@ def test_the_master_starts_the_sync_watch_and_grpc_fronts_and_stops_them(
     finally:
         server.on_exit(log)
     assert all(c.process is not None and c.process.poll() is not None for c in server.children)
-    quiet = Server(load_settings(reload_interval=0, grpc_port=0), str(tmp_path))
+    quiet = Server(load_settings(reload_interval=0, grpc_port=0, shadow_sample=0), str(tmp_path))
     quiet.when_ready(log)
     assert quiet.children == []
 
