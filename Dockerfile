@@ -30,7 +30,9 @@ RUN pip install --require-hashes --no-deps -r requirements/bootstrap.txt \
 COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 # Built by the pinned setuptools above (no isolated build env fetching the newest one).
+# The installer leaves with the build: the runtime stage copies a venv without pip/setuptools.
 RUN pip install --no-deps --no-build-isolation . \
+    && pip uninstall -q -y setuptools pip \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 # The kernel is optional where a machine has no compiler; this image has one, so it must be in.
 RUN python -c "from imdb_sentiment.runtime.kernel import KERNEL; assert KERNEL == 'compiled'"
@@ -85,6 +87,12 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 EXPOSE 5005 8081
-HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '5005') + '/healthz', timeout=2)"]
-ENTRYPOINT ["imdb-sentiment", "serve"]
+# Healthy means "can serve": /readyz (a model loaded, a usable store schema, the gRPC front up),
+# as Kubernetes' readiness probe asks; /healthz only says the server answers. Compose's
+# `depends_on: service_healthy` and `docker ps` read this.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '5005') + '/readyz', timeout=2)"]
+# `docker run IMAGE` serves; `docker run IMAGE db upgrade` is the release step's migration (the
+# Kubernetes Job and compose's migrate service run the same command).
+ENTRYPOINT ["imdb-sentiment"]
+CMD ["serve"]

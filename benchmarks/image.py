@@ -1,12 +1,13 @@
-"""What the serving image carries, and what serving imports of it.
+"""The serving image, built on a real Docker daemon from the committed context, and run each way.
 
-Usage:  python benchmarks/image.py [--workdir DIR]
+Usage:  python benchmarks/image.py [--skip-runs]
 
-No Docker engine here: the image's Python layer is rebuilt as the Dockerfile builds it (its own
-`pip install` lines, read from the Dockerfile, in a fresh venv, as tests/integration/
-test_serving_install.py does). Prints the venv's size, the largest distributions, and for each
-whether a serving process imports it: a worker (the app factory and the compiled scorer) and the
-registry sync process (MLflow's client; compiling a version that has no compiled scorer yet).
+Prints: a cold build (`--no-cache`) and a rebuild after a source change, the image's size and
+its base's (the figure a user sees is the difference plus their base), the venv's size and its
+largest distributions with what a worker and the sync process import of them. Then it runs
+tests/integration/test_image.py, which starts the image as the prod and dev Deployments, as a
+release with no registry, and as compose, and prints its `figure:` lines (time to ready, time to
+stop). Needs BuildKit (Debian's /usr/bin/docker, or DOCKER_BUILDKIT=1) and the base image.
 """
 
 from __future__ import annotations
@@ -14,90 +15,99 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.integration.test_serving_install import (  # noqa: E402
-    build_context,
-    build_pip_commands,
+DOCKER = (
+    "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
 )
-
+TAG = "imdb-sentiment:bench"
 PROBE = """
-import importlib.metadata as md, json, sys
-import imdb_sentiment.serving.http.app, imdb_sentiment.serving.http.wsgi  # noqa: F401
-worker = {m.split('.')[0] for m in sys.modules}
-import imdb_sentiment.serving.server, imdb_sentiment.runtime.compile  # noqa: F401
-import mlflow.sklearn  # noqa: F401  (the sync loads a version to compile it)
-sync = {m.split('.')[0] for m in sys.modules}
+import importlib.metadata as md, json, os, sys
+sizes = {}
+for dist in md.distributions():
+    files = [f for f in (dist.files or []) if not str(f).startswith("..")]
+    sizes[dist.metadata["Name"]] = sum(os.path.getsize(f.locate()) for f in files
+                                       if os.path.isfile(f.locate()))
+import imdb_sentiment.serving.http.wsgi  # noqa: F401  (a worker: the app factory)
+worker = {m.split(".")[0] for m in sys.modules}
+import imdb_sentiment.serving.server, imdb_sentiment.runtime.sync, mlflow.artifacts  # noqa
+sync = {m.split(".")[0] for m in sys.modules}
 owners = md.packages_distributions()
-def dists(mods): return sorted({d for m in mods for d in owners.get(m, [])})
-print(json.dumps({"worker": dists(worker), "sync": dists(sync)}))
+dists = lambda mods: sorted({d for m in mods for d in owners.get(m, [])})
+print(json.dumps({"sizes": sizes, "worker": dists(worker), "sync": dists(sync)}))
 """
 
 
-def size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+def docker(*args: str) -> str:
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    return subprocess.run([DOCKER, *args], env=env, check=True, capture_output=True,
+                          text=True).stdout  # fmt: skip
+
+
+def timed_build(*extra: str, context: Path = ROOT) -> float:
+    started = time.monotonic()
+    docker("build", "--network=host", "-t", TAG, *extra, str(context))
+    return time.monotonic() - started
+
+
+def base_image() -> str:
+    found = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert found
+    return found[1]
+
+
+def source_change_rebuild() -> float:
+    """A rebuild after a one-line change under src/, in a copy of the committed context."""
+    with tempfile.TemporaryDirectory() as tmp:
+        context = Path(tmp) / "context"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(context)],
+                       check=True)  # fmt: skip
+        try:
+            init = context / "src/imdb_sentiment/__init__.py"
+            init.write_text(init.read_text() + "\n# rebuilt\n")
+            return timed_build(context=context)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(context)],
+                           check=True)  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.mkdtemp(prefix="image-")))
+    parser.add_argument("--skip-runs", action="store_true", help="no test_image.py run")
     args = parser.parse_args()
-    context, venv = args.workdir / "src", args.workdir / "venv"
-    for name in build_context():
-        (context / name).parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, context / name)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "PIP_NO_INPUT": "1"}
-    for command in build_pip_commands():
-        subprocess.run([*command, "-q"], cwd=context, env=env, check=True)
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    imported = json.loads(  # the last line: building the app (wsgi) logs JSON lines before it
-        subprocess.run(
-            ["python", "-c", PROBE],
-            # As gunicorn.conf.py runs workers: the sync is a separate process (sidecar).
-            env={**env, "MODEL_SYNC": "sidecar", "MODEL_CACHE_DIR": str(args.workdir / "cache")},
-            cwd=args.workdir,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    listed = json.loads(
-        subprocess.run(
-            ["pip", "list", "--format", "json"], env=env, capture_output=True, text=True, check=True
-        ).stdout
-    )
-    sizes = {}
-    for info in site.glob("*.dist-info"):
-        name = info.name.split("-")[0]
-        record = info / "RECORD"
-        files = (
-            [line.split(",")[0] for line in record.read_text().splitlines()]
-            if record.exists()
-            else []
-        )
-        sizes[name] = sum((site / f).stat().st_size for f in files if (site / f).is_file())
-    worker = {d.lower().replace("-", "_") for d in imported["worker"]}
-    sync = {d.lower().replace("-", "_") for d in imported["sync"]}
-    print(f"serving venv: {size(venv) / 1e6:.0f} MB, {len(listed)} distributions")
-    print(f"imported by a worker: {len(worker)}; by the sync process: {len(sync)}")
+    print(f"cold build (--no-cache): {timed_build('--no-cache'):.0f} s")
+    print(f"rebuild after a source change: {source_change_rebuild():.0f} s")
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", TAG)) / 1e6
+    base = int(docker("image", "inspect", "-f", "{{.Size}}", base_image())) / 1e6
+    print(f"image: {size:.0f} MB = base {base_image()} {base:.0f} MB + {size - base:.0f} MB")
+    found = json.loads(docker("run", "--rm", "--entrypoint", "python", "-e", "MODEL_SYNC=sidecar",
+                              TAG, "-c", PROBE).strip().splitlines()[-1])  # fmt: skip
+    worker, sync = set(found["worker"]), set(found["sync"])
+    total = sum(found["sizes"].values())
+    print(f"venv: {total / 1e6:.0f} MB in {len(found['sizes'])} distributions; a worker imports "
+          f"{len(worker)}, the sync process {len(sync)}")  # fmt: skip
     print(f"{'distribution':28} {'MB':>6}  imported by")
-    for name, nbytes in sorted(sizes.items(), key=lambda kv: -kv[1])[:20]:
-        key = name.lower().replace("-", "_")
-        where = "worker+sync" if key in worker else "sync" if key in sync else "-"
+    for name, nbytes in sorted(found["sizes"].items(), key=lambda kv: -kv[1])[:15]:
+        where = "worker+sync" if name in worker else "sync" if name in sync else "-"
         print(f"{name:28} {nbytes / 1e6:6.1f}  {where}")
-    unused = sum(n for name, n in sizes.items() if name.lower().replace("-", "_") not in sync)
-    print(f"never imported by serving: {unused / 1e6:.0f} MB")
-    return 0
+    if args.skip_runs:
+        return 0
+    env = {**os.environ, "CI": os.environ.get("CI", "true")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                           "tests/integration/test_image.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    for line in done.stdout.splitlines():
+        if line.lstrip(". ").startswith("figure:"):
+            print(line.lstrip(". ").removeprefix("figure: "))
+    print(done.stdout.strip().splitlines()[-1])
+    return done.returncode
 
 
 if __name__ == "__main__":

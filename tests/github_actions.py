@@ -24,7 +24,15 @@ from typing import Any
 
 import yaml
 
-DURATIONS = {"test": 20, "release": 10, "image": 5, "deploy": 10, "drift": 2, "rollback": 3}
+DURATIONS = {
+    "test": 20,
+    "image-tests": 15,
+    "release": 10,
+    "image": 5,
+    "deploy": 10,
+    "drift": 2,
+    "rollback": 3,
+}
 OUTPUTS = {"drift": {"drifted": "true"}}  # what a finished job reports to `needs`
 
 

@@ -37,9 +37,9 @@ def test_dockerfile_shape() -> None:
     assert len(re.findall(r"^FROM ", text, re.M)) >= 2  # multi-stage
     assert "slim" in text
     assert re.search(r"^USER 10001", text, re.M)
-    assert re.search(r"^HEALTHCHECK .*", text, re.M) and "/healthz" in text
+    assert re.search(r"^HEALTHCHECK .*", text, re.M) and "/readyz" in text
     assert re.search(r"^EXPOSE 5005", text, re.M)
-    assert 'ENTRYPOINT ["imdb-sentiment", "serve"]' in text
+    assert 'ENTRYPOINT ["imdb-sentiment"]' in text and 'CMD ["serve"]' in text
     # A release image bakes one exact version, says which, and serves it from outside the
     # writable cache (which compose's tmpfs and the pod's emptyDir cover).
     assert "ARG MODEL_VERSION" in text and "MODEL_VERSION=${MODEL_VERSION}" in text
@@ -269,8 +269,9 @@ def test_workflow_stages_permissions_and_pins() -> None:
     assert flow["permissions"] == {"contents": "read"}
     assert "concurrency" in flow
     jobs = flow["jobs"]
-    assert list(jobs) == ["test", "release", "image", "deploy"]  # rollback: rollback.yaml
-    assert jobs["release"]["needs"] == "test" and jobs["image"]["needs"] == "release"
+    assert list(jobs) == ["test", "image-tests", "release", "image", "deploy"]  # + rollback.yaml
+    assert jobs["release"]["needs"] == ["test", "image-tests"]
+    assert jobs["image"]["needs"] == "release"
     assert jobs["deploy"]["needs"] == ["release", "image"]
     for path in sorted((ROOT / ".github/workflows").glob("*.yaml")):  # every workflow
         for job in yaml.safe_load(path.read_text())["jobs"].values():
@@ -328,7 +329,7 @@ def check_pull_request_safety(flow: dict[Any, Any]) -> list[str]:
 
 def test_pull_requests_never_touch_the_registry_or_production() -> None:
     flow = workflow()
-    assert pull_request_jobs(flow) == ["test"]
+    assert pull_request_jobs(flow) == ["test", "image-tests"]
     assert check_pull_request_safety(flow) == []
     # ...and the check does catch the old design: a PR job that runs the pipeline with secrets.
     bad = workflow()
@@ -768,9 +769,9 @@ def test_network_policy_admits_the_ingress_controller_and_prometheus_as_rendered
     grpc = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")  # the gRPC front
     assert grpc["appProtocol"] == "kubernetes.io/h2c"
     assert admits(policy, pod, (CONTROLLER, NGINX_NS), ports[grpc["targetPort"]])
-    job = next(d for d in docs if d["kind"] == "Job")  # the migration serves nothing
-    migration = (job["spec"]["template"]["metadata"]["labels"], ours)
-    assert not admits(policy, migration, (PROMETHEUS, namespace("monitoring")), port)
+    for job in (d for d in docs if d["kind"] == "Job"):  # the migration serves nothing
+        migration = (job["spec"]["template"]["metadata"]["labels"], ours)
+        assert not admits(policy, migration, (PROMETHEUS, namespace("monitoring")), port)
 
 
 def test_the_policy_evaluation_catches_kustomizes_rewrite() -> None:

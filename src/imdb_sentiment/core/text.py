@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 _HTML_TAG = re.compile(r"<[^>]{1,200}>")
@@ -99,12 +100,16 @@ def _replace(text: str, pattern: re.Pattern[str], table: dict[int, str]) -> str:
     return text.translate(table) if text.isascii() else pattern.sub(" ", text)
 
 
+STOP_WORDS_FILE = "english_stop_words.txt"
+
+
 @cache
 def stop_words() -> frozenset[str]:
-    """scikit-learn's English list, loaded only by models that remove stop words."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
+    """scikit-learn's English list (`ENGLISH_STOP_WORDS`, the one the seed project used), kept
+    as a file beside this module so a serving image without scikit-learn cleans the same way;
+    tests/unit/core/test_text.py checks it equals scikit-learn's."""
+    words = (Path(__file__).with_name(STOP_WORDS_FILE)).read_text(encoding="utf-8").split()
+    return frozenset(words)
 
 
 def _separate_marks(text: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from imdb_sentiment.core.atomic import atomic_path
+from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
 from imdb_sentiment.runtime.scorer import (
     META_FILE,
@@ -105,11 +106,18 @@ class ModelCache:
 
     def compile_model(self, version: str) -> FastScorer:
         """Compile the downloaded MLflow model of `version` (needs MLflow and scikit-learn)."""
-        import mlflow.sklearn
-        from mlflow.models import Model
+        try:
+            import mlflow.sklearn
+            from mlflow.models import Model
 
-        from imdb_sentiment.model.legacy import accept_old_module_paths
-        from imdb_sentiment.runtime.compile import compile_pipeline
+            from imdb_sentiment.model.legacy import accept_old_module_paths
+            from imdb_sentiment.runtime.compile import compile_pipeline
+        except ImportError as exc:  # the serving image: no scikit-learn (pyproject.toml)
+            raise PipelineError(
+                f"version {version} carries no compiled scorer, and compiling one needs the "
+                f"pipeline's dependencies ({exc.name} is not installed here): serve it from an "
+                "installation with the pipeline extra, or register it with this release"
+            ) from exc
 
         accept_old_module_paths()  # versions registered before the package's rooms
         directory = str(self.version_dir(version))

@@ -124,3 +124,13 @@ def test_separated_punctuation_marks_become_tokens() -> None:
     assert tokenize(out, whitespace=True) == out.split(" ")
     # sklearn's default pattern would drop every mark, "8/10" and one-letter words.
     assert "!" not in tokenize(out) and "10" in tokenize(out)
+
+
+def test_the_stop_word_list_is_scikit_learns() -> None:
+    """The list ships beside core/text.py (the serving image has no scikit-learn); it must be
+    exactly the one models were trained with."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from imdb_sentiment.core.text import stop_words
+
+    assert stop_words() == frozenset(ENGLISH_STOP_WORDS)
