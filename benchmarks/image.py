@@ -71,7 +71,7 @@ def source_change_rebuild() -> float:
                        check=True)  # fmt: skip
         try:
             init = context / "src/imdb_sentiment/__init__.py"
-            init.write_text(init.read_text() + "\n# rebuilt\n")
+            init.write_text(init.read_text() + f"\n# rebuilt at {time.time()}\n")  # a new layer
             return timed_build(context=context)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(context)],
@@ -87,8 +87,9 @@ def main() -> int:
     size = int(docker("image", "inspect", "-f", "{{.Size}}", TAG)) / 1e6
     base = int(docker("image", "inspect", "-f", "{{.Size}}", base_image())) / 1e6
     print(f"image: {size:.0f} MB = base {base_image()} {base:.0f} MB + {size - base:.0f} MB")
-    found = json.loads(docker("run", "--rm", "--entrypoint", "python", "-e", "MODEL_SYNC=sidecar",
-                              TAG, "-c", PROBE).strip().splitlines()[-1])  # fmt: skip
+    probe = ["run", "--rm", "--entrypoint", "sh", "-e", "MODEL_SYNC=sidecar", TAG, "-c",
+             'mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && exec python -c "$0"', PROBE]  # fmt: skip
+    found = json.loads(docker(*probe).strip().splitlines()[-1])
     worker, sync = set(found["worker"]), set(found["sync"])
     total = sum(found["sizes"].values())
     print(f"venv: {total / 1e6:.0f} MB in {len(found['sizes'])} distributions; a worker imports "

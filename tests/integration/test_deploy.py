@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from imdb_sentiment.serving.service_settings import load_settings
 from tests.conftest import require_tool
 from tests.project import ROOT
 
@@ -167,8 +168,19 @@ def test_deployment_is_production_grade(overlay: str) -> None:
         config["metadata"]["name"]
     ]
     assert any("secretRef" in e for e in env_from)
-    assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
-    assert pod["spec"]["terminationGracePeriodSeconds"] > 30 + 5  # preStop + gunicorn drain
+    stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert stop[0] == "sleep"
+    # SIGTERM comes after preStop; gunicorn then drains for TIMEOUT (its graceful timeout,
+    # within which each process writes its spool out: Settings.drain_s) before the kubelet's
+    # SIGKILL at terminationGracePeriodSeconds.
+    settings = load_settings(**{k.lower(): v for k, v in config["data"].items()
+                                if k in ("TIMEOUT", "WORKERS")})  # fmt: skip
+    assert pod["spec"]["terminationGracePeriodSeconds"] > int(stop[1]) + settings.timeout
+    assert settings.drain_s < settings.timeout
+    # The spool's bound (the whole directory) below its volume's sizeLimit, with headroom.
+    bound = float(config["data"]["PREDICTION_SPOOL_MAX_MB"]) * 2**20
+    limit = volumes["spool"]["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Mi") and bound <= 0.8 * int(limit[:-2]) * 2**20
     assert cpu(container["resources"]["requests"]["cpu"]) >= (0.25 if overlay == "dev" else 1.0)
     # Traffic enters through a TLS Ingress that buffers slow clients, not a bare LoadBalancer.
     service = docs["Service"]["spec"]

@@ -14,9 +14,11 @@ but 503; and two requests with the same X-Request-ID are two records, a guessed 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -31,7 +33,7 @@ from sqlalchemy import create_engine, text
 from tests.integration.test_feedback_live import metric
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
-from tests.server import Pod
+from tests.server import Pod, free_port
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
@@ -260,3 +262,178 @@ def test_ids_are_the_servers_two_requests_with_one_client_id_are_two_records(
         answer = requests.post(f"{a.url}/api/v1/feedback", timeout=10,
                                json={"request_id": guess, "label": "positive"})  # fmt: skip
         assert answer.status_code == 404, answer.text
+
+
+# --- the store at its edges (issue: one bad record, the spool's bound, probes) --------------
+def test_a_nul_review_then_200_predictions_all_reach_the_database(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Texts kept, on PostgreSQL: a review with a NUL character (PostgreSQL's text cannot hold
+    one) is answered and stored safely, and every prediction after it reaches the database."""
+    publish(seed=1)
+    url = postgres.new_database()
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, {"DATABASE_URL": url})
+    pod = Pod(
+        tmp_path / "pod",
+        {
+            "DATABASE_URL": url,
+            "DATABASE_MIGRATE": "off",
+            "PREDICTION_LOG_TEXT": "true",
+            "PREDICTION_LOG_RATE": "0",
+        },
+    )
+    pod.start()
+    try:
+        session = requests.Session()
+        nul = session.post(f"{pod.url}/api/v1/predict", json={"text": "good\u0000film"})
+        assert nul.status_code == 200
+        ids = [nul.headers["X-Request-ID"]]
+        for i in range(200):
+            answer = session.post(f"{pod.url}/api/v1/predict", json={"text": f"fine film {i}"})
+            assert answer.status_code == 200
+            ids.append(answer.headers["X-Request-ID"])
+        engine = create_engine(url)
+
+        def stored() -> dict[str, str]:
+            with engine.connect() as db:
+                rows = db.execute(text("SELECT request_id, text FROM predictions")).all()
+            return {str(rid): body for rid, body in rows}
+
+        wait_until(lambda: set(ids) <= set(stored()), 30, "not all 201 predictions reached it")
+        assert stored()[ids[0]] == "good\ufffdfilm"
+        engine.dispose()
+        assert metric(pod.url, "prediction_spool_quarantined_records_total") == 0
+    finally:
+        pod.stop()
+
+
+def du(directory: Path) -> int:
+    """Bytes on disk under `directory`, as `du` and the kubelet count them (allocated blocks)."""
+    return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
+
+
+def grpc_client(pod: Pod, port: int, stop: threading.Event, sent: Counter[str]) -> None:
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    text_4k = ("A long and thoughtful review of a film. " * 100)[:4000].encode()
+    while not stop.is_set():
+        tensor = grpcclient.InferInput("text", [2], "BYTES")
+        tensor.set_data_from_numpy(np.array([text_4k, text_4k], dtype=object))
+        try:
+            client.infer("imdb-sentiment", [tensor])
+            sent["grpc"] += 2
+        except Exception:  # a worker's restart, a busy front: try again
+            time.sleep(0.05)
+
+
+def http_client(pod: Pod, stop: threading.Event, sent: Counter[str]) -> None:
+    session = requests.Session()
+    body = {"texts": [("A long, thoughtful review of a film. " * 120)[:4000]] * 2}
+    while not stop.is_set():
+        try:
+            if session.post(f"{pod.url}/api/v1/predict", json=body, timeout=15).ok:
+                sent["http"] += 2
+        except requests.RequestException:
+            time.sleep(0.05)
+
+
+def test_the_spool_stays_within_its_bound_through_an_outage_under_http_and_grpc_load(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """PREDICTION_SPOOL_MAX_MB=8 for the whole directory, the database stopped, 4 kB texts over
+    HTTP and gRPC (2 workers + 2 gRPC fronts, four files), a worker SIGKILLed mid-way (its file
+    taken over): `du` of the spool directory never goes past 8 MB; what did not fit is dropped
+    and counted, and what was kept is written once the database is back."""
+    publish(seed=1)
+    url = postgres.new_database()
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, {"DATABASE_URL": url})
+    grpc_port = free_port()
+    pod = Pod(tmp_path / "pod", {
+        "DATABASE_URL": url, "DATABASE_MIGRATE": "off", "PREDICTION_LOG_TEXT": "true",
+        "PREDICTION_LOG_RATE": "0", "PREDICTION_SPOOL_MAX_MB": "8", "GRPC_PORT": str(grpc_port),
+        "GRPC_WORKERS": "2", "SHADOW_SAMPLE": "0",
+    })  # fmt: skip
+    pod.start()
+    spool_dir = tmp_path / "pod" / "spool"
+    bound = 8 * 2**20
+    stop, sent = threading.Event(), Counter[str]()
+    try:
+        postgres.stop()
+        clients = [threading.Thread(target=http_client, args=(pod, stop, sent)) for _ in range(2)]
+        clients += [threading.Thread(target=grpc_client, args=(pod, grpc_port, stop, sent))
+                    for _ in range(2)]  # fmt: skip
+        for thread in clients:
+            thread.start()
+        peak, started, killed = 0, time.monotonic(), False
+        while time.monotonic() - started < 40:
+            peak = max(peak, du(spool_dir))
+            if not killed and time.monotonic() - started > 15:
+                os.kill(pod.workers()[0], signal.SIGKILL)  # its replacement takes its file over
+                killed = True
+            time.sleep(0.05)
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=30)
+        peak = max(peak, du(spool_dir))
+        dropped = metric(pod.url, "prediction_spool_dropped_records_total")
+        waiting = metric(pod.url, "prediction_spool_records")
+        print(f"\nspool bound run: peak du {peak / 2**20:.2f} MB of 8; sent {dict(sent)}; "
+              f"{waiting:.0f} waiting, {dropped:.0f} dropped (full)")  # fmt: skip
+        assert peak <= bound, f"the spool directory reached {peak} bytes"
+        assert dropped > 0 and waiting > 500 and sent["grpc"] > 0 and sent["http"] > 0
+        assert len(list(spool_dir.glob("spool.v3-*.db"))) <= 4  # one file per process
+        postgres.start()
+        wait_until(lambda: metric(pod.url, "prediction_spool_records") == 0, 120,
+                   "the spool was not written once the database was back")  # fmt: skip
+        engine = create_engine(url)
+        with engine.connect() as db:
+            count = db.execute(text("SELECT COUNT(*) FROM predictions")).scalar_one()
+        engine.dispose()
+        assert count >= waiting
+    finally:
+        stop.set()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            postgres.start()
+        pod.stop()
+
+
+def test_readiness_answers_quickly_with_100k_records_spooled(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Probes read the spool's published totals, not its records: with 100,000 records waiting
+    (the database away) /readyz answers within 5 ms at the 99th percentile."""
+    publish(seed=1)
+    url = postgres.new_database()
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, {"DATABASE_URL": url})
+    pod = Pod(tmp_path / "pod", {"DATABASE_URL": url, "DATABASE_MIGRATE": "off",
+                                 "PREDICTION_LOG_RATE": "0", "PREDICTION_SPOOL_MAX_MB": "512",
+                                 "SHADOW_SAMPLE": "0", "MAX_BATCH_SIZE": "256"})  # fmt: skip
+    pod.start()
+    try:
+        postgres.stop()
+        session = requests.Session()
+        body = {"texts": [f"a short review number {i}" for i in range(250)]}
+        for _ in range(400):
+            assert session.post(f"{pod.url}/api/v1/predict", json=body, timeout=30).ok
+        wait_until(lambda: metric(pod.url, "prediction_spool_records") >= 100_000, 30,
+                   "the spooled records were not all published")  # fmt: skip
+        times: dict[str, list[float]] = {"/readyz": [], "/healthz": []}
+        for _ in range(400):  # interleaved with the cheapest route, its reference
+            for path, taken in times.items():
+                started = time.perf_counter()
+                answer = session.get(f"{pod.url}{path}", timeout=5)
+                taken.append(time.perf_counter() - started)
+                assert answer.status_code == 200
+        ready = session.get(f"{pod.url}/readyz", timeout=5).json()
+        assert ready["store"]["spool"]["records"] >= 100_000
+        p50, p99 = ({p: sorted(t)[int(len(t) * q)] for p, t in times.items()} for q in (0.5, 0.99))
+        print(f"\n{ready['store']['spool']['records']} records spooled: /readyz p50 "
+              f"{p50['/readyz'] * 1000:.2f} ms, p99 {p99['/readyz'] * 1000:.2f} ms; /healthz p50 "
+              f"{p50['/healthz'] * 1000:.2f} ms, p99 {p99['/healthz'] * 1000:.2f} ms")  # fmt: skip
+        assert p99["/readyz"] <= 0.005
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            postgres.start()
+        pod.stop()

@@ -16,6 +16,7 @@ IMDB_SENTIMENT_KERNEL=python asks for the fallback (CI runs the scorer's tests b
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,15 @@ class NativeScorer:
     options: CleanOptions
     reviews: int = 0  # cleaned and scored here
     python_path: int = field(default=0)  # cleaned in Python (not Latin-1), then scored here
+    # This thread's last call's Python-path count: the totals above are one process's (batch
+    # scoring reads them from one thread); threads serving at once read this one (a difference
+    # of the totals across threads could even come out negative).
+    _last: threading.local = field(default_factory=threading.local, repr=False)
+
+    @property
+    def last_python_path(self) -> int:
+        """How many reviews of this thread's last `decisions` call took the Python path."""
+        return int(getattr(self._last, "python_path", 0))
 
     def decisions(self, texts: Sequence[str]) -> Decisions:
         n = len(texts)
@@ -106,6 +116,7 @@ class NativeScorer:
                         np.zeros(n, np.bool_))  # fmt: skip
         handled = self.kernel.score(texts, out.decision, out.tokens, out.known, out.native)
         self.reviews += handled
+        self._last.python_path = n - handled
         if handled < n:  # cleaned by the reference implementation, looked up and weighed here
             rest = np.flatnonzero(~out.native)
             words = [clean_words(texts[int(i)], self.options) for i in rest]

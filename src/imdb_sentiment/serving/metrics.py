@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from imdb_sentiment.store.database import PredictionStore
+    from imdb_sentiment.store.retention import RetentionRun
     from imdb_sentiment.store.spool import Spool
 
 # Up to 10 s: alert thresholds must lie below the largest finite bucket, or histogram_quantile
@@ -161,6 +162,10 @@ class Metrics:
             "shadow_errors", "Shadow scorings that failed (the response was not affected)",
             registry=r,
         )  # fmt: skip
+        self.shadow_skipped = Counter(
+            "shadow_skipped", "Sampled requests not shadowed: the candidate's cost was over "
+            "SHADOW_BUDGET_MS", ["reason"], registry=r,
+        )  # fmt: skip
 
         for result in ("success", "failure"):  # export zeros: alerts need the series to exist
             self.reloads.labels(result=result)
@@ -169,14 +174,42 @@ class Metrics:
         self._request_children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self._by_prediction: dict[str, Any] = {}
         self._spool: SpoolCollector | None = None
+        # The store's background work, per process: the stalest flusher of the pod (a stalled
+        # one shows), and retention's last run wherever it ran.
+        self.flush_round = Gauge(
+            "prediction_spool_flush_round_timestamp_seconds",
+            "When the stalest live flusher of the pod last finished a round",
+            multiprocess_mode="livemin", registry=r,
+        )  # fmt: skip
+        self.retention_behind = Gauge(
+            "prediction_retention_behind",
+            "1 when the last retention run stopped at its time budget with more to delete",
+            multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.retention_last_run = Gauge(
+            "prediction_retention_last_run_timestamp_seconds", "When retention last ran",
+            multiprocess_mode="max", registry=r,
+        )  # fmt: skip
+        self.retention_deleted = Counter(
+            "prediction_retention_deleted", "Unlabelled predictions deleted by retention",
+            registry=r,
+        )  # fmt: skip
 
     def watch_spool(self, store: PredictionStore) -> None:
-        """Export the pod's spool (records waiting, their age, what was written and dropped),
-        read from the spool itself at each scrape: its ledger survives restarts, and one pod
-        has one spool whichever worker answers the scrape."""
+        """Export the pod's spool (records waiting, their age, what was written, dropped and
+        quarantined), read from the spool's published totals at each scrape: its ledger
+        survives restarts, and one pod has one spool whichever worker answers the scrape; and
+        the store's background work as it happens."""
+        store.on_flush_round = self.flush_round.set
+        store.retention.on_run = self.observe_retention
         if store.spool is not None:
             self._spool = SpoolCollector(store.spool)
             self.registry.register(self._spool)
+
+    def observe_retention(self, run: RetentionRun) -> None:
+        self.retention_behind.set(1 if run.behind else 0)
+        self.retention_last_run.set(run.at)
+        self.retention_deleted.inc(run.deleted)
 
     def observe_request(
         self, method: str, endpoint: str, status: str, shape: str, seconds: float, cost: float
@@ -238,7 +271,7 @@ class SpoolCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            state = self.spool.state()
+            state = self.spool.state(max_age_s=1.0)
         except (sqlite3.Error, OSError):
             return
         yield GaugeMetricFamily(
@@ -262,6 +295,11 @@ class SpoolCollector(Collector):
         for reason in ("full", "expired", "unavailable"):
             dropped.add_metric([reason], state.ledger.get(f"dropped_{reason}", 0))
         yield dropped
+        yield CounterMetricFamily(
+            "prediction_spool_quarantined_records",
+            "Prediction records the database refused for good, set aside in the spool",
+            state.ledger.get("quarantined", 0),
+        )
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:

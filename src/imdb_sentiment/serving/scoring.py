@@ -6,14 +6,17 @@ Shadow scoring: a sampled share of requests (SHADOW_SAMPLE) is also scored by th
 (`LiveModel(shadow=True)`), whose answer goes into the same records — never into the response,
 and a failure of it never fails the request. It runs in the request, after production's scores:
 a sync worker has no "after the response" that still precedes the record's acknowledgement
-(the record is in the spool before the response), and the candidate's vectorised scoring of the
-sampled share is a small part of a request (docs/benchmarks.md, issue 33).
+(the record is in the spool before the response). It is bounded: a request is shadowed only
+while the candidate's measured cost for its texts fits SHADOW_BUDGET_MS (skipped and counted
+otherwise, and measured again now and then), so a slow candidate cannot slow production's
+answers; a failing one is counted, its traceback logged once a minute.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -105,6 +108,39 @@ class Prediction(NamedTuple):  # one per review served: a NamedTuple is quick to
         return body
 
 
+@dataclass
+class ShadowBudget:
+    """The candidate's cost per review (a moving average of what it took) against a budget
+    per request; over it, requests go unshadowed, but every RECHECK-th is measured again."""
+
+    seconds: float  # per request; 0: no bound
+    per_review: float = 0.0  # not measured yet: the first call measures it
+    skipped: int = 0
+    last_traceback: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    RECHECK = 100
+
+    def allows(self, reviews: int) -> bool:
+        if self.seconds <= 0 or self.per_review * reviews <= self.seconds:
+            return True
+        with self.lock:
+            self.skipped += 1
+            return self.skipped % self.RECHECK == 0
+
+    def measured(self, seconds: float, reviews: int) -> None:
+        cost = seconds / max(1, reviews)
+        with self.lock:
+            self.per_review = cost if self.per_review == 0.0 else 0.8 * self.per_review + 0.2 * cost
+
+    def traceback_due(self) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last_traceback < 60.0:
+                return False
+            self.last_traceback = now
+            return True
+
+
 @dataclass(frozen=True)
 class Scoring:
     """The pieces a prediction touches besides the model."""
@@ -115,6 +151,7 @@ class Scoring:
     keep_text: bool  # one privacy switch: the store and the prediction log
     shadow: LiveModel | None = None  # the candidate (None: no shadow scoring)
     shadow_sample: float = 0.0
+    shadow_budget: ShadowBudget = field(default_factory=lambda: ShadowBudget(0.0))
     _draw: random.Random = field(default_factory=random.Random, repr=False)
 
     def score(
@@ -132,10 +169,9 @@ class Scoring:
         if explain or (len(texts) == 1 and native is None):
             scores = [scorer.score(text, explain=explain) for text in texts]
         else:  # in the compiled kernel, or vectorised over the batch
-            before = native.python_path if native is not None else 0
             scores = scorer.score_batch(texts)
-            if native is not None:
-                python = native.python_path - before
+            if native is not None:  # this thread's call (gRPC threads score at once)
+                python = native.last_python_path
                 self.metrics.scorer_reviews.labels("compiled").inc(len(texts) - python)
                 self.metrics.scorer_reviews.labels("python").inc(python)
         metrics, log, records = self.metrics, self.log, self.prediction_store
@@ -178,12 +214,23 @@ class Scoring:
             return None
         if self._draw.random() >= (self.shadow_sample if sample is None else sample):
             return None
+        budget = self.shadow_budget
+        if not budget.allows(len(texts)):
+            self.metrics.shadow_skipped.labels(reason="budget").inc()
+            return None
+        started = time.perf_counter()
         try:
             scorer = candidate.scorer
             scores = (scorer.score_batch(texts) if len(texts) > 1
                       else [scorer.score(texts[0])])  # fmt: skip
         except Exception:
             self.metrics.shadow_errors.inc()
-            logger.exception("shadow scoring with version %s failed", candidate.version)
+            if budget.traceback_due():
+                logger.exception(
+                    "shadow scoring with version %s failed (logged once a "
+                    "minute; shadow_errors_total counts each)",
+                    candidate.version,
+                )
             return None
+        budget.measured(time.perf_counter() - started, len(texts))
         return candidate.version, scores

@@ -46,6 +46,8 @@ class Settings(ModelSettings, StoreSettings):
         None, pattern=MODEL_URI.pattern, validation_alias="SHADOW_MODEL_URI"
     )
     shadow_sample: float = Field(0.1, ge=0.0, le=1.0, validation_alias="SHADOW_SAMPLE")
+    # A request is shadowed only while the candidate's measured cost for it fits this (0: any).
+    shadow_budget_ms: float = Field(20.0, ge=0.0, validation_alias="SHADOW_BUDGET_MS")
     max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
@@ -85,6 +87,21 @@ class Settings(ModelSettings, StoreSettings):
         if self.max_text_chars > self.max_body_bytes:
             raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
         return self
+
+    @property
+    def spool_processes(self) -> int:
+        """The processes that write the pod's spool (each a file, sharing its bound): gunicorn's
+        workers and the gRPC fronts; one process without gunicorn (MODEL_SYNC=inline)."""
+        if self.model_sync == "inline":
+            return 1
+        return self.workers + (self.grpc_workers if self.grpc_port else 0)
+
+    @property
+    def drain_s(self) -> float:
+        """How long a stopping process writes its spool out: gunicorn's graceful timeout
+        (TIMEOUT, which the pod's terminationGracePeriodSeconds covers) less a fifth for the
+        requests it finishes first."""
+        return max(1.0, self.timeout * 0.8)
 
     @model_validator(mode="after")
     def _shadow_of_this_model(self) -> Settings:

@@ -2,12 +2,14 @@
 
 The prediction path never waits for the database: `remember` puts a request's records in the
 pod's spool (`store.spool`: a local SQLite file per process, durable before the response is
-sent), and a thread of the same process writes them to the database, oldest first, in batches:
-within ~50 ms while the database answers, and when it is back after an outage — across worker
-and pod restarts, since the spool is on the pod's volume and a gone process's file is adopted.
-Inserts ignore a record already stored (its key is the server's own unique id), so a batch
-written twice is stored once. The same thread judges the schema the database holds
-(`store.schema`), and runs retention once per interval across every replica (`prune_if_due`).
+sent), and a thread of the same process (`store.flusher`) writes them to the database, oldest
+first, in batches: within ~50 ms while the database answers, and when it is back after an
+outage — across worker and pod restarts, since the spool is on the pod's volume and a gone
+process's file is taken over. Inserts ignore a record already stored (its key is the server's
+own unique id), so a batch written twice is stored once; a record the database refuses for good
+is quarantined, never in the way of the others. The same thread judges the schema the database
+holds (`store.schema`), and runs retention (`store.retention`) once per interval across every
+replica.
 
 The feedback path reads and writes the database synchronously, within a budget
 (`FEEDBACK_BUDGET_S`): an unavailable or silent database is a `StoreUnavailableError` (the API's
@@ -17,7 +19,6 @@ The feedback path reads and writes the database synchronously, within a budget
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import logging
 import os
@@ -31,18 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, TextClause, and_, delete, exists, func, select, text, update
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.core.labels import POSITIVE, Label
 from imdb_sentiment.store.engine import make_engine
+from imdb_sentiment.store.flusher import Flusher, reason, write_spool
 from imdb_sentiment.store.records import PredictionRecord
+from imdb_sentiment.store.retention import Retention
 from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
-from imdb_sentiment.store.spool import Spool, SpoolError, body_shape, shape_fields
+from imdb_sentiment.store.spool import Spool, SpoolError
 from imdb_sentiment.store.store_settings import StoreSettings, Timeouts
-from imdb_sentiment.store.tables import feedback, predictions, store_tasks
+from imdb_sentiment.store.tables import feedback, predictions
 
 log = logging.getLogger(__name__)
 # A prediction reaches the database up to the writer's linger (50 ms) plus a transaction after
@@ -50,10 +53,6 @@ log = logging.getLogger(__name__)
 # long before the id is called unknown. Short on purpose: each wait holds a sync worker.
 LOOKUP_PATIENCE_S = 0.2
 SCHEMA_RECHECK_S = 10.0  # while unusable; six times that once usable
-FLUSH_BATCH = 1000  # records per database transaction
-FLUSH_LINGER_S = 0.05  # after a request wakes the flusher: a record waits ~50 ms
-RETRY_MAX_S = 5.0  # the longest pause between attempts while the database is away
-CHORES_EVERY_S = 5.0  # adopting gone processes' files, expiry, retention (when due)
 FEEDBACK_THREADS = 2  # feedback calls in flight per process; more are a 503 at once
 T = TypeVar("T")
 
@@ -126,7 +125,7 @@ def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
                 connection.commit()
                 state = inspect_schema(connection)
     except (SQLAlchemyError, OSError, CommandError) as exc:
-        raise StoreUnavailableError(f"cannot migrate the prediction store: {_reason(exc)}") from exc
+        raise StoreUnavailableError(f"cannot migrate the prediction store: {reason(exc)}") from exc
     finally:
         engine.dispose()
     return state
@@ -166,7 +165,7 @@ def schema_state(engine: Engine) -> SchemaState:
         with engine.connect() as connection:
             return inspect_schema(connection)
     except (SQLAlchemyError, OSError) as exc:
-        raise StoreUnavailableError(_reason(exc)) from exc
+        raise StoreUnavailableError(reason(exc)) from exc
 
 
 def open_store(url: str) -> PredictionStore:
@@ -185,20 +184,13 @@ def open_store(url: str) -> PredictionStore:
             tables = set(inspect(db).get_table_names())
     except SQLAlchemyError as exc:
         raise StoreUnavailableError(
-            f"cannot reach the prediction store {shown}: {_reason(exc)}"
+            f"cannot reach the prediction store {shown}: {reason(exc)}"
         ) from exc
     if not {"predictions", "feedback"} <= tables:
         raise StoreUnavailableError(
             f"the prediction store {shown} has no schema: run `imdb-sentiment db upgrade`"
         )
     return store
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's message, first line, without SQLAlchemy's statement and link."""
-    original = getattr(exc, "orig", None) or exc
-    lines = str(original).strip().splitlines()
-    return lines[0] if lines else type(original).__name__
 
 
 class PredictionStore:
@@ -211,6 +203,7 @@ class PredictionStore:
         spool: Spool | None = None,
         prune_interval_s: float = 300.0,
         feedback_budget_s: float = 5.0,
+        retention_statement_s: float = 60.0,
     ) -> None:
         self.url = url
         self.keep_text = keep_text
@@ -224,23 +217,32 @@ class PredictionStore:
         self._engine_lock = threading.Lock()
         self._schema: SchemaState | None = None
         self._looked = False  # a first look was made (whatever it found)
-        self._worker: _Maintainer | None = None
+        self._worker: Flusher | None = None
+        self._worker_pid = 0
+        self.on_flush_round: Callable[[float], None] | None = None  # a metric (serving)
+        self.retention = Retention(self, self.retention_s, prune_interval_s,
+                                   retention_statement_s)  # fmt: skip
         self._calls: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None
         self._json_insert: bool | None = None  # SQLite inserts the spool's JSON (unknown yet)
 
     @classmethod
-    def for_service(cls, settings: StoreSettings, keep_text: bool) -> PredictionStore:
-        """The store a server writes: its spool, bounds and budgets from the settings."""
+    def for_service(
+        cls, settings: StoreSettings, keep_text: bool, processes: int = 1
+    ) -> PredictionStore:
+        """The store a server writes: its spool, bounds and budgets from the settings;
+        `processes`: how many of the pod's processes share the spool's directory (its bound)."""
         spool = Spool(
             settings.prediction_spool_dir,
             max_bytes=int(settings.prediction_spool_max_mb * 1024 * 1024),
             max_age_s=settings.prediction_spool_max_age_hours * 3600,
+            processes=processes,
         )
         return cls(
             settings.database_url, keep_text=keep_text,
             retention_hours=settings.prediction_retention_hours, timeouts=settings.timeouts(),
             spool=spool, prune_interval_s=settings.prediction_prune_interval_s,
             feedback_budget_s=settings.feedback_budget_s,
+            retention_statement_s=settings.database_retention_statement_timeout_s,
         )  # fmt: skip
 
     @property
@@ -291,19 +293,25 @@ class PredictionStore:
         """Start this process's maintenance thread (schema checks; flushing the spool and
         retention where this process holds the flush lock). `known`: the verdict of a
         migration this process just ran. Idempotent per process."""
-        if self._worker is not None and self._worker.pid == os.getpid():
+        if self._running():
             return
         if known is not None:
             self._schema, self._looked = known, True
-        self._worker = _Maintainer(self, schema_every_s)
+        self._worker = Flusher(self, schema_every_s, self.on_flush_round)
+        self._worker_pid = os.getpid()
         self._worker.start()
+
+    def _running(self) -> bool:
+        """This process's flusher is alive (not a forked parent's, not one that ended)."""
+        worker = self._worker
+        return worker is not None and self._worker_pid == os.getpid() and worker.is_alive()
 
     def close(self, drain_s: float = 5.0) -> None:
         """Stop the background work; the flusher first writes what it can within `drain_s`.
         What is left stays in the spool for the next flusher (another worker, the next start).
         Idempotent."""
         worker, self._worker = self._worker, None
-        if worker is not None and worker.pid == os.getpid():
+        if worker is not None and self._worker_pid == os.getpid():
             worker.stop(drain_s)
 
     # --- the prediction path: into the spool ---------------------------------------------------
@@ -313,7 +321,7 @@ class PredictionStore:
         written (its disk failed) is logged and counted."""
         assert self.spool is not None, "this store only reads"
         assert all(r.text is None for r in records) or self.keep_text, "texts are not kept"
-        if self._worker is None or self._worker.pid != os.getpid():
+        if not self._running():  # first use in this process, or the thread is gone
             self.start()
         try:
             self.spool.append([_spooled(r) for r in records])
@@ -325,89 +333,20 @@ class PredictionStore:
         self._worker.wake()
 
     def flush(self, until: float | None = None) -> bool:
-        """Write the spool's records to the database, oldest first, in batches, until a batch
-        is not full (True), or the monotonic time `until` has passed (True); a database
-        failure raises."""
+        """Write this process's spool to the database (`flusher.write_spool`); True once done,
+        a FlushFailedError while the database is away."""
         assert self.spool is not None
-        while True:
-            batch = self.spool.take(FLUSH_BATCH)
-            if not batch.seqs:
-                return True
-            try:
-                with self.engine.begin() as db:
-                    if self._inserts_json():
-                        for shape, bodies in _by_shape(batch.bodies).items():
-                            db.execute(_sqlite_insert(shape), [{"body": b} for b in bodies])
-                    else:
-                        rows = [{**_NULLS, **row} for row in batch.rows()]  # keys all there
-                        db.execute(self._insert_ignoring_duplicates(), rows)
-            except (SQLAlchemyError, OSError) as exc:
-                raise _FlushFailedError(_reason(exc)) from exc
-            self.spool.ack(batch.seqs)
-            if not batch.more:  # caught up: what came meanwhile waits for the next
-                return True  # round (chasing it would write one tiny transaction per request)
-            if until is not None and time.monotonic() > until:
-                return True
+        write_spool(self, self.spool, until)
+        return True
 
-    def _inserts_json(self) -> bool:
-        """SQLite with its JSON functions (built in since 3.38): the spool's bodies go in as
-        they are, parsed and inserted by SQLite itself — the flusher's Python work per record
-        (parsing, a dict, binding 14 parameters) was most of a short review's cost."""
-        if self._json_insert is None:
-            if self.engine.dialect.name != "sqlite":
-                self._json_insert = False
-                return False
-            try:
-                with self.engine.connect() as db:
-                    db.exec_driver_sql("SELECT COUNT(*) FROM json_each('[1]')")
-                self._json_insert = True
-            except SQLAlchemyError as exc:
-                if "json_each" not in str(exc):  # the database is away: ask again next time
-                    return False
-                self._json_insert = False
-                log.info("SQLite without JSON functions: the spool is written row by row")
-        return self._json_insert
-
-    def _insert_ignoring_duplicates(self) -> Any:
-        """Insert, skipping a record already stored (the same record flushed twice)."""
-        keys = [predictions.c.request_id, predictions.c.item]
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(predictions).on_conflict_do_nothing(index_elements=keys)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(predictions).on_conflict_do_nothing(index_elements=keys)
-
-    # --- retention: once per interval across every replica --------------------------------------
+    # --- retention: once per interval across every replica (store.retention) ---------------
     def prune(self, now: float | None = None) -> int:
-        """Delete unlabelled predictions older than the retention window."""
-        with self.engine.begin() as db:
-            return self._prune(db, now if now is not None else time.time())
-
-    def _prune(self, db: Any, now: float) -> int:
-        labelled = exists().where(
-            and_(feedback.c.request_id == predictions.c.request_id,
-                 feedback.c.item == predictions.c.item)
-        )  # fmt: skip
-        old = predictions.c.created < now - self.retention_s
-        return int(db.execute(delete(predictions).where(old).where(~labelled)).rowcount or 0)
+        """Delete unlabelled predictions older than the retention window, in batches."""
+        return self.retention.run(now)
 
     def prune_if_due(self, now: float | None = None) -> int | None:
-        """Run retention if no replica has in the last interval: the one whose conditional
-        update of `store_tasks.last_run` succeeds does it, in the same transaction. None: not
-        this replica's turn."""
-        now = now if now is not None else time.time()
-        claim = (
-            update(store_tasks)
-            .where(store_tasks.c.task == "prune")
-            .where(store_tasks.c.last_run < now - self.prune_interval_s)
-            .values(last_run=now)
-        )
-        with self.engine.begin() as db:
-            if not db.execute(claim).rowcount:
-                return None
-            return self._prune(db, now)
+        """Run retention if no replica has in the last interval; None: not this replica's."""
+        return self.retention.run_if_due(now)
 
     # --- the feedback path: bounded -------------------------------------------------------------
     def _bounded(self, call: Callable[[float], T]) -> T:
@@ -449,7 +388,7 @@ class PredictionStore:
                 with self.engine.connect() as db:
                     row = db.execute(query).mappings().first()
             except (SQLAlchemyError, OSError) as exc:
-                raise StoreUnavailableError(_reason(exc)) from exc
+                raise StoreUnavailableError(reason(exc)) from exc
             if row is not None:
                 return _record(row)
             if time.monotonic() > patience:
@@ -478,7 +417,7 @@ class PredictionStore:
         except IntegrityError as exc:
             raise DuplicateFeedbackError(record.request_id) from exc
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailableError(_reason(exc)) from exc
+            raise StoreUnavailableError(reason(exc)) from exc
         return Labelled(record, actual)
 
     # --- reading: drift and export ----------------------------------------------------------
@@ -493,7 +432,7 @@ class PredictionStore:
                 for row in db.execute(query.order_by(predictions.c.created)).mappings():
                     yield _record(row)
         except SQLAlchemyError as exc:
-            raise StoreUnavailableError(_reason(exc)) from exc
+            raise StoreUnavailableError(reason(exc)) from exc
 
     def shadowed(
         self, since: float | None = None, until: float | None = None
@@ -513,7 +452,7 @@ class PredictionStore:
                 for row in db.execute(query.order_by(predictions.c.created)).mappings():
                     yield _record(row), row["actual"]
         except SQLAlchemyError as exc:
-            raise StoreUnavailableError(_reason(exc)) from exc
+            raise StoreUnavailableError(reason(exc)) from exc
 
     def shadow_label_counts(
         self, candidate: str, production: str | None
@@ -533,7 +472,7 @@ class PredictionStore:
             with self.engine.connect() as db:
                 return {(a, b, c): int(n) for a, b, c, n in db.execute(query)}
         except SQLAlchemyError as exc:
-            raise StoreUnavailableError(_reason(exc)) from exc
+            raise StoreUnavailableError(reason(exc)) from exc
 
     def labelled(
         self, since: float | None = None, until: float | None = None, version: str | None = None
@@ -553,104 +492,7 @@ class PredictionStore:
                 for row in db.execute(query.order_by(feedback.c.created)).mappings():
                     yield _record(row), row["actual"], float(row["labelled_at"])
         except SQLAlchemyError as exc:
-            raise StoreUnavailableError(_reason(exc)) from exc
-
-
-class _FlushFailedError(Exception):
-    pass
-
-
-class _Maintainer(threading.Thread):
-    """A process's background work for the store: judge the schema now and then; write this
-    process's spool file to the database (a moment after a request woke it, so that a batch
-    carries many records); adopt the files of processes that are gone; expire what is past the
-    spool's age bound; and run retention when it is due."""
-
-    def __init__(self, store: PredictionStore, schema_every_s: float) -> None:
-        super().__init__(name="prediction-store", daemon=True)
-        self.store = store
-        self.pid = os.getpid()
-        self.schema_every_s = schema_every_s
-        self._stopping = threading.Event()
-        self._wake = threading.Event()  # set by `remember` in this process: records to write
-        self._failing_since: float | None = None
-        self._retry_at = 0.0
-        self._last_warned = 0.0
-
-    def run(self) -> None:
-        next_schema = next_chores = 0.0
-        pause = 0.0
-        while True:
-            woke = self._wake.wait(pause)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            if woke and self._failing_since is not None and time.monotonic() < self._retry_at:
-                pause = self._retry_at - time.monotonic()  # the database is away: back off
-                continue
-            if woke:
-                time.sleep(FLUSH_LINGER_S)  # let a burst of requests land in one batch
-            now = time.monotonic()
-            if now >= next_schema:
-                state = self.store.check_schema()
-                usable = state is not None and state.usable
-                next_schema = now + self.schema_every_s * (6 if usable else 1)
-            spool = self.store.spool
-            if spool is None:
-                pause = max(0.0, next_schema - time.monotonic())
-                continue
-            if now >= next_chores:
-                next_chores = now + CHORES_EVERY_S
-                self._quietly(spool.adopt_orphans, "adopting a gone process's spool")
-                self._quietly(spool.expire, "spool expiry")
-                self._quietly(self.store.prune_if_due, "retention delete")
-            pause = self._flush_once()
-
-    def _flush_once(self) -> float:
-        """Write the spool out; the pause before the next attempt."""
-        try:
-            self.store.flush()
-        except _FlushFailedError as exc:
-            now = time.monotonic()
-            if self._failing_since is None:
-                self._failing_since = now
-            if now - self._last_warned > 30:
-                self._last_warned = now
-                log.warning("prediction store unavailable (%s): records wait in the spool", exc)
-            pause = min(RETRY_MAX_S, max(0.2, (now - self._failing_since) / 4))
-            self._retry_at = now + pause
-            return pause
-        if self._failing_since is not None:
-            log.info("prediction store back: the spool is written")
-            self._failing_since = None
-            self._last_warned = 0.0
-        return CHORES_EVERY_S  # idle until a request wakes it, or the next chores
-
-    @staticmethod
-    def _quietly(action: Callable[[], object], what: str) -> None:
-        try:
-            action()
-        except (SQLAlchemyError, OSError, Exception) as exc:  # retried at the next interval
-            log.debug("prediction store: %s skipped (%s)", what, _reason(exc))
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, drain_s: float) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self.join(timeout=drain_s + 5)
-        spool = self.store.spool
-        if spool is None:
-            return
-        try:
-            self.store.flush(until=time.monotonic() + drain_s)
-        except _FlushFailedError as exc:
-            left = spool.state().records
-            log.warning("prediction store unavailable at stop (%s): %d record(s) stay in the "
-                        "spool for the next process", exc, left)  # fmt: skip
-        finally:
-            spool.close()
+            raise StoreUnavailableError(reason(exc)) from exc
 
 
 def _window(query: Any, columns: Any, since: float | None, until: float | None,
@@ -664,41 +506,9 @@ def _window(query: Any, columns: Any, since: float | None, until: float | None,
     return query
 
 
-def _by_shape(bodies: list[str]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for body in bodies:
-        grouped.setdefault(body_shape(body), []).append(body)
-    return grouped
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_insert(shape: str) -> TextClause:
-    """INSERT of spooled requests of one shape (`spool.body_shape`) by SQLite's JSON functions,
-    skipping a record already stored; every column of the table, by name (a field a body lacks
-    is NULL, as in a row-by-row insert). A v2 body (`[`, objects keyed by column): a field
-    from each record's object. This format's: a varying field at its known position in the
-    record's array, a shared one from the body — the same for every record, so SQLite
-    evaluates it once per body."""
-    names = [column.name for column in predictions.columns]
-    varying = shape_fields(shape)
-    if varying is None:
-        picks = [f"json_extract(value, '$.{name}')" for name in names]
-        rows = "json_each(:body)"
-    else:
-        picks = [f"json_extract(value, '$[{varying.index(name)}]')" if name in varying
-                 else f"json_extract(:body, '$.c.{name}')" for name in names]  # fmt: skip
-        rows = "json_each(:body, '$.r')"
-    return text(
-        f"INSERT INTO {predictions.name} ({', '.join(names)}) SELECT {', '.join(picks)} "
-        f"FROM {rows} WHERE true "  # WHERE: SQLite's parser needs it before ON CONFLICT
-        "ON CONFLICT (request_id, item) DO NOTHING"
-    )
-
-
 # Columns a spooled record leaves out when they are NULL (most records: no text kept, no
 # caller's id, not shadowed): less JSON to write, and to read back.
 SPARSE = ("text", "client_request_id", "shadow_version", "shadow_probability", "shadow_label")
-_NULLS: dict[str, Any] = dict.fromkeys(column.name for column in predictions.columns)
 
 
 def _spooled(r: PredictionRecord) -> dict[str, Any]:
@@ -718,7 +528,7 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
         "model_version": r.model_version,
         "probability": r.probability,
         "label": r.label,
-        "text": r.text,
+        "text": storable(r.text),
         "unknown_share": r.unknown_share,
         "tokens": r.tokens,
         "text_chars": r.text_chars,
@@ -727,6 +537,21 @@ def _row(r: PredictionRecord) -> dict[str, Any]:
         "shadow_probability": r.shadow_probability,
         "shadow_label": r.shadow_label,
     }
+
+
+def storable(value: str | None) -> str | None:
+    """A text as every database stores it: NUL (which PostgreSQL's text cannot hold) and lone
+    surrogates (which no encoding can) become U+FFFD. The review was scored as it came; the
+    stored copy is for people and retraining, where the replacement character means the same."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: each of their bytes becomes U+FFFD
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
 
 
 def _record(row: Any) -> PredictionRecord:

@@ -30,14 +30,19 @@ class StoreSettings(BaseSettings):
     # its response is sent, and written to the database from here — at once, or when the
     # database is back. Past its size or age bound records are dropped and counted.
     prediction_spool_dir: str = Field(".cache/spool", validation_alias="PREDICTION_SPOOL_DIR")
-    # Per worker (each has its own file): 2 workers x 128 MB fit the pod's 512Mi emptyDir.
-    prediction_spool_max_mb: float = Field(128.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_MB")
+    # The whole spool directory's bound, as the kubelet measures its emptyDir: every process's
+    # file, WAL and shared memory (store.spool). Kubernetes sets it below the volume's sizeLimit.
+    prediction_spool_max_mb: float = Field(256.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_MB")
     prediction_spool_max_age_hours: float = Field(
         168.0, gt=0, validation_alias="PREDICTION_SPOOL_MAX_AGE_HOURS"
     )
-    # Retention runs once per interval across every replica (the first to claim it).
+    # Retention runs once per interval across every replica (the first to claim it), in batches,
+    # each under its own statement timeout (store.retention).
     prediction_prune_interval_s: float = Field(
         300.0, gt=0, validation_alias="PREDICTION_PRUNE_INTERVAL_S"
+    )
+    database_retention_statement_timeout_s: float = Field(
+        60.0, gt=0, le=3600, validation_alias="DATABASE_RETENTION_STATEMENT_TIMEOUT_S"
     )
     # A feedback request holds its worker at most this long waiting for the database (503 then).
     feedback_budget_s: float = Field(5.0, gt=0, le=60, validation_alias="FEEDBACK_BUDGET_S")

@@ -198,3 +198,33 @@ def test_options_the_kernel_does_not_reproduce_take_the_python_path() -> None:
         assert len(scorer.score_batch(texts)) == len(texts)
     words = FeatureParams(tokens="words", ngram_range=(1, 2), max_features=None)
     assert compile_pipeline(model(words)).native is None
+
+
+def test_each_thread_reads_its_own_calls_python_path_count() -> None:
+    """gRPC threads score at once: each reads how many of *its* reviews took the Python path
+    (a difference of the process's totals read across threads could even be negative)."""
+    import threading
+
+    from imdb_sentiment.runtime.kernel import KERNEL
+
+    if KERNEL != "compiled":
+        pytest.skip("the compiled kernel is not built here")
+    features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None)
+    native = compile_pipeline(model(features)).native
+    assert native is not None
+    seen: dict[str, list[int]] = {"latin": [], "beyond": []}
+    batches = {"latin": ["a fine film"] * 20, "beyond": ["ein schöner Film ☃"] * 20}
+    barrier = threading.Barrier(2)
+
+    def score(kind: str) -> None:
+        barrier.wait()
+        for _ in range(200):
+            native.decisions(batches[kind])
+            seen[kind].append(native.last_python_path)
+
+    threads = [threading.Thread(target=score, args=(k,)) for k in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(seen["latin"]) == {0} and set(seen["beyond"]) == {20}

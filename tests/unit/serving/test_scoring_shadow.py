@@ -4,6 +4,7 @@ changes or fails a response; labelled shadowed reviews are counted as pairs by o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from sklearn.pipeline import Pipeline
@@ -117,3 +118,36 @@ def test_a_withdrawn_candidate_leaves_the_shadow_gauge(
     gauge = {dict(k[1])["version"]: v for k, v in samples(app.test_client()).items()
              if k[0] == "shadow_model_info"}  # fmt: skip
     assert gauge == {"shadow": 0.0}
+
+
+def test_a_slow_candidate_is_skipped_past_its_budget_and_a_failing_one_logged_once(
+    small_model: Pipeline, database_url: str, monkeypatch: Any, caplog: Any
+) -> None:
+    """SHADOW_BUDGET_MS bounds what shadowing adds to a request: a candidate measured slower
+    than that goes unshadowed (counted), measured again every 100th sampled request; a failing
+    candidate is counted on every request, its traceback logged once a minute."""
+    import time
+
+    settings = load_settings(database_url=database_url, shadow_sample=1.0, shadow_budget_ms=5)
+    app = create_app(settings, model=small_model, shadow_model=tiny_model(flipped=True))
+    ctx = ServiceContext.of(app)
+    scorer = ctx.shadow_model.current.scorer  # type: ignore[union-attr]
+    slow = scorer.score
+
+    def crawl(text: str, **kwargs: Any) -> Any:
+        time.sleep(0.02)
+        return slow(text, **kwargs)
+
+    monkeypatch.setattr(scorer, "score", crawl)
+    client = app.test_client()
+    for _ in range(10):
+        assert client.post("/api/v1/predict", json={"text": "fine"}).status_code == 200
+    counted = samples(client)
+    assert counted[("shadow_skipped_total", (("reason", "budget"),))] == 9.0  # the first measured
+    monkeypatch.setattr(scorer, "score", lambda *a, **k: 1 / 0)
+    ctx.scoring.shadow_budget.per_review = 0.0  # as fast as ever, now failing
+    with caplog.at_level("ERROR"):
+        for _ in range(5):
+            assert client.post("/api/v1/predict", json={"text": "fine"}).status_code == 200
+    assert samples(client)[("shadow_errors_total", ())] == 5.0
+    assert sum("shadow scoring with version" in r.message for r in caplog.records) == 1

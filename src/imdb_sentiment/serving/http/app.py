@@ -108,7 +108,9 @@ def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore |
         except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
             log.warning("%s", exc)
     # Texts are kept where the prediction log may keep them: one privacy switch.
-    store = PredictionStore.for_service(settings, keep_text=settings.prediction_log_text)
+    store = PredictionStore.for_service(
+        settings, keep_text=settings.prediction_log_text, processes=settings.spool_processes
+    )
     metrics.watch_spool(store)
     store.start(known=migrated)
     return store

@@ -16,7 +16,7 @@ from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.live_model import LiveModel, LoadedModel
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.predictions import PredictionLog
-from imdb_sentiment.serving.scoring import Prediction, Scoring
+from imdb_sentiment.serving.scoring import Prediction, Scoring, ShadowBudget
 from imdb_sentiment.serving.service_settings import Settings
 from imdb_sentiment.store.database import PredictionStore
 
@@ -41,7 +41,8 @@ class ServiceContext:
         the shadowed candidate."""
         return Scoring(self.metrics, self.prediction_log, self.prediction_store,
                        self.settings.prediction_log_text, self.shadow_model,
-                       self.settings.shadow_sample)  # fmt: skip
+                       self.settings.shadow_sample,
+                       ShadowBudget(self.settings.shadow_budget_ms / 1000))  # fmt: skip
 
     def served_model(self) -> LoadedModel:
         """The production model, read once: this request keeps it even if a swap happens (a 503
@@ -81,7 +82,7 @@ class ServiceContext:
                 model.stop()
         self.prediction_log.close()
         if self.prediction_store is not None:
-            self.prediction_store.close()
+            self.prediction_store.close(drain_s=self.settings.drain_s)
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

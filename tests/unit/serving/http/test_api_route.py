@@ -23,7 +23,8 @@ ROUTE = {
     "serving/http/app.py", "serving/logs.py", "serving/http/api.py", "serving/http/schemas.py",
     "serving/http/context.py", "serving/live_model.py", "serving/scoring.py",
     "runtime/scorer.py", "core/text.py", "core/labels.py", "store/records.py",
-    "store/database.py", "store/spool.py", "serving/predictions.py", "core/background.py",
+    "store/database.py", "store/spool.py", "store/flusher.py", "serving/predictions.py",
+    "core/background.py",
     "serving/metrics.py", "serving/http/json_provider.py",
 }  # fmt: skip
 
