@@ -271,7 +271,7 @@ class SpoolCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            state = self.spool.state(max_age_s=1.0)
+            state = self.spool.state()
         except (sqlite3.Error, OSError):
             return
         yield GaugeMetricFamily(

@@ -2,7 +2,8 @@
 `Server.from_environment().gunicorn_options()`):
 
 - the **master** binds the port and, before any worker boots, syncs production's version once
-  (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model;
+  (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model,
+  and gives the shadowed candidate's lookup a few seconds (the watch carries on with it);
 - **workers** (`serving.http.wsgi`) follow the model cache's pointer (MODEL_SYNC=sidecar) and never
   import MLflow or scikit-learn; each writes out its prediction log and queued prediction
   records after its last request (`worker_exit`);
@@ -33,6 +34,7 @@ from imdb_sentiment.serving.logs import logging_config
 from imdb_sentiment.serving.service_settings import Settings, load_settings
 
 MODEL_SYNC = "model-sync"
+FIRST_SHADOW_LOOK_S = 5.0  # a slow registry never holds the workers' start longer for it
 _SELF = [sys.executable, "-m", "imdb_sentiment.serving.server"]
 _GRPC = [sys.executable, "-m", "imdb_sentiment.serving.grpc"]
 WSGI_APP = "imdb_sentiment.serving.http.wsgi:app"
@@ -216,15 +218,18 @@ def model_sync(watch: bool) -> int:
     configure(settings)
     cache = ModelCache(settings.model_cache_dir, settings.model_name)
     sync = RegistrySync(settings, cache)
-    if not watch:  # before the workers boot: production's version only
-        _sync_production(sync)
-        return 0
-    # The shadowed candidate follows the registry in the same process, after production.
-    also = None
+    also = None  # the shadowed candidate follows the registry in the same process
     if settings.shadow_sample > 0:
-        also = functools.partial(
-            _sync_shadow, ShadowSync(settings, cache, settings.shadow_model_uri)
-        )
+        candidate = ShadowSync(settings, cache, settings.shadow_model_uri)
+        also = functools.partial(_sync_shadow, candidate)
+    if not watch:  # before the workers boot: production's version, then the candidate's if
+        _sync_production(sync)  # the registry answers within a few seconds (the watch goes on)
+        if also is not None:
+            looking = threading.Thread(target=also, name="shadow-sync", daemon=True)
+            looking.start()
+            looking.join(FIRST_SHADOW_LOOK_S)
+        return 0
+    if also is not None:
         also()
     from imdb_sentiment.serving.metrics import Metrics
 

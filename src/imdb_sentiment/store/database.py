@@ -97,11 +97,35 @@ class SchemaError(StoreUnavailableError):
     """The database's schema is not one this release can use (store.schema)."""
 
 
+MIGRATION_ATTEMPTS = (
+    6  # a DDL lock not had within the lock timeout: tried again, pausing 1, 2, 4 … s
+)
+
+
 def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
     """Bring the schema to this release's newest revision, once per release (the release step;
     the server itself only for DATABASE_MIGRATE=auto). A newer schema this release does not know
     is left alone when it is compatible (a rollback meeting the next release's schema), and a
-    `SchemaError` when it is not; never alembic's "Can't locate revision"."""
+    `SchemaError` when it is not; never alembic's "Can't locate revision". A revision whose DDL
+    waited longer than the lock timeout (pods' traffic holds the table) is tried again, a few
+    times, with growing pauses: each wait is short, so inserts never queue long behind it."""
+    for attempt in range(MIGRATION_ATTEMPTS):
+        try:
+            return _upgrade_once(url, timeouts)
+        except _LockWaitError as exc:
+            pause = 2.0**attempt
+            log.warning("migration waited too long for a lock (%s); again in %.0f s", exc, pause)
+            time.sleep(pause)
+    raise StoreUnavailableError(
+        f"cannot migrate the prediction store: a lock was not had in {MIGRATION_ATTEMPTS} tries"
+    )
+
+
+class _LockWaitError(Exception):
+    pass
+
+
+def _upgrade_once(url: str, timeouts: Timeouts | None) -> SchemaState:
     from alembic import command
     from alembic.config import Config
     from alembic.util import CommandError
@@ -125,6 +149,8 @@ def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
                 connection.commit()
                 state = inspect_schema(connection)
     except (SQLAlchemyError, OSError, CommandError) as exc:
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available
+            raise _LockWaitError(reason(exc)) from exc
         raise StoreUnavailableError(f"cannot migrate the prediction store: {reason(exc)}") from exc
     finally:
         engine.dispose()

@@ -3,7 +3,8 @@
 Each round the flusher writes this process's spool file, oldest first, in batches (a moment after
 a request woke it, so that a batch carries many records), and every few seconds does the chores:
 it writes out the files of processes that are gone (`Spool.orphans`), expires what is past the
-spool's age bound, publishes its file's totals, and runs retention when it is due.
+spool's age bound, and runs retention when it is due; every round ends by publishing its file's
+totals (for the pod's probes and metrics) when they changed.
 
 A batch the database refuses is told apart by why:
 - **away** (connection refused, a timeout, a lock it could not get): the batch waits, and the
@@ -266,9 +267,10 @@ class Flusher(threading.Thread):
             self._next_chores = now + CHORES_EVERY_S
             self._chore(lambda: write_orphans(self.store, spool), "writing a gone process's spool")
             self._chore(spool.expire, "spool expiry")
-            self._chore(spool.publish, "spool totals")
             self._chore(self.store.retention.run_if_due, "retention")
-        return self._flush_once(spool)
+        pause = self._flush_once(spool)
+        self._chore(spool.publish, "spool totals")  # a row write only when they changed
+        return pause
 
     def _flush_once(self, spool: Spool) -> float:
         """Write the spool out; the pause before the next attempt."""

@@ -266,7 +266,6 @@ class Spool:
         self._name = ""
         self._lock_fd: int | None = None
         self._open_lock = threading.Lock()
-        self._state: tuple[float, SpoolState] | None = None  # (when, what): for probes
 
     # --- this process's file --------------------------------------------------------------
     def _mine(self) -> _File:
@@ -432,19 +431,9 @@ class Spool:
                     return True
         return False
 
-    def state(self, max_age_s: float = 0.0) -> SpoolState:
+    def state(self) -> SpoolState:
         """The whole pod's spool: this process's file from memory, every other file's published
-        totals (one row each; an earlier release's file, which has none, is counted). A probe
-        may take an answer up to `max_age_s` old (the totals are published every few seconds
-        anyway)."""
-        cached = self._state
-        if cached is not None and time.monotonic() - cached[0] <= max_age_s:
-            return cached[1]
-        state = self._read_state()
-        self._state = (time.monotonic(), state)
-        return state
-
-    def _read_state(self) -> SpoolState:
+        totals (one row each; an earlier release's file, which has none, is counted)."""
         records, size, oldest = 0, 0, None
         ledger = dict.fromkeys(LEDGER, 0)
         mine = self._mine()

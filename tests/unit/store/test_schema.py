@@ -28,7 +28,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 
 def migrate_to(url: str, revision: str) -> None:
     engine = make_engine(url)
-    with engine.begin() as connection:
+    with engine.connect() as connection:  # migrations/env.py commits each revision
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from imdb_sentiment.store.migrations import online
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -21,7 +23,7 @@ def upgrade() -> None:
         table.add_column(sa.Column("unknown_share", sa.Float(precision=53)))
         table.add_column(sa.Column("tokens", sa.Integer))
         table.add_column(sa.Column("text_chars", sa.Integer))
-    op.create_index("feedback_created", "feedback", ["created"])
+    online.create_index("feedback_created", "feedback", ["created"])
 
 
 def downgrade() -> None:
