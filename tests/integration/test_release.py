@@ -237,7 +237,9 @@ def test_release_path_end_to_end(tmp_path: Path) -> None:
     project = make_project(tmp_path / "project", SMALL)
     promote_line = workflow_run("deploy", "promote --version")
     rollback_line = workflow_run("rollback", "promote --version")
-    assert "--force" in rollback_line and "--force" not in promote_line
+    # The gate ran once, in the release job (promote --check-only): after the rollout, and in
+    # a rollback, only the alias moves, to exactly what the pods serve.
+    assert "--force" in rollback_line and "--force" in promote_line
 
     with host_alias(name), mlflow_server(args, tmp_path, port) as server:
         # The compose arguments let clients in by the service's name, and only by known names.
@@ -254,7 +256,9 @@ def test_release_path_end_to_end(tmp_path: Path) -> None:
         ) as url:
             model = served(url)
             assert (model["version"], model["source"]) == (first, "image")
-        run(["imdb-sentiment", "promote", "--version", first], project, env)  # after rollout
+        run(
+            ["imdb-sentiment", "promote", "--version", first, "--force"], project, env
+        )  # after rollout
         assert production(env, tmp_path) == first
 
         second = release(project, env, tmp_path, c=3.0)
@@ -265,7 +269,7 @@ def test_release_path_end_to_end(tmp_path: Path) -> None:
         second_env = pod_env(second, baked_second, tmp_path, registry)
         with running_service(second_env, tmp_path / "v2.log") as url:
             assert served(url)["version"] == second
-        run(["imdb-sentiment", "promote", "--version", second], project, env)
+        run(["imdb-sentiment", "promote", "--version", second, "--force"], project, env)
         assert production(env, tmp_path) == second
 
         server.terminate()

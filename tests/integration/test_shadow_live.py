@@ -199,3 +199,34 @@ def test_promotion_follows_the_live_evidence(tmp_path: Path, postgres: PostgresS
         assert str(client.get_model_version_by_alias(NAME, "production").version) == better
     finally:
         assert [each.stop() for each in pods] == [0, 0]
+
+
+def test_evidence_that_cannot_be_read_in_time_is_an_error_never_a_fallback(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """The gate reads the live evidence under its own statement timeout; a store that does not
+    answer in it fails the gate with one line (the offline gate does not silently decide)."""
+    from sqlalchemy import create_engine, text
+
+    registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    url = postgres.new_database()
+    env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": url,
+           "DATABASE_EVIDENCE_STATEMENT_TIMEOUT_S": "1"}  # fmt: skip
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, env)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", registry)
+        publish(1)
+        publish(2, alias="staging")
+    holder = create_engine(url).connect()
+    try:
+        holder.execute(text("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE"))
+        refused = run(["imdb-sentiment", "promote", "--check-only"], ROOT, env, check=False)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert refused.returncode == 1, refused
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot read the live evidence") and "Traceback" not in last
+    # Without any store (no DATABASE_URL), the offline gate decides, and says so.
+    alone = run(["imdb-sentiment", "promote", "--check-only"], ROOT, {**env, "DATABASE_URL": ""})
+    assert "the offline gate decides" in alone.stderr

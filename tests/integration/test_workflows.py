@@ -286,7 +286,8 @@ def test_the_migration_job_runs_once_per_release_before_the_rollout() -> None:
     steps = deploy["steps"]
     assert f"-l app.kubernetes.io/component={label}" in steps[migrate]["run"]
     assert f"delete job {job['metadata']['name']}" in steps[migrate]["run"]
-    assert "wait --for=condition=complete" in steps[migrate]["run"]
+    # Complete or Failed ends the wait (tests/integration/test_release_lock.py runs it).
+    assert "*Complete*|*Failed*" in steps[migrate]["run"]
     # The rollout (and a rollback) never re-applies the Job: its template is immutable, and a
     # rollback must not run the older release's migration.
     for body in (steps[apply]["run"], script(jobs(rollback_file())["rollback"])):
@@ -355,7 +356,7 @@ def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
         run_step(record, tmp_path, {**base, "IMAGE": image, "VERSION": version})
     # Release 5 fails its rollout: deploy stops before recording (the undo is Kubernetes').
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state[f"{namespace}/imdb-sentiment-releases"] == {
+    assert state[f"configmap/{namespace}/imdb-sentiment-releases"] == {
         "current": "ecr/imdb-sentiment@sha256:bbb 4", "previous": "ecr/imdb-sentiment@sha256:aaa 3"
     }  # fmt: skip
     back = jobs(rollback_file())["rollback"]
@@ -368,6 +369,6 @@ def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
     assert "imdb-sentiment promote --version 3 --force" in calls
     assert "rollout undo" not in calls
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state[f"{namespace}/imdb-sentiment-releases"] == {
+    assert state[f"configmap/{namespace}/imdb-sentiment-releases"] == {
         "current": "ecr/imdb-sentiment@sha256:aaa 3", "previous": ""
     }  # fmt: skip

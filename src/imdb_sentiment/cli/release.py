@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from imdb_sentiment.cli.common import PARAMS, area, clean_errors
+from imdb_sentiment.core.errors import PipelineError
 
 if TYPE_CHECKING:
     from imdb_sentiment.pipeline.registry.promotion import LiveEvidence
@@ -42,7 +43,7 @@ def promote(
         force=force,
         version=version,
         check_only=check_only,
-        live=_live_evidence(),
+        live=None if force else _live_evidence(),  # forced: no gate, no evidence read
         live_gate=p.live,
     )
     if result.live:
@@ -72,20 +73,25 @@ def rollback() -> None:
 
 
 def _live_evidence() -> LiveEvidence:
-    """The shadow pairs from the prediction store ($DATABASE_URL); none (and one line on stderr)
-    when there is no store to read: the offline gate then decides alone."""
-    from imdb_sentiment.core.errors import PipelineError
+    """The shadow pairs from the prediction store ($DATABASE_URL), under the evidence query's
+    own statement timeout. No store at all (one line on stderr): the offline gate decides
+    alone. A store that does not answer, or answers too slowly, is an error: the gate never
+    decides without evidence it was told to read."""
     from imdb_sentiment.core.evidence import PairedCounts
     from imdb_sentiment.monitoring.shadow import live_counts
+    from imdb_sentiment.store.database import NoStoreError, StoreUnavailableError
     from imdb_sentiment.store.store_settings import load_store_settings
 
-    url = load_store_settings().database_url
+    settings = load_store_settings()
 
     def read(candidate: str, production: str) -> PairedCounts:
         try:
-            return live_counts(url, candidate, production)
-        except PipelineError as exc:
+            return live_counts(settings.database_url, candidate, production,
+                               settings.evidence_timeouts())  # fmt: skip
+        except NoStoreError as exc:
             typer.echo(f"no live evidence ({exc}); the offline gate decides", err=True)
             return PairedCounts()
+        except StoreUnavailableError as exc:
+            raise PipelineError(f"cannot read the live evidence: {exc}") from exc
 
     return read

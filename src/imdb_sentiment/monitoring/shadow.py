@@ -21,6 +21,7 @@ from imdb_sentiment.core.evidence import PairedCounts, outcome
 from imdb_sentiment.core.labels import POSITIVE
 from imdb_sentiment.monitoring.drift import statistic
 from imdb_sentiment.store.database import PredictionStore, open_store
+from imdb_sentiment.store.store_settings import Timeouts
 
 MAX_DISAGREEMENTS = 50  # reviews listed in the report (where texts are kept)
 
@@ -103,11 +104,13 @@ def compare(
     return sorted(found.values(), key=lambda c: -c.shadowed)
 
 
-def live_counts(store_url: str, candidate: str, production: str | None) -> PairedCounts:
+def live_counts(
+    store_url: str, candidate: str, production: str | None, timeouts: Timeouts | None = None
+) -> PairedCounts:
     """The labelled pairs of `candidate` shadowing `production` (any production version when
     None): what the promotion gate decides with."""
     pairs: dict[str, int] = {}
-    counted = open_store(store_url).shadow_label_counts(candidate, production)
+    counted = open_store(store_url, timeouts).shadow_label_counts(candidate, production)
     for (production_label, candidate_label, actual), count in counted.items():
         kind = outcome(production_label, candidate_label, actual)
         pairs[kind] = pairs.get(kind, 0) + count

@@ -194,17 +194,22 @@ def schema_state(engine: Engine) -> SchemaState:
         raise StoreUnavailableError(reason(exc)) from exc
 
 
-def open_store(url: str) -> PredictionStore:
-    """An existing store to read from (CLI): one line if it is missing, unmigrated or down."""
+class NoStoreError(StoreUnavailableError):
+    """There is no prediction store to read (DATABASE_URL empty, or an SQLite file never made)."""
+
+
+def open_store(url: str, timeouts: Timeouts | None = None) -> PredictionStore:
+    """An existing store to read from (CLI): one line if it is missing, unmigrated or down.
+    `timeouts`: a reader's own (a report's query may run longer than a request's)."""
     from sqlalchemy import inspect
 
     if not url:
-        raise StoreUnavailableError("no prediction store: DATABASE_URL is empty")
+        raise NoStoreError("no prediction store: DATABASE_URL is empty")
     shown = make_url(url).render_as_string(hide_password=True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").exists():
-        raise StoreUnavailableError(f"no prediction store at {shown} (DATABASE_URL)")
-    store = PredictionStore(url)  # a reader: no spool
+        raise NoStoreError(f"no prediction store at {shown} (DATABASE_URL)")
+    store = PredictionStore(url, timeouts=timeouts)  # a reader: no spool
     try:
         with store.engine.connect() as db:
             tables = set(inspect(db).get_table_names())

@@ -44,6 +44,11 @@ class StoreSettings(BaseSettings):
     database_retention_statement_timeout_s: float = Field(
         60.0, gt=0, le=3600, validation_alias="DATABASE_RETENTION_STATEMENT_TIMEOUT_S"
     )
+    # The promotion gate's evidence query (a GROUP BY over a week of shadowed predictions) on
+    # the read-only role: its own bound; past it the gate fails, it never decides without it.
+    database_evidence_statement_timeout_s: float = Field(
+        120.0, gt=0, le=3600, validation_alias="DATABASE_EVIDENCE_STATEMENT_TIMEOUT_S"
+    )
     # A feedback request holds its worker at most this long waiting for the database (503 then).
     feedback_budget_s: float = Field(5.0, gt=0, le=60, validation_alias="FEEDBACK_BUDGET_S")
     # auto: the server upgrades the schema at start (the embedded SQLite store of `make run`);
@@ -70,6 +75,11 @@ class StoreSettings(BaseSettings):
     database_migration_lock_timeout_s: float = Field(
         5.0, gt=0, validation_alias="DATABASE_MIGRATION_LOCK_TIMEOUT_S"
     )
+
+    def evidence_timeouts(self) -> Timeouts:
+        return Timeouts(connect_s=self.database_connect_timeout_s,
+                        statement_s=self.database_evidence_statement_timeout_s,
+                        lock_s=self.database_lock_timeout_s)  # fmt: skip
 
     def timeouts(self, migration: bool = False) -> Timeouts:
         return Timeouts(
