@@ -29,7 +29,10 @@ DURATIONS = {
     "image-tests": 15,
     "release": 10,
     "image": 5,
+    "stage": 2,
+    "decide": 2,
     "deploy": 10,
+    "withdraw": 2,
     "drift": 2,
     "rollback": 3,
 }

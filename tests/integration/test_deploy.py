@@ -281,18 +281,21 @@ def test_workflow_stages_permissions_and_pins() -> None:
     assert flow["permissions"] == {"contents": "read"}
     assert "concurrency" in flow
     jobs = flow["jobs"]
-    assert list(jobs) == ["test", "image-tests", "release", "image", "deploy"]  # + rollback.yaml
+    # + rollback.yaml, and promote.yaml which deploys what `stage` records
+    assert list(jobs) == ["test", "image-tests", "release", "image", "stage"]
     assert jobs["release"]["needs"] == ["test", "image-tests"]
     assert jobs["image"]["needs"] == "release"
-    assert jobs["deploy"]["needs"] == ["release", "image"]
+    assert jobs["stage"]["needs"] == ["release", "image"]
     for path in sorted((ROOT / ".github/workflows").glob("*.yaml")):  # every workflow
         for job in yaml.safe_load(path.read_text())["jobs"].values():
             for step in job.get("steps", []):  # a reusable-workflow call has none
                 if "uses" in step:
                     assert re.search(r"@[0-9a-f]{40}$", step["uses"]), (path.name, step["uses"])
     text = (ROOT / ".github/workflows/ci.yaml").read_text()
-    assert "rollout undo" in text and "rollout status" in text
     assert "configure-aws-credentials" in text and "id-token: write" in text
+    promote = (ROOT / ".github/workflows/promote.yaml").read_text()  # the one deploy
+    assert "rollout undo" in promote and "rollout status" in promote
+    assert "rollout" not in text  # a release run stages; it never rolls anything out
 
 
 def test_the_test_job_is_what_ci_runs_here() -> None:

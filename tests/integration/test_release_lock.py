@@ -1,4 +1,4 @@
-"""One release lock around everything that changes production: ci.yaml's deploy and
+"""One release lock around everything that changes production: promote.yaml's deploy and
 rollback.yaml's steps, run as written (bash -eo pipefail, each job in its own checkout) against
 one cluster state that both change — a file-backed stand-in for the API server whose every call
 is one atomic read-modify-write (tests/integration/stubs/kubectl: ConfigMaps, the Lease, the
@@ -123,7 +123,8 @@ def pick(job: dict[str, Any], names: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def deploy_and_rollback(root: Path, version: int, locked: bool) -> tuple[Job, Job]:
     skip = () if locked else LOCK
-    deploy = Job("deploy", [s for s in pick(jobs()["deploy"], DEPLOY) if s["name"] not in skip],
+    steps = pick(jobs("promote.yaml")["deploy"], DEPLOY)
+    deploy = Job("deploy", [s for s in steps if s["name"] not in skip],
                  checkout(root / "deploy-runner"),
                  {"IMAGE": IMAGE.format(version), "VERSION": str(version),
                   "GITHUB_RUN_ID": "101"})  # fmt: skip
@@ -134,7 +135,10 @@ def deploy_and_rollback(root: Path, version: int, locked: bool) -> tuple[Job, Jo
 
 
 def test_the_steps_named_here_are_the_workflows_own() -> None:
-    for job, names in ((jobs()["deploy"], DEPLOY), (jobs(rollback_file())["rollback"], ROLLBACK)):
+    for job, names in (
+        (jobs("promote.yaml")["deploy"], DEPLOY),
+        (jobs(rollback_file())["rollback"], ROLLBACK),
+    ):
         steps = pick(job, names)
         assert steps[0]["run"].startswith("bash deploy/release-lock.sh acquire")
         assert steps[-1]["if"] == "always()" and "release-lock.sh release" in steps[-1]["run"]

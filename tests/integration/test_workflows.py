@@ -80,7 +80,12 @@ def rollback_before(world: World, run: Any) -> bool:
 
 
 def deploys(world: World) -> list[Any]:
-    return [u for r in world.runs for u in r.jobs if u.name == "deploy" and u.state != "skipped"]
+    """The release runs' last job (ci.yaml's `stage`: what promote.yaml later deploys)."""
+    return [u for r in world.runs for u in r.jobs if u.name == "stage" and u.state != "skipped"]
+
+
+def promote_flow() -> dict[str, Any]:
+    return jobs("promote.yaml")
 
 
 def problems(world: World, runs: list[Any]) -> list[str]:
@@ -89,8 +94,8 @@ def problems(world: World, runs: list[Any]) -> list[str]:
     for run in world.runs:
         images = [u for u in run.jobs if u.name == "image" and u.state == "done"]
         for unit in run.jobs:
-            if unit.name == "deploy" and images and unit.state == "cancelled":
-                found.append(f"run {run.number}: deploy cancelled after its image was pushed")
+            if unit.name == "stage" and images and unit.state == "cancelled":
+                found.append(f"run {run.number}: stage cancelled after its image was pushed")
         # Only another rollback (the same request again) may hold a rollback back or replace
         # it while it is pending: pushes, retrains and schedules never.
         if run.workflow == rollback_file() and not rollback_before(world, run):
@@ -102,7 +107,7 @@ def problems(world: World, runs: list[Any]) -> list[str]:
     spans = sorted((u.started, u.finished) for u in deploys(world) if u.state == "done")
     for (_, end), (start, _) in itertools.pairwise(spans):
         if start < end:
-            found.append("two deploys at once")
+            found.append("two stages at once")
     found += [line for line in world.log if "deadlock" in line]
     return found
 
@@ -153,7 +158,7 @@ def job_level_groups(flow: dict[str, Any], workflow_group: str) -> dict[str, Any
         "group": workflow_group,
         "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
     }
-    for name in ("release", "image", "deploy"):
+    for name in ("release", "image", "stage"):
         changed["jobs"][name]["concurrency"] = {"group": "imdb-sentiment-production",
                                                 "cancel-in-progress": False}  # fmt: skip
     return changed
@@ -167,7 +172,7 @@ def test_the_simulation_catches_the_old_design() -> None:
     old = job_level_groups(ci, "${{ github.workflow }}-${{ github.ref }}")
     back = yaml.safe_load((WORKFLOWS / rollback_file()).read_text())["jobs"]["rollback"]
     old["jobs"]["rollback"] = {**back, "if": "github.event_name == 'workflow_dispatch'",
-                               "concurrency": old["jobs"]["deploy"]["concurrency"]}  # fmt: skip
+                               "concurrency": old["jobs"]["stage"]["concurrency"]}  # fmt: skip
     for name in ("test", "release"):  # a dispatch ran only the rollback
         old["jobs"][name]["if"] = "github.event_name != 'workflow_dispatch'"
     world = World(WORKFLOWS)
@@ -189,7 +194,7 @@ def test_the_simulation_catches_a_pending_deploy_cancelled_by_a_push() -> None:
     world = World(WORKFLOWS)
     world.flows["ci.yaml"] = job_level_groups(ci, "ci-cd-${{ github.run_id }}")
     runs = simulate(world, [(0, "push"), (1, "push"), (26, "push")])
-    assert any("deploy cancelled after its image was pushed" in p for p in problems(world, runs))
+    assert any("stage cancelled after its image was pushed" in p for p in problems(world, runs))
 
 
 def test_the_expression_reader_reads_as_github_does() -> None:
@@ -214,15 +219,14 @@ def test_retrain_releases_through_the_release_group_without_deadlock() -> None:
     runs = simulate(world, [(0, "retrain")])
     assert problems(world, runs) == []
     called = [r for r in world.runs if r.parent is runs[0]]
-    states = [u.state for u in called[0].jobs]  # test, image-tests, release, image, deploy
+    states = [u.state for u in called[0].jobs]  # test, image-tests, release, image, stage
     assert states == ["done"] * 5
     retrain = jobs("retrain.yaml")["retrain"]
     assert retrain["uses"].endswith(".github/workflows/ci.yaml")
 
 
 def test_rollback_is_main_only_and_returns_to_the_recorded_healthy_release() -> None:
-    ci = jobs()
-    rollback, deploy = jobs(rollback_file())["rollback"], ci["deploy"]
+    rollback, deploy = jobs(rollback_file())["rollback"], promote_flow()["deploy"]
     assert "github.ref == 'refs/heads/main'" in rollback["if"]
     body = script(rollback)
     assert "rollout undo" not in body  # "previous revision" may be the failed one
@@ -235,6 +239,11 @@ def test_rollback_is_main_only_and_returns_to_the_recorded_healthy_release() -> 
     rollout = next(i for i, n in enumerate(names) if n.startswith("Wait for the rollout"))
     assert rollout < promote < record
     assert 'current="$IMAGE $VERSION"' in deploy["steps"][record]["run"]
+    # What is deployed is what a release run staged: its image by digest, from the record.
+    decide = promote_flow()["decide"]
+    assert deploy["env"]["IMAGE"] == "${{ needs.decide.outputs.image }}"
+    assert "{.data.staged}" in script(decide) and "promote --when-ready" in script(decide)
+    assert 'staged="$IMAGE $VERSION"' in script(jobs()["stage"])
 
 
 def test_images_are_deployed_by_digest_from_an_immutable_repository() -> None:
@@ -244,12 +253,12 @@ def test_images_are_deployed_by_digest_from_an_immutable_repository() -> None:
     digest = next(s for s in image["steps"] if s.get("id") == "digest")
     assert digest["env"]["DIGEST"] == "${{ steps.build.outputs.digest }}"
     assert image["outputs"]["image"] == "${{ steps.digest.outputs.image }}"
-    assert ci["deploy"]["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
-    assert 'kustomize edit set image "imdb-sentiment=$IMAGE"' in script(ci["deploy"])
+    assert ci["stage"]["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
+    assert 'kustomize edit set image "imdb-sentiment=$IMAGE"' in script(promote_flow()["deploy"])
 
 
 def test_production_secrets_reach_production_only_and_cover_what_its_pods_need() -> None:
-    """Every Secret the prod overlay's pods (and the migration Job) read is created by the deploy
+    """Every Secret the prod overlay's pods (and the migration Job) read is created by the stage
     job in production's namespace, and in no other: dev has credentials of its own."""
     docs = render("prod")
     needed: set[str] = set()
@@ -264,7 +273,7 @@ def test_production_secrets_reach_production_only_and_cover_what_its_pods_need()
                 if "secretKeyRef" in e.get("valueFrom", {})
             }
         needed |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
-    body = script(jobs()["deploy"])
+    body = script(jobs()["stage"])
     created = re.findall(r'kubectl -n "([^"]+)" create secret generic ([\w-]+)', body)
     prod = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())["env"]["NAMESPACE"]
     assert {ns for ns, _ in created} == {"$NAMESPACE"}, created
@@ -274,7 +283,7 @@ def test_production_secrets_reach_production_only_and_cover_what_its_pods_need()
 
 
 def test_the_migration_job_runs_once_per_release_before_the_rollout() -> None:
-    deploy = jobs()["deploy"]
+    deploy = promote_flow()["deploy"]
     names = [s.get("name", "") for s in deploy["steps"]]
     pin = next(i for i, n in enumerate(names) if n.startswith("Pin the release"))
     migrate = next(i for i, n in enumerate(names) if n.startswith("Migrate the prediction store"))
@@ -347,7 +356,7 @@ def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
         f'#!/bin/sh\necho "imdb-sentiment $*" >> {tmp_path}/calls.log\n'
     )
     (venv / "imdb-sentiment").chmod(0o755)
-    record = step(ci["deploy"], "Record the release")
+    record = step(promote_flow()["deploy"], "Record the release")
     base = {"NAMESPACE": namespace}
     for image, version in (
         ("ecr/imdb-sentiment@sha256:aaa", "3"),
@@ -357,7 +366,8 @@ def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
     # Release 5 fails its rollout: deploy stops before recording (the undo is Kubernetes').
     state = json.loads((tmp_path / "state.json").read_text())
     assert state[f"configmap/{namespace}/imdb-sentiment-releases"] == {
-        "current": "ecr/imdb-sentiment@sha256:bbb 4", "previous": "ecr/imdb-sentiment@sha256:aaa 3"
+        "current": "ecr/imdb-sentiment@sha256:bbb 4", "previous": "ecr/imdb-sentiment@sha256:aaa 3",
+        "staged": "",
     }  # fmt: skip
     back = jobs(rollback_file())["rollback"]
     target = run_step(step(back, "Redeploy the last release"), tmp_path, base)

@@ -27,6 +27,12 @@ def promote(
     check_only: bool = typer.Option(
         False, "--check-only", help="Apply the gate and print the version; move nothing."
     ),
+    when_ready: bool = typer.Option(
+        False,
+        "--when-ready",
+        help="The scheduled promotion: print promote, withdraw (the "
+        "staging alias is taken off), wait or none, then the version; move production nothing.",
+    ),
 ) -> None:
     """Move alias 'production' to the 'staging' version if it passes the quality gate."""
     from imdb_sentiment.core import tracking
@@ -36,6 +42,13 @@ def promote(
 
     p, settings = load_params(params_file).promote, load_model_settings()
     tracking.configure(settings)
+    if when_ready:
+        ready = promotion.when_ready(settings.model_name, tolerance=p.tolerance,
+                                     min_accuracy=p.min_accuracy, gate=p.live,
+                                     live=_live_evidence(), version=version)  # fmt: skip
+        typer.echo(f"{ready.decision} version {ready.version}: {ready.reason}", err=True)
+        typer.echo(f"{ready.decision} {ready.version or ''}".strip())  # the workflow reads it
+        return
     result = promotion.promote(
         settings.model_name,
         tolerance=p.tolerance,

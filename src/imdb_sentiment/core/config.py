@@ -193,6 +193,9 @@ class LiveGate(_Strict):
 
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     min_pairs: int = Field(200, ge=1)
+    # The scheduled promotion (`promote --when-ready`, core.sequential): a staged candidate
+    # waits at most this long for the sequential test to decide; then the offline gate does.
+    max_wait_hours: float = Field(168.0, gt=0.0)
 
 
 class PromoteParams(_Strict):

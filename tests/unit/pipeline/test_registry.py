@@ -142,3 +142,35 @@ def test_the_whole_package_ships_with_the_model() -> None:
     shipped = Path(registration.package_dir())
     assert (shipped / "__init__.py").exists() and shipped.name == "imdb_sentiment"
     assert {"core", "model", "pipeline", "runtime"} <= {p.name for p in shipped.iterdir()}
+
+
+def test_the_scheduled_promotion_decides_on_the_sequential_test(small_model: Pipeline) -> None:
+    """`promote --when-ready`: promote a non-inferior candidate, withdraw a worse one (its
+    staging alias taken off), wait on little evidence — and after the longest wait, let the
+    offline gate decide."""
+    import time
+
+    register(small_model, 0.90)
+    promotion.promote(NAME, tolerance=0.01)
+    gate, client = LiveGate(max_wait_hours=24), MlflowClient()
+
+    def ready(counts: PairedCounts, hours: float = 0.0) -> promotion.Readiness:
+        return promotion.when_ready(NAME, tolerance=0.005, min_accuracy=0.85, gate=gate,
+                                    live=_live(counts), now=time.time() + hours * 3600)  # fmt: skip
+
+    staged = register(small_model, 0.90)
+    assert ready(PairedCounts(90, 4, 3, 3)).decision == "wait"
+    assert ready(PairedCounts(900, 40, 10, 50)) == promotion.Readiness(
+        "promote", staged.version, ready(PairedCounts(900, 40, 10, 50)).reason
+    )
+    withdrawn = ready(PairedCounts(900, 40, 50, 10))
+    assert (withdrawn.decision, withdrawn.version) == ("withdraw", staged.version)
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias(NAME, "staging")  # production no longer shadows it
+    assert ready(PairedCounts()).decision == "none"  # nothing staged
+    register(small_model, 0.90)
+    late = ready(PairedCounts(90, 4, 3, 3), hours=25)
+    assert late.decision == "promote" and "the offline gate passes it" in late.reason
+    register(small_model, 0.80)  # below min_accuracy
+    refused = ready(PairedCounts(90, 4, 3, 3), hours=25)
+    assert refused.decision == "withdraw" and "below the minimum" in refused.reason

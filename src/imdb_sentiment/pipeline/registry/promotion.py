@@ -4,9 +4,11 @@ scoring when there is enough of it), and roll it back."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -118,6 +120,58 @@ def promote(
         client.set_registered_model_tag(name, PREVIOUS_TAG, previous)
     client.set_registered_model_alias(name, PRODUCTION, cand_version)
     return result
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What the scheduled promotion does with the staged candidate, and why."""
+
+    decision: Literal["promote", "withdraw", "wait", "none"]
+    version: str | None  # the staged candidate
+    reason: str
+
+
+def when_ready(
+    name: str, *, tolerance: float, min_accuracy: float, gate: LiveGate,
+    live: LiveEvidence, version: str | None = None, now: float | None = None,
+) -> Readiness:  # fmt: skip
+    """The staged candidate (`version`, default the `staging` alias) against production on the
+    labelled shadow pairs, by the always-valid sequential test (core.sequential): promote when
+    it is non-inferior within `tolerance`, withdraw when it is worse, wait otherwise — until it
+    has been staged `gate.max_wait_hours`, when the offline gate decides (and says so).
+    Withdrawing takes the `staging` alias off it (production stops shadowing it); promoting is
+    the caller's (image, rollout, then `promote --version V --force`)."""
+    from imdb_sentiment.core.sequential import decide, wealth
+
+    client = MlflowClient()
+    staged = _version_by_alias(client, name, STAGING)
+    current = _version_by_alias(client, name, PRODUCTION)
+    if staged is None or (version is not None and str(staged.version) != version):
+        return Readiness("none", version, f"version {version or '?'} is not the staged one")
+    candidate = str(staged.version)
+    if current is None or str(current.version) == candidate:
+        return Readiness("none", candidate, "nothing to compare it with: it is production")
+    counts = live(candidate, str(current.version))
+    decision = decide(counts, tolerance, gate.alpha)
+    found = wealth(counts, tolerance)
+    said = (f"{counts.pairs} labelled shadow pairs, candidate-only {counts.candidate_only}, "
+            f"production-only {counts.production_only}; log-wealth non-inferior "
+            f"{found.noninferior:.2f}, worse {found.worse:.2f} (decides at "
+            f"{math.log(1 / gate.alpha):.2f})")  # fmt: skip
+    staged_hours = ((now or time.time()) - staged.creation_timestamp / 1000) / 3600
+    if decision == "wait" and staged_hours >= gate.max_wait_hours:
+        try:
+            promote(name, tolerance=tolerance, min_accuracy=min_accuracy, version=candidate,
+                    check_only=True)  # fmt: skip
+            decision, said = (
+                "promote",
+                f"{said}; waited {staged_hours:.0f} h: the offline gate passes it",
+            )
+        except GateError as exc:
+            decision, said = "withdraw", f"{said}; waited {staged_hours:.0f} h: {exc}"
+    if decision == "withdraw":
+        client.delete_registered_model_alias(name, STAGING)
+    return Readiness(decision, candidate, said)
 
 
 def rollback(name: str) -> tuple[str, str]:
