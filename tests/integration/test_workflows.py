@@ -346,7 +346,6 @@ def step(job: dict[str, Any], name: str) -> dict[str, Any]:
 def test_rollback_steps_run_as_written_return_to_the_last_healthy_release(
     tmp_path: Path,
 ) -> None:
-    ci = jobs()
     namespace = yaml.safe_load((WORKFLOWS / "ci.yaml").read_text())["env"]["NAMESPACE"]
     shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
     (tmp_path / "Makefile").write_text("install:\n\t@true\n")
