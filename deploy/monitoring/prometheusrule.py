@@ -35,7 +35,8 @@ def render(alerts: Path = HERE / "alerts.yml") -> str:
     rule = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": "imdb-sentiment"},
+        # kube-prometheus-stack's default ruleSelector: the Helm release's name (servicemonitor.yaml).
+        "metadata": {"name": "imdb-sentiment", "labels": {"release": "kube-prometheus-stack"}},
         "spec": {"groups": groups},
     }
     return HEADER + yaml.dump(rule, Dumper=_Dumper, sort_keys=False, width=120)

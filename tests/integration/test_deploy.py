@@ -388,7 +388,7 @@ def test_alert_rules_check_and_unit_tests() -> None:
         for t in tests
         if not t["alert_rule_test"][0]["exp_alerts"]
     }
-    assert firing == quiet == alerts
+    assert firing == alerts and quiet == alerts - {"Watchdog"}  # the switch always fires
     assert {
         "TargetDown",
         "HighBatchLatencyP99",
@@ -431,7 +431,7 @@ def test_alertmanager_config_checks_and_routes_every_alert_by_severity() -> None
     assert {"namespace", "job"} <= set(config["route"]["group_by"])
     # Each alert of alerts.yml, with its own labels, reaches the receiver its severity names
     # (amtool evaluates the routing tree as Alertmanager does).
-    expected = {"critical": "oncall", "warning": "team"}
+    expected = {"critical": "oncall", "warning": "team", "none": "watchdog"}
     rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
     for rule in (r for g in rules for r in g["rules"] if "alert" in r):
         labels = [f"alertname={rule['alert']}", "namespace=imdb-sentiment", "job=imdb-sentiment"]
@@ -628,6 +628,12 @@ PUBLIC = {"/", "/predict", "/static/<path:filename>", "/api/v1/predict", "/api/v
           "/invocations", "/docs", "/docs/<path:name>", "/openapi.json"}  # fmt: skip
 
 
+def public(route: str) -> bool:
+    """The routes above, and the Open Inference Protocol's (/v2/…): what KServe's and Triton's
+    clients call, health and metadata included."""
+    return route in PUBLIC or route == "/v2" or route.startswith("/v2/")
+
+
 def _published(path: dict[str, Any], route: str) -> bool:
     concrete = re.sub(r"<[^>]+>", "x", route)
     if path["pathType"] == "Exact":
@@ -652,7 +658,7 @@ def test_ingress_publishes_only_the_public_routes_and_limits_feedback(
             ing for ing in ingresses
             if any(_published(p, route) for p in ing["spec"]["rules"][0]["http"]["paths"])
         ]  # fmt: skip
-        assert bool(publishing) == (route in PUBLIC), route
+        assert bool(publishing) == public(route), route
         if route == "/api/v1/feedback":
             assert len(publishing) == 1
             annotations = publishing[0]["metadata"]["annotations"]
@@ -839,3 +845,27 @@ def test_a_rollout_at_the_largest_scale_fits_its_timeout() -> None:
     timeouts = {int(t) for t in re.findall(r"rollout status [^\n]*--timeout=(\d+)s", workflow)}
     assert timeouts and min(timeouts) >= needed, (timeouts, needed)
     assert spec["progressDeadlineSeconds"] >= needed
+
+
+def test_alerts_reach_cluster_addresses_and_the_operator_picks_the_objects_up() -> None:
+    """Receivers at cluster addresses (loopback, inside an Alertmanager pod, is itself); the
+    plain Prometheus sends to a Service that exists without the Operator; the Operator's
+    objects carry the label kube-prometheus-stack's default selectors match."""
+    am = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
+    urls = [h["url"] for r in am["receivers"] for h in r.get("webhook_configs", [])]
+    assert urls and not [u for u in urls if "127.0.0.1" in u or "localhost" in u]
+    assert all(".svc.cluster.local" in u for u in urls)
+    prom = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    names = [n for a in prom["alerting"]["alertmanagers"] for d in a["dns_sd_configs"]
+             for n in d["names"]]  # fmt: skip
+    assert names and not [n for n in names if "operated" in n]  # the Operator's name only
+    docs = [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/components/monitoring/"
+                                           "servicemonitor.yaml").read_text()) if d]  # fmt: skip
+    docs += [d for d in yaml.safe_load_all((ROOT / "deploy/k8s/components/monitoring/"
+                                            "prometheusrule.yaml").read_text()) if d]  # fmt: skip
+    # kube-prometheus-stack: serviceMonitorSelector and ruleSelector default to
+    # {matchLabels: {release: <the Helm release's name>}}.
+    assert {d["kind"]: d["metadata"]["labels"]["release"] for d in docs} == {
+        "ServiceMonitor": "kube-prometheus-stack", "PrometheusRule": "kube-prometheus-stack"
+    }  # fmt: skip
+    assert "Watchdog" in {r.get("alert") for g in docs[1]["spec"]["groups"] for r in g["rules"]}

@@ -120,7 +120,7 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
         return self._call("ServerLive", context, lambda: pb.ServerLiveResponse(live=True))
 
     def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        ready = self.ctx.model.current is not None
+        ready = self.ctx.unready_reason() is None  # as /readyz and /v2/health/ready
         return self._call("ServerReady", context, lambda: pb.ServerReadyResponse(ready=ready))
 
     def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802

@@ -75,6 +75,15 @@ class ServiceContext:
                 "(or ALLOW_ANONYMOUS_WRITES=true, for local use)",
             )
 
+    def unready_reason(self) -> str | None:
+        """Why this process cannot serve (for clients: no internals), None when it can: a model
+        loaded, and a store schema this release can use. The one readiness every probe asks
+        (/readyz, /v2/health/ready, gRPC ServerReady): KServe's and Kubernetes' alike."""
+        if self.model.current is None:
+            return self.model.public_reason
+        store = self.prediction_store
+        return store.unusable_reason() if store is not None else None
+
     def close(self) -> None:
         """Write out what the background writers hold (a worker's last act)."""
         for model in (self.model, self.shadow_model):

@@ -102,7 +102,8 @@ def live() -> ResponseReturnValue:
 
 @bp.get("/health/ready")
 def ready() -> ResponseReturnValue:
-    is_ready = service().model.current is not None
+    """KServe's readiness probe: the same question as /readyz (a model, a usable schema)."""
+    is_ready = service().unready_reason() is None
     return jsonify({"ready": is_ready}), 200 if is_ready else 503
 
 

@@ -24,15 +24,15 @@ def healthz() -> ResponseReturnValue:
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
     ctx = service()
+    # No model, or a schema this release cannot use (not migrated yet, or changed
+    # incompatibly): no traffic until that changes; then ready without a restart. The
+    # reason's details (URLs, paths, errors) are in the log, not here.
+    unready = ctx.unready_reason()
+    if unready is not None:
+        return jsonify({"status": "not ready", "reason": unready}), 503
     model = ctx.model.current
-    if model is None:  # the reason's details (URLs, paths, errors) are in the log, not here
-        return jsonify({"status": "not ready", "reason": ctx.model.public_reason}), 503
-    # A schema this release cannot use (not migrated yet, or changed incompatibly): no traffic
-    # until the release step has migrated; then ready without a restart.
+    assert model is not None
     store = ctx.prediction_store
-    unusable = store.unusable_reason() if store is not None else None
-    if unusable is not None:
-        return jsonify({"status": "not ready", "reason": unusable}), 503
     # The gRPC front (GRPC_PORT) is part of the pod: no traffic before it takes connections.
     if ctx.settings.grpc_port and not listening(ctx.settings.grpc_port):
         return jsonify({"status": "not ready", "reason": "the gRPC front is not up yet"}), 503

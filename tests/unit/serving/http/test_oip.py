@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +140,29 @@ def test_fields_beyond_the_specification_are_ignored(client: FlaskClient) -> Non
     body = {**tensor(TEXTS), "model_name": "imdb-sentiment", "id": "k"}
     response = client.post("/v2/models/imdb-sentiment/infer", json=body)
     assert response.status_code == 200 and response.get_json()["id"] == "k"
+
+
+def test_readiness_is_one_question_for_every_probe(tmp_path: Path, small_model: Any) -> None:
+    """KServe's probe (/v2/health/ready) asks what Kubernetes' (/readyz) asks: a model *and* a
+    store schema this release can use — a pod on an unmigrated store is not ready for either."""
+    import time
+
+    from imdb_sentiment.serving.http.app import create_app
+    from imdb_sentiment.serving.service_settings import load_settings
+    from imdb_sentiment.store.database import upgrade
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = load_settings(database_url=url, database_migrate="off", reload_interval=0)
+    client = create_app(settings, model=small_model).test_client()
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code == 200 or "not checked" in client.get(
+            "/readyz").get_json()["reason"]:  # fmt: skip
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.get("/v2/health/ready").status_code == 503
+    assert client.get("/v2/health/ready").get_json() == {"ready": False}
+    upgrade(url)
+    ctx = client.application.extensions["imdb_sentiment"]
+    ctx.prediction_store.check_schema()
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/v2/health/ready").get_json() == {"ready": True}
