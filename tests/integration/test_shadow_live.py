@@ -230,3 +230,94 @@ def test_evidence_that_cannot_be_read_in_time_is_an_error_never_a_fallback(
     # Without any store (no DATABASE_URL), the offline gate decides, and says so.
     alone = run(["imdb-sentiment", "promote", "--check-only"], ROOT, {**env, "DATABASE_URL": ""})
     assert "the offline gate decides" in alone.stderr
+
+
+def when_ready_command() -> list[str]:
+    """promote.yaml's decision, as its `decide` job runs it (the staged version substituted)."""
+    import shlex
+
+    import yaml
+
+    flow = (ROOT / ".github/workflows/promote.yaml").read_text()
+    decide = yaml.safe_load(flow)["jobs"]["decide"]
+    body = "\n".join(str(s.get("run", "")) for s in decide["steps"])
+    line = next(x for x in body.splitlines() if "promote --when-ready" in x)
+    command = line.split("$(", 1)[1].rsplit(")", 1)[0]
+    return [w.removeprefix(".venv/bin/") for w in shlex.split(command)]
+
+
+def test_the_scheduled_path_promotes_a_better_candidate_and_withdraws_a_worse_one(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Two instances on one real PostgreSQL, real IMDB test reviews as traffic and their labels
+    through feedback: promote.yaml's own decision command, run as the hourly job would after
+    each batch of traffic, withdraws a worse candidate (production stops shadowing it) and
+    promotes a better one, whose alias then moves as the deploy job moves it — nobody decides."""
+    if not FULL_DATA_SOURCE:
+        if IN_CI:
+            pytest.fail("CI must set IMDB_SOURCE to the real archive")
+        pytest.skip("IMDB_SOURCE not set: this test labels real reviews")
+    data = reviews(FULL_DATA_SOURCE, per_bucket=1000)
+    train, test = data["train"], data["test"]
+    random.Random(1).shuffle(test)
+    registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": postgres.new_database()}
+    run(["imdb-sentiment", "db", "upgrade"], ROOT, env)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", registry)
+        production = publish(0, model=trained(train, flip=0.30, seed=1))
+        worse = publish(0, alias="staging", model=trained(train, flip=0.60, seed=2))
+    serving = {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
+               "DATABASE_MIGRATE": "off"}  # fmt: skip
+    pods = [Pod(tmp_path / name, serving) for name in ("pod-a", "pod-b")]
+    for pod in pods:
+        pod.start()
+    decide = when_ready_command()
+    client = MlflowClient(registry)
+
+    def hourly(version: str, items: list[tuple[str, str]]) -> str:
+        """Traffic in batches; the scheduled decision after each, until it is not `wait`."""
+        for start in range(0, len(items), 50):
+            serve_and_label(pods, items[start : start + 50], production)
+            said = run([*decide[:-1], version], ROOT, env)
+            if said.stdout.split()[0] != "wait":
+                print(f"\nafter {start + 50} labelled reviews: {said.stderr.strip()}")
+                return said.stdout.split()[0]
+        return "wait"
+
+    try:
+        for each in pods:
+            wait_for_shadow(each, worse)
+        assert hourly(worse, test[:600]) == "withdraw"
+        with pytest.raises(Exception, match="alias"):
+            client.get_model_version_by_alias(NAME, "staging")
+        for each in pods:
+            wait_for_shadow_none(each)  # production stopped shadowing the withdrawn one
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_TRACKING_URI", registry)
+            better = publish(0, alias="staging", model=trained(train, flip=0.0, seed=3))
+        for each in pods:
+            wait_for_shadow(each, better)
+        assert hourly(better, test[600:1400]) == "promote"
+        # The deploy job, after its rollout: only the alias moves, to what it deployed.
+        run(["imdb-sentiment", "promote", "--version", better, "--force"], ROOT, env)
+        assert str(client.get_model_version_by_alias(NAME, "production").version) == better
+    finally:
+        assert [each.stop() for each in pods] == [0, 0]
+
+
+def wait_for_shadow_none(pod: Pod) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        text = requests.get(f"{pod.url}/metrics", timeout=10).text
+        loaded = {
+            s.labels["version"]
+            for family in text_string_to_metric_families(text)
+            if family.name == "shadow_model_info"
+            for s in family.samples
+            if s.value == 1
+        }
+        if not loaded:
+            return
+        assert time.monotonic() < deadline, f"the workers still shadow {loaded}"
+        time.sleep(0.2)
