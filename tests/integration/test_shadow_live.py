@@ -299,6 +299,12 @@ def test_the_scheduled_path_promotes_a_better_candidate_and_withdraws_a_worse_on
         for each in pods:
             wait_for_shadow(each, better)
         assert hourly(better, test[600:1400]) == "promote"
+        # `shadow report` shows the same running decision, and the boundary it crossed.
+        found = report(pods[0], env, better)
+        sequential = found["sequential"]
+        assert isinstance(sequential, dict) and sequential["decision"] == "promote"
+        plot = pods[0].home / f"report-{better}" / str(sequential["plot"])
+        assert plot.read_bytes().startswith(b"\x89PNG")
         # The deploy job, after its rollout: only the alias moves, to what it deployed.
         run(["imdb-sentiment", "promote", "--version", better, "--force"], ROOT, env)
         assert str(client.get_model_version_by_alias(NAME, "production").version) == better

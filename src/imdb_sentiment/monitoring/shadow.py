@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from imdb_sentiment.core.atomic import atomic_path
 from imdb_sentiment.core.config import DriftParams, LiveGate
 from imdb_sentiment.core.evidence import PairedCounts, outcome
 from imdb_sentiment.core.labels import POSITIVE
+from imdb_sentiment.core.sequential import boundary, decide, wealth
 from imdb_sentiment.monitoring.drift import statistic
 from imdb_sentiment.store.database import PredictionStore, open_store
 from imdb_sentiment.store.store_settings import Timeouts
@@ -39,6 +41,7 @@ class Comparison:
     candidate_positive: list[bool] = field(default_factory=list)
     pairs: dict[str, int] = field(default_factory=dict)
     disagreements: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)  # each labelled pair: +1 / -1 / 0, in order
 
     @property
     def shadowed(self) -> int:
@@ -66,13 +69,26 @@ class Comparison:
                           "candidate_mean": round(float(cand.mean()), 6)})  # fmt: skip
         return found
 
-    def as_json(self, gate: LiveGate, drift: DriftParams) -> dict[str, Any]:
+    def sequential(self, gate: LiveGate, tolerance: float) -> dict[str, Any]:
+        """The scheduled promotion's running decision on these pairs (core.sequential)."""
+        found = wealth(self.counts, tolerance)
+        logs = {"noninferior": round(found.noninferior, 4), "worse": round(found.worse, 4),
+                "better": round(found.better, 4)}  # fmt: skip
+        return {
+            "decision": decide(self.counts, tolerance, gate.alpha),
+            "log_wealth": logs,
+            "decides_at": round(math.log(1 / gate.alpha), 4),
+            "tolerance": tolerance,
+        }
+
+    def as_json(self, gate: LiveGate, drift: DriftParams, tolerance: float) -> dict[str, Any]:
         return {
             "production_version": self.production_version,
             "candidate_version": self.candidate_version,
             "shadowed": self.shadowed,
             "agreement": round(self.agreed / self.shadowed, 6) if self.shadowed else None,
             "evidence": self.counts.as_json(gate.alpha, gate.min_pairs),
+            "sequential": self.sequential(gate, tolerance),
             "signals": self.signals(drift) if self.shadowed else [],
             "disagreements": self.disagreements,
         }
@@ -96,6 +112,7 @@ def compare(
         if actual is not None:
             pair = outcome(record.label, record.shadow_label, actual)
             c.pairs[pair] = c.pairs.get(pair, 0) + 1
+            c.steps.append({"candidate_only": 1, "production_only": -1}.get(pair, 0))
         if not agree and record.text is not None and len(c.disagreements) < MAX_DISAGREEMENTS:
             c.disagreements.append({"request_id": record.request_id, "item": record.item,
                                     "text": record.text, "actual": actual,
@@ -118,16 +135,50 @@ def live_counts(
 
 
 def write_report(comparisons: list[Comparison], gate: LiveGate, drift: DriftParams,
-                 out_dir: Path, context: dict[str, str]) -> tuple[Path, Path]:  # fmt: skip
+                 out_dir: Path, context: dict[str, str],
+                 tolerance: float = 0.005) -> tuple[Path, Path]:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"context": context,
-               "comparisons": [c.as_json(gate, drift) for c in comparisons]}  # fmt: skip
+    bodies = [c.as_json(gate, drift, tolerance) for c in comparisons]
+    summary: dict[str, Any] = {"context": context, "comparisons": bodies}
+    for c, body in zip(comparisons, bodies, strict=True):
+        if c.steps:
+            plot = out_dir / f"sequential-{c.candidate_version}.png"
+            plot_boundary(c.steps, gate, tolerance, plot)
+            body["sequential"]["plot"] = plot.name
     json_path, html_path = out_dir / "shadow.json", out_dir / "shadow.html"
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     with atomic_path(html_path) as tmp:
         tmp.write_text(_page(summary), encoding="utf-8")
     return json_path, html_path
+
+
+def plot_boundary(steps: list[int], gate: LiveGate, tolerance: float, path: Path) -> None:
+    """The running margin (candidate-only minus production-only pairs) by labelled pair, with
+    the margins at which the sequential test promotes and withdraws for the pairs seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    margin = np.cumsum(steps)
+    discordant = np.cumsum(np.abs(steps))
+    at = np.unique(np.linspace(1, len(steps), min(len(steps), 200)).astype(int))
+    edges = [boundary(int(n), int(discordant[n - 1]), tolerance, gate.alpha) for n in at]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(np.arange(1, len(steps) + 1), margin, label="candidate-only - production-only")
+    ax.plot(at, [e.promote_at if e.promote_at is not None else np.nan for e in edges], "g--",
+            label="promote at or above")  # fmt: skip
+    ax.plot(at, [e.withdraw_at if e.withdraw_at is not None else np.nan for e in edges], "r--",
+            label="withdraw at or below")  # fmt: skip
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set_xlabel("labelled shadow pairs")
+    ax.set_ylabel("margin")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
 
 
 def _page(summary: dict[str, Any]) -> str:
@@ -156,12 +207,24 @@ def _page(summary: dict[str, Any]) -> str:
             ("production live accuracy", ev["production_accuracy"]),
             ("candidate live accuracy", ev["candidate_accuracy"]),
             ("verdict", f"{ev['verdict']} (alpha {ev['alpha']}, min pairs {ev['min_pairs']})"),
+            (
+                "scheduled promotion",
+                f"{c['sequential']['decision']} (log-wealth non-inferior "
+                f"{c['sequential']['log_wealth']['noninferior']}, worse "
+                f"{c['sequential']['log_wealth']['worse']}; decides at "
+                f"{c['sequential']['decides_at']})",
+            ),
         ]
         rows += [(f"{s['signal']} ({s['method']})", f"{s['statistic']} (production "
                   f"{s['production_mean']}, candidate {s['candidate_mean']})")
                  for s in c["signals"]]  # fmt: skip
         parts += [f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows]
         parts.append("</table>")
+        if "plot" in c["sequential"]:
+            parts.append(
+                f"<p><img src='{e(c['sequential']['plot'])}' alt='the running margin "
+                "against the promotion and withdrawal boundaries'></p>"
+            )
         if c["disagreements"]:
             parts.append(
                 "<h3>Reviews they disagree on</h3><table><tr><th>text</th>"
