@@ -23,6 +23,7 @@ import yaml
 
 from tests.conftest import require_tool
 from tests.integration.test_deploy import MONITORING, dashboard_queries
+from tests.integration.test_release import host_alias
 from tests.server import free_port, running_service
 from tests.unit.serving.test_live_model import publish
 
@@ -62,17 +63,31 @@ def prometheus_config(tmp_path: Path, targets: dict[str, list[str]], alertmanage
 
 
 def alertmanager_config(tmp_path: Path, receiver: str) -> Path:
-    """The shipped routing; receivers pointed at the test's webhook, groups sent at once."""
+    """The shipped routing and receivers, at their cluster address (the test aliases its host
+    name to loopback, as the cluster's DNS would resolve it): only the port moves to the test's
+    webhook; groups sent at once."""
+    from urllib.parse import urlsplit
+
     config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
     config["route"].update({"group_wait": "1s", "group_interval": "1s"})
     for route in config["route"].get("routes", []):
         route.pop("group_wait", None)
+    port = urlsplit(receiver).port
     for entry in config["receivers"]:
         for hook in entry.get("webhook_configs", []):
-            hook["url"] = f"{receiver}/{entry['name']}"
+            shipped = urlsplit(hook["url"])
+            hook["url"] = shipped._replace(netloc=f"{shipped.hostname}:{port}").geturl()
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def receiver_hosts() -> set[str]:
+    from urllib.parse import urlsplit
+
+    config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
+    return {str(urlsplit(h["url"]).hostname) for r in config["receivers"]
+            for h in r.get("webhook_configs", [])}  # fmt: skip
 
 
 class Receiver:
@@ -140,6 +155,8 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         )
         am_port, prom_port = free_port(), free_port()
         am = f"127.0.0.1:{am_port}"
+        for host in receiver_hosts():  # the receivers' cluster address, resolved to here
+            stack.enter_context(host_alias(host))
         stack.enter_context(
             process(
                 [
