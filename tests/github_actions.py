@@ -9,6 +9,10 @@ reusable workflow called with `uses:` evaluates its expressions with the caller'
 context (`github.workflow` is the caller's name); a called workflow whose group is held by its
 own caller is cancelled as a deadlock.
 
+The release lock (deploy/release-lock.sh, a Kubernetes Lease, not a GitHub feature) is modelled
+too: a job whose steps take it waits, in arrival order, while another job holds it ("locked"),
+and runs its `DURATIONS` once it has it; GitHub's groups know nothing of it.
+
 The simulation is discrete: events arrive at given times, every job takes the time `DURATIONS`
 gives, jobs of a run follow `needs` in order, and each step of the world is resolved in order of
 arrival (GitHub does not promise an order for arrivals within seconds of each other; tests space
@@ -36,7 +40,8 @@ DURATIONS = {
     "drift": 2,
     "rollback": 3,
 }
-OUTPUTS = {"drift": {"drifted": "true"}}  # what a finished job reports to `needs`
+# What a finished job reports to `needs`: drift found, and the staged release to be promoted.
+OUTPUTS = {"drift": {"drifted": "true"}, "decide": {"decision": "promote"}}
 
 
 # --- expressions ---------------------------------------------------------------------------
@@ -194,9 +199,10 @@ class Unit:
 
     name: str
     run: Run
-    state: str = "queued"  # queued, pending, running, done, cancelled, skipped
+    state: str = "queued"  # queued, pending, locked, running, done, cancelled, skipped
     started: float | None = None
     finished: float | None = None
+    waited: float = 0.0  # for the release lock
 
 
 @dataclass
@@ -230,6 +236,8 @@ class World:
         self.flows = {p.name: yaml.safe_load(p.read_text()) for p in directory.glob("*.yaml")}
         self.groups: dict[str, Group] = {}
         self.held: dict[int, str] = {}  # id(unit) -> group it holds or waits in
+        self.lock_holder: Unit | None = None  # the release lock's, and who waits for it
+        self.lock_queue: list[Unit] = []
         self.runs: list[Run] = []
         self.now = 0.0
         self.log: list[str] = []
@@ -300,9 +308,31 @@ class World:
             unit.state = "pending"
 
     def _start(self, unit: Unit) -> None:
+        if unit is not unit.run.unit and self._takes_lock(unit):
+            if self.lock_holder is not None:
+                unit.state, unit.waited = "locked", self.now  # waited: since when, for now
+                self.lock_queue.append(unit)
+                return
+            self.lock_holder = unit
         unit.state, unit.started = "running", self.now
         if unit is unit.run.unit:
             self._queue_jobs(unit.run)
+
+    def _takes_lock(self, unit: Unit) -> bool:
+        steps = self.flows[unit.run.workflow]["jobs"][unit.name].get("steps", [])
+        return any("release-lock.sh acquire" in str(step.get("run", "")) for step in steps)
+
+    def _hand_lock_over(self, unit: Unit) -> None:
+        if unit in self.lock_queue:
+            self.lock_queue.remove(unit)
+        if self.lock_holder is not unit:
+            return
+        self.lock_holder = None
+        if self.lock_queue:
+            nxt = self.lock_queue.pop(0)
+            self.lock_holder = nxt
+            nxt.waited = self.now - nxt.waited
+            nxt.state, nxt.started = "running", self.now
 
     def _queue_jobs(self, run: Run) -> None:
         for name in self.flows[run.workflow]["jobs"]:
@@ -339,6 +369,7 @@ class World:
 
     def _finish(self, unit: Unit) -> None:
         unit.state, unit.finished = "done", self.now
+        self._hand_lock_over(unit)
         unit.run.context["needs"][unit.name] = {"result": "success",
                                                  "outputs": OUTPUTS.get(unit.name, {})}  # fmt: skip
         self._release(unit)
@@ -359,11 +390,12 @@ class World:
     def _cancel(self, unit: Unit) -> None:
         was = unit.state
         unit.state, unit.finished = "cancelled", self.now
+        self._hand_lock_over(unit)
         self.log.append(f"{self.now}: cancelled {unit.name} of run {unit.run.number} ({was})")
         self._release(unit)
         if unit is unit.run.unit:
             for job in unit.run.jobs:
-                if job.state in ("queued", "pending", "running"):
+                if job.state in ("queued", "pending", "locked", "running"):
                     self._cancel(job)
             if unit.run.parent is not None:
                 for job in unit.run.parent.jobs:

@@ -61,6 +61,7 @@ def simulate(world: World, events: list[tuple[float, str]]) -> list[Any]:
             "rollback": rollback,
             "retrain": retrain,
             "schedule": lambda w: w.trigger("ci.yaml", "schedule"),
+            "promote": lambda w: w.trigger("promote.yaml", "schedule"),
             "pr": lambda w: w.trigger("ci.yaml", "pull_request", ref="refs/pull/7/merge"),
         }[kind]
         run = start(world)
@@ -97,17 +98,25 @@ def problems(world: World, runs: list[Any]) -> list[str]:
             if unit.name == "stage" and images and unit.state == "cancelled":
                 found.append(f"run {run.number}: stage cancelled after its image was pushed")
         # Only another rollback (the same request again) may hold a rollback back or replace
-        # it while it is pending: pushes, retrains and schedules never.
+        # it while it is pending: pushes, retrains and schedules never. It waits for nothing
+        # but the release lock (a production change half-way), never for a release run.
         if run.workflow == rollback_file() and not rollback_before(world, run):
             for unit in [run.unit, *run.jobs]:
                 if unit.state == "cancelled":
                     found.append(f"run {run.number}: rollback cancelled")
-                elif unit.started is not None and unit.started > run.arrived:
+                elif (unit.started is not None
+                      and unit.started - unit.waited > run.arrived):  # fmt: skip
                     found.append(f"run {run.number}: rollback waited {unit.started - run.arrived}")
     spans = sorted((u.started, u.finished) for u in deploys(world) if u.state == "done")
     for (_, end), (start, _) in itertools.pairwise(spans):
         if start < end:
             found.append("two stages at once")
+    # Everything that changes production holds the release lock: never two at once.
+    changing = sorted((u.started, u.finished, u.name) for r in world.runs for u in r.jobs
+                      if u.state == "done" and world._takes_lock(u))  # fmt: skip
+    for (_, end, a), (start, _, b) in itertools.pairwise(changing):
+        if start < end:
+            found.append(f"{a} and {b} changed production at once")
     found += [line for line in world.log if "deadlock" in line]
     return found
 
@@ -117,6 +126,31 @@ def test_rollback_neither_waits_for_nor_is_cancelled_by_pushes() -> None:
     runs = simulate(world, [(0, "push"), (30, "rollback"), (31, "push"), (32, "push")])
     assert problems(world, runs) == []
     assert [u.state for u in runs[1].jobs] == ["done"]
+
+
+def test_stage_promotion_and_rollback_change_production_one_at_a_time() -> None:
+    """A release staging, the hourly promotion deploying and a rollback, arriving within
+    seconds: the release lock makes them take turns (GitHub's groups would not), nothing is
+    cancelled, and the rollback waits only for the lock."""
+    world = World(WORKFLOWS)
+    runs = simulate(world, [(0, "push"), (36, "promote"), (40, "rollback"), (41, "promote")])
+    assert problems(world, runs) == []
+    changes = [(u.name, u.started, u.finished) for r in world.runs for u in r.jobs
+               if u.state == "done" and world._takes_lock(u)]  # fmt: skip
+    assert {name for name, _, _ in changes} >= {"stage", "deploy", "rollback"}
+    rollback_job = runs[2].jobs[0]
+    assert rollback_job.state == "done" and rollback_job.waited > 0  # it waited for the lock
+
+
+def test_the_simulation_catches_a_production_change_outside_the_lock() -> None:
+    world = World(WORKFLOWS)
+    back = world.flows[rollback_file()]["jobs"]["rollback"]
+    back["steps"] = [s for s in back["steps"] if "release-lock.sh" not in str(s.get("run", ""))]
+    runs = simulate(world, [(0, "promote"), (1, "rollback")])
+    deploy = runs[0].jobs[1]
+    rollback_job = runs[1].jobs[0]
+    assert deploy.state == rollback_job.state == "done"
+    assert rollback_job.started < deploy.finished  # they overlapped: what the lock prevents
 
 
 def test_a_push_never_cancels_a_deploy_whose_image_is_pushed() -> None:
@@ -139,7 +173,12 @@ def test_random_event_sequences_keep_every_guarantee(seed: int) -> None:
     for _ in range(12):
         at += rnd.choice([0.5, 1, 3, 8, 15, 30])
         events.append(
-            (at, rnd.choice(["push", "push", "push", "rollback", "retrain", "schedule", "pr"]))
+            (
+                at,
+                rnd.choice(
+                    ["push", "push", "push", "rollback", "retrain", "schedule", "pr", "promote"]
+                ),
+            )
         )
     world = World(WORKFLOWS)
     runs = simulate(world, events)
