@@ -112,8 +112,8 @@ def problems(world: World, runs: list[Any]) -> list[str]:
         if start < end:
             found.append("two stages at once")
     # Everything that changes production holds the release lock: never two at once.
-    changing = sorted((u.started, u.finished, u.name) for r in world.runs for u in r.jobs
-                      if u.state == "done" and world._takes_lock(u))  # fmt: skip
+    changing = sorted((u.started or 0.0, u.finished or 0.0, u.name) for r in world.runs
+                      for u in r.jobs if u.state == "done" and world._takes_lock(u))  # fmt: skip
     for (_, end, a), (start, _, b) in itertools.pairwise(changing):
         if start < end:
             found.append(f"{a} and {b} changed production at once")
