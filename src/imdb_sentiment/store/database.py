@@ -217,8 +217,8 @@ def open_store(url: str, timeouts: Timeouts | None = None) -> PredictionStore:
         raise StoreUnavailableError(
             f"cannot reach the prediction store {shown}: {reason(exc)}"
         ) from exc
-    if not {"predictions", "feedback"} <= tables:
-        raise StoreUnavailableError(
+    if not {"predictions", "feedback"} <= tables:  # never written to: nothing in it either
+        raise NoStoreError(
             f"the prediction store {shown} has no schema: run `imdb-sentiment db upgrade`"
         )
     return store
