@@ -95,7 +95,7 @@ def shadow_report(
     context = {"written": datetime.now(UTC).isoformat(timespec="seconds"),
                "since": since or "the beginning", "until": until or "now"}  # fmt: skip
     json_path, html_path = write_report(comparisons, params.promote.live, params.drift, out,
-                                        context, params.promote.tolerance)  # fmt: skip
+                                        context, params.promote.live.tolerance)  # fmt: skip
     gate = params.promote.live
     for c in comparisons:
         counts = c.counts

@@ -43,7 +43,7 @@ def promote(
     p, settings = load_params(params_file).promote, load_model_settings()
     tracking.configure(settings)
     if when_ready:
-        ready = promotion.when_ready(settings.model_name, tolerance=p.tolerance,
+        ready = promotion.when_ready(settings.model_name, tolerance=p.live.tolerance,
                                      min_accuracy=p.min_accuracy, gate=p.live,
                                      live=_live_evidence(), version=version)  # fmt: skip
         typer.echo(f"{ready.decision} version {ready.version}: {ready.reason}", err=True)

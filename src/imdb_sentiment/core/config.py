@@ -193,8 +193,10 @@ class LiveGate(_Strict):
 
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     min_pairs: int = Field(200, ge=1)
-    # The scheduled promotion (`promote --when-ready`, core.sequential): a staged candidate
-    # waits at most this long for the sequential test to decide; then the offline gate does.
+    # The scheduled promotion (`promote --when-ready`, core.sequential): promoted once it is
+    # non-inferior within `tolerance` on live pairs (0: only when better), withdrawn once worse;
+    # it waits at most `max_wait_hours` for a decision, then the offline gate decides.
+    tolerance: float = Field(0.0, ge=0.0, lt=0.5)
     max_wait_hours: float = Field(168.0, gt=0.0)
 
 
