@@ -47,7 +47,7 @@ class Settings(ModelSettings, StoreSettings):
     )
     shadow_sample: float = Field(0.1, ge=0.0, le=1.0, validation_alias="SHADOW_SAMPLE")
     # A request is shadowed only while the candidate's measured cost for it fits this (0: any).
-    shadow_budget_ms: float = Field(20.0, ge=0.0, validation_alias="SHADOW_BUDGET_MS")
+    shadow_budget_ms: float = Field(50.0, ge=0.0, validation_alias="SHADOW_BUDGET_MS")
     max_text_chars: int = Field(50_000, ge=1, validation_alias="MAX_TEXT_CHARS")
     max_batch_size: int = Field(256, ge=1, validation_alias="MAX_BATCH_SIZE")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
