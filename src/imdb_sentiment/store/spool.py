@@ -266,6 +266,7 @@ class Spool:
         self._name = ""
         self._lock_fd: int | None = None
         self._open_lock = threading.Lock()
+        self._state: tuple[float, SpoolState] | None = None  # (when, what): for probes
 
     # --- this process's file --------------------------------------------------------------
     def _mine(self) -> _File:
@@ -431,9 +432,18 @@ class Spool:
                     return True
         return False
 
-    def state(self) -> SpoolState:
+    def state(self, max_age_s: float = 0.0) -> SpoolState:
         """The whole pod's spool: this process's file from memory, every other file's published
-        totals (one row each; an earlier release's file, which has none, is counted)."""
+        totals (one row each; an earlier release's file, which has none, is counted). A probe
+        asking every few seconds may take an answer up to `max_age_s` old."""
+        cached = self._state
+        if max_age_s > 0 and cached is not None and time.monotonic() - cached[0] <= max_age_s:
+            return cached[1]
+        state = self._read_state()
+        self._state = (time.monotonic(), state)
+        return state
+
+    def _read_state(self) -> SpoolState:
         records, size, oldest = 0, 0, None
         ledger = dict.fromkeys(LEDGER, 0)
         mine = self._mine()

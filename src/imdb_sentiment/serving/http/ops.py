@@ -14,6 +14,7 @@ from imdb_sentiment.serving.http.openapi import document
 from imdb_sentiment.store.database import PredictionStore
 
 bp = Blueprint("ops", __name__)
+PROBE_STATE_AGE_S = 1.0  # readiness is asked every few seconds: a second-old spool state will do
 
 
 @bp.get("/healthz")
@@ -55,7 +56,7 @@ def store_health(records: PredictionStore) -> dict[str, object]:
     health: dict[str, object] = {"schema": schema.status if schema else "unknown"}
     if records.spool is not None:
         try:
-            health["spool"] = records.spool.state().as_json()
+            health["spool"] = records.spool.state(max_age_s=PROBE_STATE_AGE_S).as_json()
         except (sqlite3.Error, OSError):
             health["spool"] = "unreadable"
     return health
