@@ -7,6 +7,8 @@ role must not do. And the connection budget the docs state, derived from the man
 from __future__ import annotations
 
 import re
+import secrets
+import subprocess
 import time
 from pathlib import Path
 
@@ -48,14 +50,19 @@ def test_the_documented_roles_run_the_job_the_service_and_the_readers(
     admin = postgres.new_database()
     database = make_url(admin).database
     sql = provisioning_sql().replace("DATABASE imdb ", f'DATABASE "{database}" ')
-    passwords = dict(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD '([^']+)'", sql))
-    assert set(passwords) == {"imdb_migrator", "imdb_service", "imdb_readonly"}
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as db:
-        for role in passwords:  # roles are the server's: a fresh name per test database
-            sql = sql.replace(role, f"{role}_{database}")
-        db.exec_driver_sql(sql)
-    engine.dispose()
+    variables = dict(re.findall(r"CREATE ROLE (\w+) LOGIN PASSWORD :'(\w+)'", sql))
+    assert set(variables) == {"imdb_migrator", "imdb_service", "imdb_readonly"}
+    passwords = {role: f"{name}-{secrets.token_hex(4)}" for role, name in variables.items()}
+    for role in variables:  # roles are the server's: a fresh name per test database
+        sql = sql.replace(role, f"{role}_{database}")
+    script = tmp_path / "roles.sql"
+    script.write_text(sql)
+    # As the docs say: psql, the passwords as variables, stopping at the first error.
+    psql = [str(postgres.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+            "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-d", str(database),
+            *(f"-v{name}={passwords[role]}" for role, name in variables.items()),
+            "-f", str(script)]  # fmt: skip
+    subprocess.run(psql, check=True, capture_output=True, text=True)
     urls = {role: role_url(admin, f"{role}_{database}", password)
             for role, password in passwords.items()}  # fmt: skip
     # pg_hba is `trust` on the test server: the roles' rights, not their passwords, are tested.

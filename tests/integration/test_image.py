@@ -149,7 +149,9 @@ def test_runs_as_the_prod_deployment_runs_it(
     docker: Docker, release_image: str, postgres: PostgresServer
 ) -> None:
     docs = render("prod")
-    database = {"imdb-sentiment-database": {"DATABASE_URL": postgres.new_database()}}
+    url = postgres.new_database()
+    database = {"imdb-sentiment-database": {"DATABASE_URL": url},
+                "imdb-sentiment-database-migrate": {"DATABASE_URL": url}}  # fmt: skip
     # The release step: the Job's command, with the Job's security context and Secret.
     job = pod_spec(docs, "Job")
     (job_container,) = job["containers"]
