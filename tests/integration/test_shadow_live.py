@@ -12,6 +12,7 @@ import json
 import random
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -141,26 +142,55 @@ def report(pod: Pod, env: dict[str, str], candidate: str) -> dict[str, object]:
     return dict(found)
 
 
-def test_promotion_follows_the_live_evidence(tmp_path: Path, postgres: PostgresServer) -> None:
+@dataclass
+class LiveSetup:
+    """Two pods on one real PostgreSQL: production and a staged candidate, real reviews."""
+
+    env: dict[str, str]
+    registry: str
+    pods: list[Pod]
+    production: str
+    candidate: str
+    train: list[tuple[str, str]]
+    test: list[tuple[str, str]]
+
+
+def live_setup(tmp_path: Path, postgres: PostgresServer, flips: tuple[float, float], seed: int,
+               **serving: str) -> LiveSetup:  # fmt: skip
+    """Real reviews (or a skip off CI), a migrated store, a production model and a staged one
+    trained on labels flipped at the given rates, and two started pods shadowing it."""
     if not FULL_DATA_SOURCE:
         if IN_CI:
             pytest.fail("CI must set IMDB_SOURCE to the real archive")
         pytest.skip("IMDB_SOURCE not set: this test labels real reviews")
     data = reviews(FULL_DATA_SOURCE, per_bucket=1000)
     train, test = data["train"], data["test"]
-    random.Random(0).shuffle(test)
+    random.Random(seed).shuffle(test)
     registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": postgres.new_database()}
     run(["imdb-sentiment", "db", "upgrade"], ROOT, env)  # the release step
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", registry)
-        production = publish(0, model=trained(train, flip=0.35, seed=1))
-        worse = publish(0, alias="staging", model=trained(train, flip=0.65, seed=2))
-    serving = {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
-               "PREDICTION_LOG_TEXT": "true", "DATABASE_MIGRATE": "off"}  # fmt: skip
-    pods = [Pod(tmp_path / name, serving) for name in ("pod-a", "pod-b")]
+        production = publish(0, model=trained(train, flip=flips[0], seed=1))
+        candidate = publish(0, alias="staging", model=trained(train, flip=flips[1], seed=2))
+    settings = {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
+                "DATABASE_MIGRATE": "off", **serving}  # fmt: skip
+    pods = [Pod(tmp_path / name, settings) for name in ("pod-a", "pod-b")]
     for pod in pods:
         pod.start()
+    return LiveSetup(env, registry, pods, production, candidate, train, test)
+
+
+def test_promotion_follows_the_live_evidence(tmp_path: Path, postgres: PostgresServer) -> None:
+    setup = live_setup(tmp_path, postgres, (0.35, 0.65), seed=0, PREDICTION_LOG_TEXT="true")
+    env, registry, pods, train, test = (
+        setup.env,
+        setup.registry,
+        setup.pods,
+        setup.train,
+        setup.test,
+    )
+    production, worse = setup.production, setup.candidate
     pod = pods[0]
     try:
         # A worse candidate: refused on live evidence although offline it looks as good.
@@ -253,25 +283,15 @@ def test_the_scheduled_path_promotes_a_better_candidate_and_withdraws_a_worse_on
     through feedback: promote.yaml's own decision command, run as the hourly job would after
     each batch of traffic, withdraws a worse candidate (production stops shadowing it) and
     promotes a better one, whose alias then moves as the deploy job moves it — nobody decides."""
-    if not FULL_DATA_SOURCE:
-        if IN_CI:
-            pytest.fail("CI must set IMDB_SOURCE to the real archive")
-        pytest.skip("IMDB_SOURCE not set: this test labels real reviews")
-    data = reviews(FULL_DATA_SOURCE, per_bucket=1000)
-    train, test = data["train"], data["test"]
-    random.Random(1).shuffle(test)
-    registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {"MLFLOW_TRACKING_URI": registry, "DATABASE_URL": postgres.new_database()}
-    run(["imdb-sentiment", "db", "upgrade"], ROOT, env)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", registry)
-        production = publish(0, model=trained(train, flip=0.30, seed=1))
-        worse = publish(0, alias="staging", model=trained(train, flip=0.60, seed=2))
-    serving = {**env, "SHADOW_SAMPLE": "1.0", "MODEL_RELOAD_INTERVAL": "0.5",
-               "DATABASE_MIGRATE": "off"}  # fmt: skip
-    pods = [Pod(tmp_path / name, serving) for name in ("pod-a", "pod-b")]
-    for pod in pods:
-        pod.start()
+    setup = live_setup(tmp_path, postgres, (0.30, 0.60), seed=1)
+    env, registry, pods, train, test = (
+        setup.env,
+        setup.registry,
+        setup.pods,
+        setup.train,
+        setup.test,
+    )
+    production, worse = setup.production, setup.candidate
     decide = when_ready_command()
     client = MlflowClient(registry)
 
