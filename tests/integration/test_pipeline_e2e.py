@@ -41,7 +41,8 @@ def test_outputs_and_metrics(project: tuple[Path, dict[str, str]]) -> None:
     for name in [
         "data/raw/train.parquet",
         "data/raw/test.parquet",
-        "data/features/train.npz",
+        "data/features/train/part-00000.npz",
+        "data/features/test/part-00000.npz",
         "models/model.joblib",
         "reports/data_validation.json",
         "reports/train.json",

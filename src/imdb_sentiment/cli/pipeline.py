@@ -82,20 +82,12 @@ def featurize(
     out: Path = typer.Option(FEATURES, help="Output folder."),
 ) -> None:
     """Clean texts and fit TF-IDF n-grams on train; write sparse matrices and the featurizer."""
-    import pandas as pd
-
     from imdb_sentiment.core.config import load_params
-    from imdb_sentiment.core.io import dump, save_sparse
-    from imdb_sentiment.model.features import featurize as run_featurize
+    from imdb_sentiment.pipeline.featurize import run_featurize
 
     p = load_params(params_file)
-    train = pd.read_parquet(data / "train.parquet")
-    test = pd.read_parquet(data / "test.parquet")
-    featurizer, x_train, x_test = run_featurize(train.text, test.text, p.clean, p.features)
-    save_sparse(x_train, out / "train.npz")
-    save_sparse(x_test, out / "test.npz")
-    dump(featurizer, out / "featurizer.joblib")
-    typer.echo(f"featurized: {x_train.shape[1]} features, {x_train.nnz} train non-zeros")
+    done = run_featurize(data / "train.parquet", data / "test.parquet", out, p.clean, p.features)
+    typer.echo(f"featurized: {done.features} features, {done.train_rows} train rows")
 
 
 @app.command()
@@ -111,7 +103,7 @@ def train(
     import pandas as pd
 
     from imdb_sentiment.core.config import load_params
-    from imdb_sentiment.core.io import dump, load, load_sparse, write_json
+    from imdb_sentiment.core.io import SparseParts, dump, load, write_json
     from imdb_sentiment.pipeline.train import movie_groups
     from imdb_sentiment.pipeline.train import train as run_train
 
@@ -121,7 +113,7 @@ def train(
     groups = movie_groups(frame.movie) if p.val_split == "movie" else None
     pipeline, result = run_train(
         load(features / "featurizer.joblib"),
-        load_sparse(features / "train.npz"),
+        SparseParts(features / "train", cache_bytes=p.cache_mb << 20),
         frame.label.to_numpy(),
         p,
         params.model.threshold,
@@ -144,13 +136,13 @@ def evaluate(
 ) -> None:
     """Score the official test split: metrics JSON, PNG plots and DVC plot data."""
     from imdb_sentiment.core.config import load_params
-    from imdb_sentiment.core.io import load, load_sparse
+    from imdb_sentiment.core.io import SparseParts, load
     from imdb_sentiment.pipeline.evaluate import run_evaluation
 
     params = load_params(params_file)
     result = run_evaluation(
         load(model),
-        load_sparse(features / "test.npz"),
+        SparseParts(features / "test").to_csr(),
         data / "test.parquet",
         params.evaluate,
         params.model.threshold,

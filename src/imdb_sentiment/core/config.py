@@ -136,6 +136,8 @@ class FeatureParams(_Strict):
     norm: Literal["l1", "l2"] | None = "l2"
     char_ngram_range: tuple[int, int] | None = None
     char_max_features: int | None = Field(None, ge=1)
+    # Reviews counted at a time (memory, not results: the vocabulary is the whole corpus's).
+    chunk_rows: int = Field(10_000, ge=1)
 
     @field_validator("ngram_range", "char_ngram_range")
     @classmethod
@@ -160,6 +162,8 @@ class TrainParams(_Strict):
     # urls_*.txt. random: stratified random split.
     val_split: Literal["movie", "random"] = "movie"
     seed: int = 42
+    # Feature parts kept in memory between the solver's passes; the rest is reread from disk.
+    cache_mb: int = Field(1024, ge=0)
 
 
 class ModelParams(_Strict):

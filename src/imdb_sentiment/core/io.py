@@ -4,13 +4,15 @@ failed stage never leaves a file behind that looks valid."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import scipy.sparse as sp
 
-from imdb_sentiment.core.atomic import atomic_path
+from imdb_sentiment.core.atomic import atomic_dir, atomic_path
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -38,3 +40,59 @@ def save_sparse(matrix: sp.spmatrix, path: Path) -> None:
 
 def load_sparse(path: Path) -> sp.csr_matrix:
     return sp.csr_matrix(sp.load_npz(path))
+
+
+PART = "part-{:05d}.npz"
+
+
+class SparseParts:
+    """A row-wise sparse matrix stored as numbered CSR parts in one directory, read a part at a
+    time: what does not fit in memory streams from disk, passing after passing. Up to
+    `cache_bytes` of parts stay loaded, so a matrix that fits is read once."""
+
+    def __init__(self, folder: Path, cache_bytes: int = 0) -> None:
+        self.folder = folder
+        self.files = sorted(folder.glob("part-*.npz"))
+        if not self.files:
+            raise FileNotFoundError(f"{folder}: no matrix parts (part-*.npz)")
+        self.cache_bytes = cache_bytes
+        self._cache: dict[int, sp.csr_matrix] = {}
+        self._cached = 0
+        self.rows: list[int] = []
+        for file in self.files:  # the row counts from each part's header, no data read
+            with np.load(file) as archive:
+                self.rows.append(int(archive["shape"][0]))
+                self.width = int(archive["shape"][1])
+        self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.offsets[-1]), self.width
+
+    def part(self, index: int) -> sp.csr_matrix:
+        if index in self._cache:
+            return self._cache[index]
+        matrix = load_sparse(self.files[index])
+        size = matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+        if self._cached + size <= self.cache_bytes:
+            self._cache[index] = matrix
+            self._cached += size
+        return matrix
+
+    def __iter__(self) -> Iterator[tuple[slice, sp.csr_matrix]]:
+        """(the part's rows in the whole matrix, the part), in row order."""
+        for index in range(len(self.files)):
+            yield slice(int(self.offsets[index]), int(self.offsets[index + 1])), self.part(index)
+
+    def to_csr(self) -> sp.csr_matrix:
+        return sp.csr_matrix(sp.vstack([part for _, part in self]))
+
+
+def save_parts(parts: Iterable[sp.spmatrix], folder: Path) -> int:
+    """Write parts as a `SparseParts` directory, all or nothing; return how many rows."""
+    rows = 0
+    with atomic_dir(folder) as staging:
+        for index, part in enumerate(parts):
+            sp.save_npz(staging / PART.format(index), sp.csr_matrix(part), compressed=False)
+            rows += part.shape[0]
+    return rows

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -122,25 +121,6 @@ def build_featurizer(clean: CleanOptions, features: FeatureParams) -> Pipeline:
     return Pipeline([("clean", TextCleaner(clean)), ("tfidf", build_vectorizer(features))])
 
 
-def featurize(
-    train_texts: Sequence[str],
-    test_texts: Sequence[str],
-    clean: CleanOptions,
-    features: FeatureParams,
-) -> tuple[Pipeline, sp.csr_matrix, sp.csr_matrix]:
-    """Fit the featurizer on train texts; return it with sparse train and test matrices."""
-    featurizer = build_featurizer(clean, features)
-    cleaner, vectorizer = featurizer.named_steps["clean"], featurizer.named_steps["tfidf"]
-    # Cleaning is stateless, so it runs on all cores; fitting the vocabulary is one pass.
-    x_train = sp.csr_matrix(vectorizer.fit_transform(parallel_map(cleaner.transform, train_texts)))
-    _drop_pruned_terms(vectorizer)
-    test_cleaned = parallel_map(cleaner.transform, test_texts)
-    x_test = sp.csr_matrix(
-        sp.vstack(parallel_map(vectorizer.transform, test_cleaned, concat=False))
-    )
-    return featurizer, x_train, x_test
-
-
 def parallel_map(
     func: Callable[[list[str]], Any], texts: Sequence[str], concat: bool = True
 ) -> Any:
@@ -155,15 +135,3 @@ def parallel_map(
     if not concat:
         return results
     return [value for part in results for value in part]
-
-
-def _drop_pruned_terms(vectorizer: TfidfVectorizer | FeatureUnion) -> None:
-    """Forget `stop_words_`, the millions of n-grams that min_df pruned: it is only for
-    introspection, and keeping it would multiply the model artifact's size."""
-    if isinstance(vectorizer, FeatureUnion):
-        parts = [part for _, part in vectorizer.transformer_list]
-    else:
-        parts = [vectorizer]
-    for part in parts:
-        if hasattr(part, "stop_words_"):
-            del part.stop_words_

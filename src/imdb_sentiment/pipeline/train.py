@@ -7,14 +7,18 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.core.config import TrainParams
 from imdb_sentiment.core.errors import DataError
-from imdb_sentiment.model.classifier import build_classifier
+from imdb_sentiment.model.classifier import (
+    NBLogisticRegression,
+    RowParts,
+    build_classifier,
+    fit_streamed,
+)
 from imdb_sentiment.pipeline.evaluate import classification_metrics
 
 
@@ -59,20 +63,35 @@ def movie_groups(movies: Any) -> NDArray[Any]:
     return groups
 
 
+def predict_rows(
+    clf: NBLogisticRegression, X: RowParts, rows: NDArray[np.intp]
+) -> NDArray[np.float64]:
+    """P(positive) for the given rows (sorted), a block at a time."""
+    out = []
+    for block, part in X:
+        inside = rows[(rows >= block.start) & (rows < block.stop)] - block.start
+        if len(inside):
+            out.append(clf.predict_proba(part[inside])[:, 1])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def train(
     featurizer: Pipeline,
-    x_train: sp.csr_matrix,
+    x_train: RowParts,
     y_train: NDArray[Any],
     params: TrainParams,
     threshold: float,
     groups: NDArray[Any] | None = None,
 ) -> tuple[Pipeline, dict[str, Any]]:
     """Select on a validation split (grouped by `groups` if given), then refit on all of
-    train; return model and report (validation metrics at the model's `threshold`)."""
+    train; return model and report (validation metrics at the model's `threshold`). The
+    features are read a block of rows at a time (`fit_streamed`)."""
     fit_idx, val_idx = validation_split(y_train, params.val_size, params.seed, groups)
     started = time.perf_counter()
-    candidate = build_classifier(params).fit(x_train[fit_idx], y_train[fit_idx])
-    val_proba = candidate.predict_proba(x_train[val_idx])[:, 1]
+    chosen = np.zeros(len(y_train))
+    chosen[fit_idx] = 1.0
+    candidate = fit_streamed(build_classifier(params), x_train, y_train, chosen)
+    val_proba = predict_rows(candidate, x_train, val_idx)
     report: dict[str, Any] = {
         "validation": classification_metrics(y_train[val_idx], val_proba, threshold),
         "n_train": len(y_train),
@@ -80,7 +99,7 @@ def train(
         "validation_split": "random" if groups is None else "grouped",
         "n_features": int(x_train.shape[1]),
     }
-    final = build_classifier(params).fit(x_train, y_train)
+    final = fit_streamed(build_classifier(params), x_train, y_train, np.ones(len(y_train)))
     report["train_seconds"] = round(time.perf_counter() - started, 2)
     model = Pipeline([*featurizer.steps, ("clf", final)])
     return model, report

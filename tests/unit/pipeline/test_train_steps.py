@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,10 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.core.config import FeatureParams, TrainParams
 from imdb_sentiment.core.errors import DataError
+from imdb_sentiment.core.io import SparseParts, load
 from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
+from imdb_sentiment.core.text import CleanOptions
 from imdb_sentiment.model.classifier import NBLogisticRegression, nb_log_count_ratio
-from imdb_sentiment.model.features import featurize
 from imdb_sentiment.pipeline.evaluate import (
     classification_metrics,
     curve_data,
@@ -24,6 +26,7 @@ from imdb_sentiment.pipeline.evaluate import (
     expected_calibration_error,
     save_plots,
 )
+from imdb_sentiment.pipeline.featurize import run_featurize
 from imdb_sentiment.pipeline.registry.register import TRUSTED_TYPES
 from imdb_sentiment.pipeline.train import movie_groups, train, validation_split
 from tests.helpers import SEED_CLEANING, tiny_texts
@@ -31,9 +34,30 @@ from tests.helpers import SEED_CLEANING, tiny_texts
 FEATURES = FeatureParams(max_features=None, ngram_range=(1, 2), min_df=1)
 
 
-def test_featurize_returns_sparse_matrices_fitted_on_train_only() -> None:
+@pytest.fixture
+def featurize(tmp_path: Path) -> Any:
+    """The featurize stage on texts: (featurizer, train parts, test matrix)."""
+    runs = iter(range(100))
+
+    def run(train_texts: list[str], test_texts: list[str], clean: CleanOptions,
+            features: FeatureParams) -> tuple[Pipeline, SparseParts, sp.csr_matrix]:  # fmt: skip
+        folder = tmp_path / f"run-{next(runs)}"
+        folder.mkdir()
+        for name, texts in (("train", train_texts), ("test", test_texts)):
+            pd.DataFrame({"text": texts}).to_parquet(folder / f"{name}.parquet")
+        run_featurize(folder / "train.parquet", folder / "test.parquet", folder / "out",
+                      clean, features)  # fmt: skip
+        featurizer = load(folder / "out/featurizer.joblib")
+        return (featurizer, SparseParts(folder / "out/train"),
+                SparseParts(folder / "out/test").to_csr())  # fmt: skip
+
+    return run
+
+
+def test_featurize_returns_sparse_matrices_fitted_on_train_only(featurize: Any) -> None:
     texts, _ = tiny_texts(40)
-    featurizer, x_train, x_test = featurize(texts, ["unseenword film"], SEED_CLEANING, FEATURES)
+    featurizer, parts, x_test = featurize(texts, ["unseenword film"], SEED_CLEANING, FEATURES)
+    x_train = parts.to_csr()
     assert sp.issparse(x_train) and sp.issparse(x_test)
     assert x_train.shape[0] == 40 and x_test.shape == (1, x_train.shape[1])
     vocabulary = featurizer.named_steps["tfidf"].vocabulary_
@@ -41,7 +65,7 @@ def test_featurize_returns_sparse_matrices_fitted_on_train_only() -> None:
     assert not hasattr(featurizer.named_steps["tfidf"], "stop_words_")
 
 
-def test_char_ngrams_are_added_when_configured() -> None:
+def test_char_ngrams_are_added_when_configured(featurize: Any) -> None:
     texts, _ = tiny_texts(20)
     params = FEATURES.model_copy(update={"char_ngram_range": (2, 3)})
     _, words_and_chars, _ = featurize(texts, texts[:1], SEED_CLEANING, params)
@@ -49,9 +73,12 @@ def test_char_ngrams_are_added_when_configured() -> None:
     assert words_and_chars.shape[1] > words_only.shape[1]
 
 
-def test_compact_vectorizer_round_trips_through_pickle_and_skops(tmp_path: Path) -> None:
+def test_compact_vectorizer_round_trips_through_pickle_and_skops(
+    tmp_path: Path, featurize: Any
+) -> None:
     texts, _ = tiny_texts(20)
-    featurizer, x_train, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
+    featurizer, parts, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
+    x_train = parts.to_csr()
     expected = featurizer.transform(texts)
     restored = pickle.loads(pickle.dumps(featurizer))
     assert abs(restored.transform(texts) - expected).max() == 0
@@ -70,11 +97,12 @@ def test_nb_ratio_points_towards_the_class_a_feature_marks() -> None:
     assert ratio[0] > 0 > ratio[1]
 
 
-def test_nb_lr_without_nb_is_plain_logistic_regression() -> None:
+def test_nb_lr_without_nb_is_plain_logistic_regression(featurize: Any) -> None:
     from sklearn.linear_model import LogisticRegression
 
     texts, labels = tiny_texts(40)
-    _, x, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
+    _, parts, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
+    x = parts.to_csr()
     ours = NBLogisticRegression(C=3.0, nb=False).fit(x, np.array(labels))
     plain = LogisticRegression(C=3.0, max_iter=1000).fit(x, labels)
     np.testing.assert_allclose(ours.predict_proba(x), plain.predict_proba(x), atol=1e-9)
@@ -102,7 +130,7 @@ def test_movie_groups_need_every_movie() -> None:
         movie_groups(pd.Series(["tt1", ""]))
 
 
-def test_train_assembles_the_whole_pipeline() -> None:
+def test_train_assembles_the_whole_pipeline(featurize: Any) -> None:
     texts, labels = tiny_texts(80)
     featurizer, x, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
     params = TrainParams(C=10.0, nb_weighting=True, nb_normalize=True, val_size=0.25)

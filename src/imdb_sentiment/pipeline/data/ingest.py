@@ -131,12 +131,16 @@ def ingest(
     return split_frame(frame, split, test_size, seed)
 
 
+ROW_GROUP = 10_000
+
+
 def write_frames(frames: Mapping[str, pd.DataFrame], out_dir: Path) -> None:
     """Write every frame or none: each goes to a temp file first, renamed only when all are done."""
     targets = [out_dir / f"{name}.parquet" for name in frames]
     with staged_paths(targets) as tmps:
         for tmp, frame in zip(tmps, frames.values(), strict=True):
-            frame.to_parquet(tmp, index=False)
+            # Row groups of bounded size: featurize reads the file a chunk at a time.
+            frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP)
 
 
 def drop_repeated(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:

@@ -1,0 +1,231 @@
+"""Training at scale: rows vs wall time vs peak memory of the featurize and train stages.
+
+Usage:
+  python benchmarks/train_scale.py --archive ../shared/data/aclImdb_v1.tar.gz \
+      --rows 50000 200000 1000000 --reference-rows 50000 200000 [--reference-commit REV] \
+      [--plot docs/img/train_scale.png]
+
+Training sets larger than the archive are synthesised from its 25,000 train reviews: each new
+review takes the sentence count of a random review of its label and that many sentences drawn
+from all reviews of the same label (so n-grams inside sentences are real, and new ones appear only
+across sentence boundaries). The first 25,000 rows are the archive's own reviews, shuffled. The
+test set is the archive's real 25,000 test reviews, so accuracy is always on real reviews.
+
+Each stage runs as the DVC stage runs it (`python -m imdb_sentiment.cli.pipeline featurize|train`
+with a params file: the project's `params.yaml`, `train.val_split: random`), timed from outside;
+peak memory is the largest sum of RSS over the stage's whole process tree (joblib workers
+included), sampled every 0.2 s. The reference is the same stages at `--reference-commit` (the
+in-memory route) on the same files, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCE = re.compile(r"(?<=[.!?])\s+|<br\s*/?>\s*(?:<br\s*/?>)?")
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB"
+
+
+def archive_reviews(archive: Path) -> dict[str, list[tuple[str, int]]]:
+    from imdb_sentiment.pipeline.data.archive import Review, iter_reviews
+
+    out: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
+    for item in iter_reviews(archive, show_progress=False):
+        if isinstance(item, Review):
+            out[item.split].append((item.text, item.label))
+    return out
+
+
+Batch = tuple[int, list[tuple[str, int]]]
+
+
+def write_table(path: Path, batches: Iterable[Batch]) -> None:
+    """(first row id, [(text, label)]) batches as a Parquet file of 10k-row groups."""
+    schema = pa.schema([("id", pa.int64()), ("rating", pa.int64()), ("label", pa.int64()),
+                        ("movie", pa.large_string()), ("text", pa.large_string())])  # fmt: skip
+    with pq.ParquetWriter(path, schema) as writer:
+        for start, chunk in batches:
+            labels = np.array([label for _, label in chunk], dtype=np.int64)
+            columns = {"id": np.arange(start, start + len(chunk)),
+                       "rating": np.where(labels == 1, 10, 1), "label": labels,
+                       "movie": [""] * len(chunk), "text": [text for text, _ in chunk]}  # fmt: skip
+            writer.write_table(pa.table(columns, schema=schema), row_group_size=10_000)
+
+
+def synthesise(train: list[tuple[str, int]], rows: int, seed: int = 0) -> Iterator[Batch]:
+    """The archive's reviews, then new ones of sentences from same-label reviews, 10k at a time."""
+    rng = random.Random(seed)
+    pools = {label: [s for text, lab in train if lab == label for s in SENTENCE.split(text) if s]
+             for label in (0, 1)}  # fmt: skip
+    counts = {label: [max(1, len(SENTENCE.split(t))) for t, lab in train if lab == label]
+              for label in (0, 1)}  # fmt: skip
+    real = rng.sample(train, min(rows, len(train)))  # the archive lists one label first
+    for start in range(0, len(real), 10_000):
+        yield start, real[start : start + 10_000]
+    for start in range(len(real), rows, 10_000):
+        batch = []
+        for _ in range(min(10_000, rows - start)):
+            label = rng.randrange(2)
+            k = rng.choice(counts[label])
+            batch.append((" ".join(rng.choices(pools[label], k=k)), label))
+        yield start, batch
+
+
+def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds, peak GB of the process tree's summed RSS)."""
+    started = time.perf_counter()
+    process = psutil.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    peak = 0
+    while process.poll() is None:
+        total = 0
+        try:
+            for p in [process, *process.children(recursive=True)]:
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(0.2)
+    out = process.stdout.read() if process.stdout else ""
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{out[-3000:]}")
+    return time.perf_counter() - started, peak / 1e9
+
+
+def params_for(work: Path, source: Path, drop: tuple[str, ...] = ()) -> Path:
+    params = yaml.safe_load((source / "params.yaml").read_text())
+    params["train"]["val_split"] = "random"
+    for dotted in drop:  # keys the reference release does not know
+        section, key = dotted.split(".")
+        params[section].pop(key, None)
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def accuracy(model_path: Path, features: Path, test: list[tuple[str, int]]) -> float:
+    import joblib
+
+    from imdb_sentiment.core.io import SparseParts, load_sparse
+
+    model = joblib.load(model_path)
+    x = (SparseParts(features / "test").to_csr() if (features / "test").is_dir()
+         else load_sparse(features / "test.npz"))  # fmt: skip
+    predicted = model[-1].predict_proba(x)[:, 1] >= 0.5
+    return float((predicted == np.array([label for _, label in test])).mean())
+
+
+def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...],
+              test: list[tuple[str, int]]) -> dict[str, float]:  # fmt: skip
+    work.mkdir(parents=True)
+    params = params_for(work, src, drop)
+    env = {**os.environ, "PYTHONPATH": str(src / "src")}
+    base = [sys.executable, "-m", "imdb_sentiment.cli.pipeline"]
+    f_s, f_gb = measured([*base, "featurize", "--params", str(params), "--data", str(data),
+                          "--out", str(work / "features")], work, env)  # fmt: skip
+    t_s, t_gb = measured([*base, "train", "--params", str(params), "--data", str(data),
+                          "--features", str(work / "features"), "--model",
+                          str(work / "model.joblib"), "--report", str(work / "train.json")],
+                         work, env)  # fmt: skip
+    acc = accuracy(work / "model.joblib", work / "features", test)
+    row = {"featurize_s": f_s, "featurize_gb": f_gb, "train_s": t_s, "train_gb": t_gb,
+           "accuracy": acc}  # fmt: skip
+    print(f"{name:>9} | featurize {f_s:7.0f} s {f_gb:5.2f} GB | train {t_s:7.0f} s "
+          f"{t_gb:5.2f} GB | test accuracy {acc:.4f}", flush=True)  # fmt: skip
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--archive", type=Path, required=True)
+    parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 200_000])
+    parser.add_argument("--reference-rows", type=int, nargs="*", default=[50_000])
+    parser.add_argument("--reference-commit", default="HEAD~1")
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                            capture_output=True).stdout.strip()  # fmt: skip
+    print(f"commit {commit}; {machine()}; reference {args.reference_commit}", flush=True)
+    reviews = archive_reviews(args.archive)
+    results: dict[str, dict[int, dict[str, float]]] = {"streamed": {}, "reference": {}}
+    with tempfile.TemporaryDirectory(prefix="train-scale-") as tmp:
+        top = Path(tmp)
+        reference = top / "reference"
+        worktree = ["git", "worktree", "add", "--detach", str(reference), args.reference_commit]
+        subprocess.run(worktree, cwd=ROOT, check=True, capture_output=True)
+        try:
+            for rows in args.rows:
+                data = top / f"data-{rows}"
+                data.mkdir()
+                write_table(data / "train.parquet", synthesise(reviews["train"], rows))
+                write_table(data / "test.parquet", [(0, reviews["test"])])
+                print(f"{rows:,} train reviews", flush=True)
+                results["streamed"][rows] = run_route(
+                    "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"]
+                )
+                if rows in args.reference_rows:
+                    results["reference"][rows] = run_route(
+                        "reference", reference, data, top / f"ref-{rows}",
+                        ("features.chunk_rows", "train.cache_mb"), reviews["test"])  # fmt: skip
+                subprocess.run(["rm", "-rf", str(data), str(top / f"new-{rows}"),
+                                str(top / f"ref-{rows}")], check=True)  # fmt: skip
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(reference)], cwd=ROOT,
+                           capture_output=True)  # fmt: skip
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (memory, seconds) = plt.subplots(1, 2, figsize=(10, 4))
+    for route, rows in results.items():
+        if not rows:
+            continue
+        xs = sorted(rows)
+        memory.plot(xs, [max(rows[x]["featurize_gb"], rows[x]["train_gb"]) for x in xs], "o-",
+                    label=route)  # fmt: skip
+        seconds.plot(xs, [rows[x]["featurize_s"] + rows[x]["train_s"] for x in xs], "o-",
+                     label=route)  # fmt: skip
+    memory.set(xscale="log", xlabel="train reviews", ylabel="peak RSS, GB (process tree)")
+    seconds.set(xscale="log", yscale="log", xlabel="train reviews",
+                ylabel="featurize + train, s")  # fmt: skip
+    memory.axhline(3.0, color="grey", linestyle=":", label="3 GB")
+    for axes in (memory, seconds):
+        axes.legend()
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The n-gram vocabulary of any number of reviews in bounded memory: map, reduce, transform.
+
+sklearn's vectorizer counts every n-gram of the whole corpus in one dict before pruning by
+`min_df`; with 1-3-grams that dict outgrows memory long before the kept vocabulary does. Here a
+chunk of reviews is counted alone (`count_chunk`: its own small vocabulary and matrix), each of
+its n-grams reduced to a stable 64-bit hash with its document and term frequency. Summing those
+records per hash (`reduce_records`, one hash range at a time) gives every n-gram's exact corpus
+counts, so the same `min_df`/`max_df`/`max_features` rules keep the same terms as sklearn's
+`fit`; a chunk's matrix is then renumbered into the kept vocabulary (`Renumbering`) without
+analysing its texts again. `fitted_vectorizer` returns an ordinary fitted vectorizer, so the
+registered model does not know how it was fitted.
+
+A collision of two n-grams' 64-bit hashes (expected ~0.01 times in 5·10^8 distinct n-grams)
+would add their counts: a kept term that should have been pruned, never the reverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+
+from imdb_sentiment.core.errors import DataError
+
+RECORD = np.dtype([("hash", np.uint64), ("df", np.int64), ("tf", np.int64)])
+# The counting vectorizer shares these with the fitted one: exactly the same n-grams.
+_ANALYSIS = ("input", "encoding", "decode_error", "strip_accents", "lowercase", "preprocessor",
+             "tokenizer", "stop_words", "token_pattern", "ngram_range", "analyzer")  # fmt: skip
+
+
+def hash_terms(terms: list[str]) -> NDArray[np.uint64]:
+    """A stable 64-bit hash per term (the same in every process and release)."""
+    return np.asarray(pd.util.hash_array(np.asarray(terms, dtype=object)), dtype=np.uint64)
+
+
+@dataclass
+class ChunkCounts:
+    """One chunk of reviews counted alone: its matrix over its own terms, and their hashes."""
+
+    matrix: sp.csr_matrix  # documents x local terms: counts (or 1s when binary)
+    terms: list[str]
+    hashes: NDArray[np.uint64]
+
+    def records(self) -> NDArray[Any]:
+        """(hash, document frequency, term frequency) per local term, sorted by hash."""
+        out = np.empty(len(self.terms), dtype=RECORD)
+        out["hash"] = self.hashes
+        out["df"] = np.bincount(self.matrix.indices, minlength=len(self.terms))
+        out["tf"] = np.asarray(self.matrix.sum(axis=0)).ravel()
+        return np.sort(out, order="hash")
+
+
+def count_chunk(vectorizer: TfidfVectorizer, texts: list[str]) -> ChunkCounts:
+    """Count `texts` with `vectorizer`'s analysis and no pruning."""
+    params = vectorizer.get_params()
+    counter = CountVectorizer(**{k: params[k] for k in _ANALYSIS}, binary=vectorizer.binary,
+                              dtype=np.float64)  # fmt: skip
+    if not texts:
+        return ChunkCounts(sp.csr_matrix((0, 0)), [], np.zeros(0, np.uint64))
+    try:
+        matrix = sp.csr_matrix(counter.fit_transform(texts))
+    except ValueError:  # sklearn: "empty vocabulary" (no text has a token)
+        return ChunkCounts(sp.csr_matrix((len(texts), 0)), [], np.zeros(0, np.uint64))
+    terms = counter.get_feature_names_out().tolist()
+    return ChunkCounts(matrix, terms, hash_terms(terms))
+
+
+def reduce_records(parts: list[NDArray[Any]]) -> NDArray[Any]:
+    """Sum records of the same hash (from many chunks) into one record each, sorted by hash."""
+    records = np.sort(np.concatenate(parts), order="hash") if parts else np.empty(0, RECORD)
+    if not len(records):
+        return records
+    starts = np.flatnonzero(np.r_[True, records["hash"][1:] != records["hash"][:-1]])
+    out = np.empty(len(starts), dtype=RECORD)
+    out["hash"] = records["hash"][starts]
+    out["df"] = np.add.reduceat(records["df"], starts)
+    out["tf"] = np.add.reduceat(records["tf"], starts)
+    return out
+
+
+def doc_bounds(vectorizer: TfidfVectorizer, documents: int) -> tuple[float, float]:
+    """sklearn's `min_df`/`max_df` as document counts (an int is a count, a float a share)."""
+    low, high = vectorizer.min_df, vectorizer.max_df
+    low = low if isinstance(low, int) else low * documents
+    high = high if isinstance(high, int) else high * documents
+    if high < low:
+        raise DataError("features: max_df keeps fewer documents than min_df")
+    return low, high
+
+
+def kept(records: NDArray[Any], low: float, high: float) -> NDArray[Any]:
+    return records[(records["df"] >= low) & (records["df"] <= high)]
+
+
+def limit(terms: list[str], records: NDArray[Any], max_features: int | None) -> list[int]:
+    """Positions of the `max_features` most frequent of `terms` (sorted, `records` aligned):
+    ranked by the corpus count with sklearn's own sort of the same array, so that ties at the
+    cut fall as in sklearn's `fit`."""
+    if max_features is None or len(terms) <= max_features:
+        return list(range(len(terms)))
+    return sorted(np.argsort(-records["tf"])[:max_features].tolist())
+
+
+class Renumbering:
+    """Chunk-local term numbers to the kept vocabulary's (sklearn's: sorted term order)."""
+
+    def __init__(self, terms: list[str]) -> None:
+        hashes = hash_terms(terms)
+        self.order = np.argsort(hashes)
+        self.sorted_hashes = hashes[self.order]
+        self.width = len(terms)
+
+    def columns(self, hashes: NDArray[np.uint64]) -> NDArray[np.int64]:
+        """Each hash's column in the vocabulary, -1 for a pruned term."""
+        if not self.width:
+            return np.full(len(hashes), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted_hashes, hashes), self.width - 1)
+        found = self.sorted_hashes[at] == hashes
+        return np.where(found, self.order[at], -1).astype(np.int64)
+
+    def matrix(self, chunk: ChunkCounts) -> sp.csr_matrix:
+        """The chunk's counts in the vocabulary's columns (pruned terms dropped)."""
+        mapped = self.columns(chunk.hashes)[chunk.matrix.indices]
+        keep = mapped >= 0
+        rows = np.repeat(np.arange(chunk.matrix.shape[0]), np.diff(chunk.matrix.indptr))
+        out = sp.csr_matrix((chunk.matrix.data[keep], (rows[keep], mapped[keep])),
+                            shape=(chunk.matrix.shape[0], self.width))  # fmt: skip
+        out.sort_indices()
+        return out
+
+
+def fitted_vectorizer(template: TfidfVectorizer, terms: list[str],
+                      df: NDArray[np.int64], documents: int) -> TfidfVectorizer:  # fmt: skip
+    """`template` fitted as sklearn's `fit` would on the whole corpus: `terms` sorted, their
+    document frequencies `df` (same order) over `documents` reviews."""
+    if not terms:
+        raise DataError("features: after pruning no n-gram remains (lower min_df)")
+    vectorizer = template.set_params(vocabulary={t: i for i, t in enumerate(terms)})
+    vectorizer.fit([""])  # a fixed vocabulary: fits the weighting's shape, reads no corpus
+    if vectorizer.use_idf:
+        vectorizer.idf_ = idf(df, documents, vectorizer.smooth_idf)
+    # The vocabulary is learnt (vocabulary_), not a setting: keep the saved model one copy.
+    vectorizer.set_params(vocabulary=None)
+    vectorizer.fixed_vocabulary_ = False
+    return vectorizer
+
+
+def idf(df: NDArray[np.int64], documents: int, smooth: bool) -> NDArray[np.float64]:
+    """sklearn's TfidfTransformer.fit idf from document frequencies."""
+    return np.log((documents + int(smooth)) / (df.astype(np.float64) + int(smooth))) + 1.0
+
+
+def weighting(vectorizer: TfidfVectorizer) -> TfidfTransformer:
+    """The fitted vectorizer's tf-idf step, to apply to counts renumbered from chunks."""
+    width = len(vectorizer.vocabulary_)
+    transformer = TfidfTransformer(norm=vectorizer.norm, use_idf=vectorizer.use_idf,
+                                   smooth_idf=vectorizer.smooth_idf,
+                                   sublinear_tf=vectorizer.sublinear_tf)  # fmt: skip
+    transformer.fit(sp.csr_matrix((1, width)))
+    if vectorizer.use_idf:
+        transformer.idf_ = vectorizer.idf_
+    return transformer
