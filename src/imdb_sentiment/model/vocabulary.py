@@ -23,64 +23,90 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 
 from imdb_sentiment.core.errors import DataError
-
-RECORD = np.dtype([("hash", np.uint64), ("df", np.int64), ("tf", np.int64)])
-# The counting vectorizer shares these with the fitted one: exactly the same n-grams.
-_ANALYSIS = ("input", "encoding", "decode_error", "strip_accents", "lowercase", "preprocessor",
-             "tokenizer", "stop_words", "token_pattern", "ngram_range", "analyzer")  # fmt: skip
 
 
 def hash_terms(terms: list[str]) -> NDArray[np.uint64]:
     """A stable 64-bit hash per term (the same in every process and release)."""
-    return np.asarray(pd.util.hash_array(np.asarray(terms, dtype=object)), dtype=np.uint64)
+    values = np.asarray(terms, dtype=object)
+    return np.asarray(pd.util.hash_array(values, categorize=False), dtype=np.uint64)
+
+
+@dataclass
+class Records:
+    """Per distinct n-gram, sorted by hash: its hash, document and term frequency."""
+
+    hash: NDArray[np.uint64]
+    df: NDArray[np.int64]
+    tf: NDArray[np.int64]
+
+    def take(self, index: Any) -> Records:
+        return Records(self.hash[index], self.df[index], self.tf[index])
+
+    def __len__(self) -> int:
+        return len(self.hash)
 
 
 @dataclass
 class ChunkCounts:
-    """One chunk of reviews counted alone: its matrix over its own terms, and their hashes."""
+    """One chunk of reviews counted alone: its matrix over its own terms (columns in hash
+    order), the terms and their hashes, aligned with the columns."""
 
     matrix: sp.csr_matrix  # documents x local terms: counts (or 1s when binary)
     terms: list[str]
     hashes: NDArray[np.uint64]
 
-    def records(self) -> NDArray[Any]:
-        """(hash, document frequency, term frequency) per local term, sorted by hash."""
-        out = np.empty(len(self.terms), dtype=RECORD)
-        out["hash"] = self.hashes
-        out["df"] = np.bincount(self.matrix.indices, minlength=len(self.terms))
-        out["tf"] = np.asarray(self.matrix.sum(axis=0)).ravel()
-        return np.sort(out, order="hash")
+    def records(self) -> Records:
+        df = np.bincount(self.matrix.indices, minlength=len(self.terms)).astype(np.int64)
+        tf = np.bincount(self.matrix.indices, weights=self.matrix.data,
+                         minlength=len(self.terms)).astype(np.int64)  # fmt: skip
+        return Records(self.hashes, df, tf)
 
 
 def count_chunk(vectorizer: TfidfVectorizer, texts: list[str]) -> ChunkCounts:
-    """Count `texts` with `vectorizer`'s analysis and no pruning."""
-    params = vectorizer.get_params()
-    counter = CountVectorizer(**{k: params[k] for k in _ANALYSIS}, binary=vectorizer.binary,
-                              dtype=np.float64)  # fmt: skip
-    if not texts:
-        return ChunkCounts(sp.csr_matrix((0, 0)), [], np.zeros(0, np.uint64))
-    try:
-        matrix = sp.csr_matrix(counter.fit_transform(texts))
-    except ValueError:  # sklearn: "empty vocabulary" (no text has a token)
-        return ChunkCounts(sp.csr_matrix((len(texts), 0)), [], np.zeros(0, np.uint64))
-    terms = counter.get_feature_names_out().tolist()
-    return ChunkCounts(matrix, terms, hash_terms(terms))
+    """Count `texts` with `vectorizer`'s own analyzer and no pruning (as sklearn's counting
+    does, without sorting terms by name: here they are ordered by hash)."""
+    analyze = vectorizer.build_analyzer()
+    vocabulary: dict[str, int] = {}
+    indices: list[int] = []
+    values: list[int] = []
+    indptr = [0]
+    for text in texts:
+        counts: dict[int, int] = {}
+        for term in analyze(text):
+            column = vocabulary.setdefault(term, len(vocabulary))
+            counts[column] = counts.get(column, 0) + 1
+        indices.extend(counts)
+        values.extend(counts.values())
+        indptr.append(len(indices))
+    terms = list(vocabulary)
+    del vocabulary
+    hashes = hash_terms(terms)
+    order = np.argsort(hashes)  # local column j -> the j-th smallest hash
+    where = np.empty_like(order)
+    where[order] = np.arange(len(order))
+    data = np.ones(len(values)) if vectorizer.binary else np.asarray(values, dtype=np.float64)
+    matrix = sp.csr_matrix((data, where[np.asarray(indices, dtype=np.int64)], indptr),
+                           shape=(len(texts), len(terms)))  # fmt: skip
+    matrix.sort_indices()
+    return ChunkCounts(matrix, [terms[i] for i in order], hashes[order])
 
 
-def reduce_records(parts: list[NDArray[Any]]) -> NDArray[Any]:
-    """Sum records of the same hash (from many chunks) into one record each, sorted by hash."""
-    records = np.sort(np.concatenate(parts), order="hash") if parts else np.empty(0, RECORD)
-    if not len(records):
-        return records
-    starts = np.flatnonzero(np.r_[True, records["hash"][1:] != records["hash"][:-1]])
-    out = np.empty(len(starts), dtype=RECORD)
-    out["hash"] = records["hash"][starts]
-    out["df"] = np.add.reduceat(records["df"], starts)
-    out["tf"] = np.add.reduceat(records["tf"], starts)
-    return out
+def reduce_records(parts: list[Records]) -> Records:
+    """Sum records of the same hash (from many chunks) into one each, sorted by hash."""
+    if not parts:
+        return Records(np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    hashes = np.concatenate([p.hash for p in parts])
+    order = np.argsort(hashes, kind="stable")
+    hashes = hashes[order]
+    if not len(hashes):
+        return Records(hashes, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    starts = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+    df = np.add.reduceat(np.concatenate([p.df for p in parts])[order], starts)
+    tf = np.add.reduceat(np.concatenate([p.tf for p in parts])[order], starts)
+    return Records(hashes[starts], df, tf)
 
 
 def doc_bounds(vectorizer: TfidfVectorizer, documents: int) -> tuple[float, float]:
@@ -93,17 +119,17 @@ def doc_bounds(vectorizer: TfidfVectorizer, documents: int) -> tuple[float, floa
     return low, high
 
 
-def kept(records: NDArray[Any], low: float, high: float) -> NDArray[Any]:
-    return records[(records["df"] >= low) & (records["df"] <= high)]
+def kept(records: Records, low: float, high: float) -> Records:
+    return records.take((records.df >= low) & (records.df <= high))
 
 
-def limit(terms: list[str], records: NDArray[Any], max_features: int | None) -> list[int]:
+def limit(terms: list[str], records: Records, max_features: int | None) -> list[int]:
     """Positions of the `max_features` most frequent of `terms` (sorted, `records` aligned):
     ranked by the corpus count with sklearn's own sort of the same array, so that ties at the
     cut fall as in sklearn's `fit`."""
     if max_features is None or len(terms) <= max_features:
         return list(range(len(terms)))
-    return sorted(np.argsort(-records["tf"])[:max_features].tolist())
+    return sorted(np.argsort(-records.tf)[:max_features].tolist())
 
 
 class Renumbering:

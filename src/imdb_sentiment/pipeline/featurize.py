@@ -5,30 +5,27 @@ vocabulary, not the number of reviews."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 from joblib import Parallel, delayed
-from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from imdb_sentiment.core.config import FeatureParams
 from imdb_sentiment.core.io import dump, save_parts
 from imdb_sentiment.core.text import CleanOptions
-from imdb_sentiment.model.features import TextCleaner, build_featurizer, parallel_map
+from imdb_sentiment.model.features import TextCleaner, build_featurizer
 from imdb_sentiment.model.vocabulary import (
-    RECORD,
     ChunkCounts,
+    Records,
     Renumbering,
     count_chunk,
     doc_bounds,
@@ -63,91 +60,104 @@ def vectorizers(featurizer: Pipeline) -> list[TfidfVectorizer]:
     return [step]
 
 
-def _map_chunk(index: int, texts: list[str], cleaner: TextCleaner,
-               parts: list[TfidfVectorizer], work: Path) -> int:  # fmt: skip
-    """Clean and count one chunk; its counts, terms and records go to `work`."""
+def _map_chunk(stem: Path, texts: list[str], cleaner: TextCleaner,
+               parts: list[TfidfVectorizer]) -> int:  # fmt: skip
+    """Clean and count one chunk; per vectorizer its matrix, hashes, counts and terms."""
     cleaned = cleaner.transform(texts)
     for number, part in enumerate(parts):
         counts = count_chunk(part, cleaned)
-        stem = work / f"{index:05d}-{number}"
-        sp.save_npz(f"{stem}-matrix.npz", counts.matrix, compressed=False)
-        np.save(f"{stem}-hashes.npy", counts.hashes)
-        np.save(f"{stem}-records.npy", counts.records())
-        Path(f"{stem}-terms.json").write_text(json.dumps(counts.terms), encoding="utf-8")
+        records = counts.records()
+        sp.save_npz(f"{stem}-{number}-matrix.npz", counts.matrix, compressed=False)
+        for name in ("hash", "df", "tf"):
+            np.save(f"{stem}-{number}-{name}.npy", getattr(records, name))
+        # Terms never hold a newline (whitespace separates tokens), as CompactTfidfVectorizer.
+        Path(f"{stem}-{number}-terms.txt").write_text("\n".join(counts.terms), encoding="utf-8")
     return len(texts)
 
 
-def _reduce(part: TfidfVectorizer, number: int, chunks: int, documents: int,
-            work: Path) -> tuple[list[str], NDArray[Any]]:  # fmt: skip
+def _map(parquet: Path, prefix: Path, cleaner: TextCleaner, parts: list[TfidfVectorizer],
+         rows: int) -> list[int]:  # fmt: skip
+    """Every chunk of `parquet` counted, on every core; the chunks' sizes."""
+    jobs = max(1, min(os.cpu_count() or 1, 8))
+    sizes: list[int] = Parallel(n_jobs=jobs)(
+        delayed(_map_chunk)(Path(f"{prefix}{i:05d}"), texts, cleaner, parts)
+        for i, texts in enumerate(text_chunks(parquet, rows))
+    )
+    return sizes
+
+
+def _reduce(part: TfidfVectorizer, stems: list[str], documents: int) -> tuple[list[str], Records]:
     """The part's kept terms (sorted) and their summed records, aligned."""
     low, high = doc_bounds(part, documents)
     edges = np.array([(2**64 // PARTITIONS) * p for p in range(1, PARTITIONS)], dtype=np.uint64)
-    files = [np.load(work / f"{c:05d}-{number}-records.npy", mmap_mode="r") for c in range(chunks)]
-    cuts = [np.r_[0, np.searchsorted(f["hash"], edges), len(f)] for f in files]
+    files = [{name: np.load(f"{stem}-{name}.npy", mmap_mode="r") for name in ("hash", "df", "tf")}
+             for stem in stems]  # fmt: skip
+    cuts = [np.r_[0, np.searchsorted(f["hash"], edges), len(f["hash"])] for f in files]
     survivors = []
     for p in range(PARTITIONS):  # one hash range of every chunk at a time
-        pieces = [np.asarray(f[c[p] : c[p + 1]]) for f, c in zip(files, cuts, strict=True)]
+        pieces = [Records(*(np.asarray(f[n][c[p] : c[p + 1]]) for n in ("hash", "df", "tf")))
+                  for f, c in zip(files, cuts, strict=True)]  # fmt: skip
         survivors.append(kept(reduce_records(pieces), low, high))
-    found = np.concatenate(survivors) if survivors else np.empty(0, RECORD)
-    terms: dict[int, str] = {}
-    for c in range(chunks):
-        hashes = np.load(work / f"{c:05d}-{number}-hashes.npy")
-        wanted = np.flatnonzero(np.isin(hashes, found["hash"]))
+    found = reduce_records(survivors)  # disjoint ranges: a concatenation, sorted
+    terms: list[str] = [""] * len(found)
+    missing = np.ones(len(found), dtype=bool)
+    for stem in stems:  # each kept term's text from the first chunk that has it
+        if not missing.any():
+            break
+        hashes = np.load(f"{stem}-hash.npy")
+        at = np.minimum(np.searchsorted(found.hash, hashes), len(found) - 1)
+        wanted = np.flatnonzero((found.hash[at] == hashes) & missing[at])
         if len(wanted):
-            local = json.loads((work / f"{c:05d}-{number}-terms.json").read_text("utf-8"))
-            for i in wanted.tolist():
-                terms.setdefault(int(hashes[i]), local[i])
-    by_hash = {int(h): i for i, h in enumerate(found["hash"].tolist())}
-    ordered = sorted(terms.values())
-    records = found[[by_hash[h] for h in sorted(terms, key=terms.__getitem__)]]
+            local = Path(f"{stem}-terms.txt").read_text("utf-8").split("\n")
+            for i, slot in zip(wanted.tolist(), at[wanted].tolist(), strict=True):
+                terms[slot] = local[i]
+            missing[at[wanted]] = False
+    order = sorted(range(len(terms)), key=terms.__getitem__)
+    ordered = [terms[i] for i in order]
+    records = found.take(np.asarray(order, dtype=np.int64))
     chosen = limit(ordered, records, part.max_features)
-    return [ordered[i] for i in chosen], records[chosen]
+    return [ordered[i] for i in chosen], records.take(np.asarray(chosen, dtype=np.int64))
 
 
-def _train_parts(parts: list[TfidfVectorizer], terms: list[list[str]], chunks: int,
-                 work: Path) -> Iterator[sp.csr_matrix]:  # fmt: skip
+def _renumbered(parts: list[TfidfVectorizer], terms: list[list[str]],
+                stems: list[str]) -> Iterator[sp.csr_matrix]:  # fmt: skip
     """Each chunk's counts renumbered into the vocabulary and weighted, parts side by side."""
     renumber = [Renumbering(columns) for columns in terms]
     weights = [weighting(part) for part in parts]
-    for c in range(chunks):
+    for stem in stems:
         blocks = []
         for number, (r, w) in enumerate(zip(renumber, weights, strict=True)):
-            stem = work / f"{c:05d}-{number}"
-            counts = ChunkCounts(sp.csr_matrix(sp.load_npz(f"{stem}-matrix.npz")), [],
-                                 np.load(f"{stem}-hashes.npy"))  # fmt: skip
+            counts = ChunkCounts(sp.csr_matrix(sp.load_npz(f"{stem}-{number}-matrix.npz")), [],
+                                 np.load(f"{stem}-{number}-hash.npy"))  # fmt: skip
             blocks.append(w.transform(r.matrix(counts)))
         yield sp.csr_matrix(sp.hstack(blocks)) if len(blocks) > 1 else sp.csr_matrix(blocks[0])
 
 
 def run_featurize(train: Path, test: Path, out: Path, clean: CleanOptions,
                   features: FeatureParams, work_dir: Path | None = None) -> Featurized:  # fmt: skip
-    """Fit on `train`'s texts; write `out`/featurizer.joblib, `out`/train and `out`/test parts."""
+    """Fit on `train`'s texts; write `out`/featurizer.joblib, `out`/train and `out`/test parts.
+    Test chunks are counted like train chunks and renumbered into the fitted vocabulary: the
+    same matrix as the fitted vectorizer's `transform`, without sending it to every core."""
     featurizer = build_featurizer(clean, features)
     cleaner = featurizer.named_steps["clean"]
     parts = vectorizers(featurizer)
-    jobs = max(1, min(os.cpu_count() or 1, 8))
     work = Path(tempfile.mkdtemp(prefix="featurize-", dir=work_dir))
     try:
-        sizes = Parallel(n_jobs=jobs)(
-            delayed(_map_chunk)(i, texts, cleaner, parts, work)
-            for i, texts in enumerate(text_chunks(train, features.chunk_rows))
-        )
-        documents, chunks = sum(sizes), len(sizes)
+        train_sizes = _map(train, work / "train-", cleaner, parts, features.chunk_rows)
+        test_sizes = _map(test, work / "test-", cleaner, parts, features.chunk_rows)
+        train_stems = [str(work / f"train-{i:05d}") for i in range(len(train_sizes))]
+        test_stems = [str(work / f"test-{i:05d}") for i in range(len(test_sizes))]
         vocabularies = []
         for number, part in enumerate(parts):
-            terms, records = _reduce(part, number, chunks, documents, work)
-            fitted_vectorizer(part, terms, records["df"], documents)
+            terms, records = _reduce(part, [f"{s}-{number}" for s in train_stems], sum(train_sizes))
+            fitted_vectorizer(part, terms, records.df, sum(train_sizes))
             vocabularies.append(terms)
         for folder in (out / "train", out / "test"):
             shutil.rmtree(folder, ignore_errors=True)  # a rerun replaces, never merges
-        train_rows = save_parts(_train_parts(parts, vocabularies, chunks, work), out / "train")
+        save_parts(_renumbered(parts, vocabularies, train_stems), out / "train")
+        save_parts(_renumbered(parts, vocabularies, test_stems), out / "test")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    test_rows = save_parts(
-        (sp.csr_matrix(sp.vstack(parallel_map(featurizer.transform, texts, concat=False)))
-         for texts in text_chunks(test, features.chunk_rows)),
-        out / "test",
-    )  # fmt: skip
     dump(featurizer, out / "featurizer.joblib")
     width = sum(len(part.vocabulary_) for part in parts)
-    return Featurized(width, train_rows, test_rows)
+    return Featurized(width, sum(train_sizes), sum(test_sizes))
