@@ -94,8 +94,8 @@ def synthesise(train: list[tuple[str, int]], rows: int, seed: int = 0) -> Iterat
         yield start, batch
 
 
-def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(seconds, peak GB of the process tree's summed RSS)."""
+def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """(seconds, peak GB of the process tree's summed RSS, output)."""
     started = time.perf_counter()
     process = psutil.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -112,7 +112,7 @@ def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float,
     out = process.stdout.read() if process.stdout else ""
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{out[-3000:]}")
-    return time.perf_counter() - started, peak / 1e9
+    return time.perf_counter() - started, peak / 1e9, out
 
 
 def params_for(work: Path, source: Path, drop: tuple[str, ...] = ()) -> Path:
@@ -144,17 +144,19 @@ def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...
     params = params_for(work, src, drop)
     env = {**os.environ, "PYTHONPATH": str(src / "src")}
     base = [sys.executable, "-m", "imdb_sentiment.cli.pipeline"]
-    f_s, f_gb = measured([*base, "featurize", "--params", str(params), "--data", str(data),
+    f_s, f_gb, said = measured([*base, "featurize", "--params", str(params), "--data", str(data),
                           "--out", str(work / "features")], work, env)  # fmt: skip
-    t_s, t_gb = measured([*base, "train", "--params", str(params), "--data", str(data),
+    t_s, t_gb, _ = measured([*base, "train", "--params", str(params), "--data", str(data),
                           "--features", str(work / "features"), "--model",
                           str(work / "model.joblib"), "--report", str(work / "train.json")],
                          work, env)  # fmt: skip
     acc = accuracy(work / "model.joblib", work / "features", test)
+    found = re.search(r"featurized: (\d+) features", said)
+    width = int(found[1]) if found else -1
     row = {"featurize_s": f_s, "featurize_gb": f_gb, "train_s": t_s, "train_gb": t_gb,
-           "accuracy": acc}  # fmt: skip
+           "accuracy": acc, "features": width}  # fmt: skip
     print(f"{name:>9} | featurize {f_s:7.0f} s {f_gb:5.2f} GB | train {t_s:7.0f} s "
-          f"{t_gb:5.2f} GB | test accuracy {acc:.4f}", flush=True)  # fmt: skip
+          f"{t_gb:5.2f} GB | test accuracy {acc:.4f} | {width:,} features", flush=True)  # fmt: skip
     return row
 
 

@@ -104,22 +104,18 @@ def train(
 
     from imdb_sentiment.core.config import load_params
     from imdb_sentiment.core.io import SparseParts, dump, load, write_json
-    from imdb_sentiment.pipeline.train import movie_groups
+    from imdb_sentiment.pipeline.train import assemble, movie_groups
     from imdb_sentiment.pipeline.train import train as run_train
 
     params = load_params(params_file)
     p = params.train
     frame = pd.read_parquet(data / "train.parquet", columns=["label", "movie"])
     groups = movie_groups(frame.movie) if p.val_split == "movie" else None
-    pipeline, result = run_train(
-        load(features / "featurizer.joblib"),
-        SparseParts(features / "train", cache_bytes=p.cache_mb << 20),
-        frame.label.to_numpy(),
-        p,
-        params.model.threshold,
-        groups,
-    )
-    dump(pipeline, model)
+    parts = SparseParts(features / "train", cache_bytes=p.cache_mb << 20)
+    classifier, result = run_train(parts, frame.label.to_numpy(), p, params.model.threshold,
+                                   groups)  # fmt: skip
+    del parts, frame  # the cached parts go before the vocabulary comes in
+    dump(assemble(load(features / "featurizer.joblib"), classifier), model)
     write_json(report, result)
     typer.echo(f"validation accuracy {result['validation']['accuracy']:.4f}; model in {model}")
 

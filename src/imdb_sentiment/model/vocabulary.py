@@ -166,14 +166,20 @@ def fitted_vectorizer(template: TfidfVectorizer, terms: list[str],
     document frequencies `df` (same order) over `documents` reviews."""
     if not terms:
         raise DataError("features: after pruning no n-gram remains (lower min_df)")
-    vectorizer = template.set_params(vocabulary={t: i for i, t in enumerate(terms)})
-    vectorizer.fit([""])  # a fixed vocabulary: fits the weighting's shape, reads no corpus
-    if vectorizer.use_idf:
-        vectorizer.idf_ = idf(df, documents, vectorizer.smooth_idf)
-    # The vocabulary is learnt (vocabulary_), not a setting: keep the saved model one copy.
-    vectorizer.set_params(vocabulary=None)
-    vectorizer.fixed_vocabulary_ = False
-    return vectorizer
+    template.vocabulary_ = {term: index for index, term in enumerate(terms)}
+    template.fixed_vocabulary_ = False
+    transformer = TfidfTransformer(norm=template.norm, use_idf=template.use_idf,
+                                   smooth_idf=template.smooth_idf,
+                                   sublinear_tf=template.sublinear_tf)  # fmt: skip
+    transformer.fit(sp.csr_matrix((1, len(terms))))  # the shape; idf_ is the corpus's, below
+    if template.use_idf:
+        transformer.idf_ = idf(df, documents, template.smooth_idf)
+    # The state TfidfVectorizer.fit leaves (its weighting step is a private attribute). Fitting
+    # with a given vocabulary instead would copy the dict and build a set of its values: three
+    # times the vocabulary's memory at the peak. tests/unit/pipeline/test_featurize.py checks
+    # the result against sklearn's own fit.
+    template._tfidf = transformer
+    return template
 
 
 def idf(df: NDArray[np.int64], documents: int, smooth: bool) -> NDArray[np.float64]:
@@ -183,11 +189,5 @@ def idf(df: NDArray[np.int64], documents: int, smooth: bool) -> NDArray[np.float
 
 def weighting(vectorizer: TfidfVectorizer) -> TfidfTransformer:
     """The fitted vectorizer's tf-idf step, to apply to counts renumbered from chunks."""
-    width = len(vectorizer.vocabulary_)
-    transformer = TfidfTransformer(norm=vectorizer.norm, use_idf=vectorizer.use_idf,
-                                   smooth_idf=vectorizer.smooth_idf,
-                                   sublinear_tf=vectorizer.sublinear_tf)  # fmt: skip
-    transformer.fit(sp.csr_matrix((1, width)))
-    if vectorizer.use_idf:
-        transformer.idf_ = vectorizer.idf_
+    transformer: TfidfTransformer = vectorizer._tfidf
     return transformer

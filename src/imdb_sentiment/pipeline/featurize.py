@@ -119,10 +119,9 @@ def _reduce(part: TfidfVectorizer, stems: list[str], documents: int) -> tuple[li
     return [ordered[i] for i in chosen], records.take(np.asarray(chosen, dtype=np.int64))
 
 
-def _renumbered(parts: list[TfidfVectorizer], terms: list[list[str]],
+def _renumbered(parts: list[TfidfVectorizer], renumber: list[Renumbering],
                 stems: list[str]) -> Iterator[sp.csr_matrix]:  # fmt: skip
     """Each chunk's counts renumbered into the vocabulary and weighted, parts side by side."""
-    renumber = [Renumbering(columns) for columns in terms]
     weights = [weighting(part) for part in parts]
     for stem in stems:
         blocks = []
@@ -147,15 +146,16 @@ def run_featurize(train: Path, test: Path, out: Path, clean: CleanOptions,
         test_sizes = _map(test, work / "test-", cleaner, parts, features.chunk_rows)
         train_stems = [str(work / f"train-{i:05d}") for i in range(len(train_sizes))]
         test_stems = [str(work / f"test-{i:05d}") for i in range(len(test_sizes))]
-        vocabularies = []
+        renumber = []
         for number, part in enumerate(parts):
             terms, records = _reduce(part, [f"{s}-{number}" for s in train_stems], sum(train_sizes))
             fitted_vectorizer(part, terms, records.df, sum(train_sizes))
-            vocabularies.append(terms)
+            renumber.append(Renumbering(terms))
+            del terms, records  # the vectorizer holds the vocabulary now
         for folder in (out / "train", out / "test"):
             shutil.rmtree(folder, ignore_errors=True)  # a rerun replaces, never merges
-        save_parts(_renumbered(parts, vocabularies, train_stems), out / "train")
-        save_parts(_renumbered(parts, vocabularies, test_stems), out / "test")
+        save_parts(_renumbered(parts, renumber, train_stems), out / "train")
+        save_parts(_renumbered(parts, renumber, test_stems), out / "test")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     dump(featurizer, out / "featurizer.joblib")

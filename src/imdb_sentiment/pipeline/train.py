@@ -76,16 +76,15 @@ def predict_rows(
 
 
 def train(
-    featurizer: Pipeline,
     x_train: RowParts,
     y_train: NDArray[Any],
     params: TrainParams,
     threshold: float,
     groups: NDArray[Any] | None = None,
-) -> tuple[Pipeline, dict[str, Any]]:
+) -> tuple[NBLogisticRegression, dict[str, Any]]:
     """Select on a validation split (grouped by `groups` if given), then refit on all of
-    train; return model and report (validation metrics at the model's `threshold`). The
-    features are read a block of rows at a time (`fit_streamed`)."""
+    train; return the classifier and report (validation metrics at the model's `threshold`).
+    The features are read a block of rows at a time (`fit_streamed`)."""
     fit_idx, val_idx = validation_split(y_train, params.val_size, params.seed, groups)
     started = time.perf_counter()
     chosen = np.zeros(len(y_train))
@@ -101,5 +100,9 @@ def train(
     }
     final = fit_streamed(build_classifier(params), x_train, y_train, np.ones(len(y_train)))
     report["train_seconds"] = round(time.perf_counter() - started, 2)
-    model = Pipeline([*featurizer.steps, ("clf", final)])
-    return model, report
+    return final, report
+
+
+def assemble(featurizer: Pipeline, classifier: NBLogisticRegression) -> Pipeline:
+    """The whole model: cleaning → TF-IDF → classifier."""
+    return Pipeline([*featurizer.steps, ("clf", classifier)])

@@ -28,7 +28,7 @@ from imdb_sentiment.pipeline.evaluate import (
 )
 from imdb_sentiment.pipeline.featurize import run_featurize
 from imdb_sentiment.pipeline.registry.register import TRUSTED_TYPES
-from imdb_sentiment.pipeline.train import movie_groups, train, validation_split
+from imdb_sentiment.pipeline.train import assemble, movie_groups, train, validation_split
 from tests.helpers import SEED_CLEANING, tiny_texts
 
 FEATURES = FeatureParams(max_features=None, ngram_range=(1, 2), min_df=1)
@@ -134,7 +134,8 @@ def test_train_assembles_the_whole_pipeline(featurize: Any) -> None:
     texts, labels = tiny_texts(80)
     featurizer, x, _ = featurize(texts, texts[:1], SEED_CLEANING, FEATURES)
     params = TrainParams(C=10.0, nb_weighting=True, nb_normalize=True, val_size=0.25)
-    model, report = train(featurizer, x, np.array(labels), params, 0.5)
+    classifier, report = train(x, np.array(labels), params, 0.5)
+    model = assemble(featurizer, classifier)
     assert [name for name, _ in model.steps] == ["clean", "tfidf", "clf"]
     assert report["validation"]["accuracy"] >= 0.9
     assert report["n_validation"] == 20
