@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 from joblib import Parallel, delayed
+from joblib.externals.loky import get_reusable_executor
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
@@ -144,6 +145,9 @@ def run_featurize(train: Path, test: Path, out: Path, clean: CleanOptions,
     try:
         train_sizes = _map(train, work / "train-", cleaner, parts, features.chunk_rows)
         test_sizes = _map(test, work / "test-", cleaner, parts, features.chunk_rows)
+        # Idle workers keep the memory their chunks grew (CPython rarely returns it): end
+        # them before the vocabulary is built here.
+        get_reusable_executor().shutdown(wait=True)
         train_stems = [str(work / f"train-{i:05d}") for i in range(len(train_sizes))]
         test_stems = [str(work / f"test-{i:05d}") for i in range(len(test_sizes))]
         renumber = []
