@@ -27,9 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import TextClause, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import (
     ArgumentError,
     CompileError,
@@ -40,11 +41,25 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
+from imdb_sentiment.store.retention import Retention
+from imdb_sentiment.store.schema import SchemaState
 from imdb_sentiment.store.spool import Spool, Taken, body_shape, shape_fields
 from imdb_sentiment.store.tables import predictions
 
-if TYPE_CHECKING:
-    from imdb_sentiment.store.database import PredictionStore
+
+class Writable(Protocol):
+    """What writing the spool needs of the store (store.database.PredictionStore), so that the
+    flusher depends on no more than this and the store module on the flusher alone."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    spool: Spool | None
+    retention: Retention
+    _json_insert: bool | None
+
+    def check_schema(self) -> SchemaState | None: ...
+
 
 log = logging.getLogger("imdb_sentiment.store.database")  # one logger for the store's lines
 FLUSH_BATCH = 1000  # records per database transaction (and the spool budget's bytes)
@@ -81,7 +96,7 @@ def reason(exc: BaseException) -> str:
     return lines[0] if lines else type(original).__name__
 
 
-def write_spool(store: PredictionStore, spool: Spool, until: float | None = None) -> None:
+def write_spool(store: Writable, spool: Spool, until: float | None = None) -> None:
     """Write this process's spool file to the database, oldest first, in batches, until a batch
     is not full, or the monotonic time `until` has passed. Raises FlushFailedError while the
     database is away."""
@@ -96,14 +111,14 @@ def write_spool(store: PredictionStore, spool: Spool, until: float | None = None
             return
 
 
-def write_orphans(store: PredictionStore, spool: Spool) -> None:
+def write_orphans(store: Writable, spool: Spool) -> None:
     """Write out the files of processes that are gone (stops while the database is away)."""
     with closing(spool.orphans()) as batches:
         for batch in batches:
             write_batch(store, spool, batch)
 
 
-def write_batch(store: PredictionStore, spool: Spool, batch: Taken) -> None:
+def write_batch(store: Writable, spool: Spool, batch: Taken) -> None:
     try:
         insert(store, batch.bodies)
     except RefusedError:
@@ -112,7 +127,7 @@ def write_batch(store: PredictionStore, spool: Spool, batch: Taken) -> None:
     spool.ack(batch)
 
 
-def write_apart(store: PredictionStore, spool: Spool, batch: Taken) -> None:
+def write_apart(store: Writable, spool: Spool, batch: Taken) -> None:
     """One request at a time: what the database refuses for good goes to the quarantine."""
     for seq, body in zip(batch.seqs, batch.bodies, strict=True):
         try:
@@ -125,7 +140,7 @@ def write_apart(store: PredictionStore, spool: Spool, batch: Taken) -> None:
             spool.ack(batch, [seq])
 
 
-def insert(store: PredictionStore, bodies: list[str]) -> None:
+def insert(store: Writable, bodies: list[str]) -> None:
     """Insert the records of these spool bodies in one transaction, ignoring those stored
     already. RefusedError: refused for good; FlushFailedError: the database is away."""
     try:
@@ -145,7 +160,7 @@ def insert(store: PredictionStore, bodies: list[str]) -> None:
         raise
 
 
-def inserts_json(store: PredictionStore) -> bool:
+def inserts_json(store: Writable) -> bool:
     """SQLite with its JSON functions (built in since 3.38): the spool's bodies go in as they
     are, parsed and inserted by SQLite itself — the flusher's Python work per record (parsing, a
     dict, binding 14 parameters) was most of a short review's cost."""
@@ -165,7 +180,7 @@ def inserts_json(store: PredictionStore) -> bool:
     return store._json_insert
 
 
-def _insert_ignoring_duplicates(store: PredictionStore) -> Any:
+def _insert_ignoring_duplicates(store: Writable) -> Any:
     """Insert, skipping a record already stored (the same record flushed twice)."""
     keys = [predictions.c.request_id, predictions.c.item]
     if store.engine.dialect.name == "postgresql":
@@ -220,7 +235,7 @@ class Flusher(threading.Thread):
     """A process's background work for the store: judge the schema now and then; write this
     process's spool file to the database; the chores (module docstring)."""
 
-    def __init__(self, store: PredictionStore, schema_every_s: float,
+    def __init__(self, store: Writable, schema_every_s: float,
                  on_round: Callable[[float], None] | None = None) -> None:  # fmt: skip
         super().__init__(name="prediction-store", daemon=True)
         self.store = store

@@ -16,15 +16,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, exists, select, text, tuple_, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from imdb_sentiment.store.tables import feedback, predictions, store_tasks
-
-if TYPE_CHECKING:
-    from imdb_sentiment.store.database import PredictionStore
 
 log = logging.getLogger("imdb_sentiment.store.database")
 RETENTION_BATCH = 10_000  # rows per delete transaction
@@ -38,8 +36,15 @@ class RetentionRun:
     behind: bool  # it stopped at its time budget with more to delete
 
 
+class HasEngine(Protocol):
+    """What retention needs of the store (store.database.PredictionStore): its engine."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+
 class Retention:
-    def __init__(self, store: PredictionStore, retention_s: float, interval_s: float,
+    def __init__(self, store: HasEngine, retention_s: float, interval_s: float,
                  statement_s: float, budget_s: float | None = None) -> None:  # fmt: skip
         self.store = store
         self.retention_s = retention_s
