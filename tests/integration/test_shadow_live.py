@@ -14,6 +14,7 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,6 +155,11 @@ class LiveSetup:
     train: list[tuple[str, str]]
     test: list[tuple[str, str]]
 
+    def unpack(self) -> tuple[Any, ...]:
+        """env, registry, pods, train, test, production, candidate."""
+        return (self.env, self.registry, self.pods, self.train, self.test, self.production,
+                self.candidate)  # fmt: skip
+
 
 def live_setup(tmp_path: Path, postgres: PostgresServer, flips: tuple[float, float], seed: int,
                **serving: str) -> LiveSetup:  # fmt: skip
@@ -183,14 +189,7 @@ def live_setup(tmp_path: Path, postgres: PostgresServer, flips: tuple[float, flo
 
 def test_promotion_follows_the_live_evidence(tmp_path: Path, postgres: PostgresServer) -> None:
     setup = live_setup(tmp_path, postgres, (0.35, 0.65), seed=0, PREDICTION_LOG_TEXT="true")
-    env, registry, pods, train, test = (
-        setup.env,
-        setup.registry,
-        setup.pods,
-        setup.train,
-        setup.test,
-    )
-    production, worse = setup.production, setup.candidate
+    env, registry, pods, train, test, production, worse = setup.unpack()
     pod = pods[0]
     try:
         # A worse candidate: refused on live evidence although offline it looks as good.
@@ -284,14 +283,7 @@ def test_the_scheduled_path_promotes_a_better_candidate_and_withdraws_a_worse_on
     each batch of traffic, withdraws a worse candidate (production stops shadowing it) and
     promotes a better one, whose alias then moves as the deploy job moves it — nobody decides."""
     setup = live_setup(tmp_path, postgres, (0.30, 0.60), seed=1)
-    env, registry, pods, train, test = (
-        setup.env,
-        setup.registry,
-        setup.pods,
-        setup.train,
-        setup.test,
-    )
-    production, worse = setup.production, setup.candidate
+    env, registry, pods, train, test, production, worse = setup.unpack()
     decide = when_ready_command()
     client = MlflowClient(registry)
 
