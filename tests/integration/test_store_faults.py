@@ -31,6 +31,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
+from imdb_sentiment.store.spool import Spool
 from tests.integration.test_feedback_live import metric
 from tests.postgres import PostgresServer
 from tests.project import ROOT, run
@@ -139,28 +140,37 @@ def under_load(
     return ledger, time.monotonic() - started
 
 
+def read_store(url: str) -> tuple[Counter[tuple[str, int]], dict[tuple[str, int], str]]:
+    """The predictions stored (how often each) and the labels stored."""
+    engine = create_engine(url)
+    with engine.connect() as db:
+        rows = db.execute(text("SELECT request_id, item FROM predictions"))
+        stored = Counter((rid, item) for rid, item in rows)
+        rows = db.execute(text("SELECT request_id, item, actual FROM feedback"))
+        labels = {(rid, item): actual for rid, item, actual in rows}
+    engine.dispose()
+    return stored, labels
+
+
 def assert_all_kept(pods: list[Pod], url: str, ledger: Ledger) -> int:
     """Every answered prediction stored once (and nothing else), every acknowledged label as
     acknowledged, no 5xx but 503, nothing dropped: the number of predictions stored."""
     for pod in pods:  # the spools empty into the database
         wait_until(lambda p=pod: metric(p.url, "prediction_spool_records") == 0, 90,
                    f"spool of {pod.home.name} not written")  # fmt: skip
-    engine = create_engine(url)
-    with engine.connect() as db:
-        stored = Counter(
-            (rid, item)
-            for rid, item in db.execute(text("SELECT request_id, item FROM predictions"))
-        )
-        labels = {
-            (rid, item): actual
-            for rid, item, actual in db.execute(
-                text("SELECT request_id, item, actual FROM feedback")
-            )
-        }
-    engine.dispose()
+    stored, labels = read_store(url)
     expected = {(rid, i) for rid, n in ledger.predicted.items() for i in range(n)}
     missing = expected - set(stored)
-    assert not missing, f"{len(missing)} of {len(expected)} answered predictions are not stored"
+    if missing:  # lost, or late (the spools said empty too soon)? Say which, then fail.
+        time.sleep(20)
+        late = missing & set(read_store(url)[0])
+        spools = {p.home.name: Spool(p.home / "spool", 1 << 20, 3600) for p in pods}
+        waiting = [name for name, spool in spools.items() for rid, _ in missing if spool.holds(rid)]
+        raise AssertionError(
+            f"{len(missing)} of {len(expected)} answered predictions are not stored "
+            f"({len(late)} arrived 20 s later; still in a spool: {waiting}; "
+            f"e.g. {sorted(missing)[:3]})"
+        )
     assert max(stored.values()) == 1  # no record twice
     # Nothing else, but the requests whose answer was lost on the way (kept before answering):
     # whole requests, no more of them than predictions that went unanswered.
