@@ -55,7 +55,7 @@ $(VENV)/.installed-spark: $(VENV)/.installed requirements/spark.txt
 	@command -v java >/dev/null || echo "note: Spark needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
 	touch $@
 
-install-spark: $(VENV)/.installed-spark ## Also install PySpark for `imdb-sentiment predict --engine spark`
+install-spark: $(VENV)/.installed-spark ## Also install PySpark: `predict --engine spark`, `train.engine: spark`
 
 $(VENV)/tools-mlserver/.installed: requirements/bootstrap.txt requirements/tools-mlserver.txt
 	$(call venv,$(VENV)/tools-mlserver,requirements/tools-mlserver.txt)

@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/train_scale.py --archive ../shared/data/aclImdb_v1.tar.gz \
       --rows 50000 200000 1000000 --reference-rows 50000 200000 [--reference-commit REV] \
-      [--plot docs/img/train_scale.png]
+      [--spark-rows 50000 200000] [--plot docs/img/train_scale.png]
 
 Training sets larger than the archive are synthesised from its 25,000 train reviews: each new
 review takes the sentence count of a random review of its label and that many sentences drawn
@@ -16,6 +16,11 @@ with a params file: the project's `params.yaml`, `train.val_split: random`), tim
 peak memory is the largest sum of RSS over the stage's whole process tree (joblib workers
 included), sampled every 0.2 s. The reference is the same stages at `--reference-commit` (the
 in-memory route) on the same files, in the same run.
+
+`--spark-rows`: the same stages with `train.engine: spark` on a standalone cluster started here
+(a master and a worker of 2 cores, separate JVMs, as tests/spark_cluster.py starts them): the
+driver's memory is the stage's process tree (Python and its driver JVM), the cluster's the sum
+over the master's and worker's process trees (executor JVM and Python workers included).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -94,30 +100,48 @@ def synthesise(train: list[tuple[str, int]], rows: int, seed: int = 0) -> Iterat
         yield start, batch
 
 
-def measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """(seconds, peak GB of the process tree's summed RSS, output)."""
+def tree_rss(root: psutil.Process) -> int:
+    total = 0
+    try:
+        for p in [root, *root.children(recursive=True)]:
+            total += p.memory_info().rss
+    except psutil.Error:
+        pass
+    return total
+
+
+def cluster_roots() -> list[psutil.Process]:
+    """A standalone cluster's master and worker JVMs on this machine."""
+    names = ("org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker")
+    return [p for p in psutil.process_iter(["cmdline"])
+            if set(names) & set(p.info["cmdline"] or [])]  # fmt: skip
+
+
+Measured = tuple[float, float, float, str]
+
+
+def measured(command: list[str], cwd: Path, env: dict[str, str],
+             cluster: list[psutil.Process] | None = None) -> Measured:  # fmt: skip
+    """(seconds, peak GB of the process tree's summed RSS, peak GB of the cluster's, output)."""
     started = time.perf_counter()
     process = psutil.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    peak = 0
+    peak = peak_cluster = 0
     while process.poll() is None:
-        total = 0
-        try:
-            for p in [process, *process.children(recursive=True)]:
-                total += p.memory_info().rss
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
+        peak = max(peak, tree_rss(process))
+        peak_cluster = max(peak_cluster, sum(tree_rss(root) for root in cluster or []))
         time.sleep(0.2)
     out = process.stdout.read() if process.stdout else ""
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{out[-3000:]}")
-    return time.perf_counter() - started, peak / 1e9, out
+    return time.perf_counter() - started, peak / 1e9, peak_cluster / 1e9, out
 
 
-def params_for(work: Path, source: Path, drop: tuple[str, ...] = ()) -> Path:
+def params_for(work: Path, source: Path, drop: tuple[str, ...] = (), engine: str = "") -> Path:
     params = yaml.safe_load((source / "params.yaml").read_text())
     params["train"]["val_split"] = "random"
+    if engine:
+        params["train"]["engine"] = engine
     for dotted in drop:  # keys the reference release does not know
         section, key = dotted.split(".")
         params[section].pop(key, None)
@@ -139,24 +163,31 @@ def accuracy(model_path: Path, features: Path, test: list[tuple[str, int]]) -> f
 
 
 def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...],
-              test: list[tuple[str, int]]) -> dict[str, float]:  # fmt: skip
+              test: list[tuple[str, int]], master: str = "") -> dict[str, float]:  # fmt: skip
     work.mkdir(parents=True)
-    params = params_for(work, src, drop)
+    params = params_for(work, src, drop, "spark" if master else "")
     env = {**os.environ, "PYTHONPATH": str(src / "src")}
+    cluster = cluster_roots() if master else []
+    if master:
+        env |= {"SPARK_MASTER": master, "SPARK_LOCAL_IP": "127.0.0.1",
+                "PYSPARK_PYTHON": sys.executable}  # fmt: skip
     base = [sys.executable, "-m", "imdb_sentiment.cli.pipeline"]
-    f_s, f_gb, said = measured([*base, "featurize", "--params", str(params), "--data", str(data),
-                          "--out", str(work / "features")], work, env)  # fmt: skip
-    t_s, t_gb, _ = measured([*base, "train", "--params", str(params), "--data", str(data),
-                          "--features", str(work / "features"), "--model",
-                          str(work / "model.joblib"), "--report", str(work / "train.json")],
-                         work, env)  # fmt: skip
+    f_s, f_gb, f_cluster, said = measured(
+        [*base, "featurize", "--params", str(params), "--data", str(data),
+         "--out", str(work / "features")], work, env, cluster)  # fmt: skip
+    t_s, t_gb, t_cluster, _ = measured(
+        [*base, "train", "--params", str(params), "--data", str(data),
+         "--features", str(work / "features"), "--model", str(work / "model.joblib"),
+         "--report", str(work / "train.json")], work, env, cluster)  # fmt: skip
     acc = accuracy(work / "model.joblib", work / "features", test)
     found = re.search(r"featurized: (\d+) features", said)
     width = int(found[1]) if found else -1
     row = {"featurize_s": f_s, "featurize_gb": f_gb, "train_s": t_s, "train_gb": t_gb,
-           "accuracy": acc, "features": width}  # fmt: skip
+           "cluster_gb": max(f_cluster, t_cluster), "accuracy": acc, "features": width}  # fmt: skip
+    on_cluster = f" | cluster {row['cluster_gb']:5.2f} GB" if master else ""
     print(f"{name:>9} | featurize {f_s:7.0f} s {f_gb:5.2f} GB | train {t_s:7.0f} s "
-          f"{t_gb:5.2f} GB | test accuracy {acc:.4f} | {width:,} features", flush=True)  # fmt: skip
+          f"{t_gb:5.2f} GB{on_cluster} | test accuracy {acc:.4f} | {width:,} features",
+          flush=True)  # fmt: skip
     return row
 
 
@@ -166,15 +197,23 @@ def main() -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 200_000])
     parser.add_argument("--reference-rows", type=int, nargs="*", default=[50_000])
     parser.add_argument("--reference-commit", default="HEAD~1")
+    parser.add_argument("--spark-rows", type=int, nargs="*", default=[])
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()  # fmt: skip
     print(f"commit {commit}; {machine()}; reference {args.reference_commit}", flush=True)
     reviews = archive_reviews(args.archive)
-    results: dict[str, dict[int, dict[str, float]]] = {"streamed": {}, "reference": {}}
-    with tempfile.TemporaryDirectory(prefix="train-scale-") as tmp:
+    results: dict[str, dict[int, dict[str, float]]] = {"streamed": {}, "reference": {},
+                                                       "spark": {}}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="train-scale-") as tmp, ExitStack() as stack:
         top = Path(tmp)
+        master = ""
+        if args.spark_rows:
+            sys.path.insert(0, str(ROOT))
+            from tests.spark_cluster import standalone_cluster
+
+            master = stack.enter_context(standalone_cluster(top / "spark-cluster"))
         reference = top / "reference"
         worktree = ["git", "worktree", "add", "--detach", str(reference), args.reference_commit]
         subprocess.run(worktree, cwd=ROOT, check=True, capture_output=True)
@@ -188,12 +227,17 @@ def main() -> int:
                 results["streamed"][rows] = run_route(
                     "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"]
                 )
+                if rows in args.spark_rows:
+                    results["spark"][rows] = run_route(
+                        "spark", ROOT, data, top / f"spark-{rows}", (), reviews["test"], master
+                    )
                 if rows in args.reference_rows:
                     results["reference"][rows] = run_route(
                         "reference", reference, data, top / f"ref-{rows}",
                         ("features.chunk_rows", "train.cache_mb"), reviews["test"])  # fmt: skip
                 subprocess.run(["rm", "-rf", str(data), str(top / f"new-{rows}"),
-                                str(top / f"ref-{rows}")], check=True)  # fmt: skip
+                                str(top / f"ref-{rows}"), str(top / f"spark-{rows}")],
+                               check=True)  # fmt: skip
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(reference)], cwd=ROOT,
                            capture_output=True)  # fmt: skip

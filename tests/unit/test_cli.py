@@ -161,3 +161,17 @@ def test_preset_prints_dvc_overrides() -> None:
     assert "-S clean.remove_stopwords=true" in output
     code, output = invoke("preset", "nope")
     assert_one_line_error(code, output, "unknown preset 'nope'")
+
+
+def test_the_spark_engine_without_a_master_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["train"]["engine"] = "spark"
+    (tmp_path / "spark.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "features"
+    code, output = invoke("featurize", "--params", str(tmp_path / "spark.yaml"),
+                          "--data", str(tmp_path), "--out", str(out))  # fmt: skip
+    assert_one_line_error(code, output, "train.engine: spark needs SPARK_MASTER")
+    assert not out.exists()

@@ -268,9 +268,15 @@ _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 def job_failure(exc: BaseException, job: Job) -> PipelineError:
     """What went wrong on the executors, in one line (the py4j message holds Java and Python
     stacks)."""
-    text = str(exc)
-    if NO_TEXT in text:
+    if NO_TEXT in str(exc):
         return PipelineError(f"{job.input} has rows without text in column {job.text_column!r}")
+    return failure(exc)
+
+
+def failure(exc: BaseException) -> PipelineError:
+    """Any Spark job's failure in one line: a module the executors lack, else the innermost
+    exception line."""
+    text = str(exc)
     missing = _MISSING_MODULE.search(text)
     if missing:
         return PipelineError(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -18,7 +22,34 @@ from imdb_sentiment.cli.common import (
     entry,
 )
 
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+
 app = area()
+
+
+@contextmanager
+def spark_context(stage: str) -> Iterator[SparkContext]:
+    """A Spark session on SPARK_MASTER for `stage`, this package shipped to its executors;
+    a job's failure in one line; stopped afterwards."""
+    from imdb_sentiment.batch.spark import failure, session, ship_package
+    from imdb_sentiment.core.errors import PipelineError
+
+    master = os.environ.get("SPARK_MASTER")
+    if not master:
+        raise PipelineError("train.engine: spark needs SPARK_MASTER (e.g. spark://host:7077)")
+    spark = session(master, app_name=f"imdb-sentiment-{stage}", log_level="WARN")
+    try:
+        ship_package(spark)
+        yield spark.sparkContext
+    except PipelineError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith(("py4j", "pyspark")):
+            raise failure(exc) from exc
+        raise
+    finally:
+        spark.stop()
 
 
 @app.command()
@@ -86,7 +117,14 @@ def featurize(
     from imdb_sentiment.pipeline.featurize import run_featurize
 
     p = load_params(params_file)
-    done = run_featurize(data / "train.parquet", data / "test.parquet", out, p.clean, p.features)
+    train, test = data / "train.parquet", data / "test.parquet"
+    if p.train.engine == "spark":
+        from imdb_sentiment.pipeline.cluster import featurize_on_spark
+
+        with spark_context("featurize") as sc:
+            done = featurize_on_spark(sc, train, test, out, p.clean, p.features)
+    else:
+        done = run_featurize(train, test, out, p.clean, p.features)
     typer.echo(f"featurized: {done.features} features, {done.train_rows} train rows")
 
 
@@ -111,10 +149,17 @@ def train(
     p = params.train
     frame = pd.read_parquet(data / "train.parquet", columns=["label", "movie"])
     groups = movie_groups(frame.movie) if p.val_split == "movie" else None
-    parts = SparseParts(features / "train", cache_bytes=p.cache_mb << 20)
-    classifier, result = run_train(parts, frame.label.to_numpy(), p, params.model.threshold,
-                                   groups)  # fmt: skip
-    del parts, frame  # the cached parts go before the vocabulary comes in
+    with ExitStack() as stack:
+        if p.engine == "spark":
+            from imdb_sentiment.pipeline.cluster import SparkPasses
+
+            sc = stack.enter_context(spark_context("train"))
+            parts: Any = SparkPasses(sc, features / "train")
+        else:
+            parts = SparseParts(features / "train", cache_bytes=p.cache_mb << 20)
+        classifier, result = run_train(parts, frame.label.to_numpy(), p, params.model.threshold,
+                                       groups)  # fmt: skip
+        del parts, frame  # the cached parts go before the vocabulary comes in
     dump(assemble(load(features / "featurizer.joblib"), classifier), model)
     write_json(report, result)
     typer.echo(f"validation accuracy {result['validation']['accuracy']:.4f}; model in {model}")

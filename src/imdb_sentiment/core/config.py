@@ -164,6 +164,9 @@ class TrainParams(_Strict):
     seed: int = 42
     # Feature parts kept in memory between the solver's passes; the rest is reread from disk.
     cache_mb: int = Field(1024, ge=0)
+    # Where featurize and train run: this machine, or a Spark cluster (SPARK_MASTER) that
+    # computes the same vocabulary and model (pipeline.cluster).
+    engine: Literal["local", "spark"] = "local"
 
 
 class ModelParams(_Strict):

@@ -8,6 +8,7 @@ from labels, it is fitted here, together with the classifier, never in the label
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -100,61 +101,157 @@ class RowParts(Protocol):
     def __iter__(self) -> Iterator[tuple[slice, sp.csr_matrix]]: ...
 
 
-def _weighted_sums(X: RowParts, values: NDArray[np.float64]) -> NDArray[np.float64]:
-    """X.T @ values, a block at a time."""
-    out = np.zeros(X.shape[1])
-    for rows, part in X:
-        out += part.T @ values[rows]
-    return out
+class Passes(Protocol):
+    """Passes over a matrix's rows wherever they are (this process's parts, a cluster's
+    executors): what `fit_streamed` asks of them, each a sum over blocks of rows."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def column_sums(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """X.T @ values."""
+        ...
+
+    def row_norms(self, scale: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each row's L2 norm after scaling its columns (`block_norms`)."""
+        ...
+
+    def objective(self, rows: RowData, folded: NDArray[np.float64],
+                  intercept: float) -> tuple[float, NDArray[np.float64], float]:  # fmt: skip
+        """`block_objective` summed over the blocks."""
+        ...
+
+    def decisions(self, folded: NDArray[np.float64], intercept: float,
+                  norms: NDArray[np.float64] | None) -> NDArray[np.float64]:  # fmt: skip
+        """Every row's x·folded / norm + intercept."""
+        ...
 
 
-def _row_norms(X: RowParts, scale: NDArray[np.float64]) -> NDArray[np.float64]:
+@dataclass(frozen=True)
+class RowData:
+    """Per row: its weight in the fit (0 leaves it out), its 0/1 target, the norm it is divided
+    by (NB normalisation)."""
+
+    weight: NDArray[np.float64]
+    target: NDArray[np.float64]
+    norms: NDArray[np.float64]
+
+    def at(self, rows: slice) -> RowData:
+        return RowData(self.weight[rows], self.target[rows], self.norms[rows])
+
+
+def block_norms(part: sp.csr_matrix, scale: NDArray[np.float64]) -> NDArray[np.float64]:
     """Each row's L2 norm after scaling its columns (1 for an empty row, as `normalize`)."""
-    norms = np.empty(X.shape[0])
-    for rows, part in X:
-        norms[rows] = np.sqrt(part.multiply(part) @ (scale * scale))
+    norms = np.sqrt(part.multiply(part) @ (scale * scale))
     norms[norms == 0.0] = 1.0
-    return norms
+    return np.asarray(norms)
 
 
-def fit_streamed(clf: NBLogisticRegression, X: RowParts, y: NDArray[Any],
+def block_decisions(part: sp.csr_matrix, folded: NDArray[np.float64], intercept: float,
+                    norms: NDArray[np.float64] | None) -> NDArray[np.float64]:  # fmt: skip
+    z = part @ folded
+    return np.asarray((z if norms is None else z / norms) + intercept)
+
+
+def block_objective(part: sp.csr_matrix, rows: RowData, folded: NDArray[np.float64],
+                    intercept: float) -> tuple[float, NDArray[np.float64], float]:  # fmt: skip
+    """One block's weighted log-loss, its gradient in the (unscaled) columns and in the
+    intercept, at z = x·folded / norm + intercept."""
+    z = (part @ folded) / rows.norms + intercept
+    loss = float(rows.weight @ (np.logaddexp(0.0, z) - rows.target * z))
+    g = rows.weight * (expit(z) - rows.target)
+    return loss, np.asarray(part.T @ (g / rows.norms)), float(g.sum())
+
+
+class LocalPasses:
+    """`Passes` over `RowParts` in this process, a block at a time."""
+
+    def __init__(self, X: RowParts) -> None:
+        self.X = X
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.X.shape
+
+    def column_sums(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.zeros(self.shape[1])
+        for rows, part in self.X:
+            out += part.T @ values[rows]
+        return out
+
+    def row_norms(self, scale: NDArray[np.float64]) -> NDArray[np.float64]:
+        norms = np.empty(self.shape[0])
+        for rows, part in self.X:
+            norms[rows] = block_norms(part, scale)
+        return norms
+
+    def objective(self, rows: RowData, folded: NDArray[np.float64],
+                  intercept: float) -> tuple[float, NDArray[np.float64], float]:  # fmt: skip
+        loss, gradient, slope = 0.0, np.zeros(self.shape[1]), 0.0
+        for block, part in self.X:
+            piece = block_objective(part, rows.at(block), folded, intercept)
+            loss, gradient, slope = loss + piece[0], gradient + piece[1], slope + piece[2]
+        return loss, gradient, slope
+
+    def decisions(self, folded: NDArray[np.float64], intercept: float,
+                  norms: NDArray[np.float64] | None) -> NDArray[np.float64]:  # fmt: skip
+        out = np.empty(self.shape[0])
+        for rows, part in self.X:
+            out[rows] = block_decisions(part, folded, intercept,
+                                        None if norms is None else norms[rows])  # fmt: skip
+        return out
+
+
+def as_passes(X: RowParts | Passes) -> Passes:
+    """Passes run elsewhere as they are; parts read here, in this process."""
+    return X if hasattr(X, "objective") else LocalPasses(X)  # type: ignore[return-value]
+
+
+def decisions(clf: NBLogisticRegression, X: RowParts | Passes) -> NDArray[np.float64]:
+    """`clf.decision_function` of every row, a block at a time wherever the blocks are."""
+    passes = as_passes(X)
+    check_is_fitted(clf, "lr_")
+    ratio = clf.ratio_
+    norms = passes.row_norms(ratio) if clf.nb and clf.nb_normalize else None
+    return passes.decisions(ratio * clf.coef_[0], float(clf.intercept_[0]), norms)
+
+
+def fit_streamed(clf: NBLogisticRegression, X: RowParts | Passes, y: NDArray[Any],
                  weight: NDArray[np.float64]) -> NBLogisticRegression:  # fmt: skip
     """`clf.fit` on the rows of `X` whose `weight` is 1 (0 leaves a row out), holding one block
     of rows at a time: the NB ratios and row norms in one pass each, then sklearn's own lbfgs
     objective (mean log-loss + ||w||² / (2·C·n), intercept unpenalised, same tolerances) with
     every loss-and-gradient evaluation a pass over the blocks. NB scaling and normalisation are
-    folded into the weights (x·r/‖x·r‖ · w = x·(r∘w)/‖x·r‖), so no scaled copy is made."""
+    folded into the weights (x·r/‖x·r‖ · w = x·(r∘w)/‖x·r‖), so no scaled copy is made.
+    `X` is parts read here or `Passes` run elsewhere (a cluster's executors)."""
+    passes = as_passes(X)
     if clf.solver != "lbfgs":  # liblinear and saga need the rows in memory
+        if not isinstance(passes, LocalPasses):
+            raise ValueError(f"train.solver {clf.solver} needs the rows in memory: use lbfgs")
         chosen = weight > 0
-        matrix = sp.vstack([part for _, part in X]).tocsr()
+        matrix = sp.vstack([part for _, part in passes.X]).tocsr()
         return clf.fit(matrix[chosen], np.asarray(y)[chosen])
     y = np.asarray(y)
     classes = np.unique(y[weight > 0])
     if len(classes) != 2:
         raise ValueError(f"two classes are needed to train, found {len(classes)}")
     target = (y == classes[1]).astype(np.float64)
-    width = X.shape[1]
+    width = passes.shape[1]
     if clf.nb:
-        positive = clf.nb_alpha + _weighted_sums(X, weight * target)
-        negative = clf.nb_alpha + _weighted_sums(X, weight * (1.0 - target))
+        positive = clf.nb_alpha + passes.column_sums(weight * target)
+        negative = clf.nb_alpha + passes.column_sums(weight * (1.0 - target))
         ratio = np.log((positive / positive.sum()) / (negative / negative.sum()))
     else:
         ratio = np.ones(width)
-    norms = _row_norms(X, ratio) if clf.nb and clf.nb_normalize else np.ones(X.shape[0])
+    normalised = clf.nb and clf.nb_normalize
+    rows = RowData(weight, target,
+                   passes.row_norms(ratio) if normalised else np.ones(len(y)))  # fmt: skip
     total = float(weight.sum())
     l2 = 1.0 / (clf.C * total)
 
     def loss_and_gradient(coef: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         w, b = coef[:-1], coef[-1]
-        folded = ratio * w
-        loss, gradient, slope = 0.0, np.zeros(width), 0.0
-        for rows, part in X:
-            z = (part @ folded) / norms[rows] + b
-            sw, t = weight[rows], target[rows]
-            loss += float(sw @ (np.logaddexp(0.0, z) - t * z))
-            g = sw * (expit(z) - t)
-            gradient += part.T @ (g / norms[rows])
-            slope += float(g.sum())
+        loss, gradient, slope = passes.objective(rows, ratio * w, float(b))
         gradient = ratio * gradient / total + l2 * w
         return loss / total + 0.5 * l2 * float(w @ w), np.r_[gradient, slope / total]
 

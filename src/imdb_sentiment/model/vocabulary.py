@@ -109,6 +109,20 @@ def reduce_records(parts: list[Records]) -> Records:
     return Records(hashes[starts], df, tf)
 
 
+def reduce_named(parts: list[tuple[Records, list[str]]]) -> tuple[Records, list[str]]:
+    """`reduce_records` for records that carry their terms (aligned): each hash's term from
+    the first part that has it."""
+    found = reduce_records([records for records, _ in parts])
+    if not len(found):
+        return found, []
+    hashes = np.concatenate([records.hash for records, _ in parts])
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    firsts = order[np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])]
+    terms = [term for _, named in parts for term in named]
+    return found, [terms[i] for i in firsts.tolist()]
+
+
 def doc_bounds(vectorizer: TfidfVectorizer, documents: int) -> tuple[float, float]:
     """sklearn's `min_df`/`max_df` as document counts (an int is a count, a float a share)."""
     low, high = vectorizer.min_df, vectorizer.max_df

@@ -113,9 +113,16 @@ def _reduce(part: TfidfVectorizer, stems: list[str], documents: int) -> tuple[li
             for i, slot in zip(wanted.tolist(), at[wanted].tolist(), strict=True):
                 terms[slot] = local[i]
             missing[at[wanted]] = False
+    return chosen_terms(part, terms, found)
+
+
+def chosen_terms(part: TfidfVectorizer, terms: list[str],
+                 records: Records) -> tuple[list[str], Records]:  # fmt: skip
+    """The kept terms in sklearn's order (sorted) and at most `max_features` of them, their
+    records aligned."""
     order = sorted(range(len(terms)), key=terms.__getitem__)
     ordered = [terms[i] for i in order]
-    records = found.take(np.asarray(order, dtype=np.int64))
+    records = records.take(np.asarray(order, dtype=np.int64))
     chosen = limit(ordered, records, part.max_features)
     return [ordered[i] for i in chosen], records.take(np.asarray(chosen, dtype=np.int64))
 

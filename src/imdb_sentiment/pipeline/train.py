@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import expit
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
@@ -15,8 +16,10 @@ from imdb_sentiment.core.config import TrainParams
 from imdb_sentiment.core.errors import DataError
 from imdb_sentiment.model.classifier import (
     NBLogisticRegression,
+    Passes,
     RowParts,
     build_classifier,
+    decisions,
     fit_streamed,
 )
 from imdb_sentiment.pipeline.evaluate import classification_metrics
@@ -64,19 +67,14 @@ def movie_groups(movies: Any) -> NDArray[Any]:
 
 
 def predict_rows(
-    clf: NBLogisticRegression, X: RowParts, rows: NDArray[np.intp]
+    clf: NBLogisticRegression, X: RowParts | Passes, rows: NDArray[np.intp]
 ) -> NDArray[np.float64]:
-    """P(positive) for the given rows (sorted), a block at a time."""
-    out = []
-    for block, part in X:
-        inside = rows[(rows >= block.start) & (rows < block.stop)] - block.start
-        if len(inside):
-            out.append(clf.predict_proba(part[inside])[:, 1])
-    return np.concatenate(out) if out else np.zeros(0)
+    """P(positive) for the given rows, a block at a time wherever the blocks are."""
+    return np.asarray(expit(decisions(clf, X)[rows]))
 
 
 def train(
-    x_train: RowParts,
+    x_train: RowParts | Passes,
     y_train: NDArray[Any],
     params: TrainParams,
     threshold: float,
@@ -84,7 +82,8 @@ def train(
 ) -> tuple[NBLogisticRegression, dict[str, Any]]:
     """Select on a validation split (grouped by `groups` if given), then refit on all of
     train; return the classifier and report (validation metrics at the model's `threshold`).
-    The features are read a block of rows at a time (`fit_streamed`)."""
+    The features are read a block of rows at a time (`fit_streamed`), here or on a
+    cluster's executors (`pipeline.cluster.SparkPasses`)."""
     fit_idx, val_idx = validation_split(y_train, params.val_size, params.seed, groups)
     started = time.perf_counter()
     chosen = np.zeros(len(y_train))

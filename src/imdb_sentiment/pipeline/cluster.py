@@ -1,0 +1,268 @@
+"""The featurize and train stages on a Spark cluster (`train.engine: spark`): the same
+vocabulary, weighting and classifier as on one machine, computed by the cluster's executors, and
+the same files out, so evaluation, registration and serving cannot tell the routes apart.
+
+**Featurize.** A task per row group of the Parquet file (ingest writes them `chunk_rows` long)
+counts its reviews with the vectorizer's own analyzer (`count_chunk`); the cluster sums the
+records (hash, document and term frequency, term) per hash range (`reduceByKey`, combined on the
+map side) and prunes them by `min_df`/`max_df` there. Only the kept vocabulary reaches the
+driver, which orders and limits it as sklearn does (`chosen_terms`) and fits the vectorizer.
+The fitted featurizer is then broadcast, each task transforms its row group, and the driver
+writes the matrices as parts, a wave of as many tasks as the cluster has cores at a time.
+
+**Train.** A task per feature part loads it; the parts stay in the executors' storage (memory,
+then disk). The NB ratios, the row norms and every loss-and-gradient evaluation of the lbfgs
+solver are sums over them (`treeReduce`); the solver itself runs on the driver
+(`model.classifier.fit_streamed` with `SparkPasses`), holding vectors as long as the vocabulary.
+
+**Paths.** Executors open the Parquet files and parts where the driver names them: on one host
+(a standalone cluster beside the project) that is the project directory; across hosts, a
+directory every node mounts at the same path (docs/model.md, "Training on a cluster").
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment.core.config import FeatureParams
+from imdb_sentiment.core.io import SparseParts, dump, load_sparse, save_parts
+from imdb_sentiment.core.text import CleanOptions
+from imdb_sentiment.model.classifier import (
+    RowData,
+    block_decisions,
+    block_norms,
+    block_objective,
+)
+from imdb_sentiment.model.features import TextCleaner, build_featurizer
+from imdb_sentiment.model.vocabulary import (
+    Records,
+    count_chunk,
+    doc_bounds,
+    fitted_vectorizer,
+    kept,
+    reduce_named,
+)
+from imdb_sentiment.pipeline.featurize import PARTITIONS, Featurized, chosen_terms, vectorizers
+
+if TYPE_CHECKING:
+    from pyspark import RDD, SparkContext
+
+Named = tuple[Records, list[str]]  # records and their terms, aligned
+
+
+@dataclass(frozen=True)
+class Block:
+    """One row group of a Parquet file: a task's reviews."""
+
+    path: str
+    group: int
+    start: int  # its first row in the file
+    rows: int
+
+
+def row_groups(path: Path) -> list[Block]:
+    """The file's row groups, from its footer."""
+    meta = pq.ParquetFile(path).metadata
+    blocks, start = [], 0
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        blocks.append(Block(str(path.absolute()), group, start, rows))
+        start += rows
+    return blocks
+
+
+def read_texts(block: Block) -> list[str]:
+    texts: list[str] = pq.ParquetFile(block.path).read_row_group(
+        block.group, columns=["text"]).column("text").to_pylist()  # fmt: skip
+    return texts
+
+
+def _count(cleaner: TextCleaner, parts: list[TfidfVectorizer]
+           ) -> Callable[[Block], Iterator[tuple[int, Named]]]:  # fmt: skip
+    edges = np.array([(2**64 // PARTITIONS) * p for p in range(1, PARTITIONS)], dtype=np.uint64)
+
+    def count(block: Block) -> Iterator[tuple[int, Named]]:
+        """The block's records, keyed by vectorizer and hash range."""
+        cleaned = cleaner.transform(read_texts(block))
+        for number, part in enumerate(parts):
+            counts = count_chunk(part, cleaned)
+            records = counts.records()
+            cuts = np.r_[0, np.searchsorted(records.hash, edges), len(records)].tolist()
+            for p in range(PARTITIONS):
+                piece = slice(cuts[p], cuts[p + 1])
+                yield number * PARTITIONS + p, (records.take(piece), counts.terms[piece])
+
+    return count
+
+
+def _merge(a: Named, b: Named) -> Named:
+    return reduce_named([a, b])
+
+
+def vocabularies(sc: SparkContext, blocks: list[Block], cleaner: TextCleaner,
+                 parts: list[TfidfVectorizer]) -> list[tuple[list[str], Records]]:  # fmt: skip
+    """Per vectorizer, its kept terms (sklearn's order and limit) and their records."""
+    documents = sum(block.rows for block in blocks)
+    bounds = [doc_bounds(part, documents) for part in parts]
+
+    def prune(item: tuple[int, Named]) -> tuple[int, Named]:
+        key, (records, terms) = item
+        low, high = bounds[key // PARTITIONS]
+        keep = (records.df >= low) & (records.df <= high)
+        return key, (kept(records, low, high), [t for t, k in zip(terms, keep, strict=True) if k])
+
+    summed = (
+        sc.parallelize(blocks, len(blocks))
+        .flatMap(_count(cleaner, parts))
+        .reduceByKey(_merge, numPartitions=PARTITIONS * len(parts), partitionFunc=lambda k: k)
+        .map(prune)
+        .collect()
+    )
+    found = []
+    for number, part in enumerate(parts):
+        ranges = [named for key, named in summed if key // PARTITIONS == number]
+        records = Records(*(np.concatenate([getattr(r, n) for r, _ in ranges])
+                            for n in ("hash", "df", "tf")))  # fmt: skip
+        terms = [term for _, named in ranges for term in named]
+        found.append(chosen_terms(part, terms, records))
+    return found
+
+
+def transformed(sc: SparkContext, featurizer: Pipeline,
+                blocks: list[Block]) -> Iterator[sp.csr_matrix]:  # fmt: skip
+    """Each block's feature matrix, in order, computed a wave of tasks at a time (a wave's
+    matrices, not the whole set, in the driver's memory)."""
+    shared = sc.broadcast(featurizer)
+    matrices = sc.parallelize(blocks, len(blocks)).map(
+        lambda block: sp.csr_matrix(shared.value.transform(read_texts(block)))
+    )
+    wave = max(1, sc.defaultParallelism)
+    try:
+        for first in range(0, len(blocks), wave):
+            chosen = list(range(first, min(first + wave, len(blocks))))
+            yield from sc.runJob(matrices, list, chosen)
+    finally:
+        shared.unpersist()
+
+
+def featurize_on_spark(sc: SparkContext, train: Path, test: Path, out: Path,
+                       clean: CleanOptions, features: FeatureParams) -> Featurized:  # fmt: skip
+    """`pipeline.featurize.run_featurize` on the cluster: the same files in `out`."""
+    featurizer = build_featurizer(clean, features)
+    cleaner = featurizer.named_steps["clean"]
+    parts = vectorizers(featurizer)
+    train_blocks, test_blocks = row_groups(train), row_groups(test)
+    documents = sum(block.rows for block in train_blocks)
+    for part, (terms, records) in zip(parts, vocabularies(sc, train_blocks, cleaner, parts),
+                                      strict=True):  # fmt: skip
+        fitted_vectorizer(part, terms, records.df, documents)
+    for name, blocks in (("train", train_blocks), ("test", test_blocks)):
+        save_parts(transformed(sc, featurizer, blocks), out / name)
+    dump(featurizer, out / "featurizer.joblib")
+    width = sum(len(part.vocabulary_) for part in parts)
+    return Featurized(width, documents, sum(block.rows for block in test_blocks))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A feature part in an executor's storage: its rows in the whole matrix and the matrix."""
+
+    start: int
+    stop: int
+    matrix: sp.csr_matrix
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+def _load(task: tuple[str, int, int]) -> Loaded:
+    path, start, stop = task
+    return Loaded(start, stop, load_sparse(Path(path)))
+
+
+def _add3(a: tuple[float, Any, float], b: tuple[float, Any, float]) -> tuple[float, Any, float]:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+class SparkPasses:
+    """`model.classifier.Passes` over feature parts loaded by a cluster's executors and kept
+    there for every pass (memory first, then the executors' disks)."""
+
+    def __init__(self, sc: SparkContext, folder: Path) -> None:
+        from pyspark import StorageLevel
+
+        self.sc = sc
+        layout = SparseParts(folder)  # row counts from the parts' headers, no data read
+        self._shape = layout.shape
+        tasks = [(str(file.absolute()), int(layout.offsets[i]), int(layout.offsets[i + 1]))
+                 for i, file in enumerate(layout.files)]  # fmt: skip
+        # One partition per core, parts in each: a pass is a job of one task per core (a task
+        # costs ~0.1-0.2 s to schedule here, and the solver makes hundreds of passes).
+        slices = max(1, min(len(tasks), sc.defaultParallelism))
+        self.blocks: RDD[Loaded] = (
+            sc.parallelize(tasks, slices).map(_load).persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        self._rows: tuple[RowData, Any] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    def _with(self, value: Any, job: Callable[[Any], Any]) -> Any:
+        """`job(broadcast)`, the value broadcast for it alone."""
+        shared = self.sc.broadcast(value)
+        try:
+            return job(shared)
+        finally:
+            shared.unpersist()
+
+    def column_sums(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self._with(values, lambda v: self.blocks.map(
+            lambda b: b.matrix.T @ v.value[b.rows]).treeReduce(operator.add))  # fmt: skip
+
+    def row_norms(self, scale: NDArray[np.float64]) -> NDArray[np.float64]:
+        pieces = self._with(scale, lambda s: self.blocks.map(
+            lambda b: (b.start, block_norms(b.matrix, s.value))).collect())  # fmt: skip
+        return np.concatenate([norms for _, norms in sorted(pieces, key=operator.itemgetter(0))])
+
+    def objective(self, rows: RowData, folded: NDArray[np.float64],
+                  intercept: float) -> tuple[float, NDArray[np.float64], float]:  # fmt: skip
+        if self._rows is None or self._rows[0] is not rows:  # once per fit, not per pass
+            if self._rows is not None:
+                self._rows[1].unpersist()
+            self._rows = (rows, self.sc.broadcast(rows))
+        shared_rows = self._rows[1]
+        loss, gradient, slope = self._with(folded, lambda f: self.blocks.map(
+            lambda b: block_objective(b.matrix, shared_rows.value.at(b.rows), f.value, intercept)
+        ).treeReduce(_add3))  # fmt: skip
+        return float(loss), np.asarray(gradient), float(slope)
+
+    def decisions(self, folded: NDArray[np.float64], intercept: float,
+                  norms: NDArray[np.float64] | None) -> NDArray[np.float64]:  # fmt: skip
+        def job(shared: Any) -> list[tuple[int, NDArray[np.float64]]]:
+            def one(b: Loaded) -> tuple[int, NDArray[np.float64]]:
+                w, n = shared.value
+                return b.start, block_decisions(b.matrix, w, intercept,
+                                                None if n is None else n[b.rows])  # fmt: skip
+
+            return self.blocks.map(one).collect()
+
+        pieces = self._with((folded, norms), job)
+        return np.concatenate([z for _, z in sorted(pieces, key=operator.itemgetter(0))])
+
+    def close(self) -> None:
+        if self._rows is not None:
+            self._rows[1].unpersist()
+        self.blocks.unpersist()
