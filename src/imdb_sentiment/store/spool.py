@@ -457,8 +457,10 @@ class Spool:
                     continue
                 if path == mine_path:
                     count, total, first = mine.records, mine.bytes, mine_oldest
-                elif "totals" in tables and (row := db.execute(
-                        "SELECT records, bytes, oldest FROM totals").fetchone()):  # fmt: skip
+                # A live owner's published totals; a gone one's may predate its last records.
+                elif "totals" in tables and _owner_alive(path.with_suffix(".lock")) and (
+                        row := db.execute("SELECT records, bytes, oldest FROM totals").fetchone()
+                ):  # fmt: skip
                     count, total, first = row
                 else:
                     count, total, first = db.execute(TOTALS_OLDEST[table]).fetchone()
@@ -534,6 +536,21 @@ def _claim(path: Path, wait: bool) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def _owner_alive(lock: Path) -> bool:
+    """Another process holds this spool file's lock (so its published totals are current)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's own lock, if it got one
+    return False
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ taken whole; quarantine; expiry in key order; the pod's state from published tot
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -191,3 +192,20 @@ def test_the_pod_state_reads_published_totals_not_records(tmp_path: Path) -> Non
     assert mine.state().records == 9
     mine.close()
     other.close()
+
+
+def test_a_gone_process_file_is_counted_by_its_records_not_its_stale_totals(
+    tmp_path: Path,
+) -> None:
+    """A worker killed after its last publish: its records still count until written out
+    (the store faults test waited on a zero that left three records behind)."""
+    mine, gone = Spool(tmp_path, 1 << 22, 3600), Spool(tmp_path, 1 << 22, 3600)
+    mine.append(_request("a", 1))  # its own file already: it takes over nobody's
+    gone.append(_request("b", 3))
+    gone.publish()
+    gone.append(_request("c", 2))  # after its last publish
+    assert gone._file is not None and gone._lock_fd is not None
+    gone._file.db.close()  # SIGKILL: no last publish; the kernel drops its lock
+    os.close(gone._lock_fd)
+    assert mine.state().records == 6
+    mine.close()
