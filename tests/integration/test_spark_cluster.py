@@ -21,7 +21,8 @@ import pytest
 
 from tests.integration.test_batch_engines import MODEL, require_pyspark
 from tests.project import ROOT, bin_dir, run
-from tests.spark_cluster import free_port, standalone_cluster
+from tests.server import free_port
+from tests.spark_cluster import standalone_cluster
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 DOC = ROOT / "docs/batch.md"
