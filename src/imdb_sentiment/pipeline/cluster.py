@@ -153,7 +153,7 @@ def transformed(sc: SparkContext, featurizer: Pipeline,
             chosen = list(range(first, min(first + wave, len(blocks))))
             yield from sc.runJob(matrices, list, chosen)
     finally:
-        shared.unpersist()
+        shared.destroy()
 
 
 def featurize_on_spark(sc: SparkContext, train: Path, test: Path, out: Path,
@@ -221,12 +221,13 @@ class SparkPasses:
         return self._shape
 
     def _with(self, value: Any, job: Callable[[Any], Any]) -> Any:
-        """`job(broadcast)`, the value broadcast for it alone."""
+        """`job(broadcast)`, the value broadcast for it alone (destroyed after: `unpersist`
+        would leave every pass's copy in the driver's block manager)."""
         shared = self.sc.broadcast(value)
         try:
             return job(shared)
         finally:
-            shared.unpersist()
+            shared.destroy()
 
     def column_sums(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._with(values, lambda v: self.blocks.map(
@@ -241,7 +242,7 @@ class SparkPasses:
                   intercept: float) -> tuple[float, NDArray[np.float64], float]:  # fmt: skip
         if self._rows is None or self._rows[0] is not rows:  # once per fit, not per pass
             if self._rows is not None:
-                self._rows[1].unpersist()
+                self._rows[1].destroy()
             self._rows = (rows, self.sc.broadcast(rows))
         shared_rows = self._rows[1]
         loss, gradient, slope = self._with(folded, lambda f: self.blocks.map(
@@ -264,5 +265,5 @@ class SparkPasses:
 
     def close(self) -> None:
         if self._rows is not None:
-            self._rows[1].unpersist()
+            self._rows[1].destroy()
         self.blocks.unpersist()
