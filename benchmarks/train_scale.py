@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/train_scale.py --archive ../shared/data/aclImdb_v1.tar.gz \
       --rows 50000 200000 1000000 --reference-rows 50000 200000 [--reference-commit REV] \
-      [--spark-rows 50000 200000] [--plot docs/img/train_scale.png]
+      [--spark-rows 50000 200000] [--local-rows 50000] [--plot docs/img/train_scale.png]
 
 Training sets larger than the archive are synthesised from its 25,000 train reviews: each new
 review takes the sentence count of a random review of its label and that many sentences drawn
@@ -198,6 +198,8 @@ def main() -> int:
     parser.add_argument("--reference-rows", type=int, nargs="*", default=[50_000])
     parser.add_argument("--reference-commit", default="HEAD~1")
     parser.add_argument("--spark-rows", type=int, nargs="*", default=[])
+    parser.add_argument("--local-rows", type=int, nargs="*", default=None,
+                        help="the local route at these sizes only (default: all)")  # fmt: skip
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -224,9 +226,10 @@ def main() -> int:
                 write_table(data / "train.parquet", synthesise(reviews["train"], rows))
                 write_table(data / "test.parquet", [(0, reviews["test"])])
                 print(f"{rows:,} train reviews", flush=True)
-                results["streamed"][rows] = run_route(
-                    "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"]
-                )
+                if args.local_rows is None or rows in args.local_rows:
+                    results["streamed"][rows] = run_route(
+                        "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"]
+                    )
                 if rows in args.spark_rows:
                     results["spark"][rows] = run_route(
                         "spark", ROOT, data, top / f"spark-{rows}", (), reviews["test"], master

@@ -321,3 +321,20 @@ def test_the_log_says_which_scorer_ran_and_counts_the_python_path(tmp_path: Path
     publish()  # the seed's cleaning (stop words): not one the kernel reproduces
     second = runner.invoke(app, ["predict", str(source), str(tmp_path / "b.parquet")])
     assert "scorer: python; 3 review(s) (100.0%) took the Python path" in second.output
+
+
+def test_a_spark_failure_reads_as_one_line_that_says_what_happened() -> None:
+    from imdb_sentiment.batch.spark import failure
+
+    lost = ("An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collect.\n"
+            ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage "
+            "0.0 failed 4 times, most recent failure: Lost task 0.3 (TID 3) (127.0.0.1 executor "
+            "2): ExecutorLostFailure (executor 2 exited caused by one of the running tasks) "
+            "Reason: Command exited with code 52\n\tat org.apache.spark.DAGScheduler")  # fmt: skip
+    assert "ran out of memory" in str(failure(RuntimeError(lost)))
+    module = "ModuleNotFoundError: No module named 'sklearn'"
+    assert "cannot import 'sklearn'" in str(failure(RuntimeError(module)))
+    assert (
+        str(failure(RuntimeError("x\nValueError: bad\n\tat y")))
+        == "Spark job failed: ValueError: bad"
+    )

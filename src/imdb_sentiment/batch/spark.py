@@ -283,7 +283,16 @@ def failure(exc: BaseException) -> PipelineError:
             f"Spark executors cannot import {missing[1]!r}: their Python (PYSPARK_PYTHON) needs "
             "numpy, pandas and pyarrow (docs/batch.md)"
         )
+    if _OUT_OF_MEMORY.search(text):
+        return PipelineError(
+            "Spark job failed: an executor ran out of memory (give executors more, "
+            "spark.executor.memory, or the job smaller pieces)"
+        )
     return PipelineError(f"Spark job failed: {_cause(text)}")
+
+
+# An executor JVM's OutOfMemoryError (its exit code 52, as the task failure reports it).
+_OUT_OF_MEMORY = re.compile(r"exited with code 52|java\.lang\.OutOfMemoryError")
 
 
 def _cause(text: str) -> str:

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
 
 Named = tuple[Records, list[str]]  # records and their terms, aligned
+PARTITION_BYTES = 96 << 20  # feature parts cached together on an executor, at most
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,11 @@ class SparkPasses:
         self._shape = layout.shape
         tasks = [(str(file.absolute()), int(layout.offsets[i]), int(layout.offsets[i + 1]))
                  for i, file in enumerate(layout.files)]  # fmt: skip
-        # One partition per core, parts in each: a pass is a job of one task per core (a task
-        # costs ~0.1-0.2 s to schedule here, and the solver makes hundreds of passes).
-        slices = max(1, min(len(tasks), sc.defaultParallelism))
+        # A pass is a job of a task per partition (~0.1-0.2 s each to schedule here, and the
+        # solver makes hundreds of passes): as few as the cluster's cores, yet none bigger
+        # than an executor's default memory (1 GiB) unrolls when it caches it.
+        size = sum(file.stat().st_size for file in layout.files)
+        slices = min(len(tasks), max(sc.defaultParallelism, -(-size // PARTITION_BYTES)))
         self.blocks: RDD[Loaded] = (
             sc.parallelize(tasks, slices).map(_load).persist(StorageLevel.MEMORY_AND_DISK)
         )
