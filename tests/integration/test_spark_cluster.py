@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -19,29 +18,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.integration.test_batch_engines import MODEL, require_pyspark
+from tests.integration.test_batch_engines import MODEL
 from tests.project import ROOT, bin_dir, run
 from tests.server import free_port
-from tests.spark_cluster import standalone_cluster
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 DOC = ROOT / "docs/batch.md"
 
 
-def doc_block(marker: str) -> str:
-    """The bash block of docs/batch.md that contains `marker`."""
-    blocks = re.findall(r"```bash\n(.*?)```", DOC.read_text(), flags=re.S)
+def doc_block(marker: str, doc: Path = DOC) -> str:
+    """The bash block of `doc` (docs/batch.md) that contains `marker`."""
+    blocks = re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S)
     found = [b for b in blocks if marker in b]
-    assert len(found) == 1, f"one bash block with {marker!r} in {DOC}, found {len(found)}"
+    assert len(found) == 1, f"one bash block with {marker!r} in {doc}, found {len(found)}"
     return found[0]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """spark://127.0.0.1:<port>: one master, one worker with 2 cores, separate JVMs."""
-    require_pyspark()
-    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ model and predicting like it."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -19,26 +17,11 @@ import pytest
 import yaml
 
 from imdb_sentiment.core.io import SparseParts, load
-from tests.integration.test_batch_engines import require_pyspark
+from tests.integration.test_spark_cluster import doc_block
 from tests.project import ROOT, bin_dir, run
-from tests.spark_cluster import standalone_cluster
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
-
-
-def doc_block() -> str:
-    """docs/model.md's bash block that trains on the cluster."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "docs/model.md").read_text(), flags=re.S)
-    found = [b for b in blocks if "train.engine=spark" in b]
-    assert len(found) == 1, found
-    return found[0]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require_pyspark()
-    with standalone_cluster(tmp_path_factory.mktemp("spark-train-cluster")) as url:
-        yield url
+MODEL_DOC = ROOT / "docs/model.md"
 
 
 def test_the_spark_route_trains_and_registers_the_local_routes_model(
@@ -57,7 +40,7 @@ def test_the_spark_route_trains_and_registers_the_local_routes_model(
         **{f"GIT_{who}_{what.upper()}": value for who in ("AUTHOR", "COMMITTER")
            for what, value in (("name", "CI"), ("email", "ci@example.invalid"))},
     }  # fmt: skip
-    result = run(["bash", "-c", doc_block()], project, spark_env)
+    result = run(["bash", "-c", doc_block("train.engine=spark", MODEL_DOC)], project, spark_env)
     assert "featurize" in result.stdout and "train" in result.stdout, result.stdout
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["train"]["engine"] == "spark"
