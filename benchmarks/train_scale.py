@@ -137,11 +137,16 @@ def measured(command: list[str], cwd: Path, env: dict[str, str],
     return time.perf_counter() - started, peak / 1e9, peak_cluster / 1e9, out
 
 
-def params_for(work: Path, source: Path, drop: tuple[str, ...] = (), engine: str = "") -> Path:
+def params_for(work: Path, source: Path, drop: tuple[str, ...] = (), engine: str = "",
+               overrides: tuple[str, ...] = ()) -> Path:  # fmt: skip
     params = yaml.safe_load((source / "params.yaml").read_text())
     params["train"]["val_split"] = "random"
     if engine:
         params["train"]["engine"] = engine
+    for setting in overrides:  # section.key=value, the value read as YAML (dvc exp run -S)
+        dotted, value = setting.split("=", 1)
+        section, key = dotted.split(".")
+        params[section][key] = yaml.safe_load(value)
     for dotted in drop:  # keys the reference release does not know
         section, key = dotted.split(".")
         params[section].pop(key, None)
@@ -163,9 +168,10 @@ def accuracy(model_path: Path, features: Path, test: list[tuple[str, int]]) -> f
 
 
 def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...],
-              test: list[tuple[str, int]], master: str = "") -> dict[str, float]:  # fmt: skip
+              test: list[tuple[str, int]], master: str = "",
+              overrides: tuple[str, ...] = ()) -> dict[str, float]:  # fmt: skip
     work.mkdir(parents=True)
-    params = params_for(work, src, drop, "spark" if master else "")
+    params = params_for(work, src, drop, "spark" if master else "", overrides)
     env = {**os.environ, "PYTHONPATH": str(src / "src")}
     cluster = cluster_roots() if master else []
     if master:
@@ -200,11 +206,15 @@ def main() -> int:
     parser.add_argument("--spark-rows", type=int, nargs="*", default=[])
     parser.add_argument("--local-rows", type=int, nargs="*", default=None,
                         help="the local route at these sizes only (default: all)")  # fmt: skip
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="params.yaml overrides for every route, e.g. "
+                             "features.max_features=2000000")  # fmt: skip
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()  # fmt: skip
-    print(f"commit {commit}; {machine()}; reference {args.reference_commit}", flush=True)
+    print(f"commit {commit}; {machine()}; reference {args.reference_commit}; "
+          f"params {' '.join(args.overrides) or 'as committed'}", flush=True)  # fmt: skip
     reviews = archive_reviews(args.archive)
     results: dict[str, dict[int, dict[str, float]]] = {"streamed": {}, "reference": {},
                                                        "spark": {}}  # fmt: skip
@@ -228,16 +238,17 @@ def main() -> int:
                 print(f"{rows:,} train reviews", flush=True)
                 if args.local_rows is None or rows in args.local_rows:
                     results["streamed"][rows] = run_route(
-                        "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"]
-                    )
+                        "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"],
+                        overrides=tuple(args.overrides))  # fmt: skip
                 if rows in args.spark_rows:
                     results["spark"][rows] = run_route(
-                        "spark", ROOT, data, top / f"spark-{rows}", (), reviews["test"], master
-                    )
+                        "spark", ROOT, data, top / f"spark-{rows}", (), reviews["test"], master,
+                        tuple(args.overrides))  # fmt: skip
                 if rows in args.reference_rows:
                     results["reference"][rows] = run_route(
                         "reference", reference, data, top / f"ref-{rows}",
-                        ("features.chunk_rows", "train.cache_mb"), reviews["test"])  # fmt: skip
+                        ("features.chunk_rows", "train.cache_mb"), reviews["test"],
+                        overrides=tuple(args.overrides))  # fmt: skip
                 subprocess.run(["rm", "-rf", str(data), str(top / f"new-{rows}"),
                                 str(top / f"ref-{rows}"), str(top / f"spark-{rows}")],
                                check=True)  # fmt: skip

@@ -137,23 +137,23 @@ def kept(records: Records, low: float, high: float) -> Records:
     return records.take((records.df >= low) & (records.df <= high))
 
 
-def limit(terms: list[str], records: Records, max_features: int | None) -> list[int]:
-    """Positions of the `max_features` most frequent of `terms` (sorted, `records` aligned):
+def limit(records: Records, max_features: int | None) -> NDArray[np.int64]:
+    """Positions of the `max_features` most frequent of `records` (in sorted term order):
     ranked by the corpus count with sklearn's own sort of the same array, so that ties at the
     cut fall as in sklearn's `fit`."""
-    if max_features is None or len(terms) <= max_features:
-        return list(range(len(terms)))
-    return sorted(np.argsort(-records.tf)[:max_features].tolist())
+    if max_features is None or len(records) <= max_features:
+        return np.arange(len(records))
+    return np.sort(np.argsort(-records.tf)[:max_features])
 
 
 class Renumbering:
-    """Chunk-local term numbers to the kept vocabulary's (sklearn's: sorted term order)."""
+    """Chunk-local term numbers to the kept vocabulary's (sklearn's: sorted term order), by
+    the kept terms' hashes in that order (no term text needed)."""
 
-    def __init__(self, terms: list[str]) -> None:
-        hashes = hash_terms(terms)
+    def __init__(self, hashes: NDArray[np.uint64]) -> None:
         self.order = np.argsort(hashes)
         self.sorted_hashes = hashes[self.order]
-        self.width = len(terms)
+        self.width = len(hashes)
 
     def columns(self, hashes: NDArray[np.uint64]) -> NDArray[np.int64]:
         """Each hash's column in the vocabulary, -1 for a pruned term."""

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as pf
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from joblib.externals.loky import get_reusable_executor
+from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
@@ -71,8 +75,7 @@ def _map_chunk(stem: Path, texts: list[str], cleaner: TextCleaner,
         sp.save_npz(f"{stem}-{number}-matrix.npz", counts.matrix, compressed=False)
         for name in ("hash", "df", "tf"):
             np.save(f"{stem}-{number}-{name}.npy", getattr(records, name))
-        # Terms never hold a newline (whitespace separates tokens), as CompactTfidfVectorizer.
-        Path(f"{stem}-{number}-terms.txt").write_text("\n".join(counts.terms), encoding="utf-8")
+        write_terms(Path(f"{stem}-{number}-terms.arrow"), counts.terms)
     return len(texts)
 
 
@@ -100,31 +103,45 @@ def _reduce(part: TfidfVectorizer, stems: list[str], documents: int) -> tuple[li
                   for f, c in zip(files, cuts, strict=True)]  # fmt: skip
         survivors.append(kept(reduce_records(pieces), low, high))
     found = reduce_records(survivors)  # disjoint ranges: a concatenation, sorted
-    terms: list[str] = [""] * len(found)
-    missing = np.ones(len(found), dtype=bool)
-    for stem in stems:  # each kept term's text from the first chunk that has it
+    return chosen_terms(part, _texts(found.hash, stems), found)
+
+
+def write_terms(path: Path, terms: list[str]) -> None:
+    pf.write_feather(pa.table({"term": pa.array(terms, pa.large_string())}), path,
+                     compression="uncompressed")  # fmt: skip
+
+
+def _texts(hashes: NDArray[np.uint64], stems: list[str]) -> pa.Array:
+    """The text of each of `hashes` (sorted), from the first chunk that has it: an Arrow array
+    (a few bytes per term, where a list of Python strings costs ~70)."""
+    slots, pieces = [], []
+    missing = np.ones(len(hashes), dtype=bool)
+    for stem in stems:
         if not missing.any():
             break
-        hashes = np.load(f"{stem}-hash.npy")
-        at = np.minimum(np.searchsorted(found.hash, hashes), len(found) - 1)
-        wanted = np.flatnonzero((found.hash[at] == hashes) & missing[at])
+        local = np.load(f"{stem}-hash.npy")
+        at = np.minimum(np.searchsorted(hashes, local), max(len(hashes) - 1, 0))
+        wanted = np.flatnonzero((hashes[at] == local) & missing[at]) if len(hashes) else at[:0]
         if len(wanted):
-            local = Path(f"{stem}-terms.txt").read_text("utf-8").split("\n")
-            for i, slot in zip(wanted.tolist(), at[wanted].tolist(), strict=True):
-                terms[slot] = local[i]
+            terms = pf.read_table(f"{stem}-terms.arrow", memory_map=True).column("term")
+            pieces.append(terms.take(pa.array(wanted)).combine_chunks())
+            slots.append(at[wanted])
             missing[at[wanted]] = False
-    return chosen_terms(part, terms, found)
+    if not pieces:
+        return pa.array([], pa.large_string())
+    texts = pa.concat_arrays(pieces)
+    return texts.take(pa.array(np.argsort(np.concatenate(slots))))
 
 
-def chosen_terms(part: TfidfVectorizer, terms: list[str],
+def chosen_terms(part: TfidfVectorizer, terms: pa.Array | list[str],
                  records: Records) -> tuple[list[str], Records]:  # fmt: skip
     """The kept terms in sklearn's order (sorted) and at most `max_features` of them, their
-    records aligned."""
-    order = sorted(range(len(terms)), key=terms.__getitem__)
-    ordered = [terms[i] for i in order]
-    records = records.take(np.asarray(order, dtype=np.int64))
-    chosen = limit(ordered, records, part.max_features)
-    return [ordered[i] for i in chosen], records.take(np.asarray(chosen, dtype=np.int64))
+    records aligned. Only the chosen terms become Python strings (the vocabulary's own)."""
+    texts = terms if isinstance(terms, pa.Array) else pa.array(terms, pa.large_string())
+    order = pc.sort_indices(texts).to_numpy()  # UTF-8 byte order: Python's str order
+    ordered = records.take(order)
+    keep = limit(ordered, part.max_features)
+    return texts.take(pa.array(order[keep])).to_pylist(), ordered.take(keep)
 
 
 def _renumbered(parts: list[TfidfVectorizer], renumber: list[Renumbering],
@@ -161,7 +178,7 @@ def run_featurize(train: Path, test: Path, out: Path, clean: CleanOptions,
         for number, part in enumerate(parts):
             terms, records = _reduce(part, [f"{s}-{number}" for s in train_stems], sum(train_sizes))
             fitted_vectorizer(part, terms, records.df, sum(train_sizes))
-            renumber.append(Renumbering(terms))
+            renumber.append(Renumbering(records.hash))
             del terms, records  # the vectorizer holds the vocabulary now
         for folder in (out / "train", out / "test"):
             shutil.rmtree(folder, ignore_errors=True)  # a rerun replaces, never merges
