@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -200,7 +201,7 @@ def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archive", type=Path, required=True)
-    parser.add_argument("--rows", type=int, nargs="+", default=[50_000, 200_000])
+    parser.add_argument("--rows", type=int, nargs="*", default=[50_000, 200_000])
     parser.add_argument("--reference-rows", type=int, nargs="*", default=[50_000])
     parser.add_argument("--reference-commit", default="HEAD~1")
     parser.add_argument("--spark-rows", type=int, nargs="*", default=[])
@@ -209,6 +210,9 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="params.yaml overrides for every route, e.g. "
                              "features.max_features=2000000")  # fmt: skip
+    parser.add_argument("--record", type=Path,
+                        help="a JSON file of figures: this run's rows are merged into it (by "
+                             "route and size) and --plot draws every row it holds")  # fmt: skip
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
@@ -255,12 +259,34 @@ def main() -> int:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(reference)], cwd=ROOT,
                            capture_output=True)  # fmt: skip
+    if args.record:
+        results = recorded(args.record, results, commit, args.overrides)
     if args.plot:
         plot(results, args.plot)
     return 0
 
 
-def plot(results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
+Results = dict[str, dict[int, dict[str, Any]]]
+
+
+def recorded(path: Path, results: Results, commit: str, overrides: list[str]) -> Results:
+    """`results` merged into the figures already in `path` (this run's replace the same route
+    and size), written back; the merged figures."""
+    import json
+
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    merged: Results = {route: {int(rows): row for rows, row in by_rows.items()}
+                       for route, by_rows in saved.items()}  # fmt: skip
+    for route, by_rows in results.items():
+        for rows, row in by_rows.items():
+            merged.setdefault(route, {})[rows] = {**row, "commit": commit,
+                                                  "params": " ".join(overrides)}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+    return merged
+
+
+def plot(results: Results, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
