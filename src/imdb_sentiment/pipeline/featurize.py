@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.feather as pf
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from joblib import Parallel, delayed
 from joblib.externals.loky import get_reusable_executor
@@ -25,7 +24,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from imdb_sentiment.core.config import FeatureParams
-from imdb_sentiment.core.io import dump, save_parts
+from imdb_sentiment.core.io import dump, save_parts, streaming_parquet
 from imdb_sentiment.core.text import CleanOptions
 from imdb_sentiment.model.features import TextCleaner, build_featurizer
 from imdb_sentiment.model.vocabulary import (
@@ -53,7 +52,7 @@ class Featurized:
 
 def text_chunks(parquet: Path, rows: int) -> Iterator[list[str]]:
     """The `text` column, `rows` reviews at a time (never the whole column)."""
-    for batch in pq.ParquetFile(parquet).iter_batches(batch_size=rows, columns=["text"]):
+    for batch in streaming_parquet(parquet).iter_batches(batch_size=rows, columns=["text"]):
         yield batch.column("text").to_pylist()
 
 
