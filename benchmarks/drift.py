@@ -25,13 +25,18 @@ def main() -> None:
     parser.add_argument("--reference-rows", type=int, default=12_500)
     args = parser.parse_args()
 
+    import mlflow.models
     import mlflow.sklearn
 
+    from imdb_sentiment.core.labels import carried_threshold
     from imdb_sentiment.monitoring.drift import psi, score_texts
     from imdb_sentiment.runtime.compile import compile_pipeline
+    from imdb_sentiment.runtime.scorer import THRESHOLD_METADATA
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
-    scorer = compile_pipeline(mlflow.sklearn.load_model(args.model_uri))
+    carried = mlflow.models.get_model_info(args.model_uri).metadata or {}
+    threshold = carried_threshold(carried.get(THRESHOLD_METADATA))
+    scorer = compile_pipeline(mlflow.sklearn.load_model(args.model_uri), threshold)
     train = pd.read_parquet("data/raw/train.parquet").text
     test = pd.read_parquet("data/raw/test.parquet").text.sample(frac=1.0, random_state=0)
     held_out = test.iloc[args.reference_rows :]  # never in the test reference sample

@@ -45,7 +45,7 @@ def main() -> None:
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     pipeline = mlflow.sklearn.load_model(args.model_uri)
-    scorer = compile_pipeline(pipeline)
+    scorer = compile_pipeline(pipeline, 0.5)
     texts = pd.read_parquet("data/raw/test.parquet")["text"].tolist()[: args.reviews]
     singles = texts[: args.reviews // 2]
     expected = pipeline.predict_proba(texts[:500])[:, 1]

@@ -24,7 +24,7 @@ def test_fast_scorer_matches_pipeline_on_all_test_reviews(
     texts = pd.read_parquet(project / "data/raw/test.parquet").text.tolist()
     assert len(texts) == 25_000
     # What workers serve: compiled, saved to the model cache, loaded back without sklearn.
-    compile_pipeline(model).save(tmp_path / "scorer")
+    compile_pipeline(model, 0.5).save(tmp_path / "scorer")
     scorer = FastScorer.load(tmp_path / "scorer")
     reference = model.predict_proba(texts)
     batched = scorer.predict_proba(texts)  # the batch path

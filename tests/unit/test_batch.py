@@ -258,7 +258,7 @@ def test_executor_imports_neither_sklearn_nor_mlflow(tmp_path: Path) -> None:
 
     from imdb_sentiment.runtime.compile import compile_pipeline
 
-    compile_pipeline(tiny_model(clean=PUNCTUATION_TOKENS)).save(tmp_path / "scorer")
+    compile_pipeline(tiny_model(clean=PUNCTUATION_TOKENS), 0.5).save(tmp_path / "scorer")
     code = (
         "import sys\n"
         "from imdb_sentiment.batch import executor\n"

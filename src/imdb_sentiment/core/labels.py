@@ -18,8 +18,19 @@ NEGATIVE: Label = "negative"
 POSITIVE: Label = "positive"
 LABELS: tuple[Label, Label] = (NEGATIVE, POSITIVE)  # index = the class id the model learns
 
-# P(positive) from which a review is positive, for a model that does not carry its own.
+# P(positive) from which a review is positive as sklearn's `predict` decides: the default of
+# `model.threshold`, and the threshold of a model that carries none (`carried_threshold`).
 DEFAULT_THRESHOLD = 0.5
+
+
+def carried_threshold(value: Any) -> float:
+    """A model's decision threshold from what it carries, checked: None for a model that
+    carries none (a bare pipeline, a version registered before thresholds travelled with it),
+    which was trained and evaluated at sklearn's 0.5. The one place that fallback is made."""
+    threshold = DEFAULT_THRESHOLD if value is None else float(value)
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"decision threshold {threshold} is not between 0 and 1")
+    return threshold
 
 
 def is_positive(p_positive: Any, threshold: float) -> Any:

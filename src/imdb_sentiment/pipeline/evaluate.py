@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.core.config import EvaluateParams
 from imdb_sentiment.core.errors import PipelineError
-from imdb_sentiment.core.labels import DEFAULT_THRESHOLD, LABELS, class_ids_at
+from imdb_sentiment.core.labels import LABELS, class_ids_at
 
 
 def expected_calibration_error(
@@ -35,7 +35,7 @@ def expected_calibration_error(
 def classification_metrics(
     y_true: NDArray[Any],
     proba: NDArray[np.float64],
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
     bins: int = 10,
 ) -> dict[str, float]:
     y_true = np.asarray(y_true)
@@ -55,7 +55,7 @@ def classification_metrics(
 def curve_data(
     y_true: NDArray[Any],
     proba: NDArray[np.float64],
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
     bins: int = 10,
 ) -> dict[str, list[dict[str, float | str]]]:
     """Plot data for DVC (ROC, PR, calibration) and the confusion matrix rows."""
@@ -102,7 +102,7 @@ def save_plots(
     y_true: NDArray[Any],
     proba: NDArray[np.float64],
     out_dir: Path,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
 ) -> list[Path]:
     """Confusion matrix, ROC, PR and calibration PNGs (matplotlib, headless backend)."""
     import matplotlib
@@ -144,7 +144,7 @@ def evaluate_model(
     x_test: sp.csr_matrix,
     y_test: NDArray[Any],
     texts: list[str],
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
     bins: int = 10,
     check_rows: int = 200,
 ) -> tuple[dict[str, float], NDArray[np.float64]]:

@@ -25,7 +25,7 @@ from typing import Literal
 
 from imdb_sentiment.core.atomic import atomic_path
 from imdb_sentiment.core.errors import PipelineError
-from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
+from imdb_sentiment.core.labels import carried_threshold
 from imdb_sentiment.runtime.scorer import (
     META_FILE,
     SCORER_DIR,
@@ -122,5 +122,5 @@ class ModelCache:
         accept_old_module_paths()  # versions registered before the package's rooms
         directory = str(self.version_dir(version))
         metadata = Model.load(directory).metadata or {}
-        threshold = float(metadata.get(THRESHOLD_METADATA, DEFAULT_THRESHOLD))
+        threshold = carried_threshold(metadata.get(THRESHOLD_METADATA))
         return compile_pipeline(mlflow.sklearn.load_model(directory), threshold)

@@ -10,7 +10,6 @@ from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
 from imdb_sentiment.core.text import TOKEN_PATTERN, WHITESPACE_TOKEN_PATTERN, tokenize
 from imdb_sentiment.model.classifier import NBLogisticRegression
 from imdb_sentiment.model.features import TextCleaner
@@ -28,7 +27,7 @@ _NORMS = {None, "l1", "l2"}
 _MAX_COMPILED_N = 3
 
 
-def compile_pipeline(pipeline: Pipeline, threshold: float = DEFAULT_THRESHOLD) -> FastScorer:
+def compile_pipeline(pipeline: Pipeline, threshold: float) -> FastScorer:
     """The pipeline's scorer; `threshold`: P(positive) from which it labels positive."""
     cleaner, vectorizer, classifier = (step for _, step in pipeline.steps)
     if not isinstance(cleaner, TextCleaner) or not isinstance(classifier, NBLogisticRegression):

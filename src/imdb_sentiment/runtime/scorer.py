@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from imdb_sentiment.core.labels import DEFAULT_THRESHOLD, label_at
+from imdb_sentiment.core.labels import carried_threshold, label_at
 from imdb_sentiment.core.text import (
     CleanOptions,
     clean_text,
@@ -62,7 +62,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
 
 def read_threshold(directory: Path) -> float:
     """A saved scorer's decision threshold, without loading its arrays."""
-    return float(read_meta(directory).get("threshold", DEFAULT_THRESHOLD))
+    return carried_threshold(read_meta(directory).get("threshold"))
 
 
 class Contribution(NamedTuple):
@@ -306,12 +306,10 @@ class FastScorer:
         options: CleanOptions,
         blocks: list[Block],
         linear: Linear,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float,
     ) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"decision threshold {threshold} is not between 0 and 1")
         blocks, linear = _in_key_order(blocks, linear)
-        self.threshold = threshold
+        self.threshold = carried_threshold(threshold)
         self.options = options
         self.plain = plain_words(options)
         self.blocks = blocks
@@ -496,7 +494,7 @@ class FastScorer:
                 meta["intercept"],
                 meta["positive_is_one"],
             )
-        threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))  # absent before it was kept
+        threshold = carried_threshold(meta.get("threshold"))  # absent before it was kept
         return cls(CleanOptions(**meta["options"]), blocks, linear, threshold)
 
 

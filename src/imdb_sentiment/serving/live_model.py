@@ -96,14 +96,18 @@ class LiveModel:
 
     def inject(
         self,
-        pipeline: Pipeline,
+        model: Pipeline | FastScorer,
         version: str = "injected",
         quality: dict[str, float] | None = None,
     ) -> None:
-        """Serve a model handed in directly (tests, embedding); no registry, no polling."""
+        """Serve a model handed in directly (tests, embedding); no registry, no polling. A
+        compiled scorer decides at its own threshold, a bare pipeline carries none."""
+        from imdb_sentiment.core.labels import carried_threshold
         from imdb_sentiment.runtime.compile import compile_pipeline
 
-        scorer = _warm(compile_pipeline(pipeline))
+        compiled = (model if isinstance(model, FastScorer)
+                    else compile_pipeline(model, carried_threshold(None)))  # fmt: skip
+        scorer = _warm(compiled)
         name = self.settings.model_name
         loaded = LoadedModel(scorer, name, version, None, "injected", time.time(), quality or {})
         self._swap(loaded)

@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 )  # fmt: skip
-CONFIDENCE_BUCKETS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+# The probability of the predicted label lies in [min(t, 1 - t), 1] for a model's threshold t:
+# buckets below 0.5 too, for a threshold other than 0.5.
+CONFIDENCE_BUCKETS = (
+    0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0
+)  # fmt: skip
 LENGTH_BUCKETS = (50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000, 50000)
 SHARE_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 

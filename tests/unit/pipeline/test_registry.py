@@ -33,6 +33,7 @@ def register(model: Pipeline, accuracy: float) -> registration.RunRecord:
         experiment="unit",
         params={"train": {"C": 1.0}},
         metrics={"test_accuracy": accuracy},
+        threshold=0.5,
         artifacts=[],
         dataset={"source": "generated"},
     )

@@ -146,7 +146,7 @@ def test_train_assembles_the_whole_pipeline(featurize: Any) -> None:
 
 def test_metrics_and_calibration() -> None:
     y = np.array([0, 0, 1, 1])
-    perfect = classification_metrics(y, np.array([0.0, 0.1, 0.9, 1.0]))
+    perfect = classification_metrics(y, np.array([0.0, 0.1, 0.9, 1.0]), 0.5)
     assert perfect["accuracy"] == 1.0 and perfect["roc_auc"] == 1.0
     assert set(perfect) == {
         "accuracy",
@@ -158,7 +158,7 @@ def test_metrics_and_calibration() -> None:
         "brier",
         "ece",
     }
-    wrong = classification_metrics(y, np.array([0.9, 0.9, 0.1, 0.1]))
+    wrong = classification_metrics(y, np.array([0.9, 0.9, 0.1, 0.1]), 0.5)
     assert wrong["accuracy"] == 0.0 and wrong["brier"] > 0.5
     assert expected_calibration_error(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.0
     assert expected_calibration_error(y, np.array([1.0, 1.0, 1.0, 1.0])) == 0.5
@@ -167,9 +167,9 @@ def test_metrics_and_calibration() -> None:
 def test_evaluation_outputs(tmp_path: Path, small_model: Pipeline) -> None:
     texts, labels = tiny_texts(30, seed=9)
     x = small_model[:-1].transform(texts)
-    result, proba = evaluate_model(small_model, x, np.array(labels), texts)
+    result, proba = evaluate_model(small_model, x, np.array(labels), texts, 0.5)
     assert result["accuracy"] >= 0.9 and proba.shape == (30,)
-    curves = curve_data(np.array(labels), proba)
+    curves = curve_data(np.array(labels), proba, 0.5)
     assert {"roc", "precision_recall", "calibration", "confusion"} <= set(curves)
     assert len(curves["confusion"]) == 30
     written = save_plots(np.array(labels), proba, tmp_path, DEFAULT_THRESHOLD)

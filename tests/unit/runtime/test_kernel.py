@@ -118,7 +118,7 @@ WEIGHTINGS: dict[str, tuple[dict[str, Any], bool]] = {
 def test_scores_equal_the_python_path(name: str) -> None:
     overrides, nb = WEIGHTINGS[name]
     base = {"tokens": "whitespace", "ngram_range": (1, 3), "max_features": None, "min_df": 1}
-    scorer = compile_pipeline(model(FeatureParams(**{**base, **overrides}), nb))
+    scorer = compile_pipeline(model(FeatureParams(**{**base, **overrides}), nb), 0.5)
     assert scorer.native is not None
     reviews, _ = tiny_texts(300, seed=9)
     reviews += ["", "   ", "Café crème, 8/10 !", "<br />Isn't it GREAT? http://x.y", "won\u2019t."]
@@ -149,7 +149,7 @@ def test_long_tokens_and_near_misses_score_as_in_python() -> None:
     featurizer = build_featurizer(RECOMMENDED, features)
     x = featurizer.fit_transform(texts)
     clf = NBLogisticRegression(C=10.0).fit(x, np.array(labels))
-    scorer = compile_pipeline(Pipeline([*featurizer.steps, ("clf", clf)]))
+    scorer = compile_pipeline(Pipeline([*featurizer.steps, ("clf", clf)]), 0.5)
     assert scorer.native is not None
     reviews = [" ".join(words) for words in (LONG, NEAR, LONG[::-1] + NEAR, [*NEAR, "good"])]
     native = scorer.score_batch(reviews)
@@ -182,7 +182,7 @@ _SCORERS: list[FastScorer] = []
 def _default_scorer() -> FastScorer:
     if not _SCORERS:
         features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None)
-        _SCORERS.append(compile_pipeline(model(features)))
+        _SCORERS.append(compile_pipeline(model(features), 0.5))
     return _SCORERS[0]
 
 
@@ -193,11 +193,11 @@ def test_options_the_kernel_does_not_reproduce_take_the_python_path() -> None:
         featurizer = build_featurizer(clean, features)
         x = featurizer.fit_transform(texts)
         clf = NBLogisticRegression(C=1.0).fit(x, np.array(labels))
-        scorer = compile_pipeline(Pipeline([*featurizer.steps, ("clf", clf)]))
+        scorer = compile_pipeline(Pipeline([*featurizer.steps, ("clf", clf)]), 0.5)
         assert scorer.native is None
         assert len(scorer.score_batch(texts)) == len(texts)
     words = FeatureParams(tokens="words", ngram_range=(1, 2), max_features=None)
-    assert compile_pipeline(model(words)).native is None
+    assert compile_pipeline(model(words), 0.5).native is None
 
 
 def test_each_thread_reads_its_own_calls_python_path_count() -> None:
@@ -210,7 +210,7 @@ def test_each_thread_reads_its_own_calls_python_path_count() -> None:
     if KERNEL != "compiled":
         pytest.skip("the compiled kernel is not built here")
     features = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None)
-    native = compile_pipeline(model(features)).native
+    native = compile_pipeline(model(features), 0.5).native
     assert native is not None
     seen: dict[str, list[int]] = {"latin": [], "beyond": []}
     batches = {"latin": ["a fine film"] * 20, "beyond": ["ein schöner Film ☃"] * 20}

@@ -68,7 +68,7 @@ def test_fast_scorer_matches_the_pipeline(name: str) -> None:
     model = build(*CONFIGS[name])
     texts, _ = tiny_texts(50, seed=11)
     texts += ["", "zzz unknown words only", "Film! FILM? film... 10/10 <br /> isn't it"]
-    scorer = compile_pipeline(model)
+    scorer = compile_pipeline(model, 0.5)
     np.testing.assert_allclose(
         scorer.predict_proba(texts), model.predict_proba(texts), rtol=0, atol=1e-12
     )
@@ -77,7 +77,7 @@ def test_fast_scorer_matches_the_pipeline(name: str) -> None:
 def test_explanations_add_up_to_the_decision() -> None:
     model = build(*CONFIGS["binary-nb"])
     text = tiny_texts(1, seed=5)[0][0]
-    scorer = compile_pipeline(model)
+    scorer = compile_pipeline(model, 0.5)
     score = scorer.score(text, explain=10_000)
     decision = model.decision_function([text])[0]
     total = sum(c.weight for c in score.contributions) + float(model[-1].intercept_[0])
@@ -85,7 +85,7 @@ def test_explanations_add_up_to_the_decision() -> None:
 
 
 def test_unknown_share_and_tokens() -> None:
-    scorer = compile_pipeline(build(*CONFIGS["tfidf-lr"]))
+    scorer = compile_pipeline(build(*CONFIGS["tfidf-lr"]), 0.5)
     score = scorer.score("film film qwertyuiop")
     assert score.tokens == 3 and score.unknown_share == pytest.approx(1 / 3)
 
@@ -96,13 +96,13 @@ def test_rejects_pipelines_it_cannot_reproduce() -> None:
     model = build(*CONFIGS["tfidf-lr"])
     other = Pipeline([*model.steps[:-1], ("clf", LogisticRegression())])
     with pytest.raises(TypeError, match="NBLogisticRegression"):
-        compile_pipeline(other)
+        compile_pipeline(other, 0.5)
 
 
 def test_saved_scorer_reloads_identically(tmp_path: Path) -> None:
     model = build(*CONFIGS["binary-nb"])
     texts, _ = tiny_texts(50, seed=12)
-    compiled = compile_pipeline(model)
+    compiled = compile_pipeline(model, 0.5)
     compiled.save(tmp_path / "scorer")
     loaded = FastScorer.load(tmp_path / "scorer")
     np.testing.assert_array_equal(loaded.predict_proba(texts), compiled.predict_proba(texts))
@@ -114,7 +114,7 @@ def test_explanation_terms_are_the_vocabulary_terms() -> None:
     """The scorer numbers its columns in n-gram key order: every column's term, coefficient
     and NB ratio are still the pipeline's for that term."""
     model = build(*CONFIGS["binary-nb"])
-    scorer = compile_pipeline(model)
+    scorer = compile_pipeline(model, 0.5)
     vocabulary = model.named_steps["tfidf"].vocabulary_
     classifier = model.named_steps["clf"]
     assert scorer.linear.ratio is not None
@@ -128,7 +128,7 @@ def test_explanation_terms_are_the_vocabulary_terms() -> None:
 
 
 def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
-    scorer = compile_pipeline(build(*CONFIGS["l1-chars-nb"]))
+    scorer = compile_pipeline(build(*CONFIGS["l1-chars-nb"]), 0.5)
     with pytest.raises(TypeError, match="only word n-gram"):
         scorer.save(tmp_path / "scorer")
 
@@ -140,7 +140,7 @@ def test_direct_word_path_equals_the_string_path(name: str) -> None:
     plain = replace(SEED_CLEANING, remove_stopwords=False, expand_negations=True, lemmatize=False)
     features, nb, renorm, *clean = CONFIGS[name]
     model = build(features, nb, renorm, clean[0] if clean else plain)
-    scorer = compile_pipeline(model)
+    scorer = compile_pipeline(model, 0.5)
     assert scorer._word_block is not None
     texts, _ = tiny_texts(40, seed=13)
     texts += ["a b c d", "x", "I can't, won't; a-b c_d 1 2 3 é ü", 'Wow!! "Best" (8/10).']
@@ -156,7 +156,7 @@ def test_batch_scoring_equals_one_by_one_and_the_pipeline(name: str, kernel: boo
     plain = replace(SEED_CLEANING, remove_stopwords=False, expand_negations=True, lemmatize=False)
     features, nb, renorm, *clean = CONFIGS[name]
     model = build(features, nb, renorm, clean[0] if clean else plain)
-    scorer = compile_pipeline(model)
+    scorer = compile_pipeline(model, 0.5)
     if not kernel:
         scorer.__dict__["native"] = None  # the cached property: the vectorised Python path
     texts, _ = tiny_texts(60, seed=14)
@@ -193,7 +193,7 @@ def test_highlights_cover_ratings_as_one_piece() -> None:
 def test_the_decision_threshold_labels_and_survives_saving(tmp_path: Path) -> None:
     model = build(*CONFIGS["binary-nb"])
     texts = ["a wonderful moving film", "dull and boring", "fine I guess", "great acting"]
-    at_half = compile_pipeline(model)
+    at_half = compile_pipeline(model, 0.5)
     strict = compile_pipeline(model, threshold=0.9)
     for text in texts:
         p = at_half.score(text).p_positive

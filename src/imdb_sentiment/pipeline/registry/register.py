@@ -16,7 +16,6 @@ from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.core.config import Params, flatten
-from imdb_sentiment.core.labels import DEFAULT_THRESHOLD
 from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.core.tracking import git_commit
 from imdb_sentiment.pipeline.registry import ACCURACY_TAG, STAGING
@@ -80,7 +79,7 @@ def log_and_register(
     metrics: dict[str, float],
     artifacts: list[Path],
     dataset: dict[str, Any],
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
 ) -> RunRecord:
     """One MLflow run holding params, metrics, plots, data info, commit and the model itself."""
     mlflow.set_experiment(experiment)

@@ -78,6 +78,9 @@ def version() -> ResponseReturnValue:
             "source": model.source,  # "registry", "cache" (registry unreachable) or "injected"
             "alias": ctx.settings.model_alias,
             "loaded_at": model.loaded_at,
+            # P(positive) from which it labels positive: the `probability` of a label is at
+            # least min(threshold, 1 - threshold).
+            "threshold": model.scorer.threshold,
         },
         # "compiled": the C kernel scores batches (runtime.kernel); "python": it is absent,
         # or this model's options are not ones it reproduces.

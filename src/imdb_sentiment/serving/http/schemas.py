@@ -81,7 +81,13 @@ class Contribution(_Strict):
 
 class Prediction(_Strict):
     label: Label
-    probability: float = Field(ge=0.5, le=1, description="Probability of the predicted label")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description="Probability of the predicted label. The model labels positive from its "
+        "threshold t on (GET /version: model.threshold), so this lies in [min(t, 1 - t), 1]: "
+        "at least 0.5 only when t = 0.5",
+    )
     scores: Scores
     model: ModelRef
     evidence: Evidence
