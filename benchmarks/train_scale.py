@@ -3,7 +3,10 @@
 Usage:
   python benchmarks/train_scale.py --archive ../shared/data/aclImdb_v1.tar.gz \
       --rows 50000 200000 1000000 --reference-rows 50000 200000 [--reference-commit REV] \
-      [--spark-rows 50000 200000] [--local-rows 50000] [--plot docs/img/train_scale.png]
+      [--spark-rows 50000 200000] [--local-rows 50000] [--set features.max_features=2000000] \
+      [--record docs/benchmarks/train_scale.json --plot docs/benchmarks/train_scale.png]
+  python benchmarks/train_scale.py --rows --record docs/benchmarks/train_scale.json \
+      --plot docs/benchmarks/train_scale.png   # redraw from the recorded figures only
 
 Training sets larger than the archive are synthesised from its 25,000 train reviews: each new
 review takes the sentence count of a random review of its label and that many sentences drawn
@@ -200,7 +203,7 @@ def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--archive", type=Path, required=True)
+    parser.add_argument("--archive", type=Path, help="the IMDB archive (needed with --rows)")
     parser.add_argument("--rows", type=int, nargs="*", default=[50_000, 200_000])
     parser.add_argument("--reference-rows", type=int, nargs="*", default=[50_000])
     parser.add_argument("--reference-commit", default="HEAD~1")
@@ -219,7 +222,9 @@ def main() -> int:
                             capture_output=True).stdout.strip()  # fmt: skip
     print(f"commit {commit}; {machine()}; reference {args.reference_commit}; "
           f"params {' '.join(args.overrides) or 'as committed'}", flush=True)  # fmt: skip
-    reviews = archive_reviews(args.archive)
+    if args.rows and args.archive is None:
+        parser.error("--rows needs --archive")
+    reviews = archive_reviews(args.archive) if args.rows else {"train": [], "test": []}
     results: dict[str, dict[int, dict[str, float]]] = {"streamed": {}, "reference": {},
                                                        "spark": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="train-scale-") as tmp, ExitStack() as stack:
@@ -293,20 +298,22 @@ def plot(results: Results, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (memory, seconds) = plt.subplots(1, 2, figsize=(10, 4))
+    names = {"streamed": "local", "reference": "in memory (before)", "spark": "spark driver"}
     for route, rows in results.items():
-        if not rows:
-            continue
-        xs = sorted(rows)
-        memory.plot(xs, [max(rows[x]["featurize_gb"], rows[x]["train_gb"]) for x in xs], "o-",
-                    label=route)  # fmt: skip
-        seconds.plot(xs, [rows[x]["featurize_s"] + rows[x]["train_s"] for x in xs], "o-",
-                     label=route)  # fmt: skip
+        for params in sorted({str(row.get("params", "")) for row in rows.values()}):
+            xs = sorted(x for x in rows if str(rows[x].get("params", "")) == params)
+            label = names.get(route, route) + (f" ({params})" if params else "")
+            style = "s--" if params else "o-"
+            memory.plot(xs, [max(rows[x]["featurize_gb"], rows[x]["train_gb"]) for x in xs],
+                        style, label=label)  # fmt: skip
+            seconds.plot(xs, [rows[x]["featurize_s"] + rows[x]["train_s"] for x in xs], style,
+                         label=label)  # fmt: skip
     memory.set(xscale="log", xlabel="train reviews", ylabel="peak RSS, GB (process tree)")
     seconds.set(xscale="log", yscale="log", xlabel="train reviews",
                 ylabel="featurize + train, s")  # fmt: skip
     memory.axhline(3.0, color="grey", linestyle=":", label="3 GB")
     for axes in (memory, seconds):
-        axes.legend()
+        axes.legend(fontsize=7)
         axes.grid(alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -95,16 +96,23 @@ def _reduce(part: TfidfVectorizer, stems: list[str], documents: int) -> tuple[li
     """The part's kept terms (sorted) and their summed records, aligned."""
     low, high = doc_bounds(part, documents)
     edges = np.array([(2**64 // PARTITIONS) * p for p in range(1, PARTITIONS)], dtype=np.uint64)
-    files = [{name: np.load(f"{stem}-{name}.npy", mmap_mode="r") for name in ("hash", "df", "tf")}
-             for stem in stems]  # fmt: skip
-    cuts = [np.r_[0, np.searchsorted(f["hash"], edges), len(f["hash"])] for f in files]
+    cuts = [np.r_[0, np.searchsorted(np.load(f"{stem}-hash.npy"), edges), -1] for stem in stems]
     survivors = []
     for p in range(PARTITIONS):  # one hash range of every chunk at a time
-        pieces = [Records(*(np.asarray(f[n][c[p] : c[p + 1]]) for n in ("hash", "df", "tf")))
-                  for f, c in zip(files, cuts, strict=True)]  # fmt: skip
+        pieces = [Records(*(_rows(f"{stem}-{name}.npy", c[p], c[p + 1])
+                            for name in ("hash", "df", "tf")))
+                  for stem, c in zip(stems, cuts, strict=True)]  # fmt: skip
         survivors.append(kept(reduce_records(pieces), low, high))
     found = reduce_records(survivors)  # disjoint ranges: a concatenation, sorted
     return chosen_terms(part, _texts(found.hash, stems), found)
+
+
+def _rows(path: str, start: int, stop: int) -> NDArray[Any]:
+    """Rows [start, stop) of a saved array (stop -1: to the end), copied out of a mapping that
+    is closed at once: mapped pages count in the process's RSS while the file stays mapped
+    (5 GB of them at 1M reviews when every chunk's records stayed mapped, measured)."""
+    mapped = np.load(path, mmap_mode="r")
+    return np.array(mapped[start : None if stop < 0 else stop])
 
 
 def write_terms(path: Path, terms: list[str]) -> None:
