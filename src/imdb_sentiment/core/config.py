@@ -30,6 +30,10 @@ DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{PRODUCTION_ALIAS}"
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
+# Keys a release moved: refused with where they went (a validator each), never silently ignored.
+MOVED_KEYS = {"evaluate.threshold": "model.threshold"}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -187,8 +191,8 @@ class EvaluateParams(_Strict):
     def _threshold_moved(cls, data: Any) -> Any:
         if isinstance(data, dict) and "threshold" in data:
             raise ValueError(
-                "evaluate.threshold has moved to model.threshold (the model carries its "
-                "decision threshold): move the key in params.yaml"
+                f"evaluate.threshold has moved to {MOVED_KEYS['evaluate.threshold']} (the model "
+                "carries its decision threshold): move the key in params.yaml"
             )
         return data
 
