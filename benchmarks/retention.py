@@ -14,12 +14,7 @@ insertion rate, how long the backlog took to clear, and the inserts' p50/p99 lat
 from __future__ import annotations
 
 import argparse
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,30 +23,13 @@ from sqlalchemy import create_engine, text
 
 from imdb_sentiment.store.database import PredictionStore, upgrade
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.postgres import PostgresServer, pg_bin
+
 INSERT = text(
     "INSERT INTO predictions (request_id, item, created, probability, label) "
     "VALUES (:rid, 0, :now, 0.5, 'positive')"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def postgres(directory: Path, port: int) -> list[str]:
-    """initdb + start; the command that stops it."""
-    bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))[-1]).parent
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(directory, "postgres")
-    run = lambda *args: subprocess.run([*as_postgres, *args], check=True, capture_output=True)  # noqa: E731
-    run(str(bindir / "initdb"), "-D", str(directory / "data"), "-A", "trust", "-U", "postgres")
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1"
-    run(str(bindir / "pg_ctl"), "-D", str(directory / "data"), "-o", options, "-l",
-        str(directory / "pg.log"), "-w", "start")  # fmt: skip
-    return [*as_postgres, str(bindir / "pg_ctl"), "-D", str(directory / "data"), "-w", "stop"]
 
 
 def main() -> int:
@@ -60,11 +38,14 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=2000, help="inserts per second meanwhile")
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
-    directory = Path(tempfile.mkdtemp(prefix="retention-"))
-    port = free_port()
-    stop_server = postgres(directory, port)
+    bindir = pg_bin()
+    if bindir is None:
+        print("error: PostgreSQL is not installed (apt-get install postgresql)", file=sys.stderr)
+        return 1
+    server = PostgresServer(bindir)
+    server.start()
     try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        url = server.url()
         upgrade(url)
         engine = create_engine(url)
         started = time.monotonic()
@@ -128,8 +109,7 @@ def main() -> int:
               f"{cleared}")  # fmt: skip
         engine.dispose()
     finally:
-        subprocess.run(stop_server, check=False, capture_output=True)
-        shutil.rmtree(directory, ignore_errors=True)
+        server.remove()
     return 0
 
 

@@ -293,3 +293,13 @@ def rewrite_dvc_deps() -> None:
 
 if __name__ == "__main__":  # python -m tests.repository.test_structure: fix dvc.yaml after a change
     rewrite_dvc_deps()
+
+
+def test_no_large_file_is_tracked_outside_dvc() -> None:
+    """Data and binaries go to DVC (a .dvc pointer in git), never into git itself."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    files = [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    assert len(files) > 100
+    large = [f"{p.relative_to(ROOT)}: {p.stat().st_size:,} B" for p in files
+             if p.is_file() and p.stat().st_size > 1_000_000]  # fmt: skip
+    assert large == []
