@@ -8,7 +8,7 @@ to `on_drop` (a slow sink must cost memory only up to a limit, and what is lost 
 
 Started lazily in the process that writes (gunicorn forks workers after the app may exist, and a
 thread does not survive a fork); `close` drains the queue and is idempotent. gunicorn calls it
-when a worker exits (`gunicorn.conf.worker_exit`); `atexit` covers other servers.
+when a worker exits (`serving.server.worker_exit`); `atexit` covers other servers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Prometheus metrics, one registry per app; multiprocess-safe under gunicorn.
 
-Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (gunicorn.conf.py) before any worker imports
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set (`serving.server.Server`) before any worker imports
 prometheus_client, so every metric writes to shared files and /metrics aggregates all workers.
 Without it (tests, `flask run`), each app has its own in-memory registry.
 """

@@ -29,7 +29,7 @@ class Settings(ModelSettings, StoreSettings):
     timeout: int = Field(30, ge=1, validation_alias="TIMEOUT")
     reload_interval: float = Field(30.0, ge=0.0, validation_alias="MODEL_RELOAD_INTERVAL")
     # inline: each process polls the registry itself. sidecar: one sync process per server
-    # (gunicorn.conf.py starts it) fills MODEL_CACHE_DIR and workers follow the cache.
+    # (`serving.server.Server` starts it) fills MODEL_CACHE_DIR and workers follow the cache.
     model_sync: Literal["inline", "sidecar"] = Field("inline", validation_alias="MODEL_SYNC")
     instance_cost_per_hour: float = Field(0.0416, ge=0.0, validation_alias="INSTANCE_COST_PER_HOUR")
     # The V2 gRPC inference protocol (serving.grpc) on its own port, from processes beside the

@@ -1,4 +1,4 @@
-"""`python -m imdb_sentiment.serving.grpc`: the gRPC front, as gunicorn.conf.py starts it."""
+"""`python -m imdb_sentiment.serving.grpc`: the gRPC front, as `serving.server.Server` starts it."""
 
 from imdb_sentiment.serving.grpc.service import serve
 from imdb_sentiment.serving.logs import configure

@@ -1,7 +1,8 @@
 """The V2 gRPC inference protocol (KServe/Triton's `inference.GRPCInferenceService`) on its own
 port (`GRPC_PORT`): ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata and
 ModelInfer, served by `GRPC_WORKERS` processes beside gunicorn's workers, sharing the port
-(SO_REUSEPORT); `gunicorn.conf.py` starts and supervises them, and stops them by process id.
+(SO_REUSEPORT); `serving.server.Server` starts and supervises them (`Supervisor`), and stops
+them by process id.
 
 It is the HTTP service's other front, built from the same pieces: `create_app` wires the
 settings, the model store (following the model cache like a worker, hot-swapping when the sync
