@@ -58,7 +58,8 @@ from mlflow import MlflowClient
 from imdb_sentiment.pipeline.registry.register import log_and_register
 from tests.helpers import tiny_model
 record = log_and_register(tiny_model(seed=int(sys.argv[1])), model_name="imdb-sentiment",
-    experiment="image", params={}, metrics={"test_accuracy": 0.9}, artifacts=[], dataset={})
+    experiment="image", params={}, metrics={"test_accuracy": 0.9}, artifacts=[], dataset={},
+    threshold=0.5)
 for alias in sys.argv[2:]:
     MlflowClient().set_registered_model_alias("imdb-sentiment", alias, record.version)
 print(record.version)
