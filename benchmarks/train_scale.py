@@ -275,17 +275,19 @@ Results = dict[str, dict[int, dict[str, Any]]]
 
 
 def recorded(path: Path, results: Results, commit: str, overrides: list[str]) -> Results:
-    """`results` merged into the figures already in `path` (this run's replace the same route
-    and size), written back; the merged figures."""
+    """`results` merged into the figures already in `path`, under the route and its params
+    ("streamed", "spark features.max_features=2000000", ...): this run's replace the same
+    route, params and size. Written back; the merged figures."""
     import json
 
     saved = json.loads(path.read_text()) if path.exists() else {}
     merged: Results = {route: {int(rows): row for rows, row in by_rows.items()}
                        for route, by_rows in saved.items()}  # fmt: skip
+    params = " ".join(overrides)
     for route, by_rows in results.items():
+        key = f"{route} {params}".strip()
         for rows, row in by_rows.items():
-            merged.setdefault(route, {})[rows] = {**row, "commit": commit,
-                                                  "params": " ".join(overrides)}  # fmt: skip
+            merged.setdefault(key, {})[rows] = {**row, "commit": commit, "params": params}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
     return merged
@@ -300,14 +302,16 @@ def plot(results: Results, path: Path) -> None:
     figure, (memory, seconds) = plt.subplots(1, 2, figsize=(10, 4))
     names = {"streamed": "local", "reference": "in memory (before)", "spark": "spark driver"}
     for route, rows in results.items():
-        for params in sorted({str(row.get("params", "")) for row in rows.values()}):
-            xs = sorted(x for x in rows if str(rows[x].get("params", "")) == params)
-            label = names.get(route, route) + (f" ({params})" if params else "")
-            style = "s--" if params else "o-"
-            memory.plot(xs, [max(rows[x]["featurize_gb"], rows[x]["train_gb"]) for x in xs],
-                        style, label=label)  # fmt: skip
-            seconds.plot(xs, [rows[x]["featurize_s"] + rows[x]["train_s"] for x in xs], style,
-                         label=label)  # fmt: skip
+        if not rows:
+            continue
+        base, _, params = route.partition(" ")
+        xs = sorted(rows)
+        label = names.get(base, base) + (f" ({params})" if params else "")
+        style = "s--" if params else "o-"
+        memory.plot(xs, [max(rows[x]["featurize_gb"], rows[x]["train_gb"]) for x in xs], style,
+                    label=label)  # fmt: skip
+        seconds.plot(xs, [rows[x]["featurize_s"] + rows[x]["train_s"] for x in xs], style,
+                     label=label)  # fmt: skip
     memory.set(xscale="log", xlabel="train reviews", ylabel="peak RSS, GB (process tree)")
     seconds.set(xscale="log", yscale="log", xlabel="train reviews",
                 ylabel="featurize + train, s")  # fmt: skip
