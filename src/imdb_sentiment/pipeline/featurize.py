@@ -78,7 +78,7 @@ def _map_chunk(stem: Path, texts: list[str], cleaner: TextCleaner,
         if fit:  # counts within one chunk: int32 holds them (summed as int64)
             np.save(f"{stem}-{number}-df.npy", records.df.astype(np.int32))
             np.save(f"{stem}-{number}-tf.npy", records.tf.astype(np.int32))
-            write_terms(Path(f"{stem}-{number}-terms.arrow"), counts.terms)
+            _write_terms(Path(f"{stem}-{number}-terms.arrow"), counts.terms)
     return len(texts)
 
 
@@ -134,7 +134,7 @@ def _rows(path: str, start: int, stop: int) -> NDArray[Any]:
     return np.array(rows, dtype=np.int64 if rows.dtype == np.int32 else rows.dtype)
 
 
-def write_terms(path: Path, terms: list[str]) -> None:
+def _write_terms(path: Path, terms: list[str]) -> None:
     """A chunk's terms (aligned with its hashes), zstd-compressed: 19 MB for a chunk of 10,000
     reviews' 2.3 M n-grams, 51 MB uncompressed."""
     pf.write_feather(pa.table({"term": pa.array(terms, pa.large_string())}), path,
