@@ -96,8 +96,8 @@ serve: install ## Serve the production model with gunicorn
 	ALLOW_ANONYMOUS_WRITES=$${ALLOW_ANONYMOUS_WRITES:-true} imdb-sentiment serve
 
 test: install-dev ## Lint, type-check, check the layers and run the whole test suite
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks harness
+	ruff format --check src tests benchmarks harness
 	mypy
 	lint-imports  # the architecture's contracts (pyproject.toml, docs/architecture.md)
 	pytest
@@ -106,8 +106,8 @@ test: install-dev ## Lint, type-check, check the layers and run the whole test s
 	IMDB_SENTIMENT_KERNEL=python pytest -q tests/unit/runtime tests/model/test_fast_path.py tests/unit/serving
 
 lint: install-dev ## ruff (lint + format check)
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests benchmarks harness
+	ruff format --check src tests benchmarks harness
 
 typecheck: install-dev ## mypy
 	mypy

@@ -209,7 +209,7 @@ def run_cluster(
 ) -> list[tuple[float, float, float]]:
     """(engine s, spark_udf s, scoring-free bound s) per round, interleaved, on one loopback
     standalone cluster."""
-    from tests.spark_cluster import standalone_cluster
+    from harness.spark_cluster import standalone_cluster
 
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     package = workdir / "imdb_sentiment.zip"

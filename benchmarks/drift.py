@@ -31,7 +31,7 @@ def main() -> None:
     from imdb_sentiment.core.labels import carried_threshold
     from imdb_sentiment.monitoring.drift import psi, score_texts
     from imdb_sentiment.runtime.compile import compile_pipeline
-    from imdb_sentiment.runtime.scorer import THRESHOLD_METADATA
+    from imdb_sentiment.runtime.scorer_files import THRESHOLD_METADATA
 
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     carried = mlflow.models.get_model_info(args.model_uri).metadata or {}

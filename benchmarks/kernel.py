@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.pipeline import machine  # noqa: E402
 from imdb_sentiment.runtime.kernel import KERNEL  # noqa: E402
 from imdb_sentiment.runtime.scorer import FastScorer, _score_batch  # noqa: E402
+from imdb_sentiment.runtime.scorer_files import load_scorer  # noqa: E402
 
 BATCH = 256
 
@@ -43,7 +44,7 @@ def load(uri: str) -> tuple[FastScorer, object]:
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     directory = Path(tempfile.mkdtemp())
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(directory))
-    return FastScorer.load(Path(local) / "scorer"), mlflow.sklearn.load_model(uri)
+    return load_scorer(Path(local) / "scorer"), mlflow.sklearn.load_model(uri)
 
 
 def rate(score: Callable[[Sequence[str]], object], texts: list[str]) -> float:

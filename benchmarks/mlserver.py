@@ -40,10 +40,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server import free_port  # noqa: E402
-
 from benchmarks.pipeline import machine  # noqa: E402
 from benchmarks.serve import hey, start, stop  # noqa: E402
+from harness.server import free_port  # noqa: E402
 
 MLSERVER = ROOT / ".venv/tools-mlserver/bin/mlserver"
 NAME = "imdb-sentiment"

@@ -32,10 +32,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server import free_port  # noqa: E402
-
 from benchmarks.pipeline import machine  # noqa: E402
 from benchmarks.serve import start, stop  # noqa: E402
+from harness.server import free_port  # noqa: E402
 
 MODEL = "imdb-sentiment"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.project import make_project, run
+from harness.project import make_project, run
 
 
 def machine() -> str:

@@ -69,9 +69,13 @@ def probabilities(url: str, texts: list[str]) -> np.ndarray:
 SCORE = """
 import sys, numpy as np, pandas as pd
 from pathlib import Path
-from imdb_sentiment.runtime.scorer import FastScorer
+try:  # each side's own code: load_scorer since the scorer's files got a module of their own
+    from imdb_sentiment.runtime.scorer_files import load_scorer
+except ImportError:
+    from imdb_sentiment.runtime.scorer import FastScorer
+    load_scorer = FastScorer.load
 texts = pd.read_parquet(sys.argv[2]).text.tolist()
-scorer = FastScorer.load(next(Path(sys.argv[1]).glob("*/v*/scorer")))
+scorer = load_scorer(next(Path(sys.argv[1]).glob("*/v*/scorer")))
 np.save(sys.argv[3], np.array([s.p_positive for s in scorer.score_batch(texts)]))
 """
 

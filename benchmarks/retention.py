@@ -21,10 +21,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from imdb_sentiment.store.database import PredictionStore, upgrade
+from imdb_sentiment.store.database import PredictionStore
+from imdb_sentiment.store.migrate import upgrade
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.postgres import PostgresServer, pg_bin
+from harness.postgres import PostgresServer, pg_bin
 
 INSERT = text(
     "INSERT INTO predictions (request_id, item, created, probability, label) "

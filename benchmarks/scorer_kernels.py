@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imdb_sentiment.batch.executor import probabilities
 from imdb_sentiment.core.text import SEPARATED_MARKS, clean_words
-from imdb_sentiment.runtime.scorer import FastScorer, WordBlock
+from imdb_sentiment.runtime.scorer import WordBlock
+from imdb_sentiment.runtime.scorer_files import load_scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(tempfile.gettempdir()) / "imdb-batch" / "reviews-100k-pandas.parquet"
@@ -75,7 +76,7 @@ def main() -> int:
         "--scorer", type=Path, default=ROOT / ".cache/model/imdb-sentiment/v1/scorer"
     )
     args = parser.parse_args()
-    scorer = FastScorer.load(args.scorer)
+    scorer = load_scorer(args.scorer)
     block = scorer.blocks[0]
     assert isinstance(block, WordBlock)
     texts = pq.read_table(DATA, columns=["text"]).column("text").combine_chunks()

@@ -38,9 +38,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.server import free_port  # noqa: E402
-
 from benchmarks.pipeline import machine  # noqa: E402
+from harness.server import free_port  # noqa: E402
 from imdb_sentiment.serving.service_settings import load_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -299,7 +298,7 @@ def main() -> int:
         env["PREDICTION_LOG_RATE"] = str(args.prediction_log_rate)
     # The production default (a SQLite store) in a file of its own, so its rows can be counted.
     env["DATABASE_URL"] = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/predictions.db"
-    from imdb_sentiment.store.database import upgrade
+    from imdb_sentiment.store.migrate import upgrade
 
     upgrade(env["DATABASE_URL"])
     rate = args.prediction_log_rate

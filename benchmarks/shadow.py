@@ -86,7 +86,7 @@ def main() -> int:
     env = {"SHADOW_MODEL_URI": f"models:/{name}/{version}",
            "DATABASE_URL": f"sqlite:///{tempfile.mkdtemp()}/predictions.db",
            "MODEL_CACHE_DIR": tempfile.mkdtemp()}  # fmt: skip
-    from imdb_sentiment.store.database import upgrade
+    from imdb_sentiment.store.migrate import upgrade
 
     upgrade(env["DATABASE_URL"])
     results: dict[str, list[dict[str, object]]] = {s: [] for s in SAMPLES}

@@ -6,7 +6,7 @@ Usage (after `make pipeline promote` and `make install-spark`; Java 17):
     IMDB_SOURCE=../shared/data/aclImdb_v1.tar.gz python benchmarks/spark_marginal.py [--rounds 1]
 
 A loopback standalone cluster (master and one worker with 2 cores, separate JVMs from PySpark's
-`bin/spark-class`, tests/spark_cluster.py). Inputs as pandas writes them: the archive's 100,000
+`bin/spark-class`, harness/spark_cluster.py). Inputs as pandas writes them: the archive's 100,000
 reviews and a 300,000-row file of three copies. Each job is one `spark-submit`, timed from its
 start to its output committed; the marginal cost of 200k reviews is the 300k time minus the
 100k time (the JVMs, the context, executor start-up and the model's loading cancel out). Jobs:
@@ -60,7 +60,7 @@ def main() -> int:
     udf_job = args.workdir / "spark_udf_job.py"
     udf_job.write_text(UDF_JOB)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
-    from tests.spark_cluster import standalone_cluster
+    from harness.spark_cluster import standalone_cluster
 
     times: dict[tuple[str, str], list[float]] = {}
     with standalone_cluster(args.workdir / "cluster") as master:

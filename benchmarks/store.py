@@ -4,7 +4,7 @@ Usage (after `make pipeline promote`; needs Debian's postgresql and `hey`):
 
     python benchmarks/store.py [--seconds 20] [--clients 8] [--rounds 2]
 
-Starts a PostgreSQL server in a temporary directory (tests/postgres.py, as the tests do), then
+Starts a PostgreSQL server in a temporary directory (harness/postgres.py, as the tests do), then
 alternates, in one run, three services with their defaults: the store on PostgreSQL; the same
 while the PostgreSQL server is stopped (an outage: every record waits in the spool, then is
 written when the server is back); and the store off (DATABASE_URL empty). `hey` posts the
@@ -31,10 +31,9 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.postgres import PostgresServer, pg_bin  # noqa: E402
-
 from benchmarks.pipeline import machine  # noqa: E402
 from benchmarks.serve import hey, start, stop  # noqa: E402
+from harness.postgres import PostgresServer, pg_bin  # noqa: E402
 
 
 def scraped(url: str, name: str) -> float:

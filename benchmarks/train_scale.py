@@ -21,7 +21,7 @@ included), sampled every 0.2 s. The reference is the same stages at `--reference
 in-memory route) on the same files, in the same run.
 
 `--spark-rows`: the same stages with `train.engine: spark` on a standalone cluster started here
-(a master and a worker of 2 cores, separate JVMs, as tests/spark_cluster.py starts them): the
+(a master and a worker of 2 cores, separate JVMs, as harness/spark_cluster.py starts them): the
 driver's memory is the stage's process tree (Python and its driver JVM), the cluster's the sum
 over the master's and worker's process trees (executor JVM and Python workers included).
 """
@@ -232,7 +232,7 @@ def main() -> int:
         master = ""
         if args.spark_rows:
             sys.path.insert(0, str(ROOT))
-            from tests.spark_cluster import standalone_cluster
+            from harness.spark_cluster import standalone_cluster
 
             master = stack.enter_context(standalone_cluster(top / "spark-cluster"))
         reference = top / "reference"

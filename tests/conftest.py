@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sklearn.pipeline import Pipeline
 
+from harness.postgres import PostgresServer, pg_bin
 from tests.helpers import review_files, tiny_model, write_archive
-from tests.postgres import PostgresServer, pg_bin
 
 # The real archive, when the caller (CI, a developer) points IMDB_SOURCE at it. Captured once:
 # each test then runs with IMDB_SOURCE unset so params parsing is not affected by it.
@@ -62,7 +62,7 @@ def _absolute(source: str) -> str:
 @pytest.fixture(scope="session")
 def full_pipeline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """The real pipeline on the real archive, once per session, in a throwaway copy."""
-    from tests.project import make_project, run
+    from harness.project import make_project, run
 
     if not FULL_DATA_SOURCE:
         if IN_CI:
@@ -98,7 +98,7 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty prediction store, migrated to the newest schema, on each dialect."""
-    from imdb_sentiment.store.database import upgrade
+    from imdb_sentiment.store.migrate import upgrade
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'predictions.db'}"

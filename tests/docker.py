@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import requests
 
+from harness.project import ROOT
 from tests.conftest import IN_CI
-from tests.project import ROOT
 
 
 def base_image() -> str:
@@ -166,7 +166,7 @@ def container(
     command: Sequence[str] = (), port: int | None = None, grpc_port: int | None = None,
 ) -> Iterator[Container]:  # fmt: skip
     """`docker run -d` on the host's network; removed afterwards (its log kept on failure)."""
-    from tests.server import free_port
+    from harness.server import free_port
 
     name = f"imdb-test-{uuid.uuid4().hex[:8]}"
     port = port or free_port()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.project import ROOT
 from tests.conftest import IN_CI
-from tests.project import ROOT
 
 
 def git(*args: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.spark_cluster import standalone_cluster
+from harness.spark_cluster import standalone_cluster
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.project import run
 from tests.conftest import IN_CI, require_tool
-from tests.project import run
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 MODEL = "models:/imdb-sentiment@production"

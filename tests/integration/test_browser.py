@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import requests
 
+from harness.project import ROOT
+from harness.server import running_service
 from tests.conftest import require_tool
-from tests.project import ROOT
-from tests.server import running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

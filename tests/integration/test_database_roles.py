@@ -18,13 +18,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
+from harness.postgres import PostgresServer
+from harness.project import ROOT, run
+from harness.server import Pod
 from imdb_sentiment.monitoring.shadow import live_counts
 from imdb_sentiment.serving.service_settings import load_settings
 from imdb_sentiment.store.database import PredictionStore
 from tests.integration.test_deploy import render
-from tests.postgres import PostgresServer
-from tests.project import ROOT, run
-from tests.server import Pod
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

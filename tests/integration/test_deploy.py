@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.project import ROOT
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.conftest import require_tool
-from tests.project import ROOT
 
 MONITORING = ROOT / "deploy" / "monitoring"
 OVERLAYS = ["dev", "prod"]
@@ -596,12 +596,12 @@ def test_dashboard_queries_use_only_exported_metrics(small_model: Any) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from imdb_sentiment.serving.http.app import create_app
-    from imdb_sentiment.serving.http.context import ServiceContext
+    from imdb_sentiment.serving.http.context import service_of
     from imdb_sentiment.serving.service_settings import load_settings
 
     settings = load_settings(shadow_sample=1.0)
     app = create_app(settings, model=small_model, shadow_model=small_model)
-    ServiceContext.of(app).model.inject(small_model, "7", quality={"accuracy": 0.9})
+    service_of(app).model.inject(small_model, "7", quality={"accuracy": 0.9})
     client = app.test_client()
     client.post("/api/v1/predict", json={"text": "great film"})
     client.post("/api/v1/predict", json={"text": ""})

@@ -17,9 +17,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.postgres import PostgresServer
-from tests.project import ROOT, run
-from tests.server import running_service
+from harness.postgres import PostgresServer
+from harness.project import ROOT, run
+from harness.server import running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

@@ -42,9 +42,9 @@ def test_drift_on_real_reviews(full_pipeline: tuple[Path, dict[str, str]]) -> No
 
     import pandas as pd
 
+    from harness.project import run
     from imdb_sentiment.core.config import load_params
     from imdb_sentiment.monitoring.drift import read_reviews
-    from tests.project import run
 
     project, env = full_pipeline
     p = load_params(project / "params.yaml").drift

@@ -30,6 +30,9 @@ import pytest
 import requests
 import yaml
 
+from harness.postgres import PostgresServer
+from harness.project import ROOT, bin_dir
+from harness.server import free_port
 from tests.conftest import IN_CI
 from tests.docker import (
     Docker,
@@ -45,9 +48,6 @@ from tests.docker import (
 )
 from tests.integration.test_deploy import render
 from tests.integration.test_release import compose_mlflow, mlflow_server
-from tests.postgres import PostgresServer
-from tests.project import ROOT, bin_dir
-from tests.server import free_port
 
 pytestmark = pytest.mark.slow
 

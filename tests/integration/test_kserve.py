@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.project import ROOT
 from tests.conftest import IN_CI, require_tool
-from tests.project import ROOT
 
 KSERVE = ROOT / "deploy/kserve"
 CHECK = Path(__file__).with_name("kserve_schema.py")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.server import running_service
+from harness.server import running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

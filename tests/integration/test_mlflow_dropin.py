@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import requests
 
+from harness.server import running_service
 from tests.conftest import IN_CI
 from tests.integration.test_service_gunicorn import metric
-from tests.server import running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

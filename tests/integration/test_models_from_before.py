@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.project import run
 from imdb_sentiment.core import tracking
 from imdb_sentiment.runtime.cache import ModelCache
 from imdb_sentiment.runtime.sync import RegistrySync
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.git_history import release_before
 from tests.helpers import tiny_texts
-from tests.project import run
 
 pytestmark = pytest.mark.slow
 SPLIT = "src/imdb_sentiment/model/features.py"  # added when the root became rooms

@@ -28,7 +28,7 @@ import requests
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
-from tests.server import Pod, free_port
+from harness.server import Pod, free_port
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
@@ -128,8 +128,9 @@ def test_tritonclient_grpc(service: Pod) -> None:
 def test_the_kserve_sdk_grpc_client(service: Pod) -> None:
     from tests.integration.test_kserve import kserve_python
 
-    script = Path(__file__).with_name("kserve_grpc_client.py")
-    said = subprocess.run([kserve_python(), str(script), grpc_url(service), MODEL, *TEXTS],
+    script = Path(__file__).with_name("kserve_clients.py")
+    said = subprocess.run([kserve_python(), str(script), "grpc", grpc_url(service), MODEL,
+                           *TEXTS],
                           capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
     assert said.returncode == 0, said.stderr[-2000:]
     got = json.loads(said.stdout)

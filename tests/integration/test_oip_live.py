@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.server import running_service
+from harness.server import running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
@@ -27,9 +27,9 @@ def test_the_kserve_sdk_speaks_to_the_service(tmp_path: Path) -> None:
     publish(seed=1)
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
     with running_service(env, tmp_path / "service.log") as url:
-        client = Path(__file__).with_name("kserve_client.py")
+        client = Path(__file__).with_name("kserve_clients.py")
         said = subprocess.run(
-            [python, str(client), url, "imdb-sentiment", *TEXTS],
+            [python, str(client), "rest", url, "imdb-sentiment", *TEXTS],
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         assert said.returncode == 0, said.stderr[-2000:]

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import create_engine, text
 
-from imdb_sentiment.store.database import upgrade
+from harness.postgres import PostgresServer
+from imdb_sentiment.store.migrate import upgrade
 from imdb_sentiment.store.schema import head
 from imdb_sentiment.store.store_settings import Timeouts
-from tests.postgres import PostgresServer
 from tests.unit.store.test_schema import migrate_to
 
 pytestmark = pytest.mark.slow

@@ -18,9 +18,9 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from harness.project import make_project, run, stages_run, update_params
+from harness.server import running_service
 from imdb_sentiment.presets import load_preset
-from tests.project import make_project, run, stages_run, update_params
-from tests.server import running_service
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 

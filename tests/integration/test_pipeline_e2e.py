@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from harness.project import make_project, run, stages_run, update_params
 from tests.helpers import review_files, write_archive
-from tests.project import make_project, run, stages_run, update_params
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,11 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 
+from harness.postgres import PostgresServer
+from harness.project import ROOT, run
+from harness.server import Pod
 from imdb_sentiment.store.schema import MIGRATIONS, head
 from tests.git_history import release_before
-from tests.postgres import PostgresServer
-from tests.project import ROOT, run
-from tests.server import Pod
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

@@ -21,10 +21,10 @@ import pytest
 import requests
 import yaml
 
+from harness.server import free_port, running_service
 from tests.conftest import require_tool
 from tests.integration.test_deploy import MONITORING, dashboard_queries
 from tests.integration.test_release import host_alias
-from tests.server import free_port, running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

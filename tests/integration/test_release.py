@@ -31,12 +31,12 @@ import pytest
 import requests
 import yaml
 
-from imdb_sentiment.serving.http.auth import digest
+from harness.project import ROOT, bin_dir, make_project, run, update_params
+from harness.server import free_port, running_service
+from imdb_sentiment.serving.auth import digest
 from tests.conftest import IN_CI
 from tests.helpers import review_files, write_archive
 from tests.integration.test_deploy import render
-from tests.project import ROOT, bin_dir, make_project, run, update_params
-from tests.server import free_port, running_service
 
 pytestmark = pytest.mark.slow
 

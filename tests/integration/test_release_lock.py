@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.project import ROOT
 from tests.integration.test_workflows import WORKFLOWS, jobs, rollback_file
-from tests.project import ROOT
 
 pytestmark = pytest.mark.slow
 STUBS = Path(__file__).with_name("stubs")

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from harness.project import ROOT, bin_dir
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.context import service_of
 from imdb_sentiment.serving.service_settings import load_settings
-from imdb_sentiment.store.database import upgrade
+from imdb_sentiment.store.migrate import upgrade
 from tests.helpers import review_text
 from tests.integration.test_deploy import actionlint
-from tests.project import ROOT, bin_dir
 from tests.unit.serving.test_live_model import publish
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -69,7 +69,7 @@ def log_predictions(work: Path, texts: list[str]) -> None:
             client.post("/api/v1/predict", json={"texts": texts[start : start + 4]}).status_code
             == 200
         )
-    ServiceContext.of(app).close()
+    service_of(app).close()
 
 
 def run_check(work: Path) -> tuple[int, dict[str, str]]:

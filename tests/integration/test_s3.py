@@ -13,9 +13,9 @@ import boto3
 import pytest
 import requests
 
+from harness.project import make_project, run
+from harness.server import free_port
 from tests.helpers import review_files, write_archive
-from tests.project import make_project, run
-from tests.server import free_port
 
 pytestmark = pytest.mark.slow
 CREDENTIALS = {

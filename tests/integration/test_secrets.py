@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.project import ROOT
+from harness.project import ROOT
 
 SCANNER = Path(sys.executable).parent / "detect-secrets"
 

@@ -14,7 +14,7 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.server import running_service
+from harness.server import running_service
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

@@ -24,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import binomtest
 from sklearn.pipeline import Pipeline
 
+from harness.postgres import PostgresServer
+from harness.project import ROOT, run
+from harness.server import Pod
 from imdb_sentiment.core.config import FeatureParams
 from imdb_sentiment.core.evidence import outcome
 from imdb_sentiment.model.classifier import NBLogisticRegression
@@ -31,9 +34,6 @@ from imdb_sentiment.model.features import build_featurizer
 from imdb_sentiment.runtime.cache import ModelCache
 from tests.conftest import FULL_DATA_SOURCE, IN_CI
 from tests.helpers import SEED_CLEANING
-from tests.postgres import PostgresServer
-from tests.project import ROOT, run
-from tests.server import Pod
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.project import ROOT, bin_dir, run
+from harness.server import free_port
 from tests.integration.test_batch_engines import MODEL
-from tests.project import ROOT, bin_dir, run
-from tests.server import free_port
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 DOC = ROOT / "docs/batch.md"

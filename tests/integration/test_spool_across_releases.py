@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.project import run
 from imdb_sentiment.store.spool import PREFIX, Spool
 from tests.git_history import release_before
-from tests.project import run
 
 pytestmark = pytest.mark.slow
 # Each earlier format: a file this release added after it (the release is the commit before),

@@ -31,11 +31,11 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
+from harness.postgres import PostgresServer
+from harness.project import ROOT, run
+from harness.server import Pod, free_port
 from imdb_sentiment.store.spool import Spool
 from tests.integration.test_feedback_live import metric
-from tests.postgres import PostgresServer
-from tests.project import ROOT, run
-from tests.server import Pod, free_port
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,10 @@ import pytest
 import requests
 from sqlalchemy import Connection, create_engine, text
 
+from harness.postgres import PostgresServer
+from harness.project import ROOT, run
+from harness.server import Pod
 from imdb_sentiment.store.schema import MIGRATIONS, scripts
-from tests.postgres import PostgresServer
-from tests.project import ROOT, run
-from tests.server import Pod
 from tests.unit.serving.test_live_model import publish
 
 pytestmark = pytest.mark.slow
@@ -171,7 +171,7 @@ def test_locks_held_in_the_database_bound_feedback_and_migrations(
 
 
 def downgrade_to(db: Connection, revision: str) -> None:
-    """Alembic's own downgrade, on this connection (as `store.database.upgrade` runs upgrades)."""
+    """Alembic's own downgrade, on this connection (as `store.migrate.upgrade` runs upgrades)."""
     from alembic import command
     from alembic.config import Config
 

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from harness.project import ROOT, bin_dir, run
 from imdb_sentiment.core.io import SparseParts, load
 from tests.integration.test_spark_cluster import doc_block
-from tests.project import ROOT, bin_dir, run
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 MODEL_DOC = ROOT / "docs/model.md"

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.project import ROOT
 from tests.github_actions import World, evaluate
 from tests.integration.test_deploy import render
-from tests.project import ROOT
 
 WORKFLOWS = ROOT / ".github/workflows"
 

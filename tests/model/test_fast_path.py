@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from imdb_sentiment.runtime.compile import compile_pipeline
-from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.runtime.scorer_files import load_scorer, save_scorer
 
 pytestmark = [pytest.mark.fulldata, pytest.mark.slow]
 
@@ -24,8 +24,8 @@ def test_fast_scorer_matches_pipeline_on_all_test_reviews(
     texts = pd.read_parquet(project / "data/raw/test.parquet").text.tolist()
     assert len(texts) == 25_000
     # What workers serve: compiled, saved to the model cache, loaded back without sklearn.
-    compile_pipeline(model, 0.5).save(tmp_path / "scorer")
-    scorer = FastScorer.load(tmp_path / "scorer")
+    save_scorer(compile_pipeline(model, 0.5), tmp_path / "scorer")
+    scorer = load_scorer(tmp_path / "scorer")
     reference = model.predict_proba(texts)
     batched = scorer.predict_proba(texts)  # the batch path
     assert np.abs(batched - reference).max() <= 1e-9

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from harness.project import ROOT
 from imdb_sentiment.core.config import MOVED_KEYS, Params
 from imdb_sentiment.serving.service_settings import Settings
-from tests.project import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Read by other tools from the same environment: boto3/s3fs (S3 sources, the DVC remote).

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tests.project import ROOT
+from harness.project import ROOT
 
 LOCK = "lock.txt"
 DERIVED = ["serve.txt", "pipeline.txt", "dev.txt", "spark.txt"]

@@ -21,6 +21,7 @@ from imdb_sentiment.core import tracking
 from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.pipeline.registry import register
 from imdb_sentiment.runtime.resolve import parse_model_uri, resolve_model
+from imdb_sentiment.runtime.scorer_files import save_scorer
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts, write_table
 
@@ -258,7 +259,7 @@ def test_executor_imports_neither_sklearn_nor_mlflow(tmp_path: Path) -> None:
 
     from imdb_sentiment.runtime.compile import compile_pipeline
 
-    compile_pipeline(tiny_model(clean=PUNCTUATION_TOKENS), 0.5).save(tmp_path / "scorer")
+    save_scorer(compile_pipeline(tiny_model(clean=PUNCTUATION_TOKENS), 0.5), tmp_path / "scorer")
     code = (
         "import sys\n"
         "from imdb_sentiment.batch import executor\n"

@@ -19,7 +19,7 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _project_params(tmp_path: Path) -> None:
     """Commands read ./params.yaml by default; tests run in a temp directory."""
-    from tests.project import ROOT
+    from harness.project import ROOT
 
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
 

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from imdb_sentiment.core.labels import LABELS, class_ids_at
 from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.runtime.scorer_files import load_scorer as read_scorer
 
 if TYPE_CHECKING:  # pandas only where Spark calls in: pool workers stay smaller without it
     import pandas as pd
@@ -34,7 +35,7 @@ def load_scorer(directory: str) -> FastScorer:
     """The scorer saved in `directory`, loaded once per process."""
     scorer = _scorers.get(directory)
     if scorer is None:
-        scorer = _scorers[directory] = FastScorer.load(Path(directory))
+        scorer = _scorers[directory] = read_scorer(Path(directory))
     return scorer
 
 
@@ -107,5 +108,5 @@ def shipped_scorer(archive: str) -> FastScorer:
         target = Path(tempfile.mkdtemp(prefix=f"scorer-{os.getpid()}-"))
         with zipfile.ZipFile(SparkFiles.get(archive)) as packed:
             packed.extractall(target)
-        scorer = _scorers[archive] = FastScorer.load(target)
+        scorer = _scorers[archive] = read_scorer(target)
     return scorer

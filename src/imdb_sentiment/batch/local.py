@@ -24,7 +24,7 @@ from imdb_sentiment.batch.files import Reader, output_schema, writer
 from imdb_sentiment.batch.job import Job, Summary
 from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.runtime import kernel
-from imdb_sentiment.runtime.scorer import read_meta, read_threshold
+from imdb_sentiment.runtime.scorer_files import read_meta, read_threshold
 
 # Rows per pool task: big enough that pickling and scheduling stay a small share of the work.
 TASK_ROWS = 2048

@@ -92,7 +92,7 @@ def _live_evidence() -> LiveEvidence:
     decides without evidence it was told to read."""
     from imdb_sentiment.core.evidence import PairedCounts
     from imdb_sentiment.monitoring.shadow import live_counts
-    from imdb_sentiment.store.database import NoStoreError, StoreUnavailableError
+    from imdb_sentiment.store.store_errors import NoStoreError, StoreUnavailableError
     from imdb_sentiment.store.store_settings import load_store_settings
 
     settings = load_store_settings()

@@ -80,7 +80,7 @@ app.add_typer(token_app, name="token")
 def token_new() -> None:
     """Print a new token (give it to the client) and its SHA-256 digest (add it to the file
     API_TOKENS_FILE names, e.g. the Secret mounted there): the service never holds the token."""
-    from imdb_sentiment.serving.http.auth import new_token
+    from imdb_sentiment.serving.auth import new_token
 
     token, digest = new_token()
     typer.echo(f"token:  {token}")
@@ -97,7 +97,7 @@ def db_upgrade() -> None:
     """Create or upgrade the prediction store's schema (Alembic) to this release's newest
     revision: once per release, before its pods roll out. A newer, compatible schema (after a
     rollback) is left as it is; an incompatible one is an error."""
-    from imdb_sentiment.store.database import upgrade
+    from imdb_sentiment.store.migrate import upgrade
     from imdb_sentiment.store.store_settings import load_store_settings
 
     settings = load_store_settings()

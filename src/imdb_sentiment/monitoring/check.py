@@ -29,6 +29,7 @@ from imdb_sentiment.monitoring.drift import (
 from imdb_sentiment.monitoring.report import write_report
 from imdb_sentiment.runtime.resolve import resolve_model
 from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.runtime.scorer_files import load_scorer
 from imdb_sentiment.store.database import open_store
 
 T = TypeVar("T")
@@ -50,7 +51,7 @@ class DriftRequest:
 
 def check_drift(request: DriftRequest, settings: ModelSettings) -> tuple[DriftResult, Path, Path]:
     resolved = resolve_model(request.model_uri, settings)
-    scorer = FastScorer.load(resolved.scorer_dir)
+    scorer = load_scorer(resolved.scorer_dir)
     p = request.params
     split = request.data_dir / f"{p.reference}.parquet"
     texts = read_reviews(split, "text")

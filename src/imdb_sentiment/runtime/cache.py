@@ -26,11 +26,12 @@ from typing import Literal
 from imdb_sentiment.core.atomic import atomic_path
 from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.core.labels import carried_threshold
-from imdb_sentiment.runtime.scorer import (
+from imdb_sentiment.runtime.scorer import FastScorer
+from imdb_sentiment.runtime.scorer_files import (
     META_FILE,
     SCORER_DIR,
     THRESHOLD_METADATA,
-    FastScorer,
+    load_scorer,
 )
 
 QUALITY_DIR = "quality"
@@ -101,7 +102,7 @@ class ModelCache:
         (configurations the compiler cannot save, e.g. character n-grams: slower, more memory)."""
         compiled = self.scorer_dir(version)
         if (compiled / META_FILE).exists():
-            return FastScorer.load(compiled)
+            return load_scorer(compiled)
         return self.compile_model(version)
 
     def compile_model(self, version: str) -> FastScorer:

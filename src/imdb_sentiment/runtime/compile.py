@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,8 @@ from imdb_sentiment.runtime.scorer import (
     Weighting,
     WordBlock,
     key_starts,
-    ngram_key,
 )
+from imdb_sentiment.runtime.scorer_files import in_key_order
 
 _NORMS = {None, "l1", "l2"}
 _MAX_COMPILED_N = 3
@@ -41,7 +42,8 @@ def compile_pipeline(pipeline: Pipeline, threshold: float) -> FastScorer:
         float(classifier.intercept_[0]),
         int(classifier.classes_[1]) == 1,
     )
-    return FastScorer(cleaner.options, _blocks(vectorizer), linear, threshold)
+    blocks, linear = in_key_order(_blocks(vectorizer), linear)
+    return FastScorer(cleaner.options, blocks, linear, threshold)
 
 
 def _blocks(vectorizer: Any) -> list[Block]:
@@ -126,3 +128,11 @@ class DictBlock(Block):
 
     def term(self, local: int) -> str:
         return str(self.terms[local])
+
+
+def ngram_key(token_ids: Sequence[int], base: int, starts: Sequence[int]) -> int:
+    """An n-gram's integer key: its token ids in base `base`, shifted by `starts` (`key_starts`)."""
+    key = 0
+    for token_id in token_ids:
+        key = key * base + token_id
+    return key + starts[len(token_ids) - 1]

@@ -14,7 +14,7 @@ from imdb_sentiment.core.config import MODEL_URI
 from imdb_sentiment.core.errors import PipelineError, first_line
 from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.runtime.cache import ModelCache
-from imdb_sentiment.runtime.scorer import META_FILE
+from imdb_sentiment.runtime.scorer_files import META_FILE
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,18 @@ Looking up ~1,000 freshly built n-gram strings in a dict of half a million is th
 trigrams the vocabulary is therefore compiled to integers: each token maps to an id, each n-gram
 to one int64 key, and a review's n-grams are found with one vectorised `searchsorted`.
 
-This module needs only numpy and `imdb_sentiment.core.text`: a compiled scorer is saved next to the
-cached model (`save`/`load`), so serving workers never import scikit-learn or MLflow.
-Compiling from a pipeline lives in `runtime.compile`.
+Needs only numpy and `core.text` (a scorer is saved beside the cached model: `scorer_files`), so
+workers never import scikit-learn or MLflow; `runtime.compile` compiles a pipeline.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from itertools import chain, repeat
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,28 +38,6 @@ from imdb_sentiment.core.text import (
     tokenize,
 )
 from imdb_sentiment.runtime.kernel import NativeScorer, native_scorer
-
-FORMAT = "imdb-sentiment-scorer/1"
-META_FILE, ARRAYS_FILE = "scorer.json", "scorer.npz"
-# Where a registered model version carries its compiled scorer, and where the cache keeps it.
-SCORER_DIR = "scorer"
-
-
-# A model's decision threshold (`model.threshold` in params.yaml) travels in its scorer, put there
-# by the register stage, and in the registered MLflow model's metadata (MLmodel `metadata`), for
-# versions compiled from the pipeline where they are served.
-THRESHOLD_METADATA = "decision_threshold"
-
-
-def read_meta(directory: Path) -> dict[str, Any]:
-    """A saved scorer's description (scorer.json), without loading its arrays."""
-    meta: dict[str, Any] = json.loads((directory / META_FILE).read_text())
-    return meta
-
-
-def read_threshold(directory: Path) -> float:
-    """A saved scorer's decision threshold, without loading its arrays."""
-    return carried_threshold(read_meta(directory).get("threshold"))
 
 
 class Contribution(NamedTuple):
@@ -145,13 +120,6 @@ def key_starts(base: int, high: int) -> list[int]:
     """First key of each n-gram length n = 1 … high + 1: keys of n-grams are
     [starts[n-1], starts[n]), so lengths never collide."""
     return [sum(base**k for k in range(1, n)) for n in range(1, high + 2)]
-
-
-def ngram_key(token_ids: Sequence[int], base: int, starts: Sequence[int]) -> int:
-    key = 0
-    for token_id in token_ids:
-        key = key * base + token_id
-    return key + starts[len(token_ids) - 1]
 
 
 class WordBlock(Block):
@@ -308,7 +276,8 @@ class FastScorer:
         linear: Linear,
         threshold: float,
     ) -> None:
-        blocks, linear = _in_key_order(blocks, linear)
+        # Built in key order (`scorer_files.in_key_order`): a found key is its own column.
+        assert all(getattr(b, "sorted_columns", None) is None for b in blocks), "not in key order"
         self.threshold = carried_threshold(threshold)
         self.options = options
         self.plain = plain_words(options)
@@ -421,105 +390,6 @@ class FastScorer:
         """[[P(negative), P(positive)], …] like the pipeline's predict_proba."""
         positive = self.positive_batch(texts)
         return np.column_stack([1.0 - positive, positive])
-
-    # --- persistence: what the model cache holds for workers --------------------------------
-    def save(self, directory: Path) -> None:
-        if not all(isinstance(block, WordBlock) for block in self.blocks):
-            raise TypeError("only word n-gram scorers can be saved; others compile in-process")
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, NDArray[Any]] = {"coef": self.linear.coef}
-        if self.linear.ratio is not None:
-            arrays["ratio"] = self.linear.ratio
-        blocks = []
-        for i, block in enumerate(self.blocks):
-            assert isinstance(block, WordBlock)
-            arrays[f"keys{i}"] = block.keys
-            # Tokens never contain a newline (they match \w\w+ or \S+): one joined string is exact.
-            arrays[f"tokens{i}"] = np.frombuffer("\n".join(block.tokens).encode(), np.uint8)
-            w = block.weighting
-            if w.idf is not None:
-                arrays[f"idf{i}"] = w.idf
-            blocks.append(
-                {
-                    "ngram_range": [block.low, block.high],
-                    "offset": block.offset,
-                    "sublinear": w.sublinear,
-                    "binary": w.binary,
-                    "norm": w.norm,
-                    "whitespace": block.whitespace,
-                }
-            )
-        meta = {
-            "format": FORMAT,
-            "options": asdict(self.options),
-            "blocks": blocks,
-            "renorm": self.linear.renorm,
-            "intercept": self.linear.intercept,
-            "positive_is_one": self.linear.positive_is_one,
-            "threshold": self.threshold,
-        }
-        np.savez(directory / ARRAYS_FILE, allow_pickle=False, **arrays)
-        (directory / META_FILE).write_text(json.dumps(meta, indent=1))
-
-    @classmethod
-    def load(cls, directory: Path) -> FastScorer:
-        meta = json.loads((directory / META_FILE).read_text())
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"unknown scorer format {meta.get('format')!r} in {directory}")
-        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
-            blocks: list[Block] = []
-            for i, spec in enumerate(meta["blocks"]):
-                weighting = Weighting(
-                    arrays.get(f"idf{i}"),
-                    spec["sublinear"],
-                    spec["binary"],
-                    spec["norm"],
-                )
-                tokens = bytes(arrays[f"tokens{i}"]).decode().split("\n")
-                low, high = spec["ngram_range"]
-                blocks.append(
-                    WordBlock(
-                        tokens,
-                        arrays[f"keys{i}"],
-                        (low, high),
-                        spec["offset"],
-                        weighting,
-                        spec.get("whitespace", False),  # absent in scorers saved before it
-                    )
-                )
-            linear = Linear(
-                arrays.get("ratio"),
-                meta["renorm"],
-                arrays["coef"],
-                meta["intercept"],
-                meta["positive_is_one"],
-            )
-        threshold = carried_threshold(meta.get("threshold"))  # absent before it was kept
-        return cls(CleanOptions(**meta["options"]), blocks, linear, threshold)
-
-
-def _in_key_order(blocks: list[Block], linear: Linear) -> tuple[list[Block], Linear]:
-    """The same model with each word block's columns numbered in the order of their n-gram keys:
-    a key found by binary search is then its own column (no column table to read, 4.5 MB less
-    per process for the default model), and the per-column weights of a review are read in
-    ascending order. Terms, scores and saved scorers are unaffected (keys travel with columns)."""
-    coef, ratio = linear.coef, linear.ratio
-    ordered: list[Block] = []
-    for block in blocks:
-        if isinstance(block, WordBlock) and block.sorted_columns is not None:
-            order = block.sorted_columns
-            span = slice(block.offset, block.offset + block.size)
-            if coef is linear.coef:  # copy once, never write into the caller's arrays
-                coef = coef.copy()
-                ratio = ratio.copy() if ratio is not None else None
-            coef[span] = linear.coef[span][order]
-            if ratio is not None and linear.ratio is not None:
-                ratio[span] = linear.ratio[span][order]
-            block = block.in_order(order)
-        ordered.append(block)
-    if coef is linear.coef:
-        return blocks, linear
-    return ordered, replace(linear, coef=coef, ratio=ratio)
 
 
 def _sigmoid(x: float) -> float:

@@ -22,6 +22,7 @@ from imdb_sentiment.core.config import MODEL_URI, STAGING_ALIAS
 from imdb_sentiment.core.errors import first_line
 from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.runtime.cache import SHADOW_POINTER, ModelCache, Pointer
+from imdb_sentiment.runtime.scorer_files import save_scorer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class RegistrySync:
         scorer = self.cache.compile_model(version.version)
         try:
             with atomic_dir(target) as staging:
-                scorer.save(staging)
+                save_scorer(scorer, staging)
         except TypeError as exc:  # not savable: fine, see the docstring
             log.info("serving version %s uncompiled: %s", version.version, exc)
 

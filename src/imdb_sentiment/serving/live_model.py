@@ -63,7 +63,8 @@ class LiveModel:
         self.shadow = shadow
         pointer = SHADOW_POINTER if shadow else POINTER
         self.cache = ModelCache(settings.model_cache_dir, settings.model_name, pointer)
-        self._current: LoadedModel | None = None
+        # Read by every request as a plain attribute (no call); written only by this class.
+        self.current: LoadedModel | None = None
         self.reason = "model not loaded yet"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,14 +72,10 @@ class LiveModel:
         self._sync: RegistrySync | ShadowSync | None = None
 
     @property
-    def current(self) -> LoadedModel | None:
-        return self._current
-
-    @property
     def public_reason(self) -> str:
         """Why nothing is served, for clients: no registry URL, path or exception text (those
         are in `reason`, which goes to the log)."""
-        if self._current is not None:
+        if self.current is not None:
             return ""
         return "no model is loaded yet; retry shortly"
 
@@ -142,18 +139,18 @@ class LiveModel:
             pointer = self.cache.read_pointer()
             if (
                 self.shadow
-                and self._current is not None
+                and self.current is not None
                 and (pointer is None or pointer.version is None)
             ):
-                gone = self._current
+                gone = self.current
                 log.info("no longer shadowing version %s", gone.version)
                 self.metrics.shadow_model_info.labels(name=gone.name, version=gone.version).set(0)
-                self._current = None
+                self.current = None
                 return True
             if pointer is None or pointer.version is None:
                 if self.shadow:
                     return False  # nothing to shadow is no failure
-                if self._current is None:
+                if self.current is None:
                     reason = (
                         pointer.reason
                         if pointer is not None
@@ -165,7 +162,7 @@ class LiveModel:
                     if pointer is not None:  # the sync tried and found nothing to serve
                         self.metrics.reloads.labels(result="failure").inc()
                 return False
-            current = self._current
+            current = self.current
             if current is not None and current.version == pointer.version:
                 if current.source != pointer.source:
                     self._swap(replace(current, source=pointer.source))
@@ -174,7 +171,7 @@ class LiveModel:
                 loaded = self._load(pointer)
             except Exception as exc:
                 self._count_reload("failure")
-                if self._current is None:
+                if self.current is None:
                     self.reason = f"cached model version {pointer.version} unusable: {exc}"
                 raise
             self._count_reload("success")
@@ -202,8 +199,8 @@ class LiveModel:
         )
 
     def _swap(self, loaded: LoadedModel) -> None:
-        old = self._current
-        self._current = loaded  # the atomic swap
+        old = self.current
+        self.current = loaded  # the atomic swap
         info = self.metrics.shadow_model_info if self.shadow else self.metrics.model_info
         if old is not None and old.version != loaded.version:
             info.labels(name=old.name, version=old.version).set(0)
@@ -240,7 +237,7 @@ class LiveModel:
             except Exception as exc:  # keep serving the old model; the metric tells
                 log.warning(
                     "model reload failed, keeping version %s: %s",
-                    self._current.version if self._current else None,
+                    self.current.version if self.current else None,
                     exc,
                 )
 

@@ -4,7 +4,9 @@ the registry sync, each line about a request carrying that request's id.
 The request id lives in a context variable that the HTTP layer sets per request
 (`http.app`), so this module needs no Flask and `server` (master, model sync) and the app
 share one configuration (`logging_config`). JSON comes from python-json-logger; gunicorn's
-access records are turned into fields (method, path, status, duration) instead of a CLF string.
+access records are turned into fields (method, path, status, duration) instead of a CLF string
+(`access_log.JsonAccessLogger` writes them; this module loads no gunicorn, so the gRPC front
+shares it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from gunicorn.glogging import Logger as GunicornLogger
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["json", "text"]
@@ -32,10 +33,10 @@ TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s
 ACCESS_LOGGER = "gunicorn.access"
 # The access record's message, from the atoms `JsonAccessLogger` computes.
 ACCESS_MESSAGE = "%(m)s %(U)s %(s)s"
-_REQUEST_ID_NAME = REQUEST_ID_HEADER.lower()
-_REQUEST_ID_ATOM = f"{{{_REQUEST_ID_NAME}}}o"  # the response's: this server's id
-_CLIENT_ID_ATOM = f"{{{_REQUEST_ID_NAME}}}i"  # the request's: the caller's own
-_CLIENT_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+REQUEST_ID_NAME = REQUEST_ID_HEADER.lower()
+REQUEST_ID_ATOM = f"{{{REQUEST_ID_NAME}}}o"  # the response's: this server's id
+CLIENT_ID_ATOM = f"{{{REQUEST_ID_NAME}}}i"  # the request's: the caller's own
+CLIENT_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
 def new_request_id() -> str:
@@ -132,8 +133,8 @@ def access_fields(atoms: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": round(int(duration) / 1000, 3) if str(duration).isdigit() else None,
         "remote": atom("h"),
         "user_agent": atom("a"),
-        "request_id": atom(_REQUEST_ID_ATOM),
-        "client_request_id": atom(_CLIENT_ID_ATOM),
+        "request_id": atom(REQUEST_ID_ATOM),
+        "client_request_id": atom(CLIENT_ID_ATOM),
     }
 
 
@@ -153,37 +154,6 @@ def access_line(record: logging.LogRecord) -> str:
         **fields,
     }
     return json.dumps({k: v for k, v in body.items() if v is not None})
-
-
-class JsonAccessLogger(GunicornLogger):
-    """gunicorn's logger with a lean access path for the JSON format: only the atoms
-    `access_fields` reads. gunicorn's own `atoms` copies every request header, response header
-    and environ entry on every request (~9 µs), and its CLF message is rewritten anyway."""
-
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
-        # The logger's level, not gunicorn's `access_log_enabled` (always true with a
-        # logconfig_dict): ACCESS_LOG=false then skips the atoms too.
-        if not self.access_log.isEnabledFor(logging.INFO):
-            return
-        status = resp.status
-        if isinstance(status, str):
-            status = status.split(None, 1)[0]
-        request_id = next(
-            (value for name, value in resp.headers if name.lower() == _REQUEST_ID_NAME), None
-        )
-        atoms = {
-            "m": environ.get("REQUEST_METHOD"),
-            "U": environ.get("PATH_INFO"),
-            "q": environ.get("QUERY_STRING"),
-            "s": status,
-            "B": getattr(resp, "sent", None),
-            "D": request_time.seconds * 1_000_000 + request_time.microseconds,
-            "h": environ.get("REMOTE_ADDR"),
-            "a": environ.get("HTTP_USER_AGENT"),
-            _REQUEST_ID_ATOM: request_id,
-            _CLIENT_ID_ATOM: client_request_id(environ.get(_CLIENT_ID_ENVIRON)),
-        }
-        self.access_log.info(ACCESS_MESSAGE, atoms)
 
 
 def logging_config(fmt: LogFormat = "json", access_log: bool = True) -> dict[str, Any]:

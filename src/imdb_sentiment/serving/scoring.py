@@ -1,6 +1,13 @@
-"""Scoring one request's texts with the served model: what every front of the service (the
-HTTP app, the gRPC server) does the same way — the per-prediction metrics, the sampled
-prediction log, and the records kept in the prediction store under the request's ids.
+"""The scoring service with no web framework: a request's texts in → predictions, records,
+shadow scores and metrics out. It holds one serving process's resources (settings, metrics, the
+live model and the shadowed candidate, the prediction log, the prediction store, the bearer
+tokens) and does what every front asks of them — the served model, authorization, texts checked
+against the limits, scoring under the request's ids, readiness, shutdown.
+
+The HTTP app (`http.app`) and the gRPC server (`grpc.service`) are adapters over it: each turns
+its protocol's request into texts and ids, calls `ScoringService.predict`, and turns the
+predictions (or an `ApiError`) into its protocol's answer. Neither imports the other.
+`build_service` wires it; nothing happens at import.
 
 Shadow scoring: a sampled share of requests (SHADOW_SAMPLE) is also scored by the candidate
 (`LiveModel(shadow=True)`), whose answer goes into the same records — never into the response,
@@ -19,17 +26,35 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
+from prometheus_client import disable_created_metrics
+from pydantic import Field, StringConstraints, TypeAdapter
+
+from imdb_sentiment.core.errors import ConfigError
 from imdb_sentiment.core.labels import NEGATIVE, POSITIVE
 from imdb_sentiment.runtime.scorer import Score
+from imdb_sentiment.serving.api_errors import ApiError
+from imdb_sentiment.serving.auth import TokenCheck
 from imdb_sentiment.serving.live_model import LiveModel, LoadedModel
 from imdb_sentiment.serving.metrics import Metrics
 from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.serving.service_settings import Settings
 from imdb_sentiment.store.database import PredictionStore
+from imdb_sentiment.store.migrate import upgrade
 from imdb_sentiment.store.records import PredictionRecord
+from imdb_sentiment.store.store_errors import StoreUnavailableError
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+# A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
+# `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,
+# U+FEFF). NUL or zero-width characters pass: such a text is scored, and the response says the
+# model saw no evidence (`evidence`).
+NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class Prediction(NamedTuple):  # one per review served: a NamedTuple is quick to build
@@ -226,7 +251,7 @@ class Scoring:
         except Exception:
             self.metrics.shadow_errors.inc()
             if budget.traceback_due():
-                logger.exception(
+                log.exception(
                     "shadow scoring with version %s failed (logged once a "
                     "minute; shadow_errors_total counts each)",
                     candidate.version,
@@ -234,3 +259,160 @@ class Scoring:
             return None
         budget.measured(time.perf_counter() - started, len(texts))
         return candidate.version, scores
+
+
+def text_limits(settings: Settings) -> StringConstraints:
+    """One review as the service takes it: 1..MAX_TEXT_CHARS characters, not all blank."""
+    return StringConstraints(min_length=1, max_length=settings.max_text_chars, pattern=NOT_BLANK)
+
+
+def batch_limits(settings: Settings) -> Any:
+    """One request's reviews: 1..MAX_BATCH_SIZE of them."""
+    return Field(min_length=1, max_length=settings.max_batch_size)
+
+
+@dataclass
+class ScoringService:
+    settings: Settings
+    metrics: Metrics
+    model: LiveModel  # the production model, hot-swapped
+    prediction_log: PredictionLog  # JSON lines, for log shippers
+    # The shared database of records and labels; None: DATABASE_URL is empty (no feedback).
+    prediction_store: PredictionStore | None
+    tokens: TokenCheck | None = None  # None: API_TOKENS_FILE unset (writes refused, see authorize)
+    shadow_model: LiveModel | None = None  # the shadowed candidate (None: SHADOW_SAMPLE=0)
+
+    @cached_property
+    def texts(self) -> TypeAdapter[list[str]]:
+        """A request's texts checked against this service's limits (pydantic's errors)."""
+        text = Annotated[str, text_limits(self.settings)]
+        return TypeAdapter(Annotated[list[text], batch_limits(self.settings)])
+
+    @cached_property
+    def scoring(self) -> Scoring:
+        """Scoring as every front does it: metrics, the prediction log, the store's records,
+        the shadowed candidate."""
+        return Scoring(self.metrics, self.prediction_log, self.prediction_store,
+                       self.settings.prediction_log_text, self.shadow_model,
+                       self.settings.shadow_sample,
+                       ShadowBudget(self.settings.shadow_budget_ms / 1000))  # fmt: skip
+
+    def served_model(self) -> LoadedModel:
+        """The production model, read once: this request keeps it even if a swap happens (a 503
+        while there is none)."""
+        model = self.model.current
+        if model is None:
+            raise ApiError(503, "model_unavailable", self.model.public_reason)
+        return model
+
+    def predict(self, model: LoadedModel, texts: list[str], request_id: str | None,
+                client_request_id: str | None, explain: int = 0) -> list[Prediction]:  # fmt: skip
+        """Score one request's texts; their records are kept under the server's request id,
+        correlated with the caller's."""
+        return self.scoring.score(model, texts, request_id, client_request_id, explain)
+
+    def authorize(self, authorization: str | None, route: str) -> None:
+        """A 401 (403 for writes on a server without tokens) unless the request may use
+        `route` ("feedback" or "predict")."""
+        if route != "feedback" and self.settings.api_tokens_for != "all":
+            return
+        if self.tokens is not None:
+            self.tokens.require(authorization)
+        elif route == "feedback" and not self.settings.allow_anonymous_writes:
+            raise ApiError(
+                403,
+                "writes_disabled",
+                "this server takes no feedback without API_TOKENS_FILE "
+                "(or ALLOW_ANONYMOUS_WRITES=true, for local use)",
+            )
+
+    def unready_reason(self) -> str | None:
+        """Why this process cannot serve (for clients: no internals), None when it can: a model
+        loaded, and a store schema this release can use. The one readiness every probe asks
+        (/readyz, /v2/health/ready, gRPC ServerReady): KServe's and Kubernetes' alike."""
+        if self.model.current is None:
+            return self.model.public_reason
+        store = self.prediction_store
+        return store.unusable_reason() if store is not None else None
+
+    def close(self) -> None:
+        """Write out what the background writers hold (a process's last act)."""
+        for model in (self.model, self.shadow_model):
+            if model is not None:
+                model.stop()
+        self.prediction_log.close()
+        if self.prediction_store is not None:
+            self.prediction_store.close(drain_s=self.settings.drain_s)
+
+
+def build_service(
+    settings: Settings,
+    model: Pipeline | None = None,
+    shadow_model: Pipeline | None = None,
+    migrate: bool = True,
+) -> ScoringService:
+    """The service of one process: with `model` given (tests) it serves that pipeline and never
+    touches a registry; otherwise it follows the model cache (and the candidate's, with
+    SHADOW_SAMPLE > 0). `migrate`: this process may migrate the store (DATABASE_MIGRATE=auto)
+    — a lone process does; a server's workers and gRPC fronts leave it to the master."""
+    disable_created_metrics()  # *_created series only add noise for these dashboards
+    tokens = _tokens(settings)  # a bad tokens file stops the start before any thread runs
+    metrics = Metrics()
+    live = LiveModel(settings, metrics)
+    follow_shadow = model is None and settings.shadow_sample > 0
+    shadow = LiveModel(settings, metrics, shadow=True) if follow_shadow or shadow_model else None
+    store = _prediction_store(settings, metrics, migrate)
+    service = ScoringService(
+        settings, metrics, live, PredictionLog(settings), store, tokens, shadow
+    )
+    if model is not None:
+        live.inject(model)
+    else:
+        _start_model(settings, live)
+    if shadow is not None and shadow_model is not None:
+        shadow.inject(shadow_model, version="shadow")
+    elif shadow is not None:
+        shadow.load_initial()
+        shadow.start_polling()
+    return service
+
+
+def _tokens(settings: Settings) -> TokenCheck | None:
+    if settings.api_tokens_file is None:
+        return None
+    try:
+        return TokenCheck(settings.api_tokens_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"API_TOKENS_FILE: {exc}") from exc
+
+
+def _prediction_store(
+    settings: Settings, metrics: Metrics, migrate: bool
+) -> PredictionStore | None:
+    if not settings.database_url:
+        return None
+    migrated = None
+    if migrate and settings.database_migrate == "auto":  # embedded; a release step otherwise
+        try:
+            migrated = upgrade(settings.database_url, settings.timeouts(migration=True))
+            log.info("prediction store: %s", migrated.detail)
+        except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
+            log.warning("%s", exc)
+    # Texts are kept where the prediction log may keep them: one privacy switch.
+    store = PredictionStore.for_service(
+        settings, keep_text=settings.prediction_log_text, processes=settings.spool_processes
+    )
+    metrics.watch_spool(store)
+    store.start(known=migrated)
+    return store
+
+
+def _start_model(settings: Settings, live: LiveModel) -> None:
+    if settings.model_sync == "inline":  # this process talks to the registry itself
+        from imdb_sentiment.core.tracking import configure
+        from imdb_sentiment.runtime.sync import quiet_http_defaults
+
+        quiet_http_defaults()
+        configure(settings)
+    live.load_initial()
+    live.start_polling()

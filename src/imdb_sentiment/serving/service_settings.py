@@ -66,7 +66,7 @@ class Settings(ModelSettings, StoreSettings):
         64 * 1024 * 1024, ge=1024, validation_alias="PREDICTION_LOG_MAX_BYTES"
     )
     prediction_log_backups: int = Field(5, ge=0, validation_alias="PREDICTION_LOG_BACKUPS")
-    # Bearer tokens (serving.http.auth): a file of SHA-256 digests, one per line (a mounted
+    # Bearer tokens (serving.auth): a file of SHA-256 digests, one per line (a mounted
     # Secret). POST /api/v1/feedback needs a token; API_TOKENS_FOR=all, every prediction route
     # too. Unset: the write route refuses everyone (403) unless ALLOW_ANONYMOUS_WRITES=true,
     # which only a laptop should say (make run, make serve, compose).

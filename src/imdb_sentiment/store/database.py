@@ -18,7 +18,6 @@ The feedback path reads and writes the database synchronously, within a budget
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -27,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,14 +34,23 @@ from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from imdb_sentiment.core.errors import PipelineError
 from imdb_sentiment.core.labels import POSITIVE, Label
 from imdb_sentiment.store.engine import make_engine
-from imdb_sentiment.store.flusher import Flusher, reason, write_spool
-from imdb_sentiment.store.records import PredictionRecord
+from imdb_sentiment.store.flusher import Flusher, write_spool
+from imdb_sentiment.store.migrate import schema_state
+from imdb_sentiment.store.records import PredictionRecord, as_row, as_spooled, from_row
 from imdb_sentiment.store.retention import Retention
-from imdb_sentiment.store.schema import MIGRATIONS, SchemaState, inspect_schema
-from imdb_sentiment.store.spool import Spool, SpoolError
+from imdb_sentiment.store.schema import SchemaState
+from imdb_sentiment.store.spool import Spool
+from imdb_sentiment.store.spool_file import SpoolError
+from imdb_sentiment.store.store_errors import (
+    DuplicateFeedbackError,
+    NoStoreError,
+    PendingPredictionError,
+    StoreUnavailableError,
+    UnknownPredictionError,
+    reason,
+)
 from imdb_sentiment.store.store_settings import StoreSettings, Timeouts
 from imdb_sentiment.store.tables import feedback, predictions
 
@@ -55,22 +62,6 @@ LOOKUP_PATIENCE_S = 0.2
 SCHEMA_RECHECK_S = 10.0  # while unusable; six times that once usable
 FEEDBACK_THREADS = 2  # feedback calls in flight per process; more are a 503 at once
 T = TypeVar("T")
-
-
-class StoreUnavailableError(PipelineError):
-    """The database cannot be reached or refused the statement (not the caller's fault)."""
-
-
-class UnknownPredictionError(LookupError):
-    pass
-
-
-class PendingPredictionError(LookupError):
-    """The prediction is in this pod's spool, not yet in the database (it is away or behind)."""
-
-
-class DuplicateFeedbackError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -91,111 +82,6 @@ class Labelled:
 
 def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-class SchemaError(StoreUnavailableError):
-    """The database's schema is not one this release can use (store.schema)."""
-
-
-MIGRATION_ATTEMPTS = (
-    6  # a DDL lock not had within the lock timeout: tried again, pausing 1, 2, 4 … s
-)
-
-
-def upgrade(url: str, timeouts: Timeouts | None = None) -> SchemaState:
-    """Bring the schema to this release's newest revision, once per release (the release step;
-    the server itself only for DATABASE_MIGRATE=auto). A newer schema this release does not know
-    is left alone when it is compatible (a rollback meeting the next release's schema), and a
-    `SchemaError` when it is not; never alembic's "Can't locate revision". A revision whose DDL
-    waited longer than the lock timeout (pods' traffic holds the table) is tried again, a few
-    times, with growing pauses: each wait is short, so inserts never queue long behind it."""
-    for attempt in range(MIGRATION_ATTEMPTS):
-        try:
-            return _upgrade_once(url, timeouts)
-        except _LockWaitError as exc:
-            pause = 2.0**attempt
-            log.warning("migration waited too long for a lock (%s); again in %.0f s", exc, pause)
-            time.sleep(pause)
-    raise StoreUnavailableError(
-        f"cannot migrate the prediction store: a lock was not had in {MIGRATION_ATTEMPTS} tries"
-    )
-
-
-class _LockWaitError(Exception):
-    pass
-
-
-def _upgrade_once(url: str, timeouts: Timeouts | None) -> SchemaState:
-    from alembic import command
-    from alembic.config import Config
-    from alembic.util import CommandError
-
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # its start-up chatter
-    timeouts = timeouts or Timeouts(statement_s=600.0, lock_s=5.0)
-    engine = make_engine(url, timeouts, pool_size=1)
-    try:
-        # One migrator at a time: PostgreSQL's advisory lock (migrations/env.py) serialises the
-        # migration itself; on SQLite every worker of a first start would race to create
-        # alembic_version, so the whole check-then-migrate runs under a lock file.
-        with sqlite_migration_lock(url, timeouts.statement_s), engine.connect() as connection:
-            state = inspect_schema(connection)
-            if state.status == "incompatible":
-                raise SchemaError(state.detail)
-            if state.status in ("missing", "older"):
-                config = Config()
-                config.set_main_option("script_location", str(MIGRATIONS))
-                config.attributes["connection"] = connection  # migrations/env.py runs on it
-                command.upgrade(config, "head")
-                connection.commit()
-                state = inspect_schema(connection)
-    except (SQLAlchemyError, OSError, CommandError) as exc:
-        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available
-            raise _LockWaitError(reason(exc)) from exc
-        raise StoreUnavailableError(f"cannot migrate the prediction store: {reason(exc)}") from exc
-    finally:
-        engine.dispose()
-    return state
-
-
-@contextmanager
-def sqlite_migration_lock(url: str, wait_s: float) -> Iterator[None]:
-    """An exclusive lock file beside an SQLite database (nothing for other databases)."""
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
-        yield
-        return
-    path = Path(database).absolute().with_name(Path(database).name + ".migration-lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreUnavailableError(
-                        f"another process held the migration lock {path} for {wait_s:.0f} s"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def schema_state(engine: Engine) -> SchemaState:
-    """The schema this engine's database holds, judged by this release (reads only)."""
-    try:
-        with engine.connect() as connection:
-            return inspect_schema(connection)
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreUnavailableError(reason(exc)) from exc
-
-
-class NoStoreError(StoreUnavailableError):
-    """There is no prediction store to read (DATABASE_URL empty, or an SQLite file never made)."""
 
 
 def open_store(url: str, timeouts: Timeouts | None = None) -> PredictionStore:
@@ -355,7 +241,7 @@ class PredictionStore:
         if not self._running():  # first use in this process, or the thread is gone
             self.start()
         try:
-            self.spool.append([_spooled(r) for r in records])
+            self.spool.append([as_spooled(r) for r in records])
         except SpoolError as exc:
             log.error("%s: %d record(s) lost", exc, len(records))
             self.spool.count_unavailable(len(records))
@@ -421,7 +307,7 @@ class PredictionStore:
             except (SQLAlchemyError, OSError) as exc:
                 raise StoreUnavailableError(reason(exc)) from exc
             if row is not None:
-                return _record(row)
+                return from_row(row)
             if time.monotonic() > patience:
                 if self.spool is not None and self.spool.holds(request_id):
                     raise PendingPredictionError(request_id)
@@ -439,7 +325,7 @@ class PredictionStore:
         try:
             with self.engine.begin() as db:
                 if text is not None:
-                    db.execute(predictions.insert(), [_row(record)])
+                    db.execute(predictions.insert(), [as_row(record)])
                 db.execute(
                     feedback.insert(),
                     [{"request_id": record.request_id, "item": record.item,
@@ -461,7 +347,7 @@ class PredictionStore:
         try:
             with self.engine.connect().execution_options(yield_per=10_000) as db:
                 for row in db.execute(query.order_by(predictions.c.created)).mappings():
-                    yield _record(row)
+                    yield from_row(row)
         except SQLAlchemyError as exc:
             raise StoreUnavailableError(reason(exc)) from exc
 
@@ -481,7 +367,7 @@ class PredictionStore:
         try:
             with self.engine.connect().execution_options(yield_per=10_000) as db:
                 for row in db.execute(query.order_by(predictions.c.created)).mappings():
-                    yield _record(row), row["actual"]
+                    yield from_row(row), row["actual"]
         except SQLAlchemyError as exc:
             raise StoreUnavailableError(reason(exc)) from exc
 
@@ -521,7 +407,7 @@ class PredictionStore:
         try:
             with self.engine.connect() as db:
                 for row in db.execute(query.order_by(feedback.c.created)).mappings():
-                    yield _record(row), row["actual"], float(row["labelled_at"])
+                    yield from_row(row), row["actual"], float(row["labelled_at"])
         except SQLAlchemyError as exc:
             raise StoreUnavailableError(reason(exc)) from exc
 
@@ -535,70 +421,3 @@ def _window(query: Any, columns: Any, since: float | None, until: float | None,
     if version is not None:
         query = query.where(columns.model_version == version)
     return query
-
-
-# Columns a spooled record leaves out when they are NULL (most records: no text kept, no
-# caller's id, not shadowed): less JSON to write, and to read back.
-SPARSE = ("text", "client_request_id", "shadow_version", "shadow_probability", "shadow_label")
-
-
-def _spooled(r: PredictionRecord) -> dict[str, Any]:
-    """A record as the spool keeps it: its row, without the SPARSE columns that are NULL."""
-    row = _row(r)
-    for name in SPARSE:
-        if row[name] is None:
-            del row[name]
-    return row
-
-
-def _row(r: PredictionRecord) -> dict[str, Any]:
-    return {
-        "request_id": r.request_id,
-        "item": r.item,
-        "created": r.time,
-        "model_version": r.model_version,
-        "probability": r.probability,
-        "label": r.label,
-        "text": storable(r.text),
-        "unknown_share": r.unknown_share,
-        "tokens": r.tokens,
-        "text_chars": r.text_chars,
-        "client_request_id": r.client_request_id,
-        "shadow_version": r.shadow_version,
-        "shadow_probability": r.shadow_probability,
-        "shadow_label": r.shadow_label,
-    }
-
-
-def storable(value: str | None) -> str | None:
-    """A text as every database stores it: NUL (which PostgreSQL's text cannot hold) and lone
-    surrogates (which no encoding can) become U+FFFD. The review was scored as it came; the
-    stored copy is for people and retraining, where the replacement character means the same."""
-    if value is None:
-        return None
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: each of their bytes becomes U+FFFD
-        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return value
-
-
-def _record(row: Any) -> PredictionRecord:
-    return PredictionRecord(
-        time=float(row["created"]),
-        request_id=row["request_id"],
-        item=int(row["item"]),
-        model_version=row["model_version"],
-        probability=float(row["probability"]),
-        label=row["label"],
-        unknown_share=float("nan") if row["unknown_share"] is None else row["unknown_share"],
-        tokens=-1 if row["tokens"] is None else int(row["tokens"]),
-        text_chars=-1 if row["text_chars"] is None else int(row["text_chars"]),
-        text=row["text"],
-        client_request_id=row.get("client_request_id"),
-        shadow_version=row.get("shadow_version"),
-        shadow_probability=row.get("shadow_probability"),
-        shadow_label=row.get("shadow_label"),
-    )

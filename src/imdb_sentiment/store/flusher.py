@@ -41,9 +41,12 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
+from imdb_sentiment.store.records import body_shape, shape_fields
 from imdb_sentiment.store.retention import Retention
 from imdb_sentiment.store.schema import SchemaState
-from imdb_sentiment.store.spool import Spool, Taken, body_shape, shape_fields
+from imdb_sentiment.store.spool import Spool
+from imdb_sentiment.store.spool_file import Taken
+from imdb_sentiment.store.store_errors import reason
 from imdb_sentiment.store.tables import predictions
 
 
@@ -87,13 +90,6 @@ def refused_for_good(exc: BaseException) -> bool:
         return "malformed JSON" in str(exc)  # SQLite reading a body that is not JSON
     original = getattr(exc, "orig", None) if isinstance(exc, StatementError) else exc
     return isinstance(original, (ValueError, TypeError, KeyError))
-
-
-def reason(exc: BaseException) -> str:
-    """The driver's message, first line, without SQLAlchemy's statement and link."""
-    original = getattr(exc, "orig", None) or exc
-    lines = str(original).strip().splitlines()
-    return lines[0] if lines else type(original).__name__
 
 
 def write_spool(store: Writable, spool: Spool, until: float | None = None) -> None:

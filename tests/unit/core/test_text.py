@@ -5,12 +5,12 @@ from dataclasses import asdict, replace
 import pandas as pd
 import pytest
 
+from harness.project import ROOT
 from imdb_sentiment.core.config import load_params, parse_params
 from imdb_sentiment.core.errors import ConfigError
 from imdb_sentiment.core.text import CleanOptions, clean_text, tokenize
 from imdb_sentiment.model.features import TextCleaner
 from tests.helpers import PUNCTUATION_TOKENS, SEED_CLEANING
-from tests.project import ROOT
 
 RAW = replace(SEED_CLEANING, remove_stopwords=False, lemmatize=False)  # the steps alone
 

@@ -15,7 +15,7 @@ from imdb_sentiment.core.text import CleanOptions
 from imdb_sentiment.model.classifier import NBLogisticRegression
 from imdb_sentiment.model.features import build_featurizer
 from imdb_sentiment.runtime.compile import compile_pipeline
-from imdb_sentiment.runtime.scorer import FastScorer, read_threshold
+from imdb_sentiment.runtime.scorer_files import load_scorer, read_threshold, save_scorer
 from tests.helpers import PUNCTUATION_TOKENS, SEED_CLEANING, tiny_texts
 
 NB_BINARY = {"binary": True, "use_idf": False, "norm": None, "sublinear_tf": False}
@@ -103,8 +103,8 @@ def test_saved_scorer_reloads_identically(tmp_path: Path) -> None:
     model = build(*CONFIGS["binary-nb"])
     texts, _ = tiny_texts(50, seed=12)
     compiled = compile_pipeline(model, 0.5)
-    compiled.save(tmp_path / "scorer")
-    loaded = FastScorer.load(tmp_path / "scorer")
+    save_scorer(compiled, tmp_path / "scorer")
+    loaded = load_scorer(tmp_path / "scorer")
     np.testing.assert_array_equal(loaded.predict_proba(texts), compiled.predict_proba(texts))
     text = texts[0]
     assert loaded.score(text, explain=5) == compiled.score(text, explain=5)
@@ -130,7 +130,7 @@ def test_explanation_terms_are_the_vocabulary_terms() -> None:
 def test_only_word_ngram_scorers_can_be_saved(tmp_path: Path) -> None:
     scorer = compile_pipeline(build(*CONFIGS["l1-chars-nb"]), 0.5)
     with pytest.raises(TypeError, match="only word n-gram"):
-        scorer.save(tmp_path / "scorer")
+        save_scorer(scorer, tmp_path / "scorer")
 
 
 @pytest.mark.parametrize("name", ["binary-nb", "punctuation-tokens"])
@@ -202,12 +202,12 @@ def test_the_decision_threshold_labels_and_survives_saving(tmp_path: Path) -> No
     batch = strict.score_batch(texts)
     assert [s.label for s in batch] == [strict.score(t).label for t in texts]
     assert [s.label for s in at_half.score_batch(texts)] != [s.label for s in batch]
-    strict.save(tmp_path / "scorer")
-    assert FastScorer.load(tmp_path / "scorer").threshold == 0.9
+    save_scorer(strict, tmp_path / "scorer")
+    assert load_scorer(tmp_path / "scorer").threshold == 0.9
     assert read_threshold(tmp_path / "scorer") == 0.9
     meta = json.loads((tmp_path / "scorer" / "scorer.json").read_text())
     del meta["threshold"]  # a scorer saved before thresholds were kept
     (tmp_path / "scorer" / "scorer.json").write_text(json.dumps(meta))
-    assert FastScorer.load(tmp_path / "scorer").threshold == 0.5
+    assert load_scorer(tmp_path / "scorer").threshold == 0.5
     with pytest.raises(ValueError, match="between 0 and 1"):
         compile_pipeline(model, threshold=1.0)

@@ -9,8 +9,6 @@ import logging.config
 import os
 import runpy
 import time
-from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,10 +18,9 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import serving
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.context import service_of
 from imdb_sentiment.serving.logs import (
     REQUEST_ID,
-    JsonAccessLogger,
     RequestIdFilter,
     ServiceJsonFormatter,
     access_fields,
@@ -89,17 +86,6 @@ def test_callers_ids_are_kept_for_correlation_only_when_sensible(
     assert client_request_id(header) == (header if kept else None)
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    names = ["", "gunicorn.error", "gunicorn.access"]
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in names}
-    yield
-    for name, (handlers, level) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-
-
 @pytest.mark.usefixtures("restore_logging")
 def test_the_config_is_what_dictconfig_accepts() -> None:
     for fmt in ("json", "text"):
@@ -132,7 +118,7 @@ def test_the_servers_id_is_returned_and_keys_the_record_the_callers_is_kept_besi
     assert ours != "mine-1" and len(ours) == 32  # the server's own, never the caller's
     generated = made.headers["X-Request-ID"]
     assert len(generated) == 32 and generated != ours
-    ServiceContext.of(logged_client.application).prediction_log.close()
+    service_of(logged_client.application).prediction_log.close()
     found = records(tmp_path / "predictions")
     assert [r["request_id"] for r in found] == [ours, generated, generated]
     assert [r.get("client_request_id") for r in found] == ["mine-1", None, None]
@@ -151,7 +137,7 @@ def test_text_is_logged_only_when_allowed(small_model: Pipeline, tmp_path: Path)
     )
     app = create_app(settings, model=small_model)
     app.test_client().post(PREDICT, json={"text": "Loved it."})
-    ServiceContext.of(app).prediction_log.close()
+    service_of(app).prediction_log.close()
     assert [r["text"] for r in records(tmp_path / "p")] == ["Loved it."]
 
 
@@ -229,31 +215,6 @@ def test_the_direct_access_line_is_the_generic_formatters_line(atoms: dict[str, 
     assert json.loads(direct)["event"] == "access"
 
 
-def test_gunicorn_writes_the_json_access_line_through_the_lean_logger(
-    restore_logging: None,
-) -> None:
-    from gunicorn.config import Config
-
-    config = Config()
-    config.set("logconfig_dict", logging_config("json"))
-    logger = JsonAccessLogger(config)
-    stream = io.StringIO()
-    logging.getLogger("gunicorn.access").handlers[0].setStream(stream)  # type: ignore[attr-defined]
-    response = SimpleNamespace(
-        status="201 CREATED", sent=57, headers=[("Content-Type", "x"), ("X-Request-ID", "r-9")]
-    )
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/feedback", "QUERY_STRING": "",
-               "REMOTE_ADDR": "10.1.2.3", "HTTP_USER_AGENT": "kube-probe/1.30",
-               "HTTP_X_REQUEST_ID": "caller-7"}  # fmt: skip
-    logger.access(response, None, environ, timedelta(seconds=1, microseconds=2500))
-    line = json.loads(stream.getvalue())
-    assert line["client_request_id"] == "caller-7"  # the caller's, beside the server's
-    assert line["message"] == "POST /api/v1/feedback 201" and line["status"] == 201
-    assert line["request_id"] == "r-9" and line["duration_ms"] == 1002.5 and line["bytes"] == 57
-    assert line["remote"] == "10.1.2.3" and line["user_agent"] == "kube-probe/1.30"
-    assert "query" not in line and line["logger"] == "gunicorn.access"
-
-
 def test_server_ids_are_distinct_unguessable_and_rekeyed_after_a_fork() -> None:
     ids = [new_request_id() for _ in range(1000)]
     assert len(set(ids)) == 1000 and all(len(i) == 32 for i in ids)
@@ -272,16 +233,3 @@ def test_server_ids_are_distinct_unguessable_and_rekeyed_after_a_fork() -> None:
     os.close(read)
     os.close(write)
     assert len(child) == 1000 and not set(child) & set(ids)
-
-
-def test_no_access_line_when_the_access_log_is_off(restore_logging: None) -> None:
-    from gunicorn.config import Config
-
-    config = Config()
-    config.set("logconfig_dict", logging_config("json", access_log=False))
-    logger = JsonAccessLogger(config)
-    stream = io.StringIO()
-    logging.getLogger("gunicorn.access").handlers[0].setStream(stream)  # type: ignore[attr-defined]
-    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
-    logger.access(response, None, {"REQUEST_METHOD": "GET"}, timedelta(microseconds=5))
-    assert stream.getvalue() == ""

@@ -10,7 +10,7 @@ from flask import Flask
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.context import service_of
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import tiny_model
 from tests.unit.serving.http.test_web_metrics_openapi import samples
@@ -28,7 +28,7 @@ def test_the_candidate_is_recorded_beside_production_never_returned(
     small_model: Pipeline, database_url: str
 ) -> None:
     app = shadowing(small_model, database_url, sample=1.0)
-    ctx = ServiceContext.of(app)
+    ctx = service_of(app)
     client = app.test_client()
     assert client.get("/version").get_json()["shadow"] == {"version": "shadow", "sample": 1.0}
     response = client.post("/api/v1/predict", json={"texts": TEXTS})
@@ -72,7 +72,7 @@ def test_a_failing_candidate_never_fails_the_request(
     small_model: Pipeline, database_url: str, tmp_path: Path
 ) -> None:
     app = shadowing(small_model, database_url, sample=1.0)
-    ctx = ServiceContext.of(app)
+    ctx = service_of(app)
 
     class Broken:
         def score(self, *args: object, **kwargs: object) -> None:
@@ -96,7 +96,7 @@ def test_sample_zero_shadows_nothing(small_model: Pipeline, database_url: str) -
     app = shadowing(small_model, database_url, sample=0.0)
     client = app.test_client()
     response = client.post("/api/v1/predict", json={"texts": TEXTS})
-    records = ServiceContext.of(app).prediction_store
+    records = service_of(app).prediction_store
     assert records is not None
     stored = records.lookup(response.headers["X-Request-ID"], 1)
     assert stored.shadow_version is None
@@ -111,7 +111,7 @@ def test_a_withdrawn_candidate_leaves_the_shadow_gauge(
     settings = load_settings(database_url=database_url, shadow_sample=1.0,
                              model_cache_dir=str(tmp_path))  # fmt: skip
     app = create_app(settings, model=small_model, shadow_model=tiny_model(flipped=True))
-    shadow = ServiceContext.of(app).shadow_model
+    shadow = service_of(app).shadow_model
     assert shadow is not None
     shadow.cache.write_pointer(Pointer("imdb-sentiment", None, None, "registry", "promoted"))
     assert shadow.follow() and shadow.current is None
@@ -130,7 +130,7 @@ def test_a_slow_candidate_is_skipped_past_its_budget_and_a_failing_one_logged_on
 
     settings = load_settings(database_url=database_url, shadow_sample=1.0, shadow_budget_ms=5)
     app = create_app(settings, model=small_model, shadow_model=tiny_model(flipped=True))
-    ctx = ServiceContext.of(app)
+    ctx = service_of(app)
     scorer = ctx.shadow_model.current.scorer  # type: ignore[union-attr]
     slow = scorer.score
 

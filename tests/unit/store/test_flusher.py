@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from imdb_sentiment.store import retention as retention_module
-from imdb_sentiment.store.database import PredictionStore, storable
-from imdb_sentiment.store.records import PredictionRecord
+from imdb_sentiment.store.database import PredictionStore
+from imdb_sentiment.store.records import PredictionRecord, storable
 from imdb_sentiment.store.retention import RetentionRun
 from imdb_sentiment.store.spool import PREFIX, Spool
 from imdb_sentiment.store.tables import predictions

@@ -12,10 +12,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 
-from imdb_sentiment.store.database import PredictionStore, SchemaError, upgrade
+from harness.postgres import PostgresServer
+from imdb_sentiment.store.database import PredictionStore
 from imdb_sentiment.store.engine import make_engine
+from imdb_sentiment.store.migrate import upgrade
 from imdb_sentiment.store.schema import MIGRATIONS, head, known_revisions
-from tests.postgres import PostgresServer
+from imdb_sentiment.store.store_errors import SchemaError
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -149,9 +151,9 @@ def test_a_service_on_an_unmigrated_store_is_not_ready_until_the_release_step(
     assert "older" in reason
     assert client.post("/api/v1/predict", json={"text": "fine"}).status_code == 200  # still served
     upgrade(url)
-    from imdb_sentiment.serving.http.context import ServiceContext
+    from imdb_sentiment.serving.http.context import service_of
 
-    records = ServiceContext.of(client.application).prediction_store
+    records = service_of(client.application).prediction_store
     assert records is not None
     records.check_schema()  # what the watcher does within its interval
     assert client.get("/readyz").status_code == 200

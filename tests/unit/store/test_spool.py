@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imdb_sentiment.store.spool import PREFIX, Budget, Spool, Taken
+from imdb_sentiment.store.spool import PREFIX, Spool
+from imdb_sentiment.store.spool_file import Budget, Taken
 
 
 def _row(request_id: str, text: str = "x") -> dict[str, object]:

@@ -9,7 +9,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imdb_sentiment.store.spool import body_shape, decode_request, encode_request, shape_fields
+from imdb_sentiment.store.records import (
+    body_shape,
+    decode_request,
+    encode_request,
+    shape_fields,
+)
 
 FIELDS = ["request_id", "item", "created", "probability", "label", "text", "shadow_version"]
 VALUES = st.one_of(

@@ -19,7 +19,7 @@ from imdb_sentiment.core.config import Params, flatten
 from imdb_sentiment.core.model_settings import ModelSettings
 from imdb_sentiment.core.tracking import git_commit
 from imdb_sentiment.pipeline.registry import ACCURACY_TAG, STAGING
-from imdb_sentiment.runtime.scorer import THRESHOLD_METADATA
+from imdb_sentiment.runtime.scorer_files import THRESHOLD_METADATA, save_scorer
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +123,11 @@ def _log_scorer(client: MlflowClient, model_id: str, model: Pipeline, threshold:
     `imdb-sentiment predict` and Spark executors load numpy arrays and never recompile.
     Configurations the compiler cannot save (character n-grams) are left without one."""
     from imdb_sentiment.runtime.compile import compile_pipeline
-    from imdb_sentiment.runtime.scorer import SCORER_DIR
+    from imdb_sentiment.runtime.scorer_files import SCORER_DIR
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            compile_pipeline(model, threshold).save(Path(tmp))
+            save_scorer(compile_pipeline(model, threshold), Path(tmp))
         except TypeError as exc:
             log.info("no compiled scorer shipped with this model: %s", exc)
             return

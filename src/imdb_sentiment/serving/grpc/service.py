@@ -4,10 +4,11 @@ ModelInfer, served by `GRPC_WORKERS` processes beside gunicorn's workers, sharin
 (SO_REUSEPORT); `serving.server.Server` starts and supervises them (`Supervisor`), and stops
 them by process id.
 
-It is the HTTP service's other front, built from the same pieces: `create_app` wires the
-settings, the model store (following the model cache like a worker, hot-swapping when the sync
-moves it), the metrics (Prometheus' multiprocess files: /metrics counts gRPC requests too), the
-bearer tokens, the prediction log and the prediction store; a request gets a server-made id
+It is an adapter over the scoring service (`serving.scoring`), as the HTTP app is, and knows
+no web framework: `build_service` wires the settings, the live model (following the model cache
+like a worker, hot-swapping when the sync moves it), the metrics (Prometheus' multiprocess files:
+/metrics counts gRPC requests too), the bearer tokens, the prediction log and the prediction
+store; a request gets a server-made id
 (returned in the `x-request-id` response metadata), its records are kept under it, and the
 caller's `x-request-id` metadata is its correlation id. The protocol's messages and service
 stubs are tritonclient's generated ones (the same wire messages KServe's clients speak): no
@@ -32,6 +33,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as rpc
 
 from imdb_sentiment import __version__
+from imdb_sentiment.serving.api_errors import ApiError
 from imdb_sentiment.serving.grpc.messages import (
     INPUT,
     OUTPUTS,
@@ -40,15 +42,13 @@ from imdb_sentiment.serving.grpc.messages import (
     request_texts,
     requested_outputs,
 )
-from imdb_sentiment.serving.http.api_errors import ApiError
-from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.context import ServiceContext
 from imdb_sentiment.serving.logs import (
     CLIENT_REQUEST_ID,
     REQUEST_ID,
     client_request_id,
     new_request_id,
 )
+from imdb_sentiment.serving.scoring import ScoringService, build_service
 from imdb_sentiment.serving.service_settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ def from_api_error(error: ApiError) -> AbortError:
 
 
 class InferenceServicer(rpc.GRPCInferenceServiceServicer):
-    def __init__(self, ctx: ServiceContext) -> None:
-        self.ctx = ctx
+    def __init__(self, service: ScoringService) -> None:
+        self.service = service
 
     # --- every call: metrics, ids, statuses ----------------------------------------------
     def _call(self, method: str, context: Any, handle: Callable[[], T], batch: bool = False) -> T:
@@ -88,7 +88,7 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
             return handle()
         except AbortError as abort:
             status = abort.code
-            self.ctx.metrics.errors.labels(endpoint=SERVICE + method,
+            self.service.metrics.errors.labels(endpoint=SERVICE + method,
                                            reason=abort.code.name.lower()).inc()  # fmt: skip
             context.abort(abort.code, abort.message)
             raise  # unreachable: abort raises
@@ -99,18 +99,18 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
             raise
         finally:
             elapsed = time.perf_counter() - started
-            cost = elapsed * self.ctx.settings.instance_cost_per_hour / 3600
+            cost = elapsed * self.service.settings.instance_cost_per_hour / 3600
             shape = "batch" if batch else "single"
-            self.ctx.metrics.observe_request(
+            self.service.metrics.observe_request(
                 "POST", SERVICE + method, str(HTTP_STATUS[status]), shape, elapsed, cost
             )
 
     def _model(self, name: str, version: str) -> Any:
-        if name != self.ctx.settings.model_name:
+        if name != self.service.settings.model_name:
             raise AbortError(grpc.StatusCode.NOT_FOUND, f"no model named {name!r}")
-        model = self.ctx.model.current
+        model = self.service.model.current
         if model is None:
-            raise AbortError(grpc.StatusCode.UNAVAILABLE, self.ctx.model.public_reason)
+            raise AbortError(grpc.StatusCode.UNAVAILABLE, self.service.model.public_reason)
         if version and version != model.version:
             raise AbortError(grpc.StatusCode.NOT_FOUND,
                         f"model {name!r} has no version {version!r}")  # fmt: skip
@@ -121,7 +121,7 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
         return self._call("ServerLive", context, lambda: pb.ServerLiveResponse(live=True))
 
     def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        ready = self.ctx.unready_reason() is None  # as /readyz and /v2/health/ready
+        ready = self.service.unready_reason() is None  # as /readyz and /v2/health/ready
         return self._call("ServerReady", context, lambda: pb.ServerReadyResponse(ready=ready))
 
     def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -170,21 +170,21 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
     def _infer(self, request: Any, metadata: dict[str, str], server_id: str,
                client_id: str | None) -> Any:  # fmt: skip
         try:
-            self.ctx.authorize(metadata.get("authorization"), "predict")
+            self.service.authorize(metadata.get("authorization"), "predict")
         except ApiError as error:
             raise from_api_error(error) from None
-        if request.ByteSize() > self.ctx.settings.max_body_bytes:
-            limit = self.ctx.settings.max_body_bytes
+        if request.ByteSize() > self.service.settings.max_body_bytes:
+            limit = self.service.settings.max_body_bytes
             raise AbortError(grpc.StatusCode.INVALID_ARGUMENT, f"request larger than {limit} bytes")
         model = self._model(request.model_name, request.model_version)
         try:
             names = requested_outputs(request)
-            texts = self.ctx.schemas.texts.validate_python(request_texts(request))
+            texts = self.service.texts.validate_python(request_texts(request))
         except TensorError as exc:
             raise AbortError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except ValidationError as exc:
             raise AbortError(grpc.StatusCode.INVALID_ARGUMENT, _first_problem(exc)) from None
-        results = self.ctx.scoring.score(model, texts, server_id, client_id)
+        results = self.service.predict(model, texts, server_id, client_id)
         response = pb.ModelInferResponse(model_name=request.model_name,
                                          model_version=model.version, id=request.id)  # fmt: skip
         fill_outputs(response, [r.score.p_positive for r in results],
@@ -209,10 +209,12 @@ def _ids(server_id: str, client_id: str | None) -> Iterator[None]:
         CLIENT_REQUEST_ID.reset(client)
 
 
-def build(settings: Settings) -> tuple[grpc.Server, ServiceContext]:
-    """The server (not started) on settings.grpc_port, and the service pieces behind it."""
-    app = create_app(settings)
-    ctx = ServiceContext.of(app)
+def build(
+    settings: Settings, service: ScoringService | None = None
+) -> tuple[grpc.Server, ScoringService]:
+    """The server (not started) on settings.grpc_port, and the scoring service behind it
+    (`service`: one built already, as tests do)."""
+    scoring_service = service or build_service(settings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_threads,
                                    thread_name_prefix="grpc"),
@@ -220,15 +222,18 @@ def build(settings: Settings) -> tuple[grpc.Server, ServiceContext]:
                  ("grpc.max_send_message_length", settings.max_body_bytes + 65536),
                  ("grpc.so_reuseport", 1)],  # GRPC_WORKERS processes on one port
     )  # fmt: skip
-    rpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(ctx), server)
+    rpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(scoring_service), server)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
-    return server, ctx
+    return server, scoring_service
 
 
 def serve() -> None:
-    """Run until SIGTERM (the gunicorn master's stop): in-flight calls get their grace."""
-    settings = load_settings()
-    server, ctx = build(settings)
+    """A server's gRPC front (`serving.server.Server` starts GRPC_WORKERS of these): run
+    until SIGTERM (the gunicorn master's stop), in-flight calls get their grace."""
+    # As a worker: the model from the cache the server's sync fills, the store left to the
+    # master to migrate.
+    settings = load_settings(model_sync="sidecar")
+    server, scoring_service = build(settings, build_service(settings, migrate=False))
     server.start()
     log.info("gRPC inference protocol on port %d", settings.grpc_port)
     stopping = threading.Event()
@@ -236,4 +241,4 @@ def serve() -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     stopping.wait()
     server.stop(grace=settings.timeout).wait()
-    ctx.close()
+    scoring_service.close()

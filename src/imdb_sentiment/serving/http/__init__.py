@@ -1,6 +1,8 @@
-"""HTTP: the Flask app (`app.create_app`), its blueprints (`api`, `web`, `ops`, `docs`, `oip`),
-request schemas and error bodies (`api_errors`), the page's highlighting (`highlight`), and the
-WSGI entry point for gunicorn's workers (`wsgi`).
+"""HTTP: the Flask app (`app.create_app`) over the scoring service (`serving.scoring`), its
+blueprints (`api`, `web`, `ops`, `docs`, `oip`), request bodies and their schemas (`schemas`),
+response schemas (`responses`), the page's highlighting (`highlight`), and the WSGI entry point
+for gunicorn's workers (`wsgi`).
 
-Thin: handlers parse with `schemas`, score through `predict`, answer with `api_errors`.
+Thin: handlers parse with `schemas`, score through `context.predict`, and raise
+`ApiError`s that `app` answers as JSON.
 """

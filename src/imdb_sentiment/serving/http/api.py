@@ -14,11 +14,11 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment.core.evidence import outcome
-from imdb_sentiment.serving.http.api_errors import ApiError
-from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.api_errors import ApiError
+from imdb_sentiment.serving.http.context import predict, schemas, service
 from imdb_sentiment.serving.http.schemas import decode_utf8, parse_json, read_body
 from imdb_sentiment.serving.scoring import Prediction
-from imdb_sentiment.store.database import (
+from imdb_sentiment.store.store_errors import (
     DuplicateFeedbackError,
     PendingPredictionError,
     StoreUnavailableError,
@@ -38,10 +38,10 @@ def predict_json() -> ResponseReturnValue:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
-    texts, explain, single = ctx.schemas.predict_request(body)
+    texts, explain, single = schemas().predict_request(body)
     model = ctx.served_model()
     top_k = ctx.settings.explain_top_k if explain else 0
-    results = ctx.predict(model, texts, top_k)
+    results = predict(model, texts, top_k)
     if single:
         return jsonify(results[0].as_json(model, explain))
     return jsonify({"predictions": [r.as_json(model, explain) for r in results]})
@@ -63,11 +63,11 @@ def invocations() -> ResponseReturnValue:
         raise ApiError(415, "unsupported_media_type", "the scoring server only supports UTF-8")
     raw = read_body(request, ctx.settings.max_body_bytes)
     if request.mimetype == "text/csv":
-        texts = ctx.schemas.csv_texts(decode_utf8(raw))
+        texts = schemas().csv_texts(decode_utf8(raw))
     else:
-        texts = ctx.schemas.invocation_texts(parse_json(raw))
+        texts = schemas().invocation_texts(parse_json(raw))
     model = ctx.served_model()
-    results = ctx.predict(model, texts)
+    results = predict(model, texts)
     # Same shape as `mlflow models serve` for this model (predict_proba): [[P(neg), P(pos)], …]
     return jsonify(
         {"predictions": [[1.0 - r.score.p_positive, r.score.p_positive] for r in results]}
@@ -94,7 +94,7 @@ def feedback() -> ResponseReturnValue:
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     body = parse_json(read_body(request, ctx.settings.max_body_bytes))
-    request_id, item, text, label = ctx.schemas.feedback_request(body)
+    request_id, item, text, label = schemas().feedback_request(body)
     try:
         if text is not None:  # scored now, by the current model, and stored with its label
             model = ctx.served_model()

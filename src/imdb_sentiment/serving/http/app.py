@@ -1,7 +1,6 @@
-"""Flask app factory: `create_app(settings, model=None)`.
-
-Nothing is loaded at import. The factory wires settings, a per-app metrics registry and the
-model store; with `model` given (tests) it serves that pipeline and never touches a registry.
+"""Flask app factory: `create_app(settings, model=None)`, the HTTP front over the scoring
+service (`serving.scoring`): its blueprints, the request hooks (ids, security headers, request
+metrics) and the error handlers that turn an `ApiError` into JSON. Nothing is loaded at import.
 """
 
 from __future__ import annotations
@@ -12,17 +11,13 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from prometheus_client import disable_created_metrics
 from werkzeug.exceptions import HTTPException
 
-from imdb_sentiment.core.errors import ConfigError
+from imdb_sentiment.serving.api_errors import ApiError
 from imdb_sentiment.serving.http import api, docs, oip, ops, web
-from imdb_sentiment.serving.http.api_errors import ApiError, error_body
-from imdb_sentiment.serving.http.auth import TokenCheck
-from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.context import install
 from imdb_sentiment.serving.http.json_provider import OrjsonProvider
 from imdb_sentiment.serving.http.schemas import Schemas
-from imdb_sentiment.serving.live_model import LiveModel
 from imdb_sentiment.serving.logs import (
     CLIENT_REQUEST_ID,
     REQUEST_ID,
@@ -31,9 +26,8 @@ from imdb_sentiment.serving.logs import (
     new_request_id,
 )
 from imdb_sentiment.serving.metrics import Metrics
-from imdb_sentiment.serving.predictions import PredictionLog
+from imdb_sentiment.serving.scoring import build_service
 from imdb_sentiment.serving.service_settings import Settings, load_settings
-from imdb_sentiment.store.database import PredictionStore, StoreUnavailableError, upgrade
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -47,84 +41,37 @@ CSP = (
 # Swagger UI sets inline styles; scripts stay same-origin only, there as everywhere.
 DOCS_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 UNTIMED = {"ops.metrics", "static", "docs.asset"}
+# MLflow's error codes (mlflow.protos.databricks_pb2) by HTTP status.
+MLFLOW_CODES = {503: "TEMPORARILY_UNAVAILABLE", 500: "INTERNAL_ERROR", 404: "ENDPOINT_NOT_FOUND"}
+
+
+def error_body(status: int, code: str, detail: str) -> dict[str, str]:
+    """Every error's JSON: {"error": code, "detail": message}, plus MLflow's {"error_code",
+    "message"} so clients of MLflow's scoring server understand it too."""
+    mlflow_code = MLFLOW_CODES.get(status, "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR")
+    return {"error": code, "detail": detail, "error_code": mlflow_code, "message": detail}
 
 
 def create_app(
     settings: Settings | None = None,
     model: Pipeline | None = None,
     shadow_model: Pipeline | None = None,
+    migrate: bool = True,
 ) -> Flask:
+    """The HTTP front over a scoring service built for `settings` (`build_service`: `model`
+    and `shadow_model` are for tests; `migrate`: False in a server's workers)."""
     settings = settings or load_settings()
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     # One byte over the limit gets through Werkzeug, so read_body can tell "too large" apart from
     # "exactly at the limit" for chunked bodies too (Werkzeug cuts those silently).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    disable_created_metrics()  # *_created series only add noise for these dashboards
-    metrics = Metrics()
-    live = LiveModel(settings, metrics)
-    prediction_log = PredictionLog(settings)
-    prediction_store = _prediction_store(settings, metrics)
-    schemas = Schemas.build(settings)
-    # The candidate scored in the shadow: followed from the registry, or handed in (tests).
-    follow_shadow = model is None and settings.shadow_sample > 0
-    shadow = LiveModel(settings, metrics, shadow=True) if follow_shadow or shadow_model else None
-    tokens = _tokens(settings)
-    ServiceContext(
-        settings, metrics, live, schemas, prediction_log, prediction_store, tokens, shadow
-    ).install(app)
+    scoring_service = build_service(settings, model, shadow_model, migrate=migrate)
+    install(app, scoring_service, Schemas.build(settings))
     for blueprint in (web.bp, api.bp, oip.bp, ops.bp, docs.bp):
         app.register_blueprint(blueprint)
-    _install_hooks(app, settings, metrics)
-    if model is not None:
-        live.inject(model)
-    else:
-        _start_model(settings, live)
-    if shadow is not None and shadow_model is not None:
-        shadow.inject(shadow_model, version="shadow")
-    elif shadow is not None:
-        shadow.load_initial()
-        shadow.start_polling()
+    _install_hooks(app, settings, scoring_service.metrics)
     return app
-
-
-def _tokens(settings: Settings) -> TokenCheck | None:
-    if settings.api_tokens_file is None:
-        return None
-    try:
-        return TokenCheck(settings.api_tokens_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"API_TOKENS_FILE: {exc}") from exc
-
-
-def _prediction_store(settings: Settings, metrics: Metrics) -> PredictionStore | None:
-    if not settings.database_url:
-        return None
-    migrated = None
-    if settings.database_migrate == "auto":  # the embedded store; a release step otherwise
-        try:
-            migrated = upgrade(settings.database_url, settings.timeouts(migration=True))
-            log.info("prediction store: %s", migrated.detail)
-        except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
-            log.warning("%s", exc)
-    # Texts are kept where the prediction log may keep them: one privacy switch.
-    store = PredictionStore.for_service(
-        settings, keep_text=settings.prediction_log_text, processes=settings.spool_processes
-    )
-    metrics.watch_spool(store)
-    store.start(known=migrated)
-    return store
-
-
-def _start_model(settings: Settings, store: LiveModel) -> None:
-    if settings.model_sync == "inline":  # this process talks to the registry itself
-        from imdb_sentiment.core.tracking import configure
-        from imdb_sentiment.runtime.sync import quiet_http_defaults
-
-        quiet_http_defaults()
-        configure(settings)
-    store.load_initial()
-    store.start_polling()
 
 
 def _endpoint() -> str:

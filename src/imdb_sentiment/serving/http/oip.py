@@ -23,8 +23,8 @@ from flask import Blueprint, Request, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
-from imdb_sentiment.serving.http.api_errors import ApiError
-from imdb_sentiment.serving.http.context import ServiceContext, service
+from imdb_sentiment.serving.api_errors import ApiError
+from imdb_sentiment.serving.http.context import predict, schemas, service
 from imdb_sentiment.serving.http.oip_binary import (
     HEADER,
     BinaryDataError,
@@ -35,7 +35,7 @@ from imdb_sentiment.serving.http.oip_binary import (
 )
 from imdb_sentiment.serving.http.schemas import parse_json, read_body
 from imdb_sentiment.serving.live_model import LoadedModel
-from imdb_sentiment.serving.scoring import Prediction
+from imdb_sentiment.serving.scoring import Prediction, ScoringService
 
 bp = Blueprint("oip", __name__, url_prefix="/v2")
 INPUT = "text"
@@ -84,7 +84,7 @@ def _pair(positive: float) -> tuple[float, float]:
     return round(1.0 - positive, 6), round(positive, 6)
 
 
-def _model(ctx: ServiceContext, name: str, version: str | None) -> LoadedModel:
+def _model(ctx: ScoringService, name: str, version: str | None) -> LoadedModel:
     """The served model if `name` (and `version`) name it, else a 404."""
     g.oip = True  # errors in the protocol's shape (app.py)
     if name != ctx.settings.model_name:
@@ -150,10 +150,10 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     if request.mimetype not in ("", "application/json", "application/octet-stream"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     body = request_body(request, ctx.settings.max_body_bytes)
-    ctx.schemas.check_oip_infer(body)
+    schemas().check_oip_infer(body)
     texts, names = infer_texts(body), wanted_outputs(body)
     model = _model(ctx, name, version)
-    results = ctx.predict(model, texts)
+    results = predict(model, texts)
     answer: dict[str, Any] = {
         "model_name": name,
         "model_version": model.version,

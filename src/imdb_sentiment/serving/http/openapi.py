@@ -13,7 +13,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from imdb_sentiment import __version__
-from imdb_sentiment.serving.http.schemas import RESPONSES, Schemas
+from imdb_sentiment.serving.http.responses import RESPONSES
+from imdb_sentiment.serving.http.schemas import Schemas
 from imdb_sentiment.serving.service_settings import Settings
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from imdb_sentiment import __version__
-from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.http.context import schemas, service
 from imdb_sentiment.serving.http.openapi import document
 from imdb_sentiment.store.database import PredictionStore
 
@@ -95,8 +95,7 @@ def version() -> ResponseReturnValue:
 
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
-    ctx = service()
-    return jsonify(document(ctx.settings, ctx.schemas))
+    return jsonify(document(service().settings, schemas()))
 
 
 @bp.get("/metrics")

@@ -1,11 +1,12 @@
 """Request bodies, from bytes to validated values. Read and parsed defensively: size limits
 whatever the transfer encoding, nesting depth and number size bounded, so no input reaches a
-500. Then the JSON API's schemas: the one definition that validates requests *and* writes the
-OpenAPI document's request bodies (`serving.http.openapi`), so the two cannot drift apart.
+500. Then the JSON API's request schemas: the one definition that validates requests *and* writes
+the OpenAPI document's request bodies (`serving.http.openapi`), so the two cannot drift apart.
 
-Limits come from the settings (MAX_TEXT_CHARS, MAX_BATCH_SIZE), so the models are built per app
-(`Schemas(settings)`). Validation failures become `ApiError`s with stable codes: 422 for a field
-that is wrong, 413 for one that is too large.
+Limits come from the settings (MAX_TEXT_CHARS, MAX_BATCH_SIZE) through the scoring service's
+text types (`serving.scoring`), so the models are built per app (`Schemas.build(settings)`).
+Validation failures become `ApiError`s with stable codes: 422 for a field that is wrong, 413 for
+one that is too large.
 """
 
 from __future__ import annotations
@@ -30,14 +31,11 @@ from pydantic import (
 )
 
 from imdb_sentiment.core.labels import Label
-from imdb_sentiment.serving.http.api_errors import ApiError
+from imdb_sentiment.serving.api_errors import ApiError
+from imdb_sentiment.serving.http.responses import OipOutputName, Strict
+from imdb_sentiment.serving.scoring import batch_limits, text_limits
 from imdb_sentiment.serving.service_settings import Settings
 
-# A review needs one character that is not whitespace (Python's str.isspace). Spelled out, not
-# `\S`: ECMA (OpenAPI clients), Python and Rust (pydantic) disagree on what `\s` covers (U+0085,
-# U+FEFF). NUL or zero-width characters pass: such a text is scored, and the response says the
-# model saw no evidence (`evidence`).
-NOT_BLANK = r"[^\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 Params = dict[str, Any] | None
 
@@ -48,149 +46,6 @@ def _integral(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-# --- responses: what the handlers return (tests validate real responses against these) ------
-class ModelRef(_Strict):
-    name: str
-    version: str
-
-
-class Scores(_Strict):
-    positive: float = Field(ge=0, le=1)
-    negative: float = Field(ge=0, le=1)
-
-
-class Evidence(_Strict):
-    """Tokens in the text and how many the model knows; with known_tokens = 0 the probability
-    is only the model's prior: no evidence either way."""
-
-    tokens: int = Field(ge=0)
-    known_tokens: int = Field(ge=0)
-
-
-class Contribution(_Strict):
-    term: str
-    weight: float
-    direction: Label
-
-
-class Prediction(_Strict):
-    label: Label
-    probability: float = Field(
-        ge=0,
-        le=1,
-        description="Probability of the predicted label. The model labels positive from its "
-        "threshold t on (GET /version: model.threshold), so this lies in [min(t, 1 - t), 1]: "
-        "at least 0.5 only when t = 0.5",
-    )
-    scores: Scores
-    model: ModelRef
-    evidence: Evidence
-    explanation: list[Contribution] | None = None
-
-
-class Predictions(_Strict):
-    predictions: list[Prediction]
-
-
-class Invocation(_Strict):
-    """As `mlflow models serve` answers for this model: [[P(negative), P(positive)], ...]."""
-
-    predictions: list[Annotated[list[float], Field(min_length=2, max_length=2)]]
-
-
-class Error(_Strict):
-    error: str = Field(description="this API's code")
-    detail: str
-    error_code: str = Field(description="MLflow's code")
-    message: str = Field(description="MLflow's field (= detail)")
-
-
-class FeedbackAck(_Strict):
-    """A recorded label: what the model had predicted and whether it was right."""
-
-    request_id: str
-    item: int = Field(ge=0)
-    label: Label = Field(description="the true label, as sent")
-    predicted: Label
-    correct: bool
-    model: ModelRef
-
-
-# --- the Open Inference Protocol's REST responses (serving.http.oip) --------------------------
-OipOutputName = Literal["probability", "label", "predict_proba"]
-
-
-class OipLive(_Strict):
-    live: bool
-
-
-class OipReady(_Strict):
-    ready: bool
-
-
-class OipServerMetadata(_Strict):
-    name: str
-    version: str
-    extensions: list[str]
-
-
-class OipTensorMetadata(_Strict):
-    name: str
-    datatype: str
-    shape: list[int] = Field(description="-1: any size")
-
-
-class OipModelMetadata(_Strict):
-    name: str
-    versions: list[str]
-    platform: str
-    inputs: list[OipTensorMetadata]
-    outputs: list[OipTensorMetadata]
-
-
-class OipModelReady(_Strict):
-    name: str
-    ready: bool
-
-
-class OipOutputTensor(_Strict):
-    name: OipOutputName
-    shape: list[int]
-    datatype: Literal["FP64", "BYTES"]
-    data: list[float] | list[str] = Field(description="row-major, flattened")
-
-
-class OipInferResponse(_Strict):
-    model_name: str
-    model_version: str
-    id: str | None = Field(None, description="the request's id, when it had one")
-    outputs: list[OipOutputTensor]
-
-
-class OipError(_Strict):
-    error: str
-
-
-RESPONSES: tuple[type[BaseModel], ...] = (
-    Prediction,
-    Predictions,
-    Invocation,
-    Error,
-    FeedbackAck,
-    OipLive,
-    OipReady,
-    OipServerMetadata,
-    OipModelMetadata,
-    OipModelReady,
-    OipInferResponse,
-    OipError,
-)
 
 
 @dataclass(frozen=True)
@@ -207,25 +62,22 @@ class Schemas:
 
     @classmethod
     def build(cls, settings: Settings) -> Schemas:
-        text = Annotated[
-            str,
-            StringConstraints(min_length=1, max_length=settings.max_text_chars, pattern=NOT_BLANK),
-        ]
-        texts = Annotated[list[text], Field(min_length=1, max_length=settings.max_batch_size)]
+        text = Annotated[str, text_limits(settings)]
+        texts = Annotated[list[text], batch_limits(settings)]
 
-        class PredictText(_Strict):
+        class PredictText(Strict):
             """One review."""
 
             text: text
             explain: bool = False
 
-        class PredictTexts(_Strict):
+        class PredictTexts(Strict):
             """A batch of reviews."""
 
             texts: texts
             explain: bool = False
 
-        class FeedbackById(_Strict):
+        class FeedbackById(Strict):
             """The true label of an earlier prediction: its `request_id` (the id this server
             made, returned in the X-Request-ID header of the prediction's response) and, for a
             batch, its `item`."""
@@ -236,7 +88,7 @@ class Schemas:
             )
             label: Label
 
-        class FeedbackByText(_Strict):
+        class FeedbackByText(Strict):
             """The true label of a text, which the current model then scores."""
 
             text: text
@@ -252,24 +104,24 @@ class Schemas:
         column = Annotated[dict[str, texts], Field(min_length=1, max_length=1)]
         values = text | Annotated[list[instance], Field(min_length=1, max_length=batch)] | column
 
-        class DataframeSplit(_Strict):
+        class DataframeSplit(Strict):
             columns: Annotated[list[str], Field(min_length=1)] | None = None
             index: list[int | str] | None = None
             data: Annotated[list[row], Field(min_length=1, max_length=batch)]
 
-        class SplitPayload(_Strict):
+        class SplitPayload(Strict):
             dataframe_split: DataframeSplit
             params: Params = None
 
-        class RecordsPayload(_Strict):
+        class RecordsPayload(Strict):
             dataframe_records: Annotated[list[record], Field(min_length=1, max_length=batch)]
             params: Params = None
 
-        class InputsPayload(_Strict):
+        class InputsPayload(Strict):
             inputs: values
             params: Params = None
 
-        class InstancesPayload(_Strict):
+        class InstancesPayload(Strict):
             instances: values
             params: Params = None
 
@@ -278,14 +130,14 @@ class Schemas:
         # texts is checked after (`oip.infer_texts`): JSON Schema cannot relate two fields.
         nested = Annotated[list[text], Field(min_length=1, max_length=1)]
 
-        class OipInputTensor(_Strict):
+        class OipInputTensor(Strict):
             name: str
             shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=2)]
             datatype: Literal["BYTES"]
             data: texts | Annotated[list[nested], Field(min_length=1, max_length=batch)]
             parameters: Params = None
 
-        class OipRequestedOutput(_Strict):
+        class OipRequestedOutput(Strict):
             name: OipOutputName
             parameters: Params = None
 
@@ -485,6 +337,7 @@ def _location(prefix: str, loc: tuple[int | str, ...]) -> str:
     return where or "body"
 
 
+# --- bodies, from bytes to values -------------------------------------------------------
 MAX_JSON_DEPTH = 32  # the API's payloads nest 4 levels at most
 _BRACKET = re.compile(r"[\[\]{}]")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -510,13 +363,6 @@ def decode_utf8(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_utf8", f"body is not valid UTF-8 (byte {exc.start})") from exc
-
-
-def read_json(request: Request, limit: int) -> Any:
-    """Strictly parse a JSON body: right content type, size, valid UTF-8, valid JSON."""
-    if not request.mimetype or request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    return parse_json(read_body(request, limit))
 
 
 def parse_json(raw: bytes) -> Any:

@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, g, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from imdb_sentiment.serving.http.api_errors import ApiError
-from imdb_sentiment.serving.http.context import service
+from imdb_sentiment.serving.api_errors import ApiError
+from imdb_sentiment.serving.http.context import predict, schemas, service
 from imdb_sentiment.serving.http.highlight import segments
 
 bp = Blueprint("web", __name__)
@@ -48,10 +48,10 @@ def predict_form() -> ResponseReturnValue:
     text = request.form.get("text")
     try:
         ctx.authorize(request.headers.get("Authorization"), "predict")
-        text = ctx.schemas.check_text(text)
+        text = schemas().check_text(text)
         model = ctx.served_model()
         with Timer() as timer:
-            (result,) = ctx.predict(model, [text], ctx.settings.explain_top_k)
+            (result,) = predict(model, [text], ctx.settings.explain_top_k)
     except ApiError as error:
         ctx.metrics.errors.labels(endpoint="/predict", reason=error.code).inc()
         # Give the text back to edit, unless it is the problem: then a short excerpt only.

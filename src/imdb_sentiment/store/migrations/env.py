@@ -1,5 +1,5 @@
 """Alembic's environment for the prediction store: online migrations only, on the connection the
-caller opened (`store.database.upgrade`: its engine bounds every wait, lock waits included).
+caller opened (`store.migrate.upgrade`: its engine bounds every wait, lock waits included).
 
 Online-safe on PostgreSQL, where the table is large and pods write it throughout: each revision
 commits on its own (a lock taken by one is released before the next runs); an index is built

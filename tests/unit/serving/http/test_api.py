@@ -254,7 +254,7 @@ def test_not_blank_means_what_str_isspace_means_in_every_regex_engine() -> None:
 
     from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-    from imdb_sentiment.serving.http.schemas import NOT_BLANK
+    from imdb_sentiment.serving.scoring import NOT_BLANK
 
     blank = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
     adapter = TypeAdapter(Annotated[str, StringConstraints(pattern=NOT_BLANK)])

@@ -20,11 +20,12 @@ from sklearn.pipeline import Pipeline
 from sqlalchemy import func, insert, inspect, select
 
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.context import ServiceContext
+from imdb_sentiment.serving.http.context import service_of
 from imdb_sentiment.serving.service_settings import load_settings
 from imdb_sentiment.store import spool as spool_module
-from imdb_sentiment.store.database import PredictionStore, _row, upgrade
-from imdb_sentiment.store.records import PredictionRecord
+from imdb_sentiment.store.database import PredictionStore
+from imdb_sentiment.store.migrate import upgrade
+from imdb_sentiment.store.records import PredictionRecord, as_row
 from imdb_sentiment.store.schema import scripts
 from imdb_sentiment.store.spool import Spool
 from imdb_sentiment.store.tables import feedback, metadata, predictions
@@ -139,7 +140,7 @@ def test_texts_are_kept_only_where_the_prediction_log_may_keep_them(
     client = app.test_client()
     rid, _ = predict(client, ["Private words about a film."])
     by_text = client.post(FEEDBACK, json={"text": "Labelled by its text.", "label": "positive"})
-    ServiceContext.of(app).close()
+    service_of(app).close()
     store = PredictionStore(database_url)
     stored = {r.request_id: r.text for r in store.records()}
     assert stored[rid] == ("Private words about a film." if keep else None)
@@ -238,7 +239,7 @@ def test_a_full_spool_drops_whole_requests_and_counts_them(
     database_url: str, tmp_path: Path
 ) -> None:
     store = writer(database_url, tmp_path / "spool", max_bytes=2000)
-    kept = sum(bool(store.spool.append([_row(record(f"q{i}"))])) for i in range(50))  # type: ignore[union-attr]
+    kept = sum(bool(store.spool.append([as_row(record(f"q{i}"))])) for i in range(50))  # type: ignore[union-attr]
     assert 0 < kept < 50  # bounded: what fits is kept, the rest dropped
     state = store.spool.state()  # type: ignore[union-attr]
     assert (state.records, state.ledger["dropped_full"]) == (kept, 50 - kept)
@@ -263,7 +264,7 @@ def test_records_wait_in_the_spool_while_the_database_is_away_then_are_written_o
     assert count(store) == 3
     # Written twice (a flusher killed between the database's commit and the spool's ack): once.
     again = writer(url, tmp_path / "spool-again")
-    again.spool.append([_row(record(f"u{i}")) for i in range(3)])  # type: ignore[union-attr]
+    again.spool.append([as_row(record(f"u{i}")) for i in range(3)])  # type: ignore[union-attr]
     assert again.flush() and count(again) == 3
 
 
@@ -317,7 +318,7 @@ def test_an_old_feedback_database_is_upgraded_in_place(tmp_path: Path) -> None:
 def test_the_page_offers_the_feedback_control(client: FlaskClient, app: Flask) -> None:
     page = client.post("/predict", data={"text": "What a great film!"}).get_data(as_text=True)
     assert 'id="feedback"' in page and 'data-url="/api/v1/feedback"' in page
-    ServiceContext.of(app).close()
+    service_of(app).close()
 
 
 def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
@@ -333,7 +334,7 @@ def test_export_writes_dataset_rows_and_fails_cleanly_without_a_database(
 
     rid, (label,) = predict(client, ["Private words."])
     client.post(FEEDBACK, json={"request_id": rid, "label": other(label)})
-    ServiceContext.of(app).close()
+    service_of(app).close()
     out = tmp_path / "labels.parquet"
     runner = CliRunner()
     monkeypatch.setenv("DATABASE_URL", database_url)

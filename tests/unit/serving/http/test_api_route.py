@@ -11,17 +11,17 @@ from typing import Any
 from sklearn.pipeline import Pipeline
 
 import imdb_sentiment
+from harness.project import ROOT
 from imdb_sentiment.core.config import FeatureParams
 from imdb_sentiment.runtime.kernel import KERNEL
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.service_settings import load_settings
-from tests.project import ROOT
 
 PACKAGE = Path(imdb_sentiment.__file__).parent
 # What runs for one JSON prediction with the prediction log on and a store (the default).
 ROUTE = {
     "serving/http/app.py", "serving/logs.py", "serving/http/api.py", "serving/http/schemas.py",
-    "serving/http/context.py", "serving/live_model.py", "serving/scoring.py",
+    "serving/http/context.py", "serving/scoring.py",
     "runtime/scorer.py", "core/text.py", "core/labels.py", "store/records.py",
     "store/database.py", "store/spool.py", "store/flusher.py", "serving/predictions.py",
     "core/background.py",

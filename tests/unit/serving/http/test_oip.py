@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from imdb_sentiment.serving.http.api_errors import ApiError
+from imdb_sentiment.serving.api_errors import ApiError
 from imdb_sentiment.serving.http.oip import infer_texts, wanted_outputs
 
 TEXTS = ["A wonderful, moving film.", "Dull and far too long."]
@@ -149,7 +149,7 @@ def test_readiness_is_one_question_for_every_probe(tmp_path: Path, small_model: 
 
     from imdb_sentiment.serving.http.app import create_app
     from imdb_sentiment.serving.service_settings import load_settings
-    from imdb_sentiment.store.database import upgrade
+    from imdb_sentiment.store.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     settings = load_settings(database_url=url, database_migrate="off", reload_interval=0)

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.runtime.compile import compile_pipeline
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.schemas import Predictions
+from imdb_sentiment.serving.http.responses import Predictions
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import review_text
 

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.schemas import NOT_BLANK
+from imdb_sentiment.serving.scoring import NOT_BLANK
 from imdb_sentiment.serving.service_settings import load_settings
 
 
@@ -138,16 +138,16 @@ def test_responses_validate_against_the_openapi_schema(client: FlaskClient) -> N
 def test_responses_are_exactly_the_response_models(client: FlaskClient) -> None:
     """The models the OpenAPI document is written from accept real responses, strictly (no
     field missing, none extra)."""
-    from imdb_sentiment.serving.http import schemas
+    from imdb_sentiment.serving.http import responses
 
     single = client.post("/api/v1/predict", json={"text": "great", "explain": True})
-    schemas.Prediction.model_validate(single.get_json())
+    responses.Prediction.model_validate(single.get_json())
     many = client.post("/api/v1/predict", json={"texts": ["great", "awful"]})
-    schemas.Predictions.model_validate(many.get_json())
+    responses.Predictions.model_validate(many.get_json())
     invocation = client.post("/invocations", json={"inputs": ["great"]})
-    schemas.Invocation.model_validate(invocation.get_json())
+    responses.Invocation.model_validate(invocation.get_json())
     for bad in (client.post("/api/v1/predict", json={}), client.get("/nope")):
-        schemas.Error.model_validate(bad.get_json())
+        responses.Error.model_validate(bad.get_json())
 
 
 def test_docs_page_serves_swagger_ui_offline(client: FlaskClient) -> None:

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from imdb_sentiment.cli.main import app as cli
 from imdb_sentiment.core.errors import ConfigError
+from imdb_sentiment.serving.auth import digest, new_token
 from imdb_sentiment.serving.http.app import create_app
-from imdb_sentiment.serving.http.auth import digest, new_token
 from imdb_sentiment.serving.service_settings import load_settings
 
 FEEDBACK, PREDICT = "/api/v1/feedback", "/api/v1/predict"
@@ -101,7 +101,7 @@ def test_writes_fail_closed_without_a_tokens_file(
 def test_a_removed_or_unreadable_tokens_file_revokes_every_token(
     small_model: Pipeline, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imdb_sentiment.serving.http import auth
+    from imdb_sentiment.serving import auth
 
     monkeypatch.setattr(auth, "RECHECK_S", 0.0)
     good = new_token()[0]

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from imdb_sentiment.serving.http.api_errors import ApiError
+from imdb_sentiment.serving.api_errors import ApiError
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 RECHECK_S = 5.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.spark_cluster import free_port
+from harness.spark_cluster import free_port
 
 
 def pg_bin() -> Path | None:

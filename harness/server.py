@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.project import bin_dir
+from harness.project import bin_dir
 
 
 def free_port() -> int:
