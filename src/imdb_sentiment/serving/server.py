@@ -1,19 +1,22 @@
 """The service's process model, as gunicorn runs it (`gunicorn.conf.py` only hands gunicorn
-`Server.from_environment().gunicorn_options()`):
+`Server(load_settings()).gunicorn_options()`), top to bottom:
 
-- the **master** binds the port and, before any worker boots, syncs production's version once
-  (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model,
-  and gives the shadowed candidate's lookup a few seconds (the watch carries on with it);
-- **workers** (`serving.http.wsgi`) follow the model cache's pointer (MODEL_SYNC=sidecar) and never
-  import MLflow or scikit-learn; each writes out its prediction log and queued prediction
-  records after its last request (`worker_exit`);
+- the **master** binds the port and, before any worker boots (`on_starting`): empties the
+  metrics directory, migrates the embedded store once when DATABASE_MIGRATE=auto (`imdb-sentiment
+  db upgrade`, one process: workers never migrate), and syncs production's version once
+  (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model;
+- **workers** (`serving.http.wsgi:worker_app()`) follow the model cache's pointer (the sidecar
+  sync, passed to them as a setting) and never import MLflow or scikit-learn; each writes out its
+  prediction log and queued prediction records after its last request (`worker_exit`);
 - the **model sync** (`model-sync --watch`) finds the shadowed candidate and follows the
   registry (MODEL_RELOAD_INTERVAL) in a process of its own, and the **gRPC fronts** (GRPC_PORT,
   GRPC_WORKERS processes of `serving.grpc`) serve beside the workers; the master keeps each
   alive with a `Supervisor` and stops them by process id when it exits.
 
-Schema migrations are not the server's job: the release step runs `imdb-sentiment db upgrade`,
-and the workers judge the schema they find (`/readyz`).
+In production schema migrations are a release step (`imdb-sentiment db upgrade`, with
+DATABASE_MIGRATE=off on the pods): every process judges the schema it finds (`/readyz`).
+The only environment the server gives its processes is PROMETHEUS_MULTIPROC_DIR, declared as
+gunicorn's `raw_env` (prometheus_client reads it from there); nothing is created at import.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ MODEL_SYNC = "model-sync"
 FIRST_SHADOW_LOOK_S = 5.0  # a slow registry never holds the workers' start longer for it
 _SELF = [sys.executable, "-m", "imdb_sentiment.serving.server"]
 _GRPC = [sys.executable, "-m", "imdb_sentiment.serving.grpc"]
-WSGI_APP = "imdb_sentiment.serving.http.wsgi:app"
+_DB_UPGRADE = [sys.executable, "-m", "imdb_sentiment.cli.main", "db", "upgrade"]
+WSGI_APP = "imdb_sentiment.serving.http.wsgi:worker_app()"
 
 log = logging.getLogger("imdb_sentiment.serving.server")  # also when run as __main__
 
@@ -45,21 +49,13 @@ log = logging.getLogger("imdb_sentiment.serving.server")  # also when run as __m
 class Server:
     """gunicorn's settings and hooks for one service, from its typed settings."""
 
-    def __init__(self, settings: Settings, metrics_dir: str) -> None:
+    def __init__(self, settings: Settings, metrics_dir: str | None = None) -> None:
         self.settings = settings
-        self.metrics_dir = metrics_dir
+        # Prometheus' multiprocess files: the operator's directory, else one of this master's
+        # (made in on_starting).
+        own = os.path.join(tempfile.gettempdir(), f"imdb-metrics-{os.getpid()}")
+        self.metrics_dir = metrics_dir or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or own
         self.children: list[Supervisor] = []  # started once the server is ready
-
-    @classmethod
-    def from_environment(cls) -> Server:
-        """The settings, and the environment every process of the server inherits."""
-        # Prometheus multiprocess mode: set before any worker imports prometheus_client.
-        metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
-            prefix="imdb-metrics-"
-        )
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        os.environ["MODEL_SYNC"] = "sidecar"  # workers follow the cache the sync process fills
-        return cls(load_settings(), metrics_dir)
 
     def gunicorn_options(self) -> dict[str, Any]:
         s = self.settings
@@ -73,6 +69,9 @@ class Server:
             "graceful_timeout": s.timeout,
             "keepalive": 5,
             "wsgi_app": WSGI_APP,
+            # Set by gunicorn in the master before any worker or child starts (all inherit it),
+            # and before any of them imports prometheus_client.
+            "raw_env": [f"PROMETHEUS_MULTIPROC_DIR={self.metrics_dir}"],
             # One JSON object per line from master, workers and the access log (serving.logs).
             "logconfig_dict": logging_config(s.log_format, s.access_log),
             "errorlog": "-",
@@ -89,22 +88,33 @@ class Server:
             "child_exit": child_exit,
         }
         if s.log_format == "json":  # text keeps gunicorn's own access line (CLF)
-            options["logger_class"] = "imdb_sentiment.serving.logs.JsonAccessLogger"
+            options["logger_class"] = "imdb_sentiment.serving.access_log.JsonAccessLogger"
         return options
 
     def on_starting(self, server: Any) -> None:
-        """Master, before binding: a clean metrics directory and a first model in the cache."""
+        """Master, before binding: a clean metrics directory, the embedded store migrated once,
+        a first model in the cache."""
         # Stale files from a previous run would be summed into today's totals.
         os.makedirs(self.metrics_dir, exist_ok=True)
         for name in os.listdir(self.metrics_dir):
             if name.endswith(".db"):
                 os.remove(os.path.join(self.metrics_dir, name))
+        if self.settings.database_url and self.settings.database_migrate == "auto":
+            self._run(server, _DB_UPGRADE, "store migration")  # the one migrator
         # Bounded: a hung registry must not keep the server from starting (workers then serve
         # the cached model, or report not-ready).
+        self._run(server, [*_SELF, MODEL_SYNC], "initial model sync")
+
+    def _run(self, server: Any, command: list[str], what: str) -> None:
+        """A step of the start in a process of its own (the master stays light), bounded; a
+        failure is logged and the start goes on (workers then say what is wrong: /readyz)."""
         try:
-            subprocess.run([*_SELF, MODEL_SYNC], check=False, timeout=self.first_sync_timeout)
+            done = subprocess.run(command, check=False, timeout=self.first_sync_timeout)
         except subprocess.TimeoutExpired:
-            server.log.warning("initial model sync timed out")
+            server.log.warning("%s timed out", what)
+            return
+        if done.returncode:
+            server.log.warning("%s failed (exit %d)", what, done.returncode)
 
     @property
     def first_sync_timeout(self) -> float:
@@ -133,9 +143,9 @@ def worker_exit(server: Any, worker: Any) -> None:
     prediction records."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        from imdb_sentiment.serving.http.context import ServiceContext
+        from imdb_sentiment.serving.http.context import service_of
 
-        ServiceContext.of(app).close()
+        service_of(app).close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

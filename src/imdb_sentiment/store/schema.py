@@ -1,9 +1,11 @@
 """Which schema a database holds, and whether this release's code can use it.
 
 Migrations are a release step (`imdb-sentiment db upgrade`: a Kubernetes Job or a CI step before
-the rollout), and they are additive for at least one release (expand, then contract): the
-previous release's pods keep serving against the new schema, and a rollback meets a schema newer
-than it knows. So a process that meets a database reads the revision there and judges it:
+the rollout; on one laptop, DATABASE_MIGRATE=auto, the server's master runs it once as it
+starts: `store.migrate`), and they are additive for at least one release (expand, then
+contract): the previous release's pods keep serving against the new schema, and a rollback meets
+a schema newer than it knows. So a process that meets a database reads the revision there and
+judges it:
 
 - `current`       this release's newest revision.
 - `newer`         a revision this release does not know, from a later one, and compatible: every

@@ -53,22 +53,28 @@ def test_gunicorn_options_come_from_the_typed_settings(tmp_path: Path) -> None:
     assert options["bind"].endswith(":6123") and options["workers"] == 3
     assert options["threads"] == 1  # THREADS is for gthread only: sync would become gthread
     assert options["timeout"] == options["graceful_timeout"] == 17
-    assert options["wsgi_app"] == "imdb_sentiment.serving.http.wsgi:app"
+    assert options["wsgi_app"] == "imdb_sentiment.serving.http.wsgi:worker_app()"
     hooks = ("on_starting", "when_ready", "on_exit", "worker_exit", "child_exit")
     assert all(callable(options[hook]) for hook in hooks)
     gthread = load_settings(worker_class="gthread", threads=4)
     assert Server(gthread, str(tmp_path)).gunicorn_options()["threads"] == 4
 
 
-def test_from_environment_sets_what_every_process_inherits(
+def test_the_server_rewrites_no_environment_and_makes_nothing_until_it_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """What every process needs travels as gunicorn's declared `raw_env` and as settings (the
+    workers' sidecar sync: `wsgi.worker_app`), never as edits to the master's environment."""
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
     monkeypatch.setenv("MODEL_SYNC", "inline")
-    server = Server.from_environment()
-    assert server.metrics_dir == str(tmp_path / "prom")
-    assert os.environ["MODEL_SYNC"] == "sidecar"  # workers follow the sync process's cache
-    assert server.settings.model_sync == "sidecar"
+    before = dict(os.environ)
+    options = Server(load_settings()).gunicorn_options()
+    assert dict(os.environ) == before
+    assert not (tmp_path / "prom").exists()  # made by on_starting, not by reading the config
+    assert options["raw_env"] == [f"PROMETHEUS_MULTIPROC_DIR={tmp_path / 'prom'}"]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    own = Server(load_settings()).metrics_dir
+    assert own.endswith(f"imdb-metrics-{os.getpid()}") and not Path(own).exists()
 
 
 def test_the_master_starts_the_sync_watch_and_grpc_fronts_and_stops_them(
@@ -95,15 +101,22 @@ def test_the_master_starts_the_sync_watch_and_grpc_fronts_and_stops_them(
     assert quiet.children == []
 
 
-def test_on_starting_clears_stale_metrics_and_runs_one_bounded_sync(
+def test_on_starting_clears_stale_metrics_migrates_once_and_runs_one_bounded_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "counter_1.db").write_bytes(b"stale")
     (tmp_path / "keep.txt").write_text("not a metrics file")
     ran: list[tuple[list[str], float]] = []
-    monkeypatch.setattr(
-        server_module.subprocess, "run", lambda cmd, check, timeout: ran.append((cmd, timeout))
-    )
+
+    def run(cmd: list[str], check: bool, timeout: float) -> SimpleNamespace:
+        ran.append((cmd, timeout))
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(server_module.subprocess, "run", run)
     Server(load_settings(timeout=30), str(tmp_path)).on_starting(object())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
-    assert ran == [([*server_module._SELF, "model-sync"], 120)]
+    # The embedded store (DATABASE_MIGRATE=auto): migrated here, by the master alone.
+    assert ran == [(server_module._DB_UPGRADE, 120), ([*server_module._SELF, "model-sync"], 120)]
+    ran.clear()
+    Server(load_settings(timeout=30, database_migrate="off"), str(tmp_path)).on_starting(object())
+    assert ran == [([*server_module._SELF, "model-sync"], 120)]  # a release step migrates
