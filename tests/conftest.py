@@ -26,7 +26,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.delenv("IMDB_SOURCE", raising=False)
     # Tests post feedback to servers without tokens, as `make run` does; the fail-closed default
-    # has tests of its own (tests/unit/serving/http/test_auth.py).
+    # has tests of its own (tests/unit/serving/test_auth.py).
     monkeypatch.setenv("ALLOW_ANONYMOUS_WRITES", "true")
 
 

@@ -333,7 +333,7 @@ def test_grpc_needs_the_tokens_follows_the_model_and_stops_with_the_server(
     supervisor, and none left once the server is stopped."""
     from tritonclient.grpc import service_pb2_grpc as rpc
 
-    from tests.unit.serving.http.test_auth import tokens_file
+    from tests.unit.serving.test_auth import tokens_file
 
     registry = f"sqlite:///{tmp_path / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:

@@ -2,8 +2,9 @@
 `Server(load_settings()).gunicorn_options()`), top to bottom:
 
 - the **master** binds the port and, before any worker boots (`on_starting`): empties the
-  metrics directory, migrates the embedded store once when DATABASE_MIGRATE=auto (`imdb-sentiment
-  db upgrade`, one process: workers never migrate), and syncs production's version once
+  metrics directory, migrates the embedded store once when DATABASE_MIGRATE=auto (`python -m
+  imdb_sentiment.serving.server migrate`, one process: workers never migrate), and syncs
+  production's version once
   (`python -m imdb_sentiment.serving.server model-sync`), so workers start on a cached model;
 - **workers** (`serving.http.wsgi:worker_app()`) follow the model cache's pointer (the sidecar
   sync, passed to them as a setting) and never import MLflow or scikit-learn; each writes out its
@@ -40,7 +41,8 @@ MODEL_SYNC = "model-sync"
 FIRST_SHADOW_LOOK_S = 5.0  # a slow registry never holds the workers' start longer for it
 _SELF = [sys.executable, "-m", "imdb_sentiment.serving.server"]
 _GRPC = [sys.executable, "-m", "imdb_sentiment.serving.grpc"]
-_DB_UPGRADE = [sys.executable, "-m", "imdb_sentiment.cli.main", "db", "upgrade"]
+MIGRATE = "migrate"
+_DB_UPGRADE = [*_SELF, MIGRATE]
 WSGI_APP = "imdb_sentiment.serving.http.wsgi:worker_app()"
 
 log = logging.getLogger("imdb_sentiment.serving.server")  # also when run as __main__
@@ -254,6 +256,25 @@ def model_sync(watch: bool) -> int:
     return 0
 
 
+def migrate() -> int:
+    """The server's one migrator (DATABASE_MIGRATE=auto): `imdb-sentiment db upgrade`'s work,
+    logged as the server's processes log (JSON lines); non-zero when the store cannot be
+    migrated (the workers then report it: /readyz)."""
+    from imdb_sentiment.serving import logs
+    from imdb_sentiment.store.migrate import upgrade
+    from imdb_sentiment.store.store_errors import StoreUnavailableError
+
+    settings = load_settings()
+    logs.configure(settings.log_format)
+    try:
+        state = upgrade(settings.database_url, settings.timeouts(migration=True))
+    except (StoreUnavailableError, OSError) as exc:  # a store it cannot reach or create
+        log.warning("cannot migrate the prediction store: %s", exc)
+        return 1
+    log.info("prediction store: %s", state.detail)
+    return 0
+
+
 def _sync_production(sync: Any) -> None:
     try:
         pointer = sync.sync()
@@ -273,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser(MODEL_SYNC, help="Sync the served model from the registry.")
     sync.add_argument("--watch", action="store_true", help="keep polling (MODEL_RELOAD_INTERVAL)")
+    commands.add_parser(MIGRATE, help="Migrate the prediction store (DATABASE_MIGRATE=auto).")
     args = parser.parse_args(argv)
+    if args.command == MIGRATE:
+        return migrate()
     return model_sync(args.watch)
 
 

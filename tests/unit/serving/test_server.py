@@ -120,3 +120,19 @@ def test_on_starting_clears_stale_metrics_migrates_once_and_runs_one_bounded_syn
     ran.clear()
     Server(load_settings(timeout=30, database_migrate="off"), str(tmp_path)).on_starting(object())
     assert ran == [([*server_module._SELF, "model-sync"], 120)]  # a release step migrates
+
+
+def test_the_migrate_command_migrates_the_store_once_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What on_starting runs: the store at this release's head, or non-zero when it cannot be."""
+    import sqlite3
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    assert server_module.main(["migrate"]) == 0
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() is not None
+    (tmp_path / "not-a-dir").write_text("")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'not-a-dir' / 'store.db'}")
+    assert server_module.main(["migrate"]) == 1
