@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import random
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,8 @@ from imdb_sentiment.core.text import CleanOptions
 from imdb_sentiment.model.classifier import NBLogisticRegression
 from imdb_sentiment.model.features import build_featurizer
 from imdb_sentiment.presets import load_preset
+
+T = TypeVar("T")
 
 POSITIVE = ["great", "wonderful", "loved", "excellent", "brilliant", "superb", "moving", "best"]
 NEGATIVE = ["awful", "boring", "waste", "terrible", "worst", "dull", "hated", "poor"]
@@ -104,3 +108,27 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
     else:
         frame.to_json(path, orient="records", lines=True)
     return path
+
+
+def files_run(call: Callable[[], T]) -> tuple[T, set[str]]:
+    """`call()`'s result and the package's files whose code ran in it (this thread), relative
+    to the package: a request's route, traced with `sys.setprofile`."""
+    import sys
+    from types import FrameType
+
+    import imdb_sentiment
+
+    package = Path(imdb_sentiment.__file__).parent
+    ran: set[str] = set()
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        path = Path(frame.f_code.co_filename)
+        if event == "call" and path.is_relative_to(package):
+            ran.add(str(path.relative_to(package)))
+
+    sys.setprofile(profile)
+    try:
+        result = call()
+    finally:
+        sys.setprofile(None)
+    return result, ran

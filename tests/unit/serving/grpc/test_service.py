@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from sklearn.pipeline import Pipeline
@@ -18,6 +17,7 @@ from harness.server import free_port
 from imdb_sentiment.serving.grpc.service import InferenceServicer
 from imdb_sentiment.serving.scoring import build_service
 from imdb_sentiment.serving.service_settings import load_settings
+from tests.helpers import files_run
 
 PACKAGE = Path(imdb_sentiment.__file__).parent
 # A real server on loopback and a real client, in a process where Flask, Werkzeug and gunicorn
@@ -89,18 +89,9 @@ def traced_grpc_route(model: Pipeline) -> set[str]:
     tensor.contents.bytes_contents.append(b"A moving, well acted film.")
     request = pb.ModelInferRequest(model_name=settings.model_name, inputs=[tensor])
     servicer.ModelInfer(request, _Context())  # a warm-up: first calls import lazily
-    ran: set[str] = set()
-
-    def profile(frame: FrameType, event: str, arg: Any) -> None:
-        path = Path(frame.f_code.co_filename)
-        if event == "call" and path.is_relative_to(PACKAGE):
-            ran.add(str(path.relative_to(PACKAGE)))
-
-    sys.setprofile(profile)
     try:
-        response = servicer.ModelInfer(request, _Context())
+        response, ran = files_run(lambda: servicer.ModelInfer(request, _Context()))
     finally:
-        sys.setprofile(None)
         service.close()
     assert [o.name for o in response.outputs] == ["probability", "label"]
     return ran

@@ -3,10 +3,7 @@ docs/architecture.md describes."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from sklearn.pipeline import Pipeline
 
@@ -16,6 +13,7 @@ from imdb_sentiment.core.config import FeatureParams
 from imdb_sentiment.runtime.kernel import KERNEL
 from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.service_settings import load_settings
+from tests.helpers import files_run
 
 PACKAGE = Path(imdb_sentiment.__file__).parent
 # What runs for one JSON prediction with the prediction log on and a store (the default).
@@ -34,18 +32,9 @@ def traced_route(model: Pipeline) -> set[str]:
     app = create_app(load_settings(prediction_log_rate=1.0), model=model)
     client = app.test_client()
     client.post("/api/v1/predict", json={"text": "A warm-up: first calls import lazily."})
-    ran: set[str] = set()
-
-    def profile(frame: FrameType, event: str, arg: Any) -> None:
-        path = Path(frame.f_code.co_filename)
-        if event == "call" and path.is_relative_to(PACKAGE):
-            ran.add(str(path.relative_to(PACKAGE)))
-
-    sys.setprofile(profile)
-    try:
-        response = client.post("/api/v1/predict", json={"text": "A moving, well acted film."})
-    finally:
-        sys.setprofile(None)
+    response, ran = files_run(
+        lambda: client.post("/api/v1/predict", json={"text": "A moving, well acted film."})
+    )
     assert response.status_code == 200
     return ran
 
