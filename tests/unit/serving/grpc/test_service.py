@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from sklearn.pipeline import Pipeline
 from tritonclient.grpc import service_pb2 as pb
 
-import imdb_sentiment
 from harness.project import ROOT
 from harness.server import free_port
 from imdb_sentiment.serving.grpc.service import InferenceServicer
@@ -19,7 +17,6 @@ from imdb_sentiment.serving.scoring import build_service
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import files_run
 
-PACKAGE = Path(imdb_sentiment.__file__).parent
 # A real server on loopback and a real client, in a process where Flask, Werkzeug and gunicorn
 # cannot be imported (None in sys.modules makes `import flask` raise ImportError).
 BLOCKED = """

@@ -3,11 +3,8 @@ docs/architecture.md describes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sklearn.pipeline import Pipeline
 
-import imdb_sentiment
 from harness.project import ROOT
 from imdb_sentiment.core.config import FeatureParams
 from imdb_sentiment.runtime.kernel import KERNEL
@@ -15,7 +12,6 @@ from imdb_sentiment.serving.http.app import create_app
 from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import files_run
 
-PACKAGE = Path(imdb_sentiment.__file__).parent
 # What runs for one JSON prediction with the prediction log on and a store (the default).
 ROUTE = {
     "serving/http/app.py", "serving/logs.py", "serving/http/api.py", "serving/http/schemas.py",
