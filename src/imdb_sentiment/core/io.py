@@ -33,13 +33,35 @@ def load(path: Path) -> Any:
     return joblib.load(path)
 
 
+# Narrowest first: binary features (all 1) take 1 byte a value, counts 4, float64 8.
+EXACT_DTYPES = (np.uint8, np.int32, np.float32)
+
+
+def compact(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """`matrix` as CSR with its values in the narrowest dtype that holds each one exactly:
+    a feature part's bytes are what every solver pass reads (an index is 4 more)."""
+    matrix = sp.csr_matrix(matrix)
+    values = matrix.data
+    for dtype in EXACT_DTYPES:
+        narrow = values.astype(dtype)
+        if np.array_equal(narrow, values):
+            return sp.csr_matrix((narrow, matrix.indices, matrix.indptr), shape=matrix.shape)
+    return matrix
+
+
+def write_sparse(matrix: sp.spmatrix, path: Path | str) -> None:
+    """An npz of `compact(matrix)`, written in place (callers that need atomicity stage it)."""
+    sp.save_npz(path, compact(matrix), compressed=False)
+
+
 def save_sparse(matrix: sp.spmatrix, path: Path) -> None:
     with atomic_path(path) as tmp:
-        sp.save_npz(tmp, sp.csr_matrix(matrix), compressed=False)
+        write_sparse(matrix, tmp)
 
 
-def load_sparse(path: Path) -> sp.csr_matrix:
-    return sp.csr_matrix(sp.load_npz(path))
+def load_sparse(path: Path | str) -> sp.csr_matrix:
+    """A saved matrix with float64 values, however narrowly they were stored."""
+    return sp.csr_matrix(sp.load_npz(path), dtype=np.float64)
 
 
 PART = "part-{:05d}.npz"
@@ -103,6 +125,6 @@ def save_parts(parts: Iterable[sp.spmatrix], folder: Path) -> int:
     rows = 0
     with atomic_dir(folder) as staging:
         for index, part in enumerate(parts):
-            sp.save_npz(staging / PART.format(index), sp.csr_matrix(part), compressed=False)
+            write_sparse(part, staging / PART.format(index))
             rows += part.shape[0]
     return rows

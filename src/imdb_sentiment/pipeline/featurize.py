@@ -25,7 +25,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from imdb_sentiment.core.config import FeatureParams
-from imdb_sentiment.core.io import dump, save_parts, streaming_parquet
+from imdb_sentiment.core.io import dump, load_sparse, save_parts, streaming_parquet, write_sparse
 from imdb_sentiment.core.text import CleanOptions
 from imdb_sentiment.model.features import TextCleaner, build_featurizer
 from imdb_sentiment.model.vocabulary import (
@@ -72,7 +72,7 @@ def _map_chunk(stem: Path, texts: list[str], cleaner: TextCleaner,
     cleaned = cleaner.transform(texts)
     for number, part in enumerate(parts):
         counts = count_chunk(part, cleaned)
-        _save_counts(f"{stem}-{number}-matrix.npz", counts.matrix, part.binary)
+        write_sparse(counts.matrix, f"{stem}-{number}-matrix.npz")
         records = counts.records()
         np.save(f"{stem}-{number}-hash.npy", records.hash)
         if fit:  # counts within one chunk: int32 holds them (summed as int64)
@@ -82,17 +82,10 @@ def _map_chunk(stem: Path, texts: list[str], cleaner: TextCleaner,
     return len(texts)
 
 
-def _save_counts(path: str, matrix: sp.csr_matrix, binary: bool) -> None:
-    """A chunk's counts in the fewest bytes that hold them exactly (1 a value when binary, 4
-    otherwise; float64 took 8): with the parts, this is the stage's disk."""
-    values = matrix.data.astype(np.uint8 if binary else np.int32)
-    compact = sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape)
-    sp.save_npz(path, compact, compressed=False)
-
-
 def _load_counts(path: str) -> sp.csr_matrix:
-    """`_save_counts`'s matrix as the float counts it was, the file removed (read once)."""
-    matrix = sp.csr_matrix(sp.load_npz(path), dtype=np.float64)
+    """A chunk's counts (written by `write_sparse`, 1 byte a value when binary) as floats, the
+    file removed (read once): with the parts, these files are the stage's disk."""
+    matrix = load_sparse(path)
     Path(path).unlink()
     return matrix
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from imdb_sentiment.core.io import SparseParts, save_parts
+from imdb_sentiment.core.io import SparseParts, load_sparse, save_parts
 
 
 def blocks(sizes: list[int], width: int = 9) -> list[sp.csr_matrix]:
@@ -49,3 +49,25 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no matrix parts"):
         SparseParts(tmp_path / "m")
     assert np.isfinite(0)
+
+
+@pytest.mark.parametrize(
+    ("values", "stored"),
+    [
+        (np.ones(6), np.uint8),  # binary features
+        (np.array([1.0, 2.0, 3.0, 300.0, 7.0, 1.0]), np.int32),  # counts
+        (np.array([0.5, 0.25, 1.0, 2.0, 3.0, 4.0]), np.float32),
+        (np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), np.float64),  # tf-idf weights
+    ],
+)
+def test_parts_are_stored_narrow_and_read_back_exact(
+    tmp_path: Path, values: np.ndarray, stored: type
+) -> None:
+    matrix = sp.csr_matrix((values, [0, 3, 1, 2, 4, 0], [0, 2, 4, 6]), shape=(3, 5))
+    save_parts([matrix], tmp_path / "m")
+    with np.load(tmp_path / "m" / "part-00000.npz") as archive:
+        assert archive["data"].dtype == stored
+    back = SparseParts(tmp_path / "m").part(0)
+    assert back.dtype == np.float64
+    np.testing.assert_array_equal(back.toarray(), matrix.toarray())
+    assert isinstance(load_sparse(tmp_path / "m" / "part-00000.npz"), sp.csr_matrix)
