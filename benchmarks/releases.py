@@ -3,7 +3,8 @@ answers, and throughput within noise (issue 34: a restructure must change no beh
 
 Usage (after `make pipeline promote`; needs `hey`):
 
-    python benchmarks/releases.py --ref 84c0602 [--seconds 15] [--clients 8] [--rounds 3]
+    python benchmarks/releases.py --ref 84c0602 [--seconds 15] [--clients 8] [--rounds 3] \
+        [--fail-below 0.9]
 
 The other commit runs from a git worktree (its `src/` first on PYTHONPATH, this venv's
 packages), each service under gunicorn with its defaults, 2 workers, its own model cache and
@@ -13,7 +14,10 @@ gives P(positive) for all 25,000 test reviews within 1e-12 of the other's (exit 
 Then, rounds interleaved (this host drifts from minute to minute) with the sides' order
 alternating (ABBA), `hey` posts the median-length test review, then batches of 100 test
 reviews (2 clients). Prints req/s, p50/p99 and reviews/s per side, and the ratio this/other
-per round.
+per round. With `--fail-below R` it is a regression guard (CI's `speed` job, each push
+against the commit it follows): exit 1 also when the median of the per-round ratios this/other,
+single reviews or batches, is below R (docs/benchmarks.md says how R was chosen from the spread
+of this script run against itself).
 """
 
 from __future__ import annotations
@@ -107,6 +111,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fail-below", type=float, default=0.0, metavar="RATIO",
+                        help="exit 1 when this/other throughput (median over rounds, single "
+                             "reviews or batches) is below RATIO")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("hey") is None:
         print("error: `hey` is not installed (apt-get install hey)", file=sys.stderr)
@@ -152,10 +159,18 @@ def report(results: dict[str, list[dict[str, object]]], scored: dict[str, np.nda
               f"p50 {med(side, 'single', 'p50_ms'):5.2f} ms  "
               f"p99 {med(side, 'single', 'p99_ms'):5.2f} ms  "
               f"batch {med(side, 'batch', 'rps') * 100:6.0f} reviews/s")  # fmt: skip
-    ratios = [float(a["single"]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
-              for a, b in zip(results[this], results[other], strict=True)]  # fmt: skip
-    print("this/other single-review req/s per round: " + ", ".join(f"{r:.3f}" for r in ratios))
-    return 0 if same_answers and gap <= 1e-12 else 1
+    slower = []
+    for part, what in (("single", "single-review req/s"), ("batch", "batch reviews/s")):
+        ratios = [float(a[part]["rps"]) / float(b[part]["rps"])  # type: ignore[index]
+                  for a, b in zip(results[this], results[other], strict=True)]  # fmt: skip
+        median = statistics.median(ratios)
+        print(f"this/other {what} per round: {', '.join(f'{r:.3f}' for r in ratios)}; "
+              f"median {median:.3f}")  # fmt: skip
+        if median < args.fail_below:
+            slower.append(f"{what} {median:.3f} of {other}'s, below {args.fail_below}")
+    for found in slower:
+        print(f"regression: {found}")
+    return 0 if same_answers and gap <= 1e-12 and not slower else 1
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from harness.server import free_port  # noqa: E402
 from imdb_sentiment.serving.service_settings import load_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
+MODEL_URI = "models:/imdb-sentiment@production"
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
@@ -70,8 +71,14 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
         "PREDICTION_SPOOL_DIR": env.get("PREDICTION_SPOOL_DIR") or tempfile.mkdtemp(),
     }
     settings = load_settings()
+    ready = "/readyz" if kind == "service" else "/api/v1/predict"
     if kind == "service":
         cmd = [str(BIN / "imdb-sentiment"), "serve"]
+    elif kind == "mlflow":  # MLflow's own scoring server on the same registered model
+        cmd = [str(BIN / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
+               "-w", "2", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+        full["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+        ready = "/ping"
     else:
         app = "benchmarks.bare_app:app" if kind == "bare" else "benchmarks.ceiling_app:app"
         cmd = [
@@ -91,11 +98,11 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     log = open(Path(tempfile.gettempdir()) / f"bench-{kind}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=full, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, "/readyz" if kind == "service" else "/api/v1/predict")
+    wait_ready(url, proc, ready)
     if kind == "service":
         wait_all_workers(url, workers=2)
-    elif kind == "bare":
-        time.sleep(15)  # the bare app has no readiness signal: give both workers time to load
+    elif kind in ("bare", "mlflow"):
+        time.sleep(15)  # no readiness signal per worker: give both workers time to load
     else:
         time.sleep(2)
     return proc, url
@@ -233,6 +240,8 @@ def run_service(
     try:
         warm = hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)
         single = measured(service, url + "/api/v1/predict", {"text": median}, args)
+        invoked = (measured(service, url + "/invocations", {"inputs": [median]}, args)
+                   if args.mlflow else {"ok": 0})  # fmt: skip
         workers, sync = rss_mb(service)
         batched = hey(url + "/api/v1/predict", {"texts": batch}, 10, args.batch_clients)
         answered, dropped = predict_metrics(url)
@@ -242,20 +251,23 @@ def run_service(
     hidden = {
         "answered_200": sent,
         "counted_200": answered,  # exact across workers: equals answered_200
-        "predictions": warm["ok"] + single["ok"] + batched["ok"] * len(batch),
+        "predictions": warm["ok"] + single["ok"] + invoked["ok"] + batched["ok"] * len(batch),
         "stored": stored_rows(database) - before,  # complete: equals predictions
         "dropped": dropped,
     }
-    return {"single": single, "batch": batched, "rss": workers, "sync_rss": sync, **hidden}
+    return {"single": single, "invocations": invoked, "batch": batched, "rss": workers,
+            "sync_rss": sync, **hidden}  # fmt: skip
 
 
 def run_bare(
     median: str, env: dict[str, str], args: argparse.Namespace, kind: str = "bare"
 ) -> dict[str, object]:
     proc, url = start(kind, env)
+    body: dict[str, object] = {"inputs": [median]} if kind == "mlflow" else {"text": median}
+    path = "/invocations" if kind == "mlflow" else "/api/v1/predict"
     try:
-        hey(url + "/api/v1/predict", {"text": median}, 3, args.clients)  # warm-up
-        single = measured(proc, url + "/api/v1/predict", {"text": median}, args)
+        hey(url + path, body, 3, args.clients)  # warm-up
+        single = measured(proc, url + path, body, args)
         workers, _ = rss_mb(proc)
     finally:
         stop(proc)
@@ -274,6 +286,9 @@ def main() -> int:
         "--batch-clients", type=int, default=2, help="clients of the batch endpoint's load"
     )
     parser.add_argument("--database-url", default=None, help="the service's DATABASE_URL")
+    parser.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True,
+                        help="`mlflow models serve` on the same model as a side (/invocations, "
+                             "the service's /invocations against it)")  # fmt: skip
     parser.add_argument(
         "--prediction-log-rate",
         type=float,
@@ -293,7 +308,7 @@ def main() -> int:
     texts = pd.read_parquet(test_path).text
     median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
     batch = texts.sample(256, random_state=0).tolist()
-    env = {"BARE_MODEL_URI": "models:/imdb-sentiment@production"}
+    env = {"BARE_MODEL_URI": MODEL_URI}
     if args.prediction_log_rate is not None:
         env["PREDICTION_LOG_RATE"] = str(args.prediction_log_rate)
     # The production default (a SQLite store) in a file of its own, so its rows can be counted.
@@ -306,10 +321,12 @@ def main() -> int:
     overrides["database_url"] = env["DATABASE_URL"]
     served = load_settings(**overrides)
 
-    services, ceilings, bares = [], [], []
+    services, ceilings, bares, mlflows = [], [], [], []
     for _ in range(args.rounds):  # interleaved, so a noisy minute hits every side
         services.append(run_service(median, batch, env, args))
         ceilings.append(run_bare(median, env, args, kind="ceiling"))
+        if args.mlflow:
+            mlflows.append(run_bare(median, env, args, kind="mlflow"))
         if not args.skip_bare:
             bares.append(run_bare(median, env, args))
 
@@ -327,24 +344,25 @@ def main() -> int:
         f"({served.prediction_log_dir or 'stdout'})"
     )
     print(f"service store:  {served.database_url or 'off'}")
-    sides = [("service", services), ("ceiling", ceilings)] + (
-        [("bare sklearn", bares)] if bares else []
-    )
-    for name, runs in sides:
+    sides = [("service", services, "single"), ("ceiling", ceilings, "single")]
+    sides += [("bare sklearn", bares, "single")] if bares else []
+    if mlflows:
+        sides += [("service /inv.", services, "invocations"), ("mlflow serve", mlflows, "single")]
+    for name, runs, part in sides:
         rss = [mb for r in runs for mb in r["rss"]]  # type: ignore[attr-defined]
         print(
-            f"{name:14s}  {med(runs, 'single', 'rps'):8.0f} req/s  "
-            f"p50 {med(runs, 'single', 'p50_ms'):6.2f} ms  "
-            f"p99 {med(runs, 'single', 'p99_ms'):6.2f} ms  "
-            f"non-2xx {sum(r['single']['non_2xx'] for r in runs)}  "  # type: ignore[index]
+            f"{name:14s}  {med(runs, part, 'rps'):8.0f} req/s  "
+            f"p50 {med(runs, part, 'p50_ms'):6.2f} ms  "
+            f"p99 {med(runs, part, 'p99_ms'):6.2f} ms  "
+            f"non-2xx {sum(r[part]['non_2xx'] for r in runs)}  "  # type: ignore[index]
             f"RSS/worker max {max(rss):.0f} MB  CPU/request: workers "
-            f"{med(runs, 'single', 'worker_cpu_us'):.0f} us, "
-            f"hey {med(runs, 'single', 'hey_cpu_us'):.0f} us"
+            f"{med(runs, part, 'worker_cpu_us'):.0f} us, "
+            f"hey {med(runs, part, 'hey_cpu_us'):.0f} us"
         )
 
-    def ratios(reference: list[dict[str, object]]) -> list[float]:
+    def ratios(reference: list[dict[str, object]], part: str = "single") -> list[float]:
         return [
-            float(s["single"]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
+            float(s[part]["rps"]) / float(b["single"]["rps"])  # type: ignore[index]
             for s, b in zip(services, reference, strict=True)
         ]
 
@@ -353,6 +371,12 @@ def main() -> int:
         f"of the ceiling: {statistics.median(of_ceiling):.0%} of its throughput (target >= 70 %; "
         f"per round: {', '.join(f'{r:.0%}' for r in of_ceiling)})"
     )
+    if mlflows:
+        per_round = ratios(mlflows, "invocations")
+        print(
+            f"mlflow serve:   {statistics.median(per_round):.1f}x its throughput on /invocations "
+            f"(target >= 15x; per round: {', '.join(f'{r:.1f}' for r in per_round)})"
+        )
     if bares:
         per_round = ratios(bares)
         print(

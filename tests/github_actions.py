@@ -31,6 +31,7 @@ import yaml
 DURATIONS = {
     "test": 20,
     "image-tests": 15,
+    "speed": 15,
     "release": 10,
     "image": 5,
     "stage": 2,
