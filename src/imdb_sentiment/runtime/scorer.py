@@ -392,8 +392,14 @@ class FastScorer:
         return np.column_stack([1.0 - positive, positive])
 
 
+SMALL = 8  # below this many values, `_expit` works number by number
+
+
 def _sigmoid(x: float) -> float:
-    return float(_expit(np.array([x]))[0])
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
 
 
 # --- many reviews at once -------------------------------------------------------------------
@@ -441,7 +447,10 @@ def _score_batch(
 
 
 def _expit(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    # Branch-wise like scipy.special.expit: no overflow for large |x|.
+    # Branch-wise like scipy.special.expit: no overflow for large |x|. A request's few values
+    # by `math` (~1.5 µs; the six array operations below cost ~10 µs however few there are).
+    if x.size <= SMALL:
+        return np.array([_sigmoid(v) for v in x.tolist()], dtype=np.float64)
     out = np.empty_like(x)
     positive = x >= 0
     out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
