@@ -211,17 +211,3 @@ def test_the_decision_threshold_labels_and_survives_saving(tmp_path: Path) -> No
     assert load_scorer(tmp_path / "scorer").threshold == 0.5
     with pytest.raises(ValueError, match="between 0 and 1"):
         compile_pipeline(model, threshold=1.0)
-
-
-def test_the_sigmoid_is_the_same_for_few_values_and_many() -> None:
-    """A request's few decisions go number by number (`math`), a batch's as arrays: the same
-    probabilities either way, and scipy's to the last bits, overflow-free at either end."""
-    from scipy.special import expit
-
-    from imdb_sentiment.runtime.scorer import SMALL, _expit
-
-    x = np.r_[np.linspace(-800.0, 800.0, 4001), [0.0, -0.0, 1e-300, -1e-300]]
-    few = np.concatenate([_expit(x[i : i + SMALL]) for i in range(0, len(x), SMALL)])
-    np.testing.assert_array_equal(few, _expit(x))
-    np.testing.assert_allclose(few, expit(x), rtol=0, atol=1e-15)
-    assert few[0] == 0.0 and few[4000] == 1.0
