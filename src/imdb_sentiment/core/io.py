@@ -59,9 +59,10 @@ def save_sparse(matrix: sp.spmatrix, path: Path) -> None:
         write_sparse(matrix, tmp)
 
 
-def load_sparse(path: Path | str) -> sp.csr_matrix:
-    """A saved matrix with float64 values, however narrowly they were stored."""
-    return sp.csr_matrix(sp.load_npz(path), dtype=np.float64)
+def load_sparse(path: Path | str, dtype: type | None = np.float64) -> sp.csr_matrix:
+    """A saved matrix with float64 values, however narrowly they were stored (`dtype=None`:
+    as stored)."""
+    return sp.csr_matrix(sp.load_npz(path), dtype=dtype)
 
 
 PART = "part-{:05d}.npz"

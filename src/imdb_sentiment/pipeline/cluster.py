@@ -177,20 +177,27 @@ def featurize_on_spark(sc: SparkContext, train: Path, test: Path, out: Path,
 
 @dataclass(frozen=True)
 class Loaded:
-    """A feature part in an executor's storage: its rows in the whole matrix and the matrix."""
+    """A feature part in an executor's storage: its rows in the whole matrix and the matrix,
+    kept as the file holds it (`core.io.compact`: binary features 1 byte a value, not 8), so
+    what every pass reads back from the executors' disks is 2.4x smaller."""
 
     start: int
     stop: int
-    matrix: sp.csr_matrix
+    stored: sp.csr_matrix
 
     @property
     def rows(self) -> slice:
         return slice(self.start, self.stop)
 
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        """The part with float64 values, for a pass's arithmetic (uint8 squares overflow)."""
+        return sp.csr_matrix(self.stored, dtype=np.float64)
+
 
 def _load(task: tuple[str, int, int]) -> Loaded:
     path, start, stop = task
-    return Loaded(start, stop, load_sparse(Path(path)))
+    return Loaded(start, stop, load_sparse(Path(path), dtype=None))
 
 
 def _add3(a: tuple[float, Any, float], b: tuple[float, Any, float]) -> tuple[float, Any, float]:
