@@ -71,6 +71,18 @@ def shares(collapsed: Path) -> tuple[int, collections.Counter[tuple[str, str]]]:
     return total, inclusive
 
 
+def under_load(url: str, body: dict[str, object], args: argparse.Namespace,
+               command: list[str]) -> dict[str, float]:  # fmt: skip
+    """Run `command` (a py-spy recording) while `hey` loads the service; hey's figures."""
+    load: dict[str, float] = {}
+    loader = threading.Thread(target=lambda: load.update(
+        hey(url + "/api/v1/predict", body, args.seconds + 4, args.clients)))  # fmt: skip
+    loader.start()
+    subprocess.run(command, check=True, capture_output=True)
+    loader.join()
+    return load
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
@@ -92,22 +104,11 @@ def main() -> int:
                    if "model-sync" not in " ".join(p.cmdline())]  # fmt: skip
         body = {"text": median}
         hey(url + "/api/v1/predict", body, 3, args.clients)  # warm-up
-        load: dict[str, float] = {}
-        loader = threading.Thread(target=lambda: load.update(
-            hey(url + "/api/v1/predict", body, args.seconds + 4, args.clients)))  # fmt: skip
-        loader.start()
         record = ["py-spy", "record", "-r", "250", "-d", str(args.seconds), "--nonblocking",
                   "-p", str(workers[0].pid)]  # fmt: skip
-        subprocess.run([*record, "-f", "raw", "-o", str(out / "raw.txt")], check=True,
-                       capture_output=True)  # fmt: skip
-        loader.join()
-        if args.svg:
-            loader = threading.Thread(target=lambda: hey(
-                url + "/api/v1/predict", body, args.seconds + 4, args.clients))  # fmt: skip
-            loader.start()
-            subprocess.run([*record, "-f", "flamegraph", "-o", str(args.svg)], check=True,
-                           capture_output=True)  # fmt: skip
-            loader.join()
+        load = under_load(url, body, args, [*record, "-f", "raw", "-o", str(out / "raw.txt")])
+        if args.svg:  # a second recording: py-spy writes one format per run
+            under_load(url, body, args, [*record, "-f", "flamegraph", "-o", str(args.svg)])
     finally:
         stop(proc)
     total, inclusive = shares(out / "raw.txt")
