@@ -50,11 +50,11 @@ def class_ids_at(p_positive: NDArray[np.float64], threshold: float) -> NDArray[n
 
 # --- a linear model's decision as P(positive): the logistic function -------------------------
 # As scipy.special.expit computes it (branch-wise: no overflow for large |x|), without scipy in
-# the serving image, and fast for a request's few values.
-SMALL = 8  # up to this many values, `expit` works number by number
+# the serving image.
 
 
 def sigmoid(x: float) -> float:
+    """One value, by `math` (the explanation path's single decision)."""
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
     z = math.exp(x)
@@ -62,13 +62,8 @@ def sigmoid(x: float) -> float:
 
 
 def expit(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Elementwise; a request's few values by `math` (~1.5 µs: the array operations below cost
-    ~10 µs however few values there are), a batch's as arrays — the same numbers either way."""
-    if x.size <= SMALL:
-        return np.array([sigmoid(v) for v in x.tolist()], dtype=np.float64)
-    out = np.empty_like(x)
-    positive = x >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
-    z = np.exp(x[~positive])
-    out[~positive] = z / (1.0 + z)
-    return out
+    """Elementwise, one array formula for any size (~3 µs for a request's few values), so a
+    request and a batch get the same numbers on every CPU: numpy's vectorised exp may differ
+    from `math.exp` in the last bit (it does with AVX-512)."""
+    z = np.exp(-np.abs(x))
+    return np.asarray(np.where(x >= 0, 1.0, z) / (1.0 + z), dtype=np.float64)
