@@ -131,10 +131,10 @@ def run_spark(source: Path, workdir: Path, rows: int) -> tuple[float, float, flo
 
     from imdb_sentiment.batch import spark as engine
     from imdb_sentiment.batch.job import Job
+    from imdb_sentiment.core.model_settings import load_model_settings
     from imdb_sentiment.runtime.resolve import resolve_model
-    from imdb_sentiment.serving.service_settings import load_settings
 
-    model = resolve_model(MODEL, load_settings())
+    model = resolve_model(MODEL, load_model_settings())
     session = engine.session("local[2]", "imdb-sentiment-bench")
     session.sparkContext.setLogLevel("ERROR")
     _warm_up(session, source)

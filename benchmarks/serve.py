@@ -77,7 +77,7 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     elif kind == "mlflow":  # MLflow's own scoring server on the same registered model
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager", "local",
                "-w", "2", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-        full["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+        full["MLFLOW_TRACKING_URI"] = settings.model.mlflow_tracking_uri
         ready = "/ping"
     else:
         app = "benchmarks.bare_app:app" if kind == "bare" else "benchmarks.ceiling_app:app"
@@ -86,9 +86,9 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
             "--workers",
             "2",
             "--worker-class",
-            settings.worker_class,  # the service's gunicorn settings, from the same environment
+            settings.service.worker_class,  # the service's gunicorn settings, same environment
             "--threads",
-            str(settings.threads if settings.worker_class == "gthread" else 1),
+            str(settings.service.threads if settings.service.worker_class == "gthread" else 1),
             "--bind",
             f"127.0.0.1:{port}",
             "--chdir",
@@ -339,11 +339,11 @@ def main() -> int:
         f"median test review ({len(median)} chars); {args.rounds} round(s), medians"
     )
     print(
-        f"service logs:   {served.log_format}, access log {served.access_log}, "
-        f"prediction log rate {served.prediction_log_rate:g} "
-        f"({served.prediction_log_dir or 'stdout'})"
+        f"service logs:   {served.service.log_format}, access log {served.service.access_log}, "
+        f"prediction log rate {served.service.prediction_log_rate:g} "
+        f"({served.service.prediction_log_dir or 'stdout'})"
     )
-    print(f"service store:  {served.database_url or 'off'}")
+    print(f"service store:  {served.store.database_url or 'off'}")
     sides = [("service", services, "single"), ("ceiling", ceilings, "single")]
     sides += [("bare sklearn", bares, "single")] if bares else []
     if mlflows:

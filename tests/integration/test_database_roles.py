@@ -117,6 +117,8 @@ def test_the_connection_budget_the_docs_state_is_the_manifests() -> None:
     engine = (ROOT / "src/imdb_sentiment/store/engine.py").read_text()
     pool = int(re.search(r"pool_size: int = (\d+)", engine)[1])  # type: ignore[index]
     overflow = int(re.search(r"max_overflow=(\d+)", engine)[1])  # type: ignore[index]
-    budget = settings.spool_processes * (pool + overflow) * int(hpa["maxReplicas"])
+    budget = settings.service.spool_processes * (pool + overflow) * int(hpa["maxReplicas"])
     assert f"at most {budget}," in DOCS.read_text()
-    assert settings.spool_processes == settings.workers + settings.grpc_workers
+    assert (
+        settings.service.spool_processes == settings.service.workers + settings.service.grpc_workers
+    )

@@ -171,12 +171,12 @@ def test_deployment_is_production_grade(overlay: str) -> None:
     stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert stop[0] == "sleep"
     # SIGTERM comes after preStop; gunicorn then drains for TIMEOUT (its graceful timeout,
-    # within which each process writes its spool out: Settings.drain_s) before the kubelet's
+    # within which each process writes its spool out: ServiceSettings.drain_s) before the kubelet's
     # SIGKILL at terminationGracePeriodSeconds.
     settings = load_settings(**{k.lower(): v for k, v in config["data"].items()
                                 if k in ("TIMEOUT", "WORKERS")})  # fmt: skip
-    assert pod["spec"]["terminationGracePeriodSeconds"] > int(stop[1]) + settings.timeout
-    assert settings.drain_s < settings.timeout
+    assert pod["spec"]["terminationGracePeriodSeconds"] > int(stop[1]) + settings.service.timeout
+    assert settings.service.drain_s < settings.service.timeout
     # The spool's bound (the whole directory) below its volume's sizeLimit, with headroom.
     bound = float(config["data"]["PREDICTION_SPOOL_MAX_MB"]) * 2**20
     limit = volumes["spool"]["emptyDir"]["sizeLimit"]

@@ -59,9 +59,11 @@ def test_a_version_registered_before_the_split_serves_the_same(
     old = json.loads(out.read_text())
 
     settings = load_settings()  # the same registry (MLFLOW_TRACKING_URI of this test)
-    tracking.configure(settings)  # as the sync process does (an earlier test may have set another)
-    cache = ModelCache(settings.model_cache_dir, settings.model_name)
-    pointer = RegistrySync(settings, cache).sync()  # downloads and compiles with today's code
+    tracking.configure(
+        settings.model
+    )  # as the sync process does (an earlier test may have set another)
+    cache = ModelCache(settings.model.model_cache_dir, settings.model.model_name)
+    pointer = RegistrySync(settings.model, cache).sync()  # downloads and compiles with today's code
     assert pointer.version == old["version"] is not None
     compiled = cache.compile_model(old["version"])  # loads the old skops file
     served = cache.load_scorer(old["version"])

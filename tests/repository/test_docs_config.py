@@ -46,7 +46,10 @@ def parameter_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 
 def settings_variables() -> set[str]:
     names = set()
-    for field in Settings.model_fields.values():
+    parts = [Settings.model_fields[part].annotation for part in Settings.model_fields]
+    fields = [field for part in parts if part is not None for field in part.model_fields.values()]
+    assert len(parts) == 3 and fields
+    for field in fields:
         alias: Any = field.validation_alias
         assert alias is not None, "every setting is read from an environment variable"
         names |= (

@@ -19,10 +19,10 @@ from imdb_sentiment.batch.files import Reader
 from imdb_sentiment.cli.main import app
 from imdb_sentiment.core import tracking
 from imdb_sentiment.core.errors import PipelineError
+from imdb_sentiment.core.model_settings import load_model_settings
 from imdb_sentiment.pipeline.registry import register
 from imdb_sentiment.runtime.resolve import parse_model_uri, resolve_model
 from imdb_sentiment.runtime.scorer_files import save_scorer
-from imdb_sentiment.serving.service_settings import load_settings
 from tests.helpers import PUNCTUATION_TOKENS, tiny_model, tiny_texts, write_table
 
 runner = CliRunner()
@@ -32,7 +32,7 @@ NAME = "imdb-sentiment"
 def publish(
     seed: int = 1, alias: str = "production", threshold: float = 0.5, model: Pipeline | None = None
 ) -> str:
-    tracking.configure(load_settings())
+    tracking.configure(load_model_settings())
     record = register.log_and_register(
         model if model is not None else tiny_model(seed=seed),
         model_name=NAME,
@@ -229,7 +229,7 @@ def test_parse_model_uri() -> None:
 def test_registered_versions_ship_their_compiled_scorer() -> None:
     """The alias is resolved once; the scorer comes from the version's artifacts, not a compile."""
     version = publish()
-    resolved = resolve_model(f"models:/{NAME}@production", load_settings())
+    resolved = resolve_model(f"models:/{NAME}@production", load_model_settings())
     assert resolved.version == version
     assert (resolved.scorer_dir / "scorer.json").exists()
     import mlflow

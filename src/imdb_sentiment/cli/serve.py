@@ -34,8 +34,9 @@ def serve(
     if gunicorn is None:
         raise PipelineError("gunicorn is not installed in this environment")
     config = Path(__file__).resolve().parents[1] / "serving" / "gunicorn.conf.py"
-    if settings.log_format == "text":  # JSON logs: every line is one object; gunicorn says it
-        typer.echo(f"serving {settings.model_name}@{settings.model_alias} on port {settings.port}")
+    model, service = settings.model, settings.service
+    if service.log_format == "text":  # JSON logs: every line is one object; gunicorn says it
+        typer.echo(f"serving {model.model_name}@{model.model_alias} on port {service.port}")
     os.execv(gunicorn, [gunicorn, "--config", str(config)])
 
 

@@ -1,5 +1,5 @@
 """Runtime settings every area shares: the MLflow registry and the local model cache, from the
-environment. The service's own settings extend these (`serving.service_settings`).
+environment. The service composes these with its own (`serving.service_settings`).
 """
 
 from __future__ import annotations

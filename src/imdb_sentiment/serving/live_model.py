@@ -4,7 +4,7 @@ The current model is one immutable `LoadedModel` behind a single attribute. A re
 once and keeps that reference, so a swap (a plain attribute assignment, atomic in CPython)
 never disturbs a request in flight.
 
-Who moves the pointer (`Settings.model_sync`): with `sidecar` (gunicorn) the separate registry
+Who moves the pointer (`MODEL_SYNC`): with `sidecar` (gunicorn) the separate registry
 sync process does; with `inline` this store runs the registry sync itself before each look at
 the pointer. Either way a worker only ever loads a compiled scorer from the cache.
 """
@@ -62,7 +62,7 @@ class LiveModel:
         self.metrics = metrics
         self.shadow = shadow
         pointer = SHADOW_POINTER if shadow else POINTER
-        self.cache = ModelCache(settings.model_cache_dir, settings.model_name, pointer)
+        self.cache = ModelCache(settings.model.model_cache_dir, settings.model.model_name, pointer)
         # Read by every request as a plain attribute (no call); written only by this class.
         self.current: LoadedModel | None = None
         self.reason = "model not loaded yet"
@@ -86,9 +86,9 @@ class LiveModel:
             from imdb_sentiment.runtime.sync import RegistrySync, ShadowSync
 
             production = self.cache.with_pointer(POINTER)
-            uri = self.settings.shadow_model_uri
-            self._sync = (ShadowSync(self.settings, production, uri) if self.shadow
-                          else RegistrySync(self.settings, self.cache))  # fmt: skip
+            uri = self.settings.service.shadow_model_uri
+            self._sync = (ShadowSync(self.settings.model, production, uri) if self.shadow
+                          else RegistrySync(self.settings.model, self.cache))  # fmt: skip
         return self._sync
 
     def inject(
@@ -105,7 +105,7 @@ class LiveModel:
         compiled = (model if isinstance(model, FastScorer)
                     else compile_pipeline(model, carried_threshold(None)))  # fmt: skip
         scorer = _warm(compiled)
-        name = self.settings.model_name
+        name = self.settings.model.model_name
         loaded = LoadedModel(scorer, name, version, None, "injected", time.time(), quality or {})
         self._swap(loaded)
 
@@ -113,7 +113,7 @@ class LiveModel:
     def load_initial(self) -> None:
         """Registry (inline mode) or the sync's pointer; a cached copy if the registry is down;
         else not ready, with the reason. Never raises: the process runs either way."""
-        if self.settings.model_sync == "inline":
+        if self.settings.service.model_sync == "inline":
             try:
                 self.sync.sync()
             except Exception as exc:  # the registry's failure modes are many; all mean cache
@@ -125,7 +125,7 @@ class LiveModel:
 
     def refresh(self) -> bool:
         """Inline mode: sync the registry into the cache first. Then follow the pointer."""
-        if self.settings.model_sync == "inline":
+        if self.settings.service.model_sync == "inline":
             try:
                 self.sync.sync()
             except Exception:
@@ -225,13 +225,13 @@ class LiveModel:
         log.info("serving %s version %s (from %s)", loaded.name, loaded.version, loaded.source)
 
     def start_polling(self) -> None:
-        if self.settings.reload_interval <= 0 or self._thread is not None:
+        if self.settings.service.reload_interval <= 0 or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._poll, name="model-reload", daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.settings.reload_interval):
+        while not self._stop.wait(self.settings.service.reload_interval):
             try:
                 self.refresh()
             except Exception as exc:  # keep serving the old model; the metric tells

@@ -44,12 +44,12 @@ class PredictionLog:
     """Samples predictions at `rate` and writes them from a background thread."""
 
     def __init__(self, settings: Settings, seed: int | None = None) -> None:
-        self.rate = settings.prediction_log_rate
-        self.keep_text = settings.prediction_log_text
+        self.rate = settings.service.prediction_log_rate
+        self.keep_text = settings.service.prediction_log_text
         self._random = random.Random(seed)
-        self._directory = settings.prediction_log_dir
-        self._max_bytes = settings.prediction_log_max_bytes
-        self._backups = settings.prediction_log_backups
+        self._directory = settings.service.prediction_log_dir
+        self._max_bytes = settings.service.prediction_log_max_bytes
+        self._backups = settings.service.prediction_log_backups
         self._writer = BackgroundWriter(lambda: _HandlerSink(self._open_handler()), "predictions")
 
     @property

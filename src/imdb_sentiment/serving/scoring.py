@@ -263,12 +263,14 @@ class Scoring:
 
 def text_limits(settings: Settings) -> StringConstraints:
     """One review as the service takes it: 1..MAX_TEXT_CHARS characters, not all blank."""
-    return StringConstraints(min_length=1, max_length=settings.max_text_chars, pattern=NOT_BLANK)
+    return StringConstraints(
+        min_length=1, max_length=settings.service.max_text_chars, pattern=NOT_BLANK
+    )
 
 
 def batch_limits(settings: Settings) -> Any:
     """One request's reviews: 1..MAX_BATCH_SIZE of them."""
-    return Field(min_length=1, max_length=settings.max_batch_size)
+    return Field(min_length=1, max_length=settings.service.max_batch_size)
 
 
 @dataclass
@@ -293,9 +295,9 @@ class ScoringService:
         """Scoring as every front does it: metrics, the prediction log, the store's records,
         the shadowed candidate."""
         return Scoring(self.metrics, self.prediction_log, self.prediction_store,
-                       self.settings.prediction_log_text, self.shadow_model,
-                       self.settings.shadow_sample,
-                       ShadowBudget(self.settings.shadow_budget_ms / 1000))  # fmt: skip
+                       self.settings.service.prediction_log_text, self.shadow_model,
+                       self.settings.service.shadow_sample,
+                       ShadowBudget(self.settings.service.shadow_budget_ms / 1000))  # fmt: skip
 
     def served_model(self) -> LoadedModel:
         """The production model, read once: this request keeps it even if a swap happens (a 503
@@ -314,11 +316,11 @@ class ScoringService:
     def authorize(self, authorization: str | None, route: str) -> None:
         """A 401 (403 for writes on a server without tokens) unless the request may use
         `route` ("feedback" or "predict")."""
-        if route != "feedback" and self.settings.api_tokens_for != "all":
+        if route != "feedback" and self.settings.service.api_tokens_for != "all":
             return
         if self.tokens is not None:
             self.tokens.require(authorization)
-        elif route == "feedback" and not self.settings.allow_anonymous_writes:
+        elif route == "feedback" and not self.settings.service.allow_anonymous_writes:
             raise ApiError(
                 403,
                 "writes_disabled",
@@ -342,7 +344,7 @@ class ScoringService:
                 model.stop()
         self.prediction_log.close()
         if self.prediction_store is not None:
-            self.prediction_store.close(drain_s=self.settings.drain_s)
+            self.prediction_store.close(drain_s=self.settings.service.drain_s)
 
 
 def build_service(
@@ -359,7 +361,7 @@ def build_service(
     tokens = _tokens(settings)  # a bad tokens file stops the start before any thread runs
     metrics = Metrics()
     live = LiveModel(settings, metrics)
-    follow_shadow = model is None and settings.shadow_sample > 0
+    follow_shadow = model is None and settings.service.shadow_sample > 0
     shadow = LiveModel(settings, metrics, shadow=True) if follow_shadow or shadow_model else None
     store = _prediction_store(settings, metrics, migrate)
     service = ScoringService(
@@ -378,10 +380,10 @@ def build_service(
 
 
 def _tokens(settings: Settings) -> TokenCheck | None:
-    if settings.api_tokens_file is None:
+    if settings.service.api_tokens_file is None:
         return None
     try:
-        return TokenCheck(settings.api_tokens_file)
+        return TokenCheck(settings.service.api_tokens_file)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"API_TOKENS_FILE: {exc}") from exc
 
@@ -389,18 +391,20 @@ def _tokens(settings: Settings) -> TokenCheck | None:
 def _prediction_store(
     settings: Settings, metrics: Metrics, migrate: bool
 ) -> PredictionStore | None:
-    if not settings.database_url:
+    if not settings.store.database_url:
         return None
     migrated = None
-    if migrate and settings.database_migrate == "auto":  # embedded; a release step otherwise
+    if migrate and settings.store.database_migrate == "auto":  # embedded; a release step otherwise
         try:
-            migrated = upgrade(settings.database_url, settings.timeouts(migration=True))
+            migrated = upgrade(settings.store.database_url, settings.store.timeouts(migration=True))
             log.info("prediction store: %s", migrated.detail)
         except StoreUnavailableError as exc:  # served anyway; readiness says what is wrong
             log.warning("%s", exc)
     # Texts are kept where the prediction log may keep them: one privacy switch.
     store = PredictionStore.for_service(
-        settings, keep_text=settings.prediction_log_text, processes=settings.spool_processes
+        settings.store,
+        keep_text=settings.service.prediction_log_text,
+        processes=settings.service.spool_processes,
     )
     metrics.watch_spool(store)
     store.start(known=migrated)
@@ -408,11 +412,11 @@ def _prediction_store(
 
 
 def _start_model(settings: Settings, live: LiveModel) -> None:
-    if settings.model_sync == "inline":  # this process talks to the registry itself
+    if settings.service.model_sync == "inline":  # this process talks to the registry itself
         from imdb_sentiment.core.tracking import configure
         from imdb_sentiment.runtime.sync import quiet_http_defaults
 
         quiet_http_defaults()
-        configure(settings)
+        configure(settings.model)
     live.load_initial()
     live.start_polling()

@@ -60,7 +60,7 @@ class Server:
         self.children: list[Supervisor] = []  # started once the server is ready
 
     def gunicorn_options(self) -> dict[str, Any]:
-        s = self.settings
+        s = self.settings.service
         options: dict[str, Any] = {
             "bind": f"{s.host}:{s.port}",
             "workers": s.workers,
@@ -101,7 +101,7 @@ class Server:
         for name in os.listdir(self.metrics_dir):
             if name.endswith(".db"):
                 os.remove(os.path.join(self.metrics_dir, name))
-        if self.settings.database_url and self.settings.database_migrate == "auto":
+        if self.settings.store.database_url and self.settings.store.database_migrate == "auto":
             self._run(server, _DB_UPGRADE, "store migration")  # the one migrator
         # Bounded: a hung registry must not keep the server from starting (workers then serve
         # the cached model, or report not-ready).
@@ -120,7 +120,7 @@ class Server:
 
     @property
     def first_sync_timeout(self) -> float:
-        return max(60, 4 * self.settings.timeout)
+        return max(60, 4 * self.settings.service.timeout)
 
     def when_ready(self, server: Any) -> None:
         """Master, workers booting: start the processes beside them."""
@@ -128,10 +128,12 @@ class Server:
         # The watch follows the registry (MODEL_RELOAD_INTERVAL) and finds the shadowed candidate:
         # looked up here, beside the serving workers, never before them (a slow or absent
         # registry must not delay the start).
-        if self.settings.reload_interval > 0 or self.settings.shadow_sample > 0:
+        if self.settings.service.reload_interval > 0 or self.settings.service.shadow_sample > 0:
             self.children.append(Supervisor([*_SELF, MODEL_SYNC, "--watch"], warn))
-        if self.settings.grpc_port:
-            self.children.extend(Supervisor(_GRPC, warn) for _ in range(self.settings.grpc_workers))
+        if self.settings.service.grpc_port:
+            self.children.extend(
+                Supervisor(_GRPC, warn) for _ in range(self.settings.service.grpc_workers)
+            )
         for child in self.children:
             child.start()
 
@@ -225,14 +227,14 @@ def model_sync(watch: bool) -> int:
     from imdb_sentiment.serving import logs
 
     settings = load_settings()
-    logs.configure(settings.log_format)  # the same JSON lines as gunicorn and the workers
+    logs.configure(settings.service.log_format)  # the same JSON lines as gunicorn and the workers
     quiet_http_defaults()
-    configure(settings)
-    cache = ModelCache(settings.model_cache_dir, settings.model_name)
-    sync = RegistrySync(settings, cache)
+    configure(settings.model)
+    cache = ModelCache(settings.model.model_cache_dir, settings.model.model_name)
+    sync = RegistrySync(settings.model, cache)
     also = None  # the shadowed candidate follows the registry in the same process
-    if settings.shadow_sample > 0:
-        candidate = ShadowSync(settings, cache, settings.shadow_model_uri)
+    if settings.service.shadow_sample > 0:
+        candidate = ShadowSync(settings.model, cache, settings.service.shadow_model_uri)
         also = functools.partial(_sync_shadow, candidate)
     if not watch:  # before the workers boot: production's version, then the candidate's if
         _sync_production(sync)  # the registry answers within a few seconds (the watch goes on)
@@ -249,8 +251,8 @@ def model_sync(watch: bool) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if settings.reload_interval > 0:
-        sync.watch(settings.reload_interval, stop, failures.inc, also)
+    if settings.service.reload_interval > 0:
+        sync.watch(settings.service.reload_interval, stop, failures.inc, also)
     else:  # nothing to follow: stay, so the supervisor does not start this again
         stop.wait()
     return 0
@@ -265,9 +267,9 @@ def migrate() -> int:
     from imdb_sentiment.store.store_errors import StoreUnavailableError
 
     settings = load_settings()
-    logs.configure(settings.log_format)
+    logs.configure(settings.service.log_format)
     try:
-        state = upgrade(settings.database_url, settings.timeouts(migration=True))
+        state = upgrade(settings.store.database_url, settings.store.timeouts(migration=True))
     except (StoreUnavailableError, OSError) as exc:  # a store it cannot reach or create
         log.warning("cannot migrate the prediction store: %s", exc)
         return 1

@@ -1,21 +1,25 @@
-"""The service's settings: the shared registry and cache settings, the prediction store's, and
-everything the service alone reads from the environment (server, limits, logs, credentials).
+"""The service's settings, composed of three parts each read from the environment: the
+registry and cache's (`core.model_settings`), the prediction store's (`store.store_settings`)
+and the service's own (server, limits, logs, credentials: `ServiceSettings`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imdb_sentiment.core.config import MODEL_URI
+from imdb_sentiment.core.config import MODEL_URI, one_line
+from imdb_sentiment.core.errors import ConfigError
 from imdb_sentiment.core.model_settings import ModelSettings, load_from_env
 from imdb_sentiment.store.store_settings import StoreSettings
 
 
-class Settings(ModelSettings, StoreSettings):
-    """Runtime settings of the service, from the environment (never from params.yaml): the
-    registry and cache's, the prediction store's, and its own."""
+class ServiceSettings(BaseSettings):
+    """What the service alone reads from the environment (never from params.yaml)."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     host: str = Field("0.0.0.0", validation_alias="HOST")
     port: int = Field(5005, ge=1, le=65535, validation_alias="PORT")
@@ -76,14 +80,13 @@ class Settings(ModelSettings, StoreSettings):
         "feedback", validation_alias="API_TOKENS_FOR"
     )
 
-    # Named apart from ModelSettings' validator: a same-named one would replace it.
     @field_validator("prediction_log_dir", "api_tokens_file", "shadow_model_uri", mode="before")
     @classmethod
     def _empty_paths_are_unset(cls, value: str | None) -> str | None:
         return value or None
 
     @model_validator(mode="after")
-    def _text_fits_body(self) -> Settings:
+    def _text_fits_body(self) -> ServiceSettings:
         if self.max_text_chars > self.max_body_bytes:
             raise ValueError("MAX_TEXT_CHARS cannot exceed MAX_BODY_BYTES")
         return self
@@ -103,14 +106,46 @@ class Settings(ModelSettings, StoreSettings):
         requests it finishes first."""
         return max(1.0, self.timeout * 0.8)
 
+
+class Settings(BaseModel):
+    """Runtime settings of the service: its parts, and what holds across them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelSettings
+    store: StoreSettings
+    service: ServiceSettings
+
     @model_validator(mode="after")
     def _shadow_of_this_model(self) -> Settings:
-        match = MODEL_URI.match(self.shadow_model_uri or "")
-        if match is not None and match["name"] != self.model_name:
-            raise ValueError(f"SHADOW_MODEL_URI must name a version of {self.model_name!r}")
+        match = MODEL_URI.match(self.service.shadow_model_uri or "")
+        if match is not None and match["name"] != self.model.model_name:
+            raise ValueError(f"SHADOW_MODEL_URI must name a version of {self.model.model_name!r}")
         return self
 
 
+_PARTS: dict[str, type[BaseSettings]] = {
+    "model": ModelSettings, "store": StoreSettings, "service": ServiceSettings
+}  # fmt: skip
+
+
+def _owner(key: str) -> str:
+    """The part a setting belongs to, by field or environment name (any case)."""
+    for part, kind in _PARTS.items():
+        for name, field in kind.model_fields.items():
+            if key.lower() in (name, str(field.validation_alias).lower()):
+                return part
+    raise ConfigError(f"invalid settings: no setting {key!r}")
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment, with explicit overrides (tests, CLI flags)."""
-    return load_from_env(Settings, **overrides)
+    """Read each part from the environment, with explicit overrides by field or environment
+    name (tests, CLI flags); a bad value is one `ConfigError` line."""
+    given: dict[str, dict[str, Any]] = {part: {} for part in _PARTS}
+    for key, value in overrides.items():
+        given[_owner(key)][key] = value
+    parts = {part: load_from_env(kind, **given[part]) for part, kind in _PARTS.items()}
+    try:
+        return Settings(**parts)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {one_line(exc)}") from exc

@@ -66,8 +66,8 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "8080")
     monkeypatch.setenv("WORKERS", "4")
     settings = load_settings()
-    assert (settings.port, settings.workers) == (8080, 4)
-    assert settings.model_name == "imdb-sentiment"
+    assert (settings.service.port, settings.service.workers) == (8080, 4)
+    assert settings.model.model_name == "imdb-sentiment"
 
 
 def test_settings_reject_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,10 +82,10 @@ def test_model_uri_sets_name_and_alias_or_version(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MODEL_VERSION", "2")
     monkeypatch.setenv("MODEL_URI", "models:/reviews/7")
     pinned = load_settings()
-    assert (pinned.model_name, pinned.model_version) == ("reviews", "7")
+    assert (pinned.model.model_name, pinned.model.model_version) == ("reviews", "7")
     monkeypatch.setenv("MODEL_URI", "models:/reviews@staging")
     following = load_settings()
-    assert (following.model_alias, following.model_version) == ("staging", None)
+    assert (following.model.model_alias, following.model.model_version) == ("staging", None)
     monkeypatch.setenv("MODEL_URI", "reviews/7")
     with pytest.raises(ConfigError, match="MODEL_URI"):
         load_settings()

@@ -13,17 +13,17 @@ from imdb_sentiment.core import tracking
 from imdb_sentiment.core.config import LiveGate
 from imdb_sentiment.core.errors import GateError, PipelineError
 from imdb_sentiment.core.evidence import PairedCounts
+from imdb_sentiment.core.model_settings import load_model_settings
 from imdb_sentiment.pipeline import registry
 from imdb_sentiment.pipeline.registry import promotion
 from imdb_sentiment.pipeline.registry import register as registration
-from imdb_sentiment.serving.service_settings import load_settings
 
 NAME = "imdb-sentiment-test"
 
 
 @pytest.fixture(autouse=True)
 def _configured() -> None:
-    tracking.configure(load_settings())
+    tracking.configure(load_model_settings())
 
 
 def register(model: Pipeline, accuracy: float) -> registration.RunRecord:

@@ -31,10 +31,10 @@ def publish(
     model: Pipeline | None = None,
 ) -> str:
     settings = load_settings()
-    tracking.configure(settings)
+    tracking.configure(settings.model)
     record = register.log_and_register(
         model if model is not None else tiny_model(seed=seed, clean=clean),
-        model_name=settings.model_name,
+        model_name=settings.model.model_name,
         experiment="serving",
         params={},
         metrics=metrics or {"test_accuracy": 0.9},
@@ -42,7 +42,7 @@ def publish(
         dataset={},
         threshold=threshold,
     )
-    MlflowClient().set_registered_model_alias(settings.model_name, alias, record.version)
+    MlflowClient().set_registered_model_alias(settings.model.model_name, alias, record.version)
     return record.version
 
 
@@ -164,7 +164,9 @@ def test_a_sidecar_worker_serves_the_synced_model_without_sklearn_or_mlflow() ->
     default_clean = load_params(Path(__file__).parents[3] / "params.yaml").clean
     version = publish(seed=1, clean=default_clean)
     current = load_settings()
-    RegistrySync(current, ModelCache(current.model_cache_dir, current.model_name)).sync()
+    RegistrySync(
+        current.model, ModelCache(current.model.model_cache_dir, current.model.model_name)
+    ).sync()
     probe = (
         "import json, sys\n"
         "from imdb_sentiment.serving.http.app import create_app\n"
@@ -188,7 +190,9 @@ def test_a_sidecar_worker_follows_the_pointer_when_it_moves() -> None:
 
     first = publish(seed=1)
     current = load_settings()
-    sync = RegistrySync(current, ModelCache(current.model_cache_dir, current.model_name))
+    sync = RegistrySync(
+        current.model, ModelCache(current.model.model_cache_dir, current.model.model_name)
+    )
     sync.sync()
     app = create_app(load_settings(model_sync="sidecar", reload_interval=0))
     store = app.extensions["imdb_sentiment"].model
@@ -220,7 +224,7 @@ def test_the_service_labels_at_the_registered_threshold_even_when_it_compiles_it
     assert any(0.5 <= p < 0.965 for p in positive)  # at 0.5 some labels would differ
     # A version served without its shipped scorer is compiled where it is served, from the
     # MLflow model, whose metadata carries the same threshold.
-    cache = ModelCache(load_settings().model_cache_dir, load_settings().model_name)
+    cache = ModelCache(load_settings().model.model_cache_dir, load_settings().model.model_name)
     assert cache.compile_model(version).threshold == 0.965
 
 
@@ -231,11 +235,11 @@ def test_a_registry_that_does_not_exist_is_absent_at_once(tmp_path: Path) -> Non
     from imdb_sentiment.runtime.sync import RegistrySync, RegistryUnavailableError, ShadowSync
 
     missing = settings(mlflow_tracking_uri=f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}")
-    cache = ModelCache(tmp_path / "cache", missing.model_name)
+    cache = ModelCache(tmp_path / "cache", missing.model.model_name)
     started = time.monotonic()
     with pytest.raises(RegistryUnavailableError, match="does not exist"):
-        RegistrySync(missing, cache).sync()
-    candidate = ShadowSync(missing, cache, None).sync()
+        RegistrySync(missing.model, cache).sync()
+    candidate = ShadowSync(missing.model, cache, None).sync()
     assert candidate.version is None and "does not exist" in candidate.reason
     assert time.monotonic() - started < 2
     assert not (tmp_path / "none").exists()  # nothing created

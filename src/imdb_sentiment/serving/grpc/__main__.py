@@ -4,5 +4,5 @@ from imdb_sentiment.serving.grpc.service import serve
 from imdb_sentiment.serving.logs import configure
 from imdb_sentiment.serving.service_settings import load_settings
 
-configure(load_settings().log_format)
+configure(load_settings().service.log_format)
 serve()

@@ -99,14 +99,14 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
             raise
         finally:
             elapsed = time.perf_counter() - started
-            cost = elapsed * self.service.settings.instance_cost_per_hour / 3600
+            cost = elapsed * self.service.settings.service.instance_cost_per_hour / 3600
             shape = "batch" if batch else "single"
             self.service.metrics.observe_request(
                 "POST", SERVICE + method, str(HTTP_STATUS[status]), shape, elapsed, cost
             )
 
     def _model(self, name: str, version: str) -> Any:
-        if name != self.service.settings.model_name:
+        if name != self.service.settings.model.model_name:
             raise AbortError(grpc.StatusCode.NOT_FOUND, f"no model named {name!r}")
         model = self.service.model.current
         if model is None:
@@ -173,8 +173,8 @@ class InferenceServicer(rpc.GRPCInferenceServiceServicer):
             self.service.authorize(metadata.get("authorization"), "predict")
         except ApiError as error:
             raise from_api_error(error) from None
-        if request.ByteSize() > self.service.settings.max_body_bytes:
-            limit = self.service.settings.max_body_bytes
+        if request.ByteSize() > self.service.settings.service.max_body_bytes:
+            limit = self.service.settings.service.max_body_bytes
             raise AbortError(grpc.StatusCode.INVALID_ARGUMENT, f"request larger than {limit} bytes")
         model = self._model(request.model_name, request.model_version)
         try:
@@ -212,18 +212,18 @@ def _ids(server_id: str, client_id: str | None) -> Iterator[None]:
 def build(
     settings: Settings, service: ScoringService | None = None
 ) -> tuple[grpc.Server, ScoringService]:
-    """The server (not started) on settings.grpc_port, and the scoring service behind it
+    """The server (not started) on settings.service.grpc_port, and the scoring service behind it
     (`service`: one built already, as tests do)."""
     scoring_service = service or build_service(settings)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_threads,
+        futures.ThreadPoolExecutor(max_workers=settings.service.grpc_threads,
                                    thread_name_prefix="grpc"),
-        options=[("grpc.max_receive_message_length", settings.max_body_bytes + 65536),
-                 ("grpc.max_send_message_length", settings.max_body_bytes + 65536),
+        options=[("grpc.max_receive_message_length", settings.service.max_body_bytes + 65536),
+                 ("grpc.max_send_message_length", settings.service.max_body_bytes + 65536),
                  ("grpc.so_reuseport", 1)],  # GRPC_WORKERS processes on one port
     )  # fmt: skip
     rpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(scoring_service), server)
-    server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    server.add_insecure_port(f"{settings.service.host}:{settings.service.grpc_port}")
     return server, scoring_service
 
 
@@ -235,10 +235,10 @@ def serve() -> None:
     settings = load_settings(model_sync="sidecar")
     server, scoring_service = build(settings, build_service(settings, migrate=False))
     server.start()
-    log.info("gRPC inference protocol on port %d", settings.grpc_port)
+    log.info("gRPC inference protocol on port %d", settings.service.grpc_port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     stopping.wait()
-    server.stop(grace=settings.timeout).wait()
+    server.stop(grace=settings.service.timeout).wait()
     scoring_service.close()

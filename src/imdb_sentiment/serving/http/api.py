@@ -37,10 +37,10 @@ def predict_json() -> ResponseReturnValue:
     ctx.authorize(request.headers.get("Authorization"), "predict")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    body = parse_json(read_body(request, ctx.settings.max_body_bytes))
+    body = parse_json(read_body(request, ctx.settings.service.max_body_bytes))
     texts, explain, single = schemas().predict_request(body)
     model = ctx.served_model()
-    top_k = ctx.settings.explain_top_k if explain else 0
+    top_k = ctx.settings.service.explain_top_k if explain else 0
     results = predict(model, texts, top_k)
     if single:
         return jsonify(results[0].as_json(model, explain))
@@ -61,7 +61,7 @@ def invocations() -> ResponseReturnValue:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset != "utf-8":
         raise ApiError(415, "unsupported_media_type", "the scoring server only supports UTF-8")
-    raw = read_body(request, ctx.settings.max_body_bytes)
+    raw = read_body(request, ctx.settings.service.max_body_bytes)
     if request.mimetype == "text/csv":
         texts = schemas().csv_texts(decode_utf8(raw))
     else:
@@ -93,7 +93,7 @@ def feedback() -> ResponseReturnValue:
         raise ApiError(404, "feedback_disabled", "feedback is off on this server (DATABASE_URL)")
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    body = parse_json(read_body(request, ctx.settings.max_body_bytes))
+    body = parse_json(read_body(request, ctx.settings.service.max_body_bytes))
     request_id, item, text, label = schemas().feedback_request(body)
     try:
         if text is not None:  # scored now, by the current model, and stored with its label
@@ -126,7 +126,7 @@ def feedback() -> ResponseReturnValue:
         raise ApiError(503, "feedback_unavailable", "feedback cannot be stored right now") from None
     p = labelled.prediction
     version = p.model_version or "unknown"
-    ctx.metrics.feedback.labels(ctx.settings.model_name, version, labelled.outcome).inc()
+    ctx.metrics.feedback.labels(ctx.settings.model.model_name, version, labelled.outcome).inc()
     if p.shadow_label is not None and p.shadow_version is not None:  # a pair of answers
         pair = outcome(p.label, p.shadow_label, labelled.actual)
         ctx.metrics.shadow_pairs.labels(version, p.shadow_version, pair).inc()
@@ -136,6 +136,6 @@ def feedback() -> ResponseReturnValue:
         "label": labelled.actual,
         "predicted": p.label,
         "correct": labelled.correct,
-        "model": {"name": ctx.settings.model_name, "version": version},
+        "model": {"name": ctx.settings.model.model_name, "version": version},
     }
     return jsonify(ack), 201

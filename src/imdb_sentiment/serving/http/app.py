@@ -65,7 +65,7 @@ def create_app(
     app.json = OrjsonProvider(app)
     # One byte over the limit gets through Werkzeug, so read_body can tell "too large" apart from
     # "exactly at the limit" for chunked bodies too (Werkzeug cuts those silently).
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.config["MAX_CONTENT_LENGTH"] = settings.service.max_body_bytes + 1
     scoring_service = build_service(settings, model, shadow_model, migrate=migrate)
     install(app, scoring_service, Schemas.build(settings))
     for blueprint in (web.bp, api.bp, oip.bp, ops.bp, docs.bp):
@@ -82,7 +82,7 @@ def _endpoint() -> str:
 def _install_hooks(app: Flask, settings: Settings, metrics: Metrics) -> None:
     # Each hook resolves Flask's `request` and `g` proxies once: every attribute read through a
     # proxy looks up the context again, and these hooks run on every request.
-    cost_per_second = settings.instance_cost_per_hour / 3600
+    cost_per_second = settings.service.instance_cost_per_hour / 3600
     request_id_key = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
     @app.before_request

@@ -87,7 +87,7 @@ def _pair(positive: float) -> tuple[float, float]:
 def _model(ctx: ScoringService, name: str, version: str | None) -> LoadedModel:
     """The served model if `name` (and `version`) name it, else a 404."""
     g.oip = True  # errors in the protocol's shape (app.py)
-    if name != ctx.settings.model_name:
+    if name != ctx.settings.model.model_name:
         raise ApiError(404, "unknown_model", f"no model named {name!r}")
     model = ctx.served_model()
     if version is not None and version != model.version:
@@ -149,7 +149,7 @@ def infer(name: str, version: str | None = None) -> ResponseReturnValue:
     # OIP clients (tritonclient among them) may send no content type: the body is JSON anyway.
     if request.mimetype not in ("", "application/json", "application/octet-stream"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    body = request_body(request, ctx.settings.max_body_bytes)
+    body = request_body(request, ctx.settings.service.max_body_bytes)
     schemas().check_oip_infer(body)
     texts, names = infer_texts(body), wanted_outputs(body)
     model = _model(ctx, name, version)

@@ -283,7 +283,7 @@ def document(settings: Settings, schemas: Schemas) -> dict[str, Any]:
                     },
                 }
             },
-            **_oip_paths(settings.model_name, infer_body),
+            **_oip_paths(settings.model.model_name, infer_body),
             **_web_paths(schemas),
         },
         "components": {

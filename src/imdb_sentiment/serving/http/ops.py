@@ -35,7 +35,7 @@ def readyz() -> ResponseReturnValue:
     assert model is not None
     store = ctx.prediction_store
     # The gRPC front (GRPC_PORT) is part of the pod: no traffic before it takes connections.
-    if ctx.settings.grpc_port and not listening(ctx.settings.grpc_port):
+    if ctx.settings.service.grpc_port and not listening(ctx.settings.service.grpc_port):
         return jsonify({"status": "not ready", "reason": "the gRPC front is not up yet"}), 503
     body = {"status": "ready", "model": {"name": model.name, "version": model.version}}
     if store is not None:  # the store's health: a database away is not a reason to leave
@@ -76,7 +76,7 @@ def version() -> ResponseReturnValue:
             "version": model.version,
             "run_id": model.run_id,
             "source": model.source,  # "registry", "cache" (registry unreachable) or "injected"
-            "alias": ctx.settings.model_alias,
+            "alias": ctx.settings.model.model_alias,
             "loaded_at": model.loaded_at,
             # P(positive) from which it labels positive: the `probability` of a label is at
             # least min(threshold, 1 - threshold).
@@ -88,7 +88,7 @@ def version() -> ResponseReturnValue:
         # The candidate scored in the shadow (SHADOW_SAMPLE of requests), if any.
         "shadow": None
         if shadow is None
-        else {"version": shadow.version, "sample": ctx.settings.shadow_sample},
+        else {"version": shadow.version, "sample": ctx.settings.service.shadow_sample},
     }
     return jsonify(body)
 

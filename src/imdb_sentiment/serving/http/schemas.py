@@ -84,7 +84,7 @@ class Schemas:
 
             request_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
             item: Annotated[int, BeforeValidator(_integral)] = Field(
-                0, ge=0, lt=settings.max_batch_size
+                0, ge=0, lt=settings.service.max_batch_size
             )
             label: Label
 
@@ -97,7 +97,7 @@ class Schemas:
         # MLflow's scoring protocol (`mlflow models serve`): one of four shapes, plus optional
         # `params` (accepted and ignored: this model takes none). Every cell is a review: the
         # model's signature is one string column.
-        batch = settings.max_batch_size
+        batch = settings.service.max_batch_size
         row = text | Annotated[list[text], Field(min_length=1)]
         record = Annotated[dict[str, text], Field(min_length=1)]
         instance = text | Annotated[list[text], Field(min_length=1, max_length=1)] | record

@@ -31,7 +31,7 @@ def _page(status: int = 200, **context: Any) -> ResponseReturnValue:
     return render_template(
         "index.html",
         examples=EXAMPLES,
-        max_chars=ctx.settings.max_text_chars,
+        max_chars=ctx.settings.service.max_text_chars,
         model=ctx.model.current,
         **context,
     ), status
@@ -51,14 +51,14 @@ def predict_form() -> ResponseReturnValue:
         text = schemas().check_text(text)
         model = ctx.served_model()
         with Timer() as timer:
-            (result,) = predict(model, [text], ctx.settings.explain_top_k)
+            (result,) = predict(model, [text], ctx.settings.service.explain_top_k)
     except ApiError as error:
         ctx.metrics.errors.labels(endpoint="/predict", reason=error.code).inc()
         # Give the text back to edit, unless it is the problem: then a short excerpt only.
-        if isinstance(text, str) and len(text) > ctx.settings.max_text_chars:
+        if isinstance(text, str) and len(text) > ctx.settings.service.max_text_chars:
             text = text[:EXCERPT_CHARS] + "…"
         return _page(error.status, error=error.detail, text=text or "")
-    cost = timer.seconds * ctx.settings.instance_cost_per_hour / 3600
+    cost = timer.seconds * ctx.settings.service.instance_cost_per_hour / 3600
     return _page(
         text=text,
         result=result,
@@ -70,7 +70,7 @@ def predict_form() -> ResponseReturnValue:
         feedback_url=url_for("api.feedback")
         if ctx.prediction_store is not None
         and ctx.tokens is None
-        and ctx.settings.allow_anonymous_writes
+        and ctx.settings.service.allow_anonymous_writes
         else None,
     )
 

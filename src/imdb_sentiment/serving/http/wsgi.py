@@ -19,5 +19,5 @@ def worker_app() -> Flask:
     sync), its store migrated by the master already (workers never migrate)."""
     settings = load_settings(model_sync="sidecar")
     if not logging.getLogger().handlers:
-        configure(settings.log_format)
+        configure(settings.service.log_format)
     return create_app(settings, migrate=False)

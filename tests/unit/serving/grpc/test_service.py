@@ -36,7 +36,8 @@ server.start()
 stub = rpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}"))
 tensor = pb.ModelInferRequest().InferInputTensor(name="text", datatype="BYTES", shape=[2])
 tensor.contents.bytes_contents.extend([b"A moving, well acted film.", b"Dull and awful."])
-answer = stub.ModelInfer(pb.ModelInferRequest(model_name=settings.model_name, inputs=[tensor]))
+request = pb.ModelInferRequest(model_name=settings.model.model_name, inputs=[tensor])
+answer = stub.ModelInfer(request)
 labels = InferResult(answer).as_numpy("label")  # the raw contents, as Triton's clients read them
 print("labels:" + ",".join(label.decode() for label in labels))
 web = ("flask", "werkzeug", "gunicorn")
@@ -84,7 +85,7 @@ def traced_grpc_route(model: Pipeline) -> set[str]:
     servicer = InferenceServicer(service)
     tensor = pb.ModelInferRequest().InferInputTensor(name="text", datatype="BYTES", shape=[1])
     tensor.contents.bytes_contents.append(b"A moving, well acted film.")
-    request = pb.ModelInferRequest(model_name=settings.model_name, inputs=[tensor])
+    request = pb.ModelInferRequest(model_name=settings.model.model_name, inputs=[tensor])
     servicer.ModelInfer(request, _Context())  # a warm-up: first calls import lazily
     try:
         response, ran = files_run(lambda: servicer.ModelInfer(request, _Context()))

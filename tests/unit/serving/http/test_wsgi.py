@@ -28,7 +28,7 @@ def test_a_worker_follows_the_sidecar_sync_and_never_migrates(
     app = worker_app()
     service = service_of(app)
     try:
-        assert service.settings.model_sync == "sidecar"
+        assert service.settings.service.model_sync == "sidecar"
         assert "alembic_version" not in tables(tmp_path / "worker.db")
     finally:
         service.close()
