@@ -1,9 +1,10 @@
 """The spool's files across an upgrade and a rollback, with earlier releases' own code (git
-worktrees: of the commit before this test was added, when a spool row was one record; of the
-commit before the spool's bodies went by column, when a row was a request's array of objects):
-what each left in a shared spool volume (compose) is written out by this release in order, its
-ledger carried over; and this release's files are left alone by the old code — not adopted, not
-deleted — until a release that reads them comes back and takes them over."""
+worktrees): what the previous release (the commit before the spool's bodies went by column,
+when a row was a request's array of objects) left in a shared spool volume (compose) is written
+out by this release in order, its ledger carried over; this release's files are left alone by
+the old code — not adopted, not deleted — until a release that reads them comes back and takes
+them over. The release before that (a row per record) is no longer read: its files stay on the
+volume, untouched, for it."""
 
 from __future__ import annotations
 
@@ -18,15 +19,14 @@ from imdb_sentiment.store.spool import PREFIX, Spool
 from tests.git_history import release_before
 
 pytestmark = pytest.mark.slow
-# Each earlier format: a file this release added after it (the release is the commit before),
-# the prefix of that release's spool files, and a name this release's spool module has that it
-# did not.
+# The earlier format read: a file this release added after it (the release is the commit
+# before), the prefix of that release's spool files, and a name this release's spool module has
+# that it did not. And the one before, whose files are left alone.
 RELEASES = {
-    "v1 (a row per record)": ("tests/integration/test_spool_across_releases.py", "spool-",
-                              "ADOPTED_PREFIXES"),
     "v2 (a request as objects)": ("tests/unit/store/test_spool_bodies.py", "spool.v2-",
                                   "encode_request"),
 }  # fmt: skip
+UNREAD = ("tests/integration/test_spool_across_releases.py", "spool-", "ADOPTED_PREFIXES")
 
 # The old release's side: append a request's records and exit without closing (a killed
 # worker: its claim goes with it), or adopt what it can and report its view of the spool.
@@ -47,7 +47,13 @@ def release(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, str]]:
     """An earlier release's code (its `src`) and its spool files' prefix."""
-    added, prefix, newer = RELEASES[request.param]
+    yield from earlier(RELEASES[request.param], tmp_path_factory)
+
+
+def earlier(
+    release: tuple[str, str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    added, prefix, newer = release
     with release_before(added, tmp_path_factory.mktemp("old") / "tree") as tree:
         source = tree / "src/imdb_sentiment/store/spool.py"
         assert newer not in source.read_text(), "the worktree has this format"
@@ -109,3 +115,22 @@ def test_a_rollback_leaves_this_releases_files_for_the_next_one(
     again = Spool(spool_dir, 1 << 22, 3600)  # the release after the rollback takes it over
     assert [r["item"] for r in again.take(1000).rows()] == [0, 1, 2, 3]
     again.close()
+
+
+def test_the_release_before_the_previous_one_is_left_alone(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Its files (a row per record) are neither read, counted nor removed: the release that
+    reads them can still write them out (CHANGELOG: upgrade through it)."""
+    spool_dir = tmp_path / "spool"
+    for old_code, old_prefix in earlier(UNREAD, tmp_path_factory):
+        assert old(old_code, spool_dir, "append", json.dumps(rows("old-1", 3))) == "3"
+        left = sorted(p.name for p in spool_dir.glob(f"{old_prefix}*"))
+        assert any(name.endswith(".db") for name in left)
+        before = {name: (spool_dir / name).read_bytes() for name in left}
+        spool = Spool(spool_dir, 1 << 22, 3600)
+        spool.append(rows("new-1", 2))
+        assert list(spool.orphans()) == []
+        assert spool.state().records == 2 and not spool.holds("old-1")
+        spool.close()
+        assert {n: (spool_dir / n).read_bytes() for n in left} == before

@@ -14,10 +14,11 @@ threads and its flusher share one connection under a lock. A process holds an ex
 on its file's lock while it lives. A process that starts takes over a file whose lock is free
 (its process is gone: a killed worker, the pod's previous run) as its own, records and ledger
 included; only if there is none does it start a new file. So a pod has as many files as it has
-processes, and a file never moves. Files nobody takes over (fewer processes than before, or an
-earlier release's formats: `spool-*` a row per record, `spool.v2-*` a request as an array of
-objects) are written to the database directly by a live process's flusher (`orphans`), then
-removed; their ledgers are carried over.
+processes, and a file never moves. Files nobody takes over (fewer processes than before, or the
+previous release's format, `spool.v2-*`: a request as an array of objects) are written to the
+database directly by a live process's flusher (`orphans`), then removed; their ledgers are
+carried over. Older formats (`spool-*`, a row per record) are not read: they stay on the volume
+for the release that reads them (CHANGELOG).
 
 **Bodies.** A row per request, its records as one JSON object by column (`encode_request`): `k`
 the fields that vary between the records, `c` the fields all of them share, `r` each record's
@@ -67,16 +68,16 @@ from imdb_sentiment.store.spool_file import (
     Taken,
     add_to_ledger,
     is_spool,
+    is_spool_db,
     reader,
-    rows_table,
     tables_of,
     transaction,
 )
 
 PREFIX = "spool.v3-"  # a row per request, its records by column (this format)
-# Releases before, written out when found, never written to: a row per request as an array of
-# objects (their table is this format's), and a row per record.
-ADOPTED_PREFIXES = ("spool.v2-", "spool-")
+# The previous release's, written out when found, never written to: a row per request as an
+# array of objects (their table is this format's).
+ADOPTED_PREFIXES = ("spool.v2-",)
 # Numbers the spools one process opens: each has a file of its own, so two stores in one
 # process (an app built twice, a test) never wait on each other's claim.
 _SERIAL = itertools.count()
@@ -267,11 +268,10 @@ class Spool:
         """A record of this request is still waiting here, in any process's file."""
         for path in self._files():
             with contextlib.suppress(sqlite3.Error), reader(path) as db:
-                table = rows_table(tables_of(db))
                 if (
-                    table is not None
+                    is_spool_db(tables_of(db))
                     and db.execute(
-                        f"SELECT 1 FROM {table} WHERE request_id = ? LIMIT 1", (request_id,)
+                        "SELECT 1 FROM requests WHERE request_id = ? LIMIT 1", (request_id,)
                     ).fetchone()
                 ):
                     return True
@@ -297,8 +297,7 @@ class Spool:
         for path in self._files():
             with contextlib.suppress(sqlite3.Error), reader(path) as db:
                 tables = tables_of(db)
-                table = rows_table(tables)
-                if table is None:
+                if not is_spool_db(tables):
                     continue
                 if path == mine_path:
                     count, total, first = mine.records, mine.bytes, mine_oldest
@@ -308,7 +307,7 @@ class Spool:
                 ):  # fmt: skip
                     count, total, first = row
                 else:
-                    count, total, first = db.execute(TOTALS_OLDEST[table]).fetchone()
+                    count, total, first = db.execute(TOTALS_OLDEST).fetchone()
                 for name, value in db.execute("SELECT name, value FROM ledger"):
                     ledger[name] = ledger.get(name, 0) + value
                 records, size = records + count, size + total

@@ -1,7 +1,7 @@
-"""One spool file: an SQLite database of one process's waiting requests (`SpoolFile`), its
-budget of the directory's bound, and the SQL every spool file answers — this format's
-(`requests`, a row per request) and the previous formats' (`records`, a row per record), which
-are only read, drained and removed (`store.spool`)."""
+"""One spool file: an SQLite database of one process's waiting requests (`SpoolFile`: a row per
+request), its budget of the directory's bound, and the SQL every spool file answers. The
+previous release's files have the same table (their bodies are arrays of objects, which
+`records.decode_request` reads); they are only read, drained and removed (`store.spool`)."""
 
 from __future__ import annotations
 
@@ -75,17 +75,14 @@ class SpoolFile:
         # spool is for: a power cut or a lost node takes the pod's emptyDir anyway. No fsync,
         # then, not even at WAL checkpoints: none on the request path.
         self.db.execute("PRAGMA synchronous=OFF")
-        self.table = rows_table(tables_of(self.db)) or "requests"
-        if self.table == "requests":
-            _create(self.db)
+        _create(self.db)
         self.budget = budget
         if budget is not None:  # a file this process writes: its share of the bound
             pages = self.db.execute("PRAGMA page_count").fetchone()[0]
             self.db.execute(f"PRAGMA max_page_count = {max(pages, budget.db_pages)}")
             self.db.execute(f"PRAGMA wal_autocheckpoint = {budget.wal_pages}")
             self.db.execute(f"PRAGMA journal_size_limit = {budget.wal_pages * PAGE}")
-        self.records, self.bytes = self.db.execute(
-            TOTALS[self.table].format(schema="")).fetchone()  # fmt: skip
+        self.records, self.bytes = self.db.execute(TOTALS).fetchone()
         self.published: tuple[int, int, float | None] | None = None
 
     # --- reading the oldest requests ------------------------------------------------------
@@ -94,7 +91,7 @@ class SpoolFile:
         bodies: list[str] = []
         count, size, more = 0, 0, False
         with self.lock:
-            cursor = self.db.execute(TAKE[self.table])
+            cursor = self.db.execute(TAKE)
             try:
                 for seq, records, body in cursor:
                     if seqs and (count + records > limit or size + len(body) > max_bytes):
@@ -110,14 +107,13 @@ class SpoolFile:
     def oldest(self) -> float | None:
         """The oldest waiting request's time: the first row in key order (no scan)."""
         with self.lock:
-            query = f"SELECT created FROM {self.table} ORDER BY seq LIMIT 1"
-            row = self.db.execute(query).fetchone()
+            row = self.db.execute("SELECT created FROM requests ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else float(row[0])
 
     # --- removing what was written, expired or refused -------------------------------------
     def ack(self, seqs: list[int]) -> None:
         with self.lock, transaction(self.db):
-            size, count = _remove(self.db, self.table, seqs)
+            size, count = _remove(self.db, seqs)
             add_to_ledger(self.db, written=count)
             self.bytes, self.records = self.bytes - size, self.records - count
         self.checkpoint()
@@ -133,7 +129,7 @@ class SpoolFile:
         primary key's, no scan), and quarantined ones past it."""
         with self.lock, transaction(self.db):
             seqs: list[int] = []
-            cursor = self.db.execute(f"SELECT seq, created FROM {self.table} ORDER BY seq")
+            cursor = self.db.execute("SELECT seq, created FROM requests ORDER BY seq")
             try:
                 for seq, created in cursor:
                     if created >= cutoff:
@@ -141,29 +137,26 @@ class SpoolFile:
                     seqs.append(seq)
             finally:
                 cursor.close()
-            size, count = _remove(self.db, self.table, seqs)
+            size, count = _remove(self.db, seqs)
             add_to_ledger(self.db, dropped_expired=count)
             self.bytes, self.records = self.bytes - size, self.records - count
-            if self.table == "requests":
-                self.db.execute("DELETE FROM quarantine WHERE created < ?", (cutoff,))
+            self.db.execute("DELETE FROM quarantine WHERE created < ?", (cutoff,))
         return count
 
     def quarantine(self, seq: int, reason: str, into: SpoolFile) -> None:
         """Move one request the database refuses for good into `into`'s quarantine."""
         with self.lock:
-            row = self.db.execute(f"SELECT created, request_id, records, size, body FROM "
-                                  f"{self.table} WHERE seq = ?", (seq,)).fetchone()  # fmt: skip
+            row = self.db.execute("SELECT created, request_id, records, size, body FROM "
+                                  "requests WHERE seq = ?", (seq,)).fetchone()  # fmt: skip
         if row is None:
             return
         created, request_id, records, size, body = row
-        if self.table == "records":
-            body = f"[{body}]"
         aside = (created, request_id, records, size, body, reason, time.time())
         with self.lock, transaction(self.db):
             # Its own file: in the same transaction (the request is in one place or the other).
             if into is self:
                 _set_aside(self.db, aside)
-            _remove(self.db, self.table, [seq])
+            _remove(self.db, [seq])
             self.bytes, self.records = self.bytes - size, self.records - records
         if into is not self:  # an orphan's: kept here first, so a crash between keeps it twice
             with into.lock, transaction(into.db):
@@ -172,8 +165,6 @@ class SpoolFile:
     # --- what others read -----------------------------------------------------------------
     def publish(self) -> None:
         """Write this file's totals to its `totals` row when they changed."""
-        if self.table != "requests":
-            return
         now = (self.records, self.bytes, self.oldest() if self.records else None)
         if now == self.published:
             return
@@ -188,21 +179,13 @@ class SpoolFile:
         self.db.close()
 
 
-TAKE = {
-    "requests": "SELECT seq, records, body FROM requests ORDER BY seq",
-    "records": "SELECT seq, 1, '[' || body || ']' FROM records ORDER BY seq",
-}
-# Records and bytes waiting in a file, by its format (its table); with the oldest time for the
-# files of earlier releases, which publish no totals.
-TOTALS = {
-    "requests": "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM {schema}requests",
-    "records": "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM {schema}records",
-}
-TOTALS_OLDEST = {
-    "requests": "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0), MIN(created) "
-    "FROM requests",
-    "records": "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM records",
-}
+TAKE = "SELECT seq, records, body FROM requests ORDER BY seq"
+# Records and bytes waiting in a file; with the oldest time for a file whose owner is gone (its
+# published totals may predate its last records) or that publishes none (the previous release).
+TOTALS = "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM requests"
+TOTALS_OLDEST = (
+    "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0), MIN(created) FROM requests"
+)
 
 
 def _create(db: sqlite3.Connection) -> None:
@@ -229,7 +212,7 @@ def _set_aside(db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
 
 def is_spool(path: Path) -> bool:
     with contextlib.suppress(sqlite3.Error), reader(path) as db:
-        return rows_table(tables_of(db)) is not None
+        return is_spool_db(tables_of(db))
     return False
 
 
@@ -242,19 +225,18 @@ def reader(path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-def _remove(db: sqlite3.Connection, table: str, seqs: list[int]) -> tuple[int, int]:
+def _remove(db: sqlite3.Connection, seqs: list[int]) -> tuple[int, int]:
     """Delete these requests; their bytes and records."""
     size = count = 0
-    records = "records" if table == "requests" else "1"
     for start in range(0, len(seqs), 500):  # SQLite's bound-parameter limit
         chunk = seqs[start : start + 500]
         marks = ",".join("?" * len(chunk))
         part, number = db.execute(
-            f"SELECT COALESCE(SUM(size), 0), COALESCE(SUM({records}), 0) FROM {table} "
+            f"SELECT COALESCE(SUM(size), 0), COALESCE(SUM(records), 0) FROM requests "
             f"WHERE seq IN ({marks})",
             chunk,
         ).fetchone()
-        db.execute(f"DELETE FROM {table} WHERE seq IN ({marks})", chunk)
+        db.execute(f"DELETE FROM requests WHERE seq IN ({marks})", chunk)
         size, count = size + part, count + number
     return size, count
 
@@ -264,12 +246,10 @@ def tables_of(db: sqlite3.Connection, schema: str = "main") -> set[str]:
     return {name for (name,) in db.execute(query)}
 
 
-def rows_table(tables: set[str]) -> str | None:
-    """Where a spool file keeps its rows: `requests` (v2 and this format) or `records` (v1);
-    None for a file that is not (yet) a spool's."""
-    if "ledger" not in tables:
-        return None
-    return "requests" if "requests" in tables else "records" if "records" in tables else None
+def is_spool_db(tables: set[str]) -> bool:
+    """A spool file's tables (this format's or the previous release's); not yet, while the
+    process that made the file is creating them."""
+    return {"ledger", "requests"} <= tables
 
 
 @contextlib.contextmanager
