@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -117,25 +118,32 @@ def vocabularies(sc: SparkContext, blocks: list[Block], cleaner: TextCleaner,
     documents = sum(block.rows for block in blocks)
     bounds = [doc_bounds(part, documents) for part in parts]
 
-    def prune(item: tuple[int, Named]) -> tuple[int, Named]:
+    def prune(item: tuple[int, Named]) -> tuple[int, tuple[Records, pa.Array]]:
+        """A hash range's kept records, their terms as one Arrow array (a few bytes a term in
+        the driver, where a Python string takes ~60)."""
         key, (records, terms) = item
         low, high = bounds[key // PARTITIONS]
         keep = (records.df >= low) & (records.df <= high)
-        return key, (kept(records, low, high), [t for t, k in zip(terms, keep, strict=True) if k])
+        texts = pa.array(terms, pa.large_string()).filter(pa.array(keep))
+        return key, (kept(records, low, high), texts)
 
     summed = (
         sc.parallelize(blocks, len(blocks))
         .flatMap(_count(cleaner, parts))
         .reduceByKey(_merge, numPartitions=PARTITIONS * len(parts), partitionFunc=lambda k: k)
         .map(prune)
-        .collect()
     )
+    ranges: list[list[tuple[Records, pa.Array]]] = [[] for _ in parts]
+    # A hash range at a time (a job each, on the shuffle's output): neither the driver's JVM
+    # nor its Python holds every range's serialised records at once.
+    for key, named in summed.toLocalIterator(prefetchPartitions=False):
+        ranges[key // PARTITIONS].append(named)
     found = []
-    for number, part in enumerate(parts):
-        ranges = [named for key, named in summed if key // PARTITIONS == number]
-        records = Records(*(np.concatenate([getattr(r, n) for r, _ in ranges])
+    for part, pieces in zip(parts, ranges, strict=True):
+        records = Records(*(np.concatenate([getattr(r, n) for r, _ in pieces])
                             for n in ("hash", "df", "tf")))  # fmt: skip
-        terms = [term for _, named in ranges for term in named]
+        terms = pa.concat_arrays([texts for _, texts in pieces])
+        pieces.clear()
         found.append(chosen_terms(part, terms, records))
     return found
 
