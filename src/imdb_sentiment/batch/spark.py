@@ -52,6 +52,9 @@ SPARK_FORMAT = {"csv": "csv", "parquet": "parquet", "jsonl": "json"}
 # CSV as pyarrow and most tools write it: a header, RFC 4180 quotes, reviews spanning lines.
 NO_TEXT = "imdb-sentiment: rows without text"  # an executor's failure the driver recognises
 CSV_OPTIONS = {"header": "true", "multiLine": "true", "escape": '"'}
+# Extension modules do not import from a zip (the runtime falls back to Python) and C sources
+# are not read at run time.
+NOT_SHIPPED = {".so", ".c", ".pyc"}
 
 
 def session(
@@ -245,8 +248,13 @@ def ship_package(spark: SparkSession) -> None:
         return
     archive = Path(tempfile.mkdtemp(prefix="imdb-sentiment-spark-")) / "imdb_sentiment.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
-        for path in sorted(package.rglob("*.py")):
-            out.write(path, path.relative_to(package.parent))
+        for path in sorted(package.rglob("*")):  # code and the data files it reads
+            if (
+                path.is_file()
+                and path.suffix not in NOT_SHIPPED
+                and "__pycache__" not in path.parts
+            ):
+                out.write(path, path.relative_to(package.parent))
     spark.sparkContext.addPyFile(str(archive))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
-from pathlib import Path
+from importlib import resources
 from typing import Any, ClassVar
 
 _HTML_TAG = re.compile(r"<[^>]{1,200}>")
@@ -107,8 +107,9 @@ STOP_WORDS_FILE = "english_stop_words.txt"
 def stop_words() -> frozenset[str]:
     """scikit-learn's English list (`ENGLISH_STOP_WORDS`, the one the seed project used), kept
     as a file beside this module so a serving image without scikit-learn cleans the same way;
-    tests/unit/core/test_text.py checks it equals scikit-learn's."""
-    words = (Path(__file__).with_name(STOP_WORDS_FILE)).read_text(encoding="utf-8").split()
+    tests/unit/core/test_text.py checks it equals scikit-learn's. Read as a package resource:
+    Spark executors import this package from a zip, where a file path does not open."""
+    words = resources.files(__package__).joinpath(STOP_WORDS_FILE).read_text("utf-8").split()
     return frozenset(words)
 
 
