@@ -5,10 +5,11 @@ sklearn's vectorizer counts every n-gram of the whole corpus in one dict before 
 chunk of reviews is counted alone (`count_chunk`: its own small vocabulary and matrix), each of
 its n-grams reduced to a stable 64-bit hash with its document and term frequency. Summing those
 records per hash (`reduce_records`, one hash range at a time) gives every n-gram's exact corpus
-counts, so the same `min_df`/`max_df`/`max_features` rules keep the same terms as sklearn's
-`fit`; a chunk's matrix is then renumbered into the kept vocabulary (`Renumbering`) without
-analysing its texts again. `fitted_vectorizer` returns an ordinary fitted vectorizer, so the
-registered model does not know how it was fitted.
+counts, so the same `min_df`/`max_df` rules keep the same terms as sklearn's `fit` (and
+`max_features` the most frequent, ties broken by hash: `Cut`); a chunk's matrix is then
+renumbered into the kept vocabulary (`Renumbering`) without analysing its texts again.
+`fitted_vectorizer` returns an ordinary fitted vectorizer, so the registered model does not
+know how it was fitted.
 
 A collision of two n-grams' 64-bit hashes (expected ~0.01 times in 5·10^8 distinct n-grams)
 would add their counts: a kept term that should have been pruned, never the reverse.
@@ -137,13 +138,52 @@ def kept(records: Records, low: float, high: float) -> Records:
     return records.take((records.df >= low) & (records.df <= high))
 
 
+@dataclass(frozen=True)
+class Cut:
+    """The `max_features` rule: the most frequent terms, ties at the cut broken by the smaller
+    hash. Unlike sklearn's unstable sort (which of the tied terms it keeps depends on numpy's
+    sort implementation and the whole array), this keeps the same terms on any machine and can
+    be found from a histogram of corpus counts and the hashes of one count's terms, so a cluster
+    never sends every candidate term to its driver."""
+
+    tf: int  # terms counted more often are kept
+    hash: int  # and of those counted exactly `tf` times, the ones with a hash up to this
+
+    def keeps(self, records: Records) -> NDArray[np.bool_]:
+        return (records.tf > self.tf) | ((records.tf == self.tf) & (records.hash <= self.hash))
+
+
+def cut_count(counts: dict[int, int], max_features: int) -> tuple[int, int] | None:
+    """From how many terms have each corpus count: the count at the cut and how many of its
+    terms are kept; None when every term fits."""
+    taken = 0
+    for tf in sorted(counts, reverse=True):
+        if taken + counts[tf] >= max_features:
+            return tf, max_features - taken
+        taken += counts[tf]
+    return None
+
+
+def tf_histogram(records: Records) -> dict[int, int]:
+    values, counts = np.unique(records.tf, return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
+def tied_cut(tf: int, wanted: int, tied: NDArray[np.uint64]) -> Cut:
+    """The cut keeping the `wanted` smallest of the hashes `tied` of terms counted `tf` times."""
+    return Cut(tf, int(np.partition(tied, wanted - 1)[wanted - 1]))
+
+
 def limit(records: Records, max_features: int | None) -> NDArray[np.int64]:
-    """Positions of the `max_features` most frequent of `records` (in sorted term order):
-    ranked by the corpus count with sklearn's own sort of the same array, so that ties at the
-    cut fall as in sklearn's `fit`."""
+    """Positions of the `max_features` most frequent of `records` (`Cut`'s rule), in order."""
     if max_features is None or len(records) <= max_features:
         return np.arange(len(records))
-    return np.sort(np.argsort(-records.tf)[:max_features])
+    found = cut_count(tf_histogram(records), max_features)
+    if found is None:
+        return np.arange(len(records))
+    tf, wanted = found
+    cut = tied_cut(tf, wanted, records.hash[records.tf == tf])
+    return np.flatnonzero(cut.keeps(records))
 
 
 class Renumbering:

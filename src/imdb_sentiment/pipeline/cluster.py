@@ -5,8 +5,9 @@ the same files out, so evaluation, registration and serving cannot tell the rout
 **Featurize.** A task per row group of the Parquet file (ingest writes them `chunk_rows` long)
 counts its reviews with the vectorizer's own analyzer (`count_chunk`); the cluster sums the
 records (hash, document and term frequency, term) per hash range (`reduceByKey`, combined on the
-map side) and prunes them by `min_df`/`max_df` there. Only the kept vocabulary reaches the
-driver, which orders and limits it as sklearn does (`chosen_terms`) and fits the vectorizer.
+map side) and prunes them by `min_df`/`max_df` there; the `max_features` cut (`Cut`) is found
+from a histogram of counts and applied there too. Only the chosen vocabulary reaches the
+driver, which orders it as sklearn does (`chosen_terms`) and fits the vectorizer.
 The fitted featurizer is then broadcast, each task transforms its row group, and the driver
 writes the matrices as parts, a wave of as many tasks as the cluster has cores at a time.
 
@@ -24,6 +25,7 @@ directory every node mounts at the same path (docs/model.md, "Training on a clus
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +50,16 @@ from imdb_sentiment.model.classifier import (
 )
 from imdb_sentiment.model.features import TextCleaner, build_featurizer
 from imdb_sentiment.model.vocabulary import (
+    Cut,
     Records,
     count_chunk,
+    cut_count,
     doc_bounds,
     fitted_vectorizer,
     kept,
     reduce_named,
+    tf_histogram,
+    tied_cut,
 )
 from imdb_sentiment.pipeline.featurize import PARTITIONS, Featurized, chosen_terms, vectorizers
 
@@ -61,6 +67,7 @@ if TYPE_CHECKING:
     from pyspark import RDD, SparkContext
 
 Named = tuple[Records, list[str]]  # records and their terms, aligned
+Ranged = tuple[int, tuple[Records, pa.Array]]  # a hash range's kept records and their terms
 
 
 @dataclass(frozen=True)
@@ -114,11 +121,14 @@ def _merge(a: Named, b: Named) -> Named:
 
 def vocabularies(sc: SparkContext, blocks: list[Block], cleaner: TextCleaner,
                  parts: list[TfidfVectorizer]) -> list[tuple[list[str], Records]]:  # fmt: skip
-    """Per vectorizer, its kept terms (sklearn's order and limit) and their records."""
+    """Per vectorizer, its kept terms (sklearn's order; `max_features` by `Cut`) and their
+    records."""
+    from pyspark import StorageLevel
+
     documents = sum(block.rows for block in blocks)
     bounds = [doc_bounds(part, documents) for part in parts]
 
-    def prune(item: tuple[int, Named]) -> tuple[int, tuple[Records, pa.Array]]:
+    def prune(item: tuple[int, Named]) -> Ranged:
         """A hash range's kept records, their terms as one Arrow array (a few bytes a term in
         the driver, where a Python string takes ~60)."""
         key, (records, terms) = item
@@ -127,17 +137,22 @@ def vocabularies(sc: SparkContext, blocks: list[Block], cleaner: TextCleaner,
         texts = pa.array(terms, pa.large_string()).filter(pa.array(keep))
         return key, (kept(records, low, high), texts)
 
-    summed = (
+    pruned = (
         sc.parallelize(blocks, len(blocks))
         .flatMap(_count(cleaner, parts))
         .reduceByKey(_merge, numPartitions=PARTITIONS * len(parts), partitionFunc=lambda k: k)
         .map(prune)
+        .persist(StorageLevel.DISK_ONLY)  # read by the cut's jobs, then by the collection
     )
-    ranges: list[list[tuple[Records, pa.Array]]] = [[] for _ in parts]
-    # A hash range at a time (a job each, on the shuffle's output): neither the driver's JVM
-    # nor its Python holds every range's serialised records at once.
-    for key, named in summed.toLocalIterator(prefetchPartitions=False):
-        ranges[key // PARTITIONS].append(named)
+    try:
+        chosen = pruned.map(_cutting(_cuts(pruned, parts)))
+        ranges: list[list[tuple[Records, pa.Array]]] = [[] for _ in parts]
+        # A hash range at a time (a job each): neither the driver's JVM nor its Python holds
+        # every range's serialised records at once.
+        for key, named in chosen.toLocalIterator(prefetchPartitions=False):
+            ranges[key // PARTITIONS].append(named)
+    finally:
+        pruned.unpersist()
     found = []
     for part, pieces in zip(parts, ranges, strict=True):
         records = Records(*(np.concatenate([getattr(r, n) for r, _ in pieces])
@@ -146,6 +161,44 @@ def vocabularies(sc: SparkContext, blocks: list[Block], cleaner: TextCleaner,
         pieces.clear()
         found.append(chosen_terms(part, terms, records))
     return found
+
+
+def _cuts(pruned: RDD[Ranged], parts: list[TfidfVectorizer]) -> list[Cut | None]:
+    """Each vectorizer's `max_features` cut, found on the cluster: the driver sees a histogram
+    of corpus counts, then the hashes of the terms counted as often as the cut's term."""
+    histograms: list[Counter[int]] = [Counter() for _ in parts]
+    for key, histogram in pruned.map(lambda i: (i[0], tf_histogram(i[1][0]))).collect():
+        histograms[key // PARTITIONS].update(histogram)
+    cuts: list[Cut | None] = []
+    for number, part in enumerate(parts):
+        found = cut_count(histograms[number], part.max_features) if part.max_features else None
+        if found is None:
+            cuts.append(None)
+            continue
+        tf, wanted = found
+        tied = pruned.flatMap(_tied(number, tf)).collect()
+        cuts.append(tied_cut(tf, wanted, np.concatenate(tied)))
+    return cuts
+
+
+def _tied(number: int, tf: int) -> Callable[[Ranged], list[NDArray[np.uint64]]]:
+    def tied(item: Ranged) -> list[NDArray[np.uint64]]:
+        key, (records, _) = item
+        return [records.hash[records.tf == tf]] if key // PARTITIONS == number else []
+
+    return tied
+
+
+def _cutting(cuts: list[Cut | None]) -> Callable[[Ranged], Ranged]:
+    def cut(item: Ranged) -> Ranged:
+        key, (records, texts) = item
+        rule = cuts[key // PARTITIONS]
+        if rule is None:
+            return item
+        keep = rule.keeps(records)
+        return key, (records.take(keep), texts.filter(pa.array(keep)))
+
+    return cut
 
 
 def transformed(sc: SparkContext, featurizer: Pipeline,

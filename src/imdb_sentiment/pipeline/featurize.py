@@ -115,6 +115,7 @@ def _reduce(part: TfidfVectorizer, stems: list[str], documents: int) -> tuple[li
                   for stem, c in zip(stems, cuts, strict=True)]  # fmt: skip
         survivors.append(kept(reduce_records(pieces), low, high))
     found = reduce_records(survivors)  # disjoint ranges: a concatenation, sorted
+    found = found.take(limit(found, part.max_features))  # texts for the chosen terms only
     return chosen_terms(part, _texts(found.hash, stems), found)
 
 
@@ -158,13 +159,13 @@ def _texts(hashes: NDArray[np.uint64], stems: list[str]) -> pa.Array:
 
 def chosen_terms(part: TfidfVectorizer, terms: pa.Array | list[str],
                  records: Records) -> tuple[list[str], Records]:  # fmt: skip
-    """The kept terms in sklearn's order (sorted) and at most `max_features` of them, their
+    """At most `max_features` of the kept terms (`limit`), in sklearn's order (sorted), their
     records aligned. Only the chosen terms become Python strings (the vocabulary's own)."""
     texts = terms if isinstance(terms, pa.Array) else pa.array(terms, pa.large_string())
+    keep = limit(records, part.max_features)
+    texts, records = texts.take(pa.array(keep)), records.take(keep)
     order = pc.sort_indices(texts).to_numpy()  # UTF-8 byte order: Python's str order
-    ordered = records.take(order)
-    keep = limit(ordered, part.max_features)
-    return texts.take(pa.array(order[keep])).to_pylist(), ordered.take(keep)
+    return texts.take(pa.array(order)).to_pylist(), records.take(order)
 
 
 def _renumbered(parts: list[TfidfVectorizer], renumber: list[Renumbering],

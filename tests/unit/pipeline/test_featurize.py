@@ -1,5 +1,7 @@
 """The chunked featurize stage gives exactly what sklearn's one-pass `fit` gives on the whole
-corpus (vocabulary, weights, matrices), whatever the chunk size."""
+corpus (vocabulary, weights, matrices), whatever the chunk size; `max_features` keeps the most
+frequent terms with ties at the cut broken by hash (sklearn's own tie-break is its unstable
+sort's)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.core.config import FeatureParams
 from imdb_sentiment.core.errors import DataError
 from imdb_sentiment.core.io import SparseParts, load
 from imdb_sentiment.model.features import build_featurizer
-from imdb_sentiment.pipeline.featurize import run_featurize
+from imdb_sentiment.model.vocabulary import hash_terms
+from imdb_sentiment.pipeline.featurize import run_featurize, vectorizers
 from tests.helpers import SEED_CLEANING
 
 WORDS = [a + b + c for a in "bdfgk" for b in "aeiou" for c in "lmnprstvz"][:200]
@@ -50,6 +56,28 @@ def assert_same(a: sp.spmatrix, b: sp.spmatrix) -> None:
     assert abs(a - b).max() <= 1e-12 if a.nnz or b.nnz else True
 
 
+def most_frequent(part: TfidfVectorizer, cleaned: list[str]) -> list[str]:
+    """The part's `max_features` terms by the documented rule, from sklearn's full counts:
+    corpus count descending, then hash ascending."""
+    counter = clone(part).set_params(max_features=None, use_idf=False, norm=None,
+                                     sublinear_tf=False)  # fmt: skip
+    counts = counter.fit_transform(cleaned)
+    names = counter.get_feature_names_out()
+    tf = np.asarray(counts.sum(axis=0)).ravel()
+    return sorted(names[np.lexsort((hash_terms(list(names)), -tf))[: part.max_features]])
+
+
+def sklearn_reference(features: FeatureParams, train: list[str]) -> Pipeline:
+    """sklearn's fit, where `max_features` binds given the rule's terms as a fixed vocabulary."""
+    reference = build_featurizer(SEED_CLEANING, features)
+    cleaned = reference.named_steps["clean"].transform(train)
+    for part in vectorizers(reference):
+        if part.max_features is not None:
+            part.set_params(vocabulary=most_frequent(part, cleaned), max_features=None)
+    reference.fit(train)
+    return reference
+
+
 BASE = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None, min_df=3,
                      binary=True, use_idf=False, norm=None, sublinear_tf=False)  # fmt: skip
 
@@ -59,7 +87,7 @@ BASE = FeatureParams(tokens="whitespace", ngram_range=(1, 3), max_features=None,
     [
         {},  # the project's params: binary 1-3-grams, min_df 3
         {"binary": False, "use_idf": True, "norm": "l2", "sublinear_tf": True, "max_df": 0.3},
-        {"binary": False, "max_features": 700, "min_df": 1},  # ties at the cut fall as sklearn's
+        {"binary": False, "max_features": 700, "min_df": 1},  # ties at the cut: by hash
         {"tokens": "words", "char_ngram_range": (2, 4), "char_max_features": 300, "min_df": 2},
         {"chunk_rows": 1},
     ],
@@ -70,9 +98,8 @@ def test_chunked_featurize_equals_sklearn_fit_on_the_whole_corpus(
     features = BASE.model_copy(update={"chunk_rows": 53, **change})
     train, test = corpus(600, seed=1), corpus(120, seed=2)
     featurizer, x_train, x_test = stage(tmp_path, train, test, features)
-    reference = build_featurizer(SEED_CLEANING, features)
-    expected = reference.fit_transform(train)
-    assert_same(x_train, expected)
+    reference = sklearn_reference(features, train)
+    assert_same(x_train, reference.transform(train))
     assert_same(x_test, reference.transform(test))
     assert_same(featurizer.transform(test), x_test)
     names = featurizer.named_steps["tfidf"].get_feature_names_out()
