@@ -4,7 +4,8 @@ Usage:
   python benchmarks/train_scale.py --archive ../shared/data/aclImdb_v1.tar.gz \
       --rows 50000 200000 1000000 --reference-rows 50000 200000 [--reference-commit REV] \
       [--spark-rows 50000 200000] [--local-rows 50000] [--set features.max_features=2000000] \
-      [--record docs/benchmarks/train_scale.json --plot docs/benchmarks/train_scale.png]
+      [--register] [--record docs/benchmarks/train_scale.json \
+      --plot docs/benchmarks/train_scale.png]
   python benchmarks/train_scale.py --rows --record docs/benchmarks/train_scale.json \
       --plot docs/benchmarks/train_scale.png   # redraw from the recorded figures only
 
@@ -104,11 +105,12 @@ def synthesise(train: list[tuple[str, int]], rows: int, seed: int = 0) -> Iterat
         yield start, batch
 
 
-def tree_rss(root: psutil.Process) -> int:
+def tree_rss(root: psutil.Process, only: str = "") -> int:
+    """The summed RSS of `root` and its descendants (`only`: of the processes so named)."""
     total = 0
     try:
         for p in [root, *root.children(recursive=True)]:
-            total += p.memory_info().rss
+            total += p.memory_info().rss if not only or p.name() == only else 0
     except psutil.Error:
         pass
     return total
@@ -121,24 +123,26 @@ def cluster_roots() -> list[psutil.Process]:
             if set(names) & set(p.info["cmdline"] or [])]  # fmt: skip
 
 
-Measured = tuple[float, float, float, str]
+Measured = tuple[float, float, float, float, str]
 
 
 def measured(command: list[str], cwd: Path, env: dict[str, str],
              cluster: list[psutil.Process] | None = None) -> Measured:  # fmt: skip
-    """(seconds, peak GB of the process tree's summed RSS, peak GB of the cluster's, output)."""
+    """(seconds, peak GB of the process tree's summed RSS, peak GB of the cluster's, peak GB of
+    the tree's JVMs (a Spark driver's), output)."""
     started = time.perf_counter()
     process = psutil.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    peak = peak_cluster = 0
+    peak = peak_cluster = peak_jvm = 0
     while process.poll() is None:
         peak = max(peak, tree_rss(process))
+        peak_jvm = max(peak_jvm, tree_rss(process, "java"))
         peak_cluster = max(peak_cluster, sum(tree_rss(root) for root in cluster or []))
         time.sleep(0.2)
     out = process.stdout.read() if process.stdout else ""
     if process.returncode:
         raise RuntimeError(f"{' '.join(command)} failed:\n{out[-3000:]}")
-    return time.perf_counter() - started, peak / 1e9, peak_cluster / 1e9, out
+    return time.perf_counter() - started, peak / 1e9, peak_cluster / 1e9, peak_jvm / 1e9, out
 
 
 def params_for(work: Path, source: Path, drop: tuple[str, ...] = (), engine: str = "",
@@ -171,9 +175,26 @@ def accuracy(model_path: Path, features: Path, test: list[tuple[str, int]]) -> f
     return float((predicted == np.array([label for _, label in test])).mean())
 
 
+def registered(base: list[str], params: Path, data: Path, work: Path,
+               env: dict[str, str]) -> dict[str, float]:  # fmt: skip
+    """Evaluate and register the trained model as the pipeline's stages do, into a registry of
+    the run's own (SQLite): the seconds and peak GB of the register stage, and the version."""
+    model, metrics = ["--model", str(work / "model.joblib")], ["--metrics", str(work / "m.json")]
+    measured([*base, "evaluate", "--params", str(params), "--data", str(data), "--features",
+              str(work / "features"), *model, *metrics, "--plots", str(work / "plots")],
+             work, env)  # fmt: skip
+    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    seconds, gb, _, _, said = measured(
+        [*base, "register", "--params", str(params), *model, *metrics, "--out",
+         str(work / "registration.json")], work, env)  # fmt: skip
+    found = re.search(r"registered version (\d+)", said)
+    return {"register_s": seconds, "register_gb": gb, "version": int(found[1]) if found else -1}
+
+
 def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...],
               test: list[tuple[str, int]], master: str = "",
-              overrides: tuple[str, ...] = ()) -> dict[str, float]:  # fmt: skip
+              overrides: tuple[str, ...] = (),
+              register: bool = False) -> dict[str, float]:  # fmt: skip
     work.mkdir(parents=True)
     params = params_for(work, src, drop, "spark" if master else "", overrides)
     env = {**os.environ, "PYTHONPATH": str(src / "src")}
@@ -182,10 +203,10 @@ def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...
         env |= {"SPARK_MASTER": master, "SPARK_LOCAL_IP": "127.0.0.1",
                 "PYSPARK_PYTHON": sys.executable}  # fmt: skip
     base = [sys.executable, "-m", "imdb_sentiment.cli.pipeline"]
-    f_s, f_gb, f_cluster, said = measured(
+    f_s, f_gb, f_cluster, f_jvm, said = measured(
         [*base, "featurize", "--params", str(params), "--data", str(data),
          "--out", str(work / "features")], work, env, cluster)  # fmt: skip
-    t_s, t_gb, t_cluster, _ = measured(
+    t_s, t_gb, t_cluster, t_jvm, _ = measured(
         [*base, "train", "--params", str(params), "--data", str(data),
          "--features", str(work / "features"), "--model", str(work / "model.joblib"),
          "--report", str(work / "train.json")], work, env, cluster)  # fmt: skip
@@ -194,9 +215,16 @@ def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...
     width = int(found[1]) if found else -1
     row = {"featurize_s": f_s, "featurize_gb": f_gb, "train_s": t_s, "train_gb": t_gb,
            "cluster_gb": max(f_cluster, t_cluster), "accuracy": acc, "features": width}  # fmt: skip
-    on_cluster = f" | cluster {row['cluster_gb']:5.2f} GB" if master else ""
+    if master:
+        row |= {"featurize_jvm_gb": f_jvm, "train_jvm_gb": t_jvm}
+    on_cluster = (f" | cluster {row['cluster_gb']:5.2f} GB | driver JVM {f_jvm:.2f} / "
+                  f"{t_jvm:.2f} GB") if master else ""  # fmt: skip
+    if register:
+        row |= registered(base, params, data, work, env)
+    then = (f" | registered version {row['version']:.0f} in {row['register_s']:.0f} s "
+            f"{row['register_gb']:.2f} GB") if register else ""  # fmt: skip
     print(f"{name:>9} | featurize {f_s:7.0f} s {f_gb:5.2f} GB | train {t_s:7.0f} s "
-          f"{t_gb:5.2f} GB{on_cluster} | test accuracy {acc:.4f} | {width:,} features",
+          f"{t_gb:5.2f} GB{on_cluster} | test accuracy {acc:.4f} | {width:,} features{then}",
           flush=True)  # fmt: skip
     return row
 
@@ -217,6 +245,11 @@ def main() -> int:
                         help="a JSON file of figures: this run's rows are merged into it (by "
                              "route and size) and --plot draws every row it holds")  # fmt: skip
     parser.add_argument("--plot", type=Path)
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="also evaluate and register each trained model (MLflow, SQLite)",
+    )
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()  # fmt: skip
@@ -248,11 +281,11 @@ def main() -> int:
                 if args.local_rows is None or rows in args.local_rows:
                     results["streamed"][rows] = run_route(
                         "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"],
-                        overrides=tuple(args.overrides))  # fmt: skip
+                        overrides=tuple(args.overrides), register=args.register)  # fmt: skip
                 if rows in args.spark_rows:
                     results["spark"][rows] = run_route(
                         "spark", ROOT, data, top / f"spark-{rows}", (), reviews["test"], master,
-                        tuple(args.overrides))  # fmt: skip
+                        tuple(args.overrides), args.register)  # fmt: skip
                 if rows in args.reference_rows:
                     results["reference"][rows] = run_route(
                         "reference", reference, data, top / f"ref-{rows}",
