@@ -147,8 +147,11 @@ def train(
 
     params = load_params(params_file)
     p = params.train
-    frame = pd.read_parquet(data / "train.parquet", columns=["label", "movie"])
-    groups = movie_groups(frame.movie) if p.val_split == "movie" else None
+    grouped = p.val_split == "movie"  # a random split needs no movie column
+    frame = pd.read_parquet(
+        data / "train.parquet", columns=["label", "movie"] if grouped else ["label"]
+    )
+    groups = movie_groups(frame.movie) if grouped else None
     with ExitStack() as stack:
         if p.engine == "spark":
             from imdb_sentiment.pipeline.cluster import SparkPasses

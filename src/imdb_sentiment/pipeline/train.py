@@ -86,8 +86,8 @@ def train(
     cluster's executors (`pipeline.cluster.SparkPasses`)."""
     fit_idx, val_idx = validation_split(y_train, params.val_size, params.seed, groups)
     started = time.perf_counter()
-    chosen = np.zeros(len(y_train))
-    chosen[fit_idx] = 1.0
+    chosen = np.zeros(len(y_train), dtype=np.uint8)  # 0/1 weights as bytes (RowData)
+    chosen[fit_idx] = 1
     candidate = fit_streamed(build_classifier(params), x_train, y_train, chosen)
     val_proba = predict_rows(candidate, x_train, val_idx)
     report: dict[str, Any] = {
@@ -97,7 +97,9 @@ def train(
         "validation_split": "random" if groups is None else "grouped",
         "n_features": int(x_train.shape[1]),
     }
-    final = fit_streamed(build_classifier(params), x_train, y_train, np.ones(len(y_train)))
+    del candidate, val_proba, chosen, fit_idx, val_idx  # the refit's solver state comes next
+    final = fit_streamed(build_classifier(params), x_train, y_train,
+                         np.ones(len(y_train), dtype=np.uint8))  # fmt: skip
     report["train_seconds"] = round(time.perf_counter() - started, 2)
     return final, report
 

@@ -67,3 +67,16 @@ def test_one_class_is_refused(tmp_path: Path) -> None:
     x, _ = data(seed=3)
     with pytest.raises(ValueError, match="two classes"):
         fit_streamed(NBLogisticRegression(), parts(tmp_path, x, 100), np.ones(400), np.ones(400))
+
+
+def test_byte_weights_fit_as_float_weights(tmp_path: Path) -> None:
+    """0/1 weights as bytes (what `train` passes: 1 byte a review, broadcast to a cluster's
+    tasks) give the float weights' fit exactly."""
+    x, y = data(seed=4)
+    weight = np.ones(len(y))
+    weight[::7] = 0.0
+    as_floats = fit_streamed(NBLogisticRegression(C=30.0), parts(tmp_path / "f", x, 37), y, weight)
+    as_bytes = fit_streamed(NBLogisticRegression(C=30.0), parts(tmp_path / "b", x, 37), y,
+                            weight.astype(np.uint8))  # fmt: skip
+    np.testing.assert_array_equal(as_bytes.lr_.coef_, as_floats.lr_.coef_)
+    np.testing.assert_array_equal(as_bytes.ratio_, as_floats.ratio_)
