@@ -1,15 +1,19 @@
 """The Spark route's featurize on a real standalone cluster, where `max_features` binds: the cut
 is found on the executors (a histogram, then one count's hashes), and the vocabulary and the
-matrices equal the local route's, ties at the cut included."""
+matrices equal the local route's, ties at the cut included; and the driver JVM the stages start
+has the small heap and serial collector `pipeline.cluster.driver_conf` asks for."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from harness.project import run
 from imdb_sentiment.cli.pipeline import spark_context
 from imdb_sentiment.core.io import SparseParts, load
 from imdb_sentiment.pipeline.cluster import featurize_on_spark
@@ -47,3 +51,32 @@ def test_the_cut_on_the_cluster_keeps_the_local_routes_terms(
     for split in ("train", "test"):
         a, b = (SparseParts(tmp_path / route / split).to_csr() for route in ("spark", "local"))
         assert a.shape == b.shape and abs(a - b).max() == 0.0
+
+
+DRIVER_FACTS = """
+import json, os
+from imdb_sentiment.cli.pipeline import spark_context
+with spark_context("train") as sc:
+    jvm = sc._jvm
+    beans = jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    print(json.dumps({"heap": jvm.java.lang.Runtime.getRuntime().maxMemory(),
+                      "collectors": [beans.get(i).getName() for i in range(beans.size())],
+                      "cached": jvm.java.lang.System.getProperty("jdk.nio.maxCachedBufferSize"),
+                      "arenas": jvm.java.lang.System.getenv("MALLOC_ARENA_MAX"),
+                      "here": os.environ.get("MALLOC_ARENA_MAX")}))
+"""
+
+
+@pytest.mark.parametrize(("memory", "heap"), [("", 512 << 20), ("1g", 1 << 30)])
+def test_the_stages_driver_jvm_is_small_unless_told_otherwise(
+    cluster: str, tmp_path: Path, memory: str, heap: int
+) -> None:
+    """The driver JVM the stages start really runs with `driver_conf`'s heap, collector and
+    buffer cache and `driver_environment`'s allocator (settings given once a JVM runs are
+    ignored silently); SPARK_DRIVER_MEMORY wins; the stage's own environment stays as it was."""
+    env = {"SPARK_MASTER": cluster, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_DRIVER_MEMORY": memory}
+    said = run([sys.executable, "-c", DRIVER_FACTS], tmp_path, env).stdout
+    facts = json.loads(said.strip().splitlines()[-1])
+    assert 0.9 * heap <= facts["heap"] <= heap
+    assert facts["collectors"] == ["Copy", "MarkSweepCompact"]  # -XX:+UseSerialGC
+    assert facts["cached"] == "262144" and facts["arenas"] == "2" and facts["here"] is None

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,9 +58,13 @@ NOT_SHIPPED = {".so", ".c", ".pyc"}
 
 
 def session(
-    master: str | None, app_name: str = "imdb-sentiment-predict", log_level: str | None = None
+    master: str | None,
+    app_name: str = "imdb-sentiment-predict",
+    log_level: str | None = None,
+    conf: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """A Spark session; `master` None leaves it (and logging) to spark-submit."""
+    """A Spark session; `master` None leaves it (and logging) to spark-submit. `conf` applies
+    to a JVM started here (driver settings included), as spark-submit's `--conf` would."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -74,6 +78,8 @@ def session(
     builder = SparkSession.builder.appName(app_name).config("spark.ui.enabled", "false")
     if master:
         builder = builder.master(master)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
     if log_level:  # the CLI: Spark's log and progress bar only where a person reads them
         builder = builder.config("spark.log.level", log_level)
         builder = builder.config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())

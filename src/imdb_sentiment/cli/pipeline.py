@@ -34,11 +34,18 @@ def spark_context(stage: str) -> Iterator[SparkContext]:
     a job's failure in one line; stopped afterwards."""
     from imdb_sentiment.batch.spark import failure, session, ship_package
     from imdb_sentiment.core.errors import PipelineError
+    from imdb_sentiment.pipeline.cluster import driver_conf, driver_environment
 
     master = os.environ.get("SPARK_MASTER")
     if not master:
         raise PipelineError("train.engine: spark needs SPARK_MASTER (e.g. spark://host:7077)")
-    spark = session(master, app_name=f"imdb-sentiment-{stage}", log_level="WARN")
+    conf, added = driver_conf(os.environ), driver_environment(os.environ)
+    os.environ.update(added)  # inherited by the driver JVM session() starts, and no further
+    try:
+        spark = session(master, app_name=f"imdb-sentiment-{stage}", log_level="WARN", conf=conf)
+    finally:
+        for key in added:
+            del os.environ[key]
     try:
         ship_package(spark)
         yield spark.sparkContext

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,7 +300,7 @@ class SparkPasses:
         finally:
             shared.destroy()
 
-    def column_sums(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    def column_sums(self, values: NDArray[Any]) -> NDArray[np.float64]:
         return self._with(values, lambda v: self.blocks.map(
             lambda b: b.matrix.T @ v.value[b.rows]).treeReduce(operator.add))  # fmt: skip
 
@@ -338,3 +338,34 @@ class SparkPasses:
         if self._rows is not None:
             self._rows[1].destroy()
         self.blocks.unpersist()
+
+
+# The driver holds no rows: Spark's scheduler, the vocabulary or the solver's vectors, and what
+# passes through it (broadcasts, task results of 16 MB at 2M features). Spark's default driver
+# JVM took 0.9-1.3 GB of a 2 GB driver at 4M reviews: a 1 GiB heap that G1 grows into when GC
+# time runs high (a busy machine), and native memory that keeps every large buffer once used
+# (the JDK caches each thread's temporary direct buffer at the largest size it wrote; glibc's
+# per-thread arenas keep freed blocks). A small serial heap that starts small, no cached
+# buffer over 256 KiB, and large blocks mapped and unmapped (`driver_environment`) keep it
+# near half that (docs/benchmarks.md, "Training at scale").
+DRIVER_MEMORY = "512m"  # Spark refuses a driver heap under 450 MB
+DRIVER_JAVA_OPTIONS = (
+    "-XX:+UseSerialGC -Xms64m -XX:TieredStopAtLevel=1 -Djdk.nio.maxCachedBufferSize=262144"
+)
+DRIVER_MALLOC = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+
+
+def driver_conf(environ: Mapping[str, str]) -> dict[str, str]:
+    """The stages' driver settings. They are defaults: SPARK_DRIVER_MEMORY sets the heap, and
+    `spark.driver.extraJavaOptions` (spark-defaults.conf) comes after these options, so its
+    flags win."""
+    conf = {"spark.driver.defaultJavaOptions": DRIVER_JAVA_OPTIONS}
+    if not environ.get("SPARK_DRIVER_MEMORY"):
+        conf["spark.driver.memory"] = DRIVER_MEMORY
+    return conf
+
+
+def driver_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allocator settings the driver JVM starts with (it inherits this process's
+    environment; glibc reads them at start), where the environment sets none."""
+    return {key: value for key, value in DRIVER_MALLOC.items() if key not in environ}
