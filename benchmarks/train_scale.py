@@ -4,7 +4,7 @@ Usage:
   python benchmarks/train_scale.py --archive ../shared/data/aclImdb_v1.tar.gz \
       --rows 50000 200000 1000000 --reference-rows 50000 200000 [--reference-commit REV] \
       [--spark-rows 50000 200000] [--local-rows 50000] [--set features.max_features=2000000] \
-      [--register] [--record docs/benchmarks/train_scale.json \
+      [--register] [--work DIR [--train-only]] [--record docs/benchmarks/train_scale.json \
       --plot docs/benchmarks/train_scale.png]
   python benchmarks/train_scale.py --rows --record docs/benchmarks/train_scale.json \
       --plot docs/benchmarks/train_scale.png   # redraw from the recorded figures only
@@ -191,11 +191,19 @@ def registered(base: list[str], params: Path, data: Path, work: Path,
     return {"register_s": seconds, "register_gb": gb, "version": int(found[1]) if found else -1}
 
 
+def kept_width(features: Path) -> int:
+    from imdb_sentiment.core.io import SparseParts
+
+    return int(SparseParts(features / "train").shape[1])
+
+
 def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...],
               test: list[tuple[str, int]], master: str = "",
-              overrides: tuple[str, ...] = (),
-              register: bool = False) -> dict[str, float]:  # fmt: skip
-    work.mkdir(parents=True)
+              overrides: tuple[str, ...] = (), register: bool = False,
+              train_only: bool = False) -> dict[str, float]:  # fmt: skip
+    """Featurize, train (and register) one route; `train_only`: train on the features a kept
+    earlier run left in `work` (its featurize figures are then 0)."""
+    work.mkdir(parents=True, exist_ok=train_only)
     params = params_for(work, src, drop, "spark" if master else "", overrides)
     env = {**os.environ, "PYTHONPATH": str(src / "src")}
     cluster = cluster_roots() if master else []
@@ -203,9 +211,11 @@ def run_route(name: str, src: Path, data: Path, work: Path, drop: tuple[str, ...
         env |= {"SPARK_MASTER": master, "SPARK_LOCAL_IP": "127.0.0.1",
                 "PYSPARK_PYTHON": sys.executable}  # fmt: skip
     base = [sys.executable, "-m", "imdb_sentiment.cli.pipeline"]
-    f_s, f_gb, f_cluster, f_jvm, said = measured(
-        [*base, "featurize", "--params", str(params), "--data", str(data),
-         "--out", str(work / "features")], work, env, cluster)  # fmt: skip
+    featurize = [*base, "featurize", "--params", str(params), "--data", str(data),
+                 "--out", str(work / "features")]  # fmt: skip
+    f_s, f_gb, f_cluster, f_jvm, said = (
+        (0.0, 0.0, 0.0, 0.0, f"featurized: {kept_width(work / 'features')} features")
+        if train_only else measured(featurize, work, env, cluster))  # fmt: skip
     t_s, t_gb, t_cluster, t_jvm, _ = measured(
         [*base, "train", "--params", str(params), "--data", str(data),
          "--features", str(work / "features"), "--model", str(work / "model.joblib"),
@@ -245,6 +255,14 @@ def main() -> int:
                         help="a JSON file of figures: this run's rows are merged into it (by "
                              "route and size) and --plot draws every row it holds")  # fmt: skip
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--work", type=Path,
+                        help="keep the data and each route's files here (not a temporary "
+                             "directory), and reuse the data found there")  # fmt: skip
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="with --work: train on the features a kept run left there",
+    )
     parser.add_argument(
         "--register",
         action="store_true",
@@ -260,8 +278,13 @@ def main() -> int:
     reviews = archive_reviews(args.archive) if args.rows else {"train": [], "test": []}
     results: dict[str, dict[int, dict[str, float]]] = {"streamed": {}, "reference": {},
                                                        "spark": {}}  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="train-scale-") as tmp, ExitStack() as stack:
-        top = Path(tmp)
+    if args.train_only and not args.work:
+        parser.error("--train-only needs --work")
+    with ExitStack() as stack:
+        top = args.work or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="train-scale-"))
+        )
+        top.mkdir(parents=True, exist_ok=True)
         master = ""
         if args.spark_rows:
             sys.path.insert(0, str(ROOT))
@@ -274,26 +297,29 @@ def main() -> int:
         try:
             for rows in args.rows:
                 data = top / f"data-{rows}"
-                data.mkdir()
-                write_table(data / "train.parquet", synthesise(reviews["train"], rows))
-                write_table(data / "test.parquet", [(0, reviews["test"])])
+                if not (data / "test.parquet").exists():  # written last: the data is whole
+                    data.mkdir(exist_ok=True)
+                    write_table(data / "train.parquet", synthesise(reviews["train"], rows))
+                    write_table(data / "test.parquet", [(0, reviews["test"])])
                 print(f"{rows:,} train reviews", flush=True)
                 if args.local_rows is None or rows in args.local_rows:
                     results["streamed"][rows] = run_route(
                         "streamed", ROOT, data, top / f"new-{rows}", (), reviews["test"],
-                        overrides=tuple(args.overrides), register=args.register)  # fmt: skip
+                        overrides=tuple(args.overrides), register=args.register,
+                        train_only=args.train_only)  # fmt: skip
                 if rows in args.spark_rows:
                     results["spark"][rows] = run_route(
                         "spark", ROOT, data, top / f"spark-{rows}", (), reviews["test"], master,
-                        tuple(args.overrides), args.register)  # fmt: skip
+                        tuple(args.overrides), args.register, args.train_only)  # fmt: skip
                 if rows in args.reference_rows:
                     results["reference"][rows] = run_route(
                         "reference", reference, data, top / f"ref-{rows}",
                         ("features.chunk_rows", "train.cache_mb"), reviews["test"],
                         overrides=tuple(args.overrides))  # fmt: skip
-                subprocess.run(["rm", "-rf", str(data), str(top / f"new-{rows}"),
-                                str(top / f"ref-{rows}"), str(top / f"spark-{rows}")],
-                               check=True)  # fmt: skip
+                if not args.work:
+                    subprocess.run(["rm", "-rf", str(data), str(top / f"new-{rows}"),
+                                    str(top / f"ref-{rows}"), str(top / f"spark-{rows}")],
+                                   check=True)  # fmt: skip
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(reference)], cwd=ROOT,
                            capture_output=True)  # fmt: skip
