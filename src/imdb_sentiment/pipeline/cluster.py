@@ -341,13 +341,12 @@ class SparkPasses:
 
 
 # The driver holds no rows: Spark's scheduler, the vocabulary or the solver's vectors, and what
-# passes through it (broadcasts, task results of 16 MB at 2M features). Spark's default driver
-# JVM took 0.9-1.3 GB of a 2 GB driver at 4M reviews: a 1 GiB heap that G1 grows into when GC
-# time runs high (a busy machine), and native memory that keeps every large buffer once used
-# (the JDK caches each thread's temporary direct buffer at the largest size it wrote; glibc's
-# per-thread arenas keep freed blocks). A small serial heap that starts small, no cached
-# buffer over 256 KiB, and large blocks mapped and unmapped (`driver_environment`) keep it
-# near half that (docs/benchmarks.md, "Training at scale").
+# passes through it (broadcasts, task results: 16 MB vectors at 2M features). Spark's default
+# driver JVM came to 0.9-1.3 GB: a 1 GiB G1 heap, and native blocks the size of those vectors
+# that a full GC does not return. A small serial heap, no cached NIO buffer over 256 KiB and an
+# allocator that unmaps large blocks (`driver_environment`) took it from 0.89 to 0.55 GB at
+# 200k reviews (docs/benchmarks.md, "A small driver JVM"). Measured up to 2M features; larger
+# vocabularies may need SPARK_DRIVER_MEMORY.
 DRIVER_MEMORY = "512m"  # Spark refuses a driver heap under 450 MB
 DRIVER_JAVA_OPTIONS = (
     "-XX:+UseSerialGC -Xms64m -XX:TieredStopAtLevel=1 -Djdk.nio.maxCachedBufferSize=262144"
