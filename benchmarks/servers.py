@@ -43,6 +43,8 @@ from harness.server import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SIDES = ("mlflow", "granian:service", "gunicorn:service", "granian:ceiling", "gunicorn:ceiling")
+# Not run unless asked (--sides): the service under gunicorn with the prediction store off.
+EXTRA_SIDES = ("gunicorn:service-without-store",)
 CEILING = "benchmarks.ceiling_app:app"
 
 
@@ -58,7 +60,9 @@ def command_for(side: str, port: int, lib: str, env: dict[str, str]) -> list[str
     if side == "mlflow":
         return [str(BIN / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager",
                 "local", "-w", "2", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-    if side == "gunicorn:service":
+    if side.startswith("gunicorn:service"):
+        if side.endswith("without-store"):
+            env["DATABASE_URL"] = ""
         return [str(BIN / "imdb-sentiment"), "serve"]
     if side == "gunicorn:ceiling":
         return [str(BIN / "gunicorn"), "--workers", "2", "--worker-class", "sync",
@@ -84,8 +88,8 @@ def start(side: str, database_url: str, lib: str) -> tuple[subprocess.Popen[byte
     log = open(Path(tempfile.gettempdir()) / f"bench-{side.replace(':', '-')}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    ready = {"mlflow": "/ping", "service": "/readyz", "ceiling": "/api/v1/predict"}
-    wait_ready(url, proc, ready[side.rsplit(":", 1)[-1]])
+    ready = "/api/v1/predict" if side.endswith("ceiling") else "/readyz"
+    wait_ready(url, proc, "/ping" if side == "mlflow" else ready)
     time.sleep(15 if side == "mlflow" else 4)  # every worker up (no per-worker signal)
     return proc, url
 
@@ -132,6 +136,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--profile", default=None, help="py-spy raw stacks of a granian worker")
+    parser.add_argument("--sides", default=",".join(SIDES),
+                        help=f"comma-separated, of {', '.join(SIDES + EXTRA_SIDES)}")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("hey") is None or shutil.which("uvicorn") is None:
         print("error: needs `hey` and the venv's bin (uvicorn) on PATH", file=sys.stderr)
@@ -139,9 +145,14 @@ def main() -> int:
     texts = pd.read_parquet(ROOT / "data/raw/test.parquet").text
     review = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
     database_url = f"sqlite:///{tempfile.mkdtemp()}/predictions.db"
+    sides = args.sides.split(",")
+    unknown = set(sides) - set(SIDES + EXTRA_SIDES)
+    if unknown:
+        print(f"error: unknown sides: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 1
     runs: dict[str, list[dict[str, float]]] = {}
     for number in range(args.rounds):  # interleaved: a noisy minute hits every side
-        for side in SIDES:
+        for side in sides:
             for path, figures in run(side, review, args, database_url).items():
                 runs.setdefault(f"{side} {path}", []).append(figures)
                 print(f"round {number + 1} {side:17s} {path:16s} {figures['rps']:7.0f} req/s  "
@@ -156,8 +167,18 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
         return [r["rps"] for r in runs[key]]
 
     print(f"machine: {machine()}; {args.clients} clients, {args.seconds} s, rounds {args.rounds}")
+    for key, figures in runs.items():
+        p99 = ", ".join(f"{r['p99_ms']:.1f}" for r in figures)
+        print(f"{key:48s} req/s {', '.join(f'{r:.0f}' for r in rps(key))}; p99 ms {p99}")
+    if "mlflow /invocations" not in runs:  # the ratios need their references
+        return
     mlflow = rps("mlflow /invocations")
     for server in ("gunicorn", "granian"):
+        if (
+            f"{server}:service /invocations" not in runs
+            or f"{server}:ceiling /api/v1/predict" not in runs
+        ):
+            continue
         invocations = rps(f"{server}:service /invocations")
         predict = rps(f"{server}:service /api/v1/predict")
         ceiling = rps(f"{server}:ceiling /api/v1/predict")
