@@ -8,7 +8,7 @@ dependency, click, is the venv's):
 
     .venv/bin/python -m pip install --target /tmp/granlib --no-deps granian==2.8.9
     PATH=.venv/bin:$PATH .venv/bin/python benchmarks/servers.py --granian-lib /tmp/granlib \
-        [--rounds 2] [--seconds 12] [--profile /tmp/granian-worker.txt]
+        [--rounds 2] [--seconds 12] [--profile /tmp/granian-worker.txt] [--sides A,B]
 
 Under granian the service runs as gunicorn's master would leave it: the store migrated and the
 model cache synced once (`python -m imdb_sentiment.serving.server migrate | model-sync`), then
@@ -16,6 +16,8 @@ model cache synced once (`python -m imdb_sentiment.serving.server migrate | mode
 log on (gunicorn's runs log the service's JSON access line). No gunicorn hook runs there: this
 measures the request path, not a finished process model. `--profile` samples one granian worker
 with py-spy (`py-spy` on PATH) for 10 s under load and writes py-spy's raw stacks.
+`--sides` picks the sides to run; `gunicorn:service-without-store` (not run by default) is
+the service under gunicorn with the prediction store off.
 """
 
 from __future__ import annotations
