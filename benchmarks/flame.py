@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import hey, start, stop  # noqa: E402
+from benchmarks.serve import hey, median_review, start, stop  # noqa: E402
 
 COUNTED = re.compile(r" \d+$")
 FRAME = re.compile(r"(?P<name>.*) \((?P<file>[^()]*?):\d+\)$")
@@ -94,7 +94,7 @@ def main() -> int:
             print(f"error: `{tool}` is not on PATH", file=sys.stderr)
             return 1
     texts = pd.read_parquet(ROOT / "data/raw/test.parquet").text
-    median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
+    median = median_review(texts)
     env = {"DATABASE_URL": f"sqlite:///{tempfile.mkdtemp()}/predictions.db",
            "DATABASE_MIGRATE": "auto"}  # fmt: skip
     proc, url = start("service", env)
@@ -102,7 +102,7 @@ def main() -> int:
     try:
         workers = [p for p in psutil.Process(proc.pid).children()
                    if "model-sync" not in " ".join(p.cmdline())]  # fmt: skip
-        body = {"text": median}
+        body: dict[str, object] = {"text": median}
         hey(url + "/api/v1/predict", body, 3, args.clients)  # warm-up
         record = ["py-spy", "record", "-r", "250", "-d", str(args.seconds), "--nonblocking",
                   "-p", str(workers[0].pid)]  # fmt: skip

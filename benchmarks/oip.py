@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import start, stop  # noqa: E402
+from benchmarks.serve import median_review, start, stop  # noqa: E402
 from harness.server import free_port  # noqa: E402
 
 MODEL = "imdb-sentiment"
@@ -133,7 +133,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     test = pd.read_parquet(ROOT / "data/raw/test.parquet").text
-    median = test.iloc[(test.str.len() - test.str.len().median()).abs().argsort().iloc[0]]
+    median = median_review(test)
     batch = test.sample(100, random_state=0).tolist()
     port = free_port()
     env = {"GRPC_PORT": str(port), "DATABASE_URL": f"sqlite:///{tempfile.mkdtemp()}/p.db"}

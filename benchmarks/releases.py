@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import hey, measured, start, stop  # noqa: E402
+from benchmarks.serve import hey, measured, median_review, start, stop  # noqa: E402
 
 TEST = ROOT / "data/raw/test.parquet"
 
@@ -136,7 +136,7 @@ def main() -> int:
         print("error: `hey` is not installed (apt-get install hey)", file=sys.stderr)
         return 1
     texts = pd.read_parquet(TEST).text
-    median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
+    median = median_review(texts)
     batch = texts.sample(100, random_state=0).tolist()
     sample = texts.sample(500, random_state=1).tolist()
     tree = Path(tempfile.mkdtemp()) / "other"

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import MODEL_URI, hey, wait_ready  # noqa: E402
+from benchmarks.serve import hey, median_review, wait_ready  # noqa: E402
+from benchmarks.serve import start as serve_start  # noqa: E402
 from harness.server import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -57,18 +58,8 @@ def granian(lib: str, port: int, *target: str) -> tuple[list[str], dict[str, str
     return command, {"PYTHONPATH": os.pathsep.join([lib, str(ROOT)])}
 
 
-def command_for(side: str, port: int, lib: str, env: dict[str, str]) -> list[str]:
-    """The side's command; `env` gains what it needs."""
-    if side == "mlflow":
-        return [str(BIN / "mlflow"), "models", "serve", "-m", MODEL_URI, "--env-manager",
-                "local", "-w", "2", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-    if side.startswith("gunicorn:service"):
-        if side.endswith("without-store"):
-            env["DATABASE_URL"] = ""
-        return [str(BIN / "imdb-sentiment"), "serve"]
-    if side == "gunicorn:ceiling":
-        return [str(BIN / "gunicorn"), "--workers", "2", "--worker-class", "sync",
-                "--bind", f"127.0.0.1:{port}", "--chdir", str(ROOT), CEILING]  # fmt: skip
+def granian_command(side: str, port: int, lib: str, env: dict[str, str]) -> list[str]:
+    """A granian side's command; `env` gains what it needs."""
     if side == "granian:ceiling":
         command, extra = granian(lib, port, "--no-access-log", CEILING)
     else:
@@ -81,18 +72,24 @@ def command_for(side: str, port: int, lib: str, env: dict[str, str]) -> list[str
     return command
 
 
-def start(side: str, database_url: str, lib: str) -> tuple[subprocess.Popen[bytes], str]:
+def start(side: str, database_url: str, lib: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn's and MLflow's sides as benchmarks/serve.py starts them; granian's here."""
+    stored = "" if side.endswith("without-store") else database_url
+    if not side.startswith("granian:"):
+        kind = {"mlflow": "mlflow", "gunicorn:ceiling": "ceiling"}.get(side, "service")
+        return serve_start(kind, {"DATABASE_URL": stored})
+    if lib is None:
+        raise SystemExit(f"error: {side} needs --granian-lib")
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
-           "DATABASE_URL": database_url, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
+           "DATABASE_URL": stored, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
            "PREDICTION_SPOOL_DIR": tempfile.mkdtemp()}  # fmt: skip
-    command = command_for(side, port, lib, env)
+    command = granian_command(side, port, lib, env)
     log = open(Path(tempfile.gettempdir()) / f"bench-{side.replace(':', '-')}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    ready = "/api/v1/predict" if side.endswith("ceiling") else "/readyz"
-    wait_ready(url, proc, "/ping" if side == "mlflow" else ready)
-    time.sleep(15 if side == "mlflow" else 4)  # every worker up (no per-worker signal)
+    wait_ready(url, proc, "/api/v1/predict" if side.endswith("ceiling") else "/readyz")
+    time.sleep(4)  # both workers up (granian has no per-worker signal)
     return proc, url
 
 
@@ -133,7 +130,8 @@ def run(side: str, review: str, args: argparse.Namespace, database_url: str) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--granian-lib", required=True, help="a directory granian is installed in")
+    parser.add_argument("--granian-lib", default=None,
+                        help="a directory granian is installed in (for its sides)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--clients", type=int, default=8)
@@ -145,7 +143,7 @@ def main() -> int:
         print("error: needs `hey` and the venv's bin (uvicorn) on PATH", file=sys.stderr)
         return 1
     texts = pd.read_parquet(ROOT / "data/raw/test.parquet").text
-    review = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
+    review = median_review(texts)
     database_url = f"sqlite:///{tempfile.mkdtemp()}/predictions.db"
     sides = args.sides.split(",")
     unknown = set(sides) - set(SIDES + EXTRA_SIDES)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import hey, measured, rss_mb, start, stop  # noqa: E402
+from benchmarks.serve import hey, measured, median_review, rss_mb, start, stop  # noqa: E402
 
 SAMPLES = ("0", "0.1", "1.0")
 
@@ -80,7 +80,7 @@ def main() -> int:
         print("error: `hey` is not installed (apt-get install hey)", file=sys.stderr)
         return 1
     texts = pd.read_parquet(ROOT / "data/raw/test.parquet").text
-    median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
+    median = median_review(texts)
     batch = texts.sample(100, random_state=0).tolist()
     name, version = candidate_copy()
     env = {"SHADOW_MODEL_URI": f"models:/{name}/{version}",

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import hey, start, stop  # noqa: E402
+from benchmarks.serve import hey, median_review, start, stop  # noqa: E402
 from harness.postgres import PostgresServer, pg_bin  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def main() -> int:
         print("error: PostgreSQL is not installed (apt-get install postgresql)", file=sys.stderr)
         return 1
     texts = pd.read_parquet(ROOT / "data/raw/test.parquet").text
-    median = texts.iloc[(texts.str.len() - texts.str.len().median()).abs().argsort().iloc[0]]
+    median = median_review(texts)
     server = PostgresServer(bindir)
     server.start()
     try:
