@@ -75,7 +75,8 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
         "PREDICTION_SPOOL_DIR": env.get("PREDICTION_SPOOL_DIR") or tempfile.mkdtemp(),
     }
-    settings = load_settings()
+    # The ceiling runs on the service's gunicorn settings, with the worker class asked for.
+    settings = load_settings(**{k: env[k] for k in ("WORKER_CLASS", "THREADS") if k in env})
     ready = "/readyz" if kind == "service" else "/api/v1/predict"
     if kind == "service":
         cmd = [str(BIN / "imdb-sentiment"), "serve"]

@@ -8,7 +8,8 @@ dependency, click, is the venv's):
 
     .venv/bin/python -m pip install --target /tmp/granlib --no-deps granian==2.8.9
     PATH=.venv/bin:$PATH .venv/bin/python benchmarks/servers.py --granian-lib /tmp/granlib \
-        [--rounds 2] [--seconds 12] [--profile /tmp/granian-worker.txt] [--sides A,B]
+        [--rounds 2] [--seconds 12] [--profile /tmp/granian-worker.txt] [--sides A,B] \
+        [--threads 2]
 
 Under granian the service runs as gunicorn's master would leave it: the store migrated and the
 model cache synced once (`python -m imdb_sentiment.serving.server migrate | model-sync`), then
@@ -16,8 +17,11 @@ model cache synced once (`python -m imdb_sentiment.serving.server migrate | mode
 log on (gunicorn's runs log the service's JSON access line). No gunicorn hook runs there: this
 measures the request path, not a finished process model. `--profile` samples one granian worker
 with py-spy (`py-spy` on PATH) for 10 s under load and writes py-spy's raw stacks.
-`--sides` picks the sides to run; `gunicorn:service-without-store` (not run by default) is
-the service under gunicorn with the prediction store off.
+`--sides` picks the sides to run; not run by default: `gunicorn:service-without-store`,
+`…-without-access-log` and `…-without-store-and-logs` (the prediction log too), the service
+under gunicorn without those costs, the same under granian (`granian:service-without-…`), and
+`gthread:service` and `gthread:ceiling`, the service and its ceiling under gunicorn's `gthread`
+workers (keep-alive, `--threads` per worker).
 """
 
 from __future__ import annotations
@@ -46,8 +50,21 @@ from harness.server import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SIDES = ("mlflow", "granian:service", "gunicorn:service", "granian:ceiling", "gunicorn:ceiling")
-# Not run unless asked (--sides): the service under gunicorn with the prediction store off.
-EXTRA_SIDES = ("gunicorn:service-without-store",)
+# Not run unless asked (--sides): the service without some of its costs, under gunicorn or
+# granian, and the service and its ceiling under gunicorn's `gthread` workers (keep-alive;
+# --threads each).
+VARIANTS = {
+    "without-store": {"DATABASE_URL": ""},
+    "without-access-log": {"ACCESS_LOG": "false"},
+    "without-store-and-logs": {
+        "DATABASE_URL": "",
+        "ACCESS_LOG": "false",
+        "PREDICTION_LOG_RATE": "0",
+    },
+}
+EXTRA_SIDES = (*(f"{server}:service-{name}" for server in ("gunicorn", "granian")
+                 for name in VARIANTS), "gthread:service", "gthread:ceiling")  # fmt: skip
+SERVERS = ("gunicorn", "gthread", "granian")
 CEILING = "benchmarks.ceiling_app:app"
 
 
@@ -60,29 +77,34 @@ def granian(lib: str, port: int, *target: str) -> tuple[list[str], dict[str, str
 
 def granian_command(side: str, port: int, lib: str, env: dict[str, str]) -> list[str]:
     """A granian side's command; `env` gains what it needs."""
-    if side == "granian:ceiling":
+    if side.endswith(":ceiling"):
         command, extra = granian(lib, port, "--no-access-log", CEILING)
     else:
-        command, extra = granian(lib, port, "--access-log", "--factory",
+        access = "--no-access-log" if env.get("ACCESS_LOG") == "false" else "--access-log"
+        command, extra = granian(lib, port, access, "--factory",
                                  "imdb_sentiment.serving.http.wsgi:worker_app")  # fmt: skip
-        for step in ("migrate", "model-sync"):  # what gunicorn's master does before its workers
+        # What gunicorn's master does before its workers (it migrates only with a store).
+        for step in ("migrate", "model-sync")[0 if env.get("DATABASE_URL") else 1 :]:
             server = [str(BIN / "python"), "-m", "imdb_sentiment.serving.server", step]
             subprocess.run(server, env=env, check=True, capture_output=True)
     env.update(extra)
     return command
 
 
-def start(side: str, database_url: str, lib: str | None) -> tuple[subprocess.Popen[bytes], str]:
+def start(side: str, database_url: str, lib: str | None,
+          threads: int) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     """gunicorn's and MLflow's sides as benchmarks/serve.py starts them; granian's here."""
-    stored = "" if side.endswith("without-store") else database_url
+    kind, _, variant = (side if side == "mlflow" else side.split(":")[1]).partition("-")
+    env = {"DATABASE_URL": database_url, **VARIANTS.get(variant, {})}
     if not side.startswith("granian:"):
-        kind = {"mlflow": "mlflow", "gunicorn:ceiling": "ceiling"}.get(side, "service")
-        return serve_start(kind, {"DATABASE_URL": stored})
+        if side.startswith("gthread:"):
+            env |= {"WORKER_CLASS": "gthread", "THREADS": str(threads)}
+        return serve_start(kind, env)
     if lib is None:
         raise SystemExit(f"error: {side} needs --granian-lib")
     port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
-           "DATABASE_URL": stored, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
+    env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
            "PREDICTION_SPOOL_DIR": tempfile.mkdtemp()}  # fmt: skip
     command = granian_command(side, port, lib, env)
     log = open(Path(tempfile.gettempdir()) / f"bench-{side.replace(':', '-')}.log", "w")  # noqa: SIM115
@@ -109,7 +131,7 @@ def profile(proc: subprocess.Popen[bytes], out: str) -> None:
 
 
 def run(side: str, review: str, args: argparse.Namespace, database_url: str) -> dict[str, dict]:
-    proc, url = start(side, database_url, args.granian_lib)
+    proc, url = start(side, database_url, args.granian_lib, args.threads)
     results: dict[str, dict] = {}
     try:
         first, first_body = paths(side, review)[0]
@@ -135,6 +157,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2, help="per worker, on gthread's sides")
     parser.add_argument("--profile", default=None, help="py-spy raw stacks of a granian worker")
     parser.add_argument("--sides", default=",".join(SIDES),
                         help=f"comma-separated, of {', '.join(SIDES + EXTRA_SIDES)}")  # fmt: skip
@@ -173,7 +196,7 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
     if "mlflow /invocations" not in runs:  # the ratios need their references
         return
     mlflow = rps("mlflow /invocations")
-    for server in ("gunicorn", "granian"):
+    for server in SERVERS:
         if (
             f"{server}:service /invocations" not in runs
             or f"{server}:ceiling /api/v1/predict" not in runs
