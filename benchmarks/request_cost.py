@@ -3,9 +3,12 @@ app called directly, one `/invocations` request at a time with the median test r
 the ceiling (benchmarks/ceiling_app.py), the service without its store, and the service whose
 records are built but not written to the spool (`Spool.append` made a no-op here: this side
 prices the spool's write, and the flusher's work that follows from it; no configuration runs
-it).
+it). `--what-if` adds a side that no configuration runs either: each request's spool body
+appended to a file with one `write` instead (nothing reads it), the request path of a journal
+in front of the spool.
 
-Usage (after `make pipeline promote`):  python benchmarks/request_cost.py [--rounds 3] [-n 3000]
+Usage (after `make pipeline promote`):
+    python benchmarks/request_cost.py [--rounds 3] [-n 3000] [--what-if]
 
 Each side runs in a fresh process, sides interleaved within each round. Prints the CPU per
 request of the whole process (its background threads included: the store's flusher, the
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SIDES = ("ceiling", "service", "service-without-store", "service-without-spool-write")
+WHAT_IF = "service-with-journal-write"
 
 
 def environ(path: str, body: bytes) -> dict[str, Any]:
@@ -58,10 +62,27 @@ def build(side: str) -> tuple[Any, str, bytes]:
         from imdb_sentiment.store.spool import Spool
 
         Spool.append = lambda self, rows: len(rows)  # type: ignore[method-assign]
+    if side == WHAT_IF:
+        journal_write()
     from imdb_sentiment.serving.http.app import create_app
     from imdb_sentiment.serving.service_settings import load_settings
 
     return create_app(load_settings()), "/invocations", json.dumps({"inputs": [review]}).encode()
+
+
+def journal_write() -> None:
+    """`Spool.append` as one write of the request's body to an append-only file."""
+    from imdb_sentiment.store.records import by_request, encode_request
+    from imdb_sentiment.store.spool import Spool
+
+    fd, _ = tempfile.mkstemp(suffix=".journal")  # one writer: each write lands at the end
+
+    def append(self: Spool, rows: list[dict[str, Any]]) -> int:
+        lines = "".join(encode_request(group) + "\n" for _, group in by_request(rows))
+        os.write(fd, lines.encode())
+        return len(rows)
+
+    Spool.append = append  # type: ignore[method-assign]
 
 
 def measure(side: str, requests: int) -> dict[str, float]:
@@ -92,22 +113,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("-n", "--requests", type=int, default=3000)
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # one side, in-process
+    parser.add_argument("--what-if", action="store_true", help=f"add the side {WHAT_IF}")
+    # one side, in this process
+    parser.add_argument("--side", choices=(*SIDES, WHAT_IF), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.side:
-        print(json.dumps(measure(args.side, args.requests)))
+    if args.side:  # the figures into a file: stdout carries the sampled prediction log
+        Path(args.out).write_text(json.dumps(measure(args.side, args.requests)))
         return 0
     from benchmarks.pipeline import machine
 
-    runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    sides = (*SIDES, WHAT_IF) if args.what_if else SIDES
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for number in range(args.rounds):
-        for side in SIDES:
-            out = subprocess.run([sys.executable, __file__, "--side", side, "-n",
-                                  str(args.requests)], capture_output=True, text=True,
-                                 check=True, cwd=ROOT)  # fmt: skip
-            # stdout also carries the sampled prediction log's lines
-            figures = next(json.loads(line) for line in out.stdout.splitlines()
-                           if line.startswith('{"process_us"'))  # fmt: skip
+        for side in sides:
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run([sys.executable, __file__, "--side", side, "-n",
+                                str(args.requests), "--out", out.name], capture_output=True,
+                               check=True, cwd=ROOT)  # fmt: skip
+                figures = json.loads(Path(out.name).read_text())
             runs[side].append(figures)
             print(f"round {number + 1} {side:24s} process {figures['process_us']:6.0f} µs  "
                   f"request thread {figures['thread_us']:6.0f} µs", flush=True)  # fmt: skip
