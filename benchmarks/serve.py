@@ -61,12 +61,15 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
                 return
         except requests.RequestException:
             time.sleep(0.3)
+    proc.terminate()  # not left running
+    proc.wait(timeout=60)
     raise SystemExit("error: server did not become ready")
 
 
-def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    full = {
+def server_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """A benchmarked server's environment: `env` over this one's, on loopback, 2 workers, its
+    own metrics directory and spool (unless `env` names one)."""
+    return {
         **os.environ,
         **env,
         "HOST": "127.0.0.1",
@@ -75,6 +78,11 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
         "PREDICTION_SPOOL_DIR": env.get("PREDICTION_SPOOL_DIR") or tempfile.mkdtemp(),
     }
+
+
+def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    full = server_env(env, port)
     # The ceiling runs on the service's gunicorn settings, with the worker class asked for.
     settings = load_settings(**{k: env[k] for k in ("WORKER_CLASS", "THREADS") if k in env})
     ready = "/readyz" if kind == "service" else "/api/v1/predict"
@@ -104,13 +112,17 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     log = open(Path(tempfile.gettempdir()) / f"bench-{kind}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=full, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, ready)
-    if kind == "service":
-        wait_all_workers(url, workers=2)
-    elif kind in ("bare", "mlflow"):
-        time.sleep(15)  # no readiness signal per worker: give both workers time to load
-    else:
-        time.sleep(2)
+    try:
+        wait_ready(url, proc, ready)
+        if kind == "service":
+            wait_all_workers(url, workers=2)
+        elif kind in ("bare", "mlflow"):
+            time.sleep(15)  # no readiness signal per worker: give both workers time to load
+        else:
+            time.sleep(2)
+    except BaseException:  # a server that never got ready is not left running
+        stop(proc)
+        raise
     return proc, url
 
 

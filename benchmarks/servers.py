@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.pipeline import machine  # noqa: E402
-from benchmarks.serve import hey, median_review, wait_ready  # noqa: E402
+from benchmarks.serve import hey, median_review, server_env, wait_ready  # noqa: E402
 from benchmarks.serve import start as serve_start  # noqa: E402
 from harness.server import free_port  # noqa: E402
 
@@ -84,7 +84,7 @@ def granian_command(side: str, port: int, lib: str, env: dict[str, str]) -> list
         command, extra = granian(lib, port, access, "--factory",
                                  "imdb_sentiment.serving.http.wsgi:worker_app")  # fmt: skip
         # What gunicorn's master does before its workers (it migrates only with a store).
-        for step in ("migrate", "model-sync")[0 if env.get("DATABASE_URL") else 1 :]:
+        for step in ["migrate", "model-sync"] if env.get("DATABASE_URL") else ["model-sync"]:
             server = [str(BIN / "python"), "-m", "imdb_sentiment.serving.server", step]
             subprocess.run(server, env=env, check=True, capture_output=True)
     env.update(extra)
@@ -103,9 +103,7 @@ def start(side: str, database_url: str, lib: str | None,
     if lib is None:
         raise SystemExit(f"error: {side} needs --granian-lib")
     port = free_port()
-    env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(),
-           "PREDICTION_SPOOL_DIR": tempfile.mkdtemp()}  # fmt: skip
+    env = server_env(env, port)
     command = granian_command(side, port, lib, env)
     log = open(Path(tempfile.gettempdir()) / f"bench-{side.replace(':', '-')}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)
