@@ -61,8 +61,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
                 return
         except requests.RequestException:
             time.sleep(0.3)
-    proc.terminate()  # not left running
-    proc.wait(timeout=60)
+    stop(proc)  # a server that never got ready is not left running
     raise SystemExit("error: server did not become ready")
 
 
@@ -112,17 +111,17 @@ def start(kind: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]
     log = open(Path(tempfile.gettempdir()) / f"bench-{kind}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(cmd, env=full, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, ready)
-        if kind == "service":
+    wait_ready(url, proc, ready)  # stops the server if it never answers
+    if kind == "service":
+        try:
             wait_all_workers(url, workers=2)
-        elif kind in ("bare", "mlflow"):
-            time.sleep(15)  # no readiness signal per worker: give both workers time to load
-        else:
-            time.sleep(2)
-    except BaseException:  # a server that never got ready is not left running
-        stop(proc)
-        raise
+        except BaseException:  # a server not every worker of which got ready is not left running
+            stop(proc)
+            raise
+    elif kind in ("bare", "mlflow"):
+        time.sleep(15)  # no readiness signal per worker: give both workers time to load
+    else:
+        time.sleep(2)
     return proc, url
 
 
